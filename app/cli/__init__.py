@@ -1,0 +1,56 @@
+"""The `kerbside` command: one entry point for the app, the demo, sync, the reference server
+and benchmark data. Each area registers its subcommands from its own module below.
+
+Known errors (KerbsideError, SyncError) print one line on stderr and exit non-zero; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module has `register(subparsers)`; its commands set `func(args) -> int`.
+_COMMAND_MODULES = (
+    "app.cli._profile_cmds",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kerbside", description="Street-triage encrypted cache, search and FHIR sync."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from app.errors import KerbsideError
+    from app.logs import configure_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(verbose=getattr(args, "verbose", False))
+    known: tuple[type[BaseException], ...] = (KerbsideError,)
+    try:
+        from sync import SyncError
+
+        known = (KerbsideError, SyncError)
+    except ImportError:  # pragma: no cover - sync is part of the same distribution
+        pass
+    try:
+        return int(args.func(args) or 0)
+    except known as exc:
+        print(f"kerbside: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kerbside: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Profile commands: enrol, users and PINs, import, search, status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from app.cli._common import Secrets, add_profile_arg, add_user_args, profile_dir
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("enrol", help="create a profile, its encrypted cache and first user")
+    add_user_args(p)
+    p.set_defaults(func=_enrol)
+
+    p = subparsers.add_parser("add-user", help="enrol another user on an existing profile")
+    add_user_args(p)
+    p.add_argument("--new-user", required=True, metavar="NAME")
+    p.set_defaults(func=_add_user)
+
+    p = subparsers.add_parser("remove-user", help="remove a user's key slot")
+    add_user_args(p)
+    p.add_argument("--remove", required=True, metavar="NAME")
+    p.set_defaults(func=_remove_user)
+
+    p = subparsers.add_parser("change-pin", help="change a user's PIN (no re-encryption)")
+    add_user_args(p)
+    p.set_defaults(func=_change_pin)
+
+    p = subparsers.add_parser("import", help="load FHIR NDJSON files into the cache")
+    add_user_args(p)
+    p.add_argument("directory", type=Path, metavar="GENDIR")
+    p.set_defaults(func=_import)
+
+    p = subparsers.add_parser("search", help="search the cache for a person")
+    add_user_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON array, best first")
+    p.add_argument("--limit", type=int, default=10, metavar="K")
+    p.add_argument("query", nargs="+")
+    p.set_defaults(func=_search)
+
+    p = subparsers.add_parser("status", help="counts, schema, last sync, outbox (no PIN)")
+    add_profile_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+
+def _unlock(args: argparse.Namespace, secrets: Secrets | None = None):  # type: ignore[no-untyped-def]
+    from app.services.session import unlock
+
+    secrets = secrets or Secrets(args.pin_stdin)
+    return unlock(profile_dir(args), args.user, secrets.next("PIN"))
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    from app.services.session import enrol
+
+    secrets = Secrets(args.pin_stdin)
+    pin = secrets.next("PIN")
+    if not args.pin_stdin and secrets.next("PIN again") != pin:
+        print("kerbside: the PINs do not match", file=sys.stderr)
+        return 1
+    with enrol(profile_dir(args), args.user, pin) as session:
+        print(f"enrolled {args.user} on profile {session.profile.profile_id}")
+    return 0
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    from app.security import Profile
+
+    secrets = Secrets(args.pin_stdin)
+    profile = Profile.load(profile_dir(args))
+    profile.add_user(args.user, secrets.next("PIN"), args.new_user, secrets.next("New user's PIN"))
+    print(f"enrolled {args.new_user}")
+    return 0
+
+
+def _remove_user(args: argparse.Namespace) -> int:
+    from app.security import Profile
+
+    profile = Profile.load(profile_dir(args))
+    profile.remove_user(args.user, Secrets(args.pin_stdin).next("PIN"), args.remove)
+    print(f"removed {args.remove}")
+    return 0
+
+
+def _change_pin(args: argparse.Namespace) -> int:
+    from app.security import Profile
+
+    secrets = Secrets(args.pin_stdin)
+    profile = Profile.load(profile_dir(args))
+    profile.change_pin(args.user, secrets.next("PIN"), secrets.next("New PIN"))
+    print("PIN changed")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from app.services.importer import import_ndjson
+
+    def progress(rtype: str, done: int) -> None:
+        print(f"\r{rtype}: {done}", end="", file=sys.stderr, flush=True)
+
+    with _unlock(args) as session:
+        counts = import_ndjson(session, args.directory, progress)
+    print(file=sys.stderr)
+    print(json.dumps(counts, sort_keys=True))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from app.nhs_number import format_nhs_number
+    from app.services.search import PatientSearch
+
+    with _unlock(args) as session:
+        session.check_fresh()
+        result = PatientSearch(session.store).search(" ".join(args.query), limit=args.limit)
+    if result.notice:
+        print(f"note: {result.notice}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([
+            {"id": h.id, "name": h.display_name, "known_as": h.known_as,
+             "birth_date": h.birth_date, "age": h.age, "gender": h.gender,
+             "nhs_number": h.nhs_number, "postcode": h.postcode, "score": round(h.score, 3),
+             "alerts": [{"code": a.code, "label": a.label, "kind": a.kind} for a in h.alerts]}
+            for h in result.hits
+        ], ensure_ascii=False))
+        return 0
+    if not result.hits:
+        hint = f" (did you mean {result.did_you_mean}?)" if result.did_you_mean else ""
+        print(f"no matches{hint}")
+        return 0
+    for h in result.hits:
+        nhs = format_nhs_number(h.nhs_number) if h.nhs_number else "no NHS number"
+        alerts = ", ".join(a.label for a in h.alerts)
+        known = f' "{h.known_as}"' if h.known_as else ""
+        print(f"{h.display_name}{known}  {h.birth_date or '?'}  {nhs}  {h.postcode or ''}"
+              f"{'  [' + alerts + ']' if alerts else ''}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from app.services.session import read_status
+
+    status = read_status(profile_dir(args))
+    if args.json:
+        print(json.dumps(status, sort_keys=True))
+        return 0
+    print(f"profile {status['profile_id']}  users: {', '.join(status['users']) or '-'}")
+    if status.get("wiped"):
+        print(f"WIPED: {status['wiped'].get('reason')}")
+    print(f"schema version {status['schema_version']}  patients {status['patients']}")
+    print(f"last sync {status['last_sync'] or 'never'}  server {status['server'] or '-'}")
+    ob = status["outbox"]
+    print(f"outbox: {ob['pending']} waiting, {ob['rejected']} rejected, {ob['sent']} sent")
+    return 0

@@ -1,0 +1,34 @@
+"""Keys and who may open the cache: OS keyring checks, PIN key slots, lockout and wipe.
+Imports nothing from store, services or ui."""
+
+from app.security._keyring import (
+    INSECURE_ENV,
+    TRUSTED_BACKENDS,
+    check_backend,
+    client_secret,
+    store_client_secret,
+)
+from app.security._profile import (
+    CACHE_FILE,
+    KdfParams,
+    LockoutPolicy,
+    Profile,
+    ServerSettings,
+    check_pin,
+    check_user_id,
+)
+
+__all__ = [
+    "CACHE_FILE",
+    "INSECURE_ENV",
+    "TRUSTED_BACKENDS",
+    "KdfParams",
+    "LockoutPolicy",
+    "Profile",
+    "ServerSettings",
+    "check_backend",
+    "check_pin",
+    "check_user_id",
+    "client_secret",
+    "store_client_secret",
+]

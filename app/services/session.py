@@ -1,0 +1,186 @@
+"""An unlocked profile: the data key in memory and the main thread's Store.
+
+Workers (sync, import) open their own Store with `open_store()`: SQLite connections stay on the
+thread that made them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from app.errors import CacheExpired, ProfileError
+from app.security import KdfParams, LockoutPolicy, Profile
+from app.store import SCHEMA_VERSION, Store, utc_now
+
+log = logging.getLogger("kerbside.services")
+
+DEFAULT_CACHE_TTL_HOURS = 72.0
+LAST_REFRESH = "last_refresh"  # meta key: when the cache last matched the centre (sync/import)
+LAST_SYNC = "last_sync"
+
+
+@dataclass
+class Session:
+    profile: Profile
+    user_id: str
+    store: Store
+    _data_key: bytes = field(repr=False)
+    _marker: Path | None = field(default=None, repr=False)
+
+    def open_store(self) -> Store:
+        """A second connection to the same cache, for use on another thread."""
+        return Store.open(self.profile.cache_path, self._data_key)
+
+    def close(self) -> None:
+        self.store.close()
+        if self._marker is not None:
+            self._marker.unlink(missing_ok=True)
+            self._marker = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- freshness (DESIGN.md section 6: stale caches lock themselves) -----------------------
+    @property
+    def cache_ttl(self) -> timedelta:
+        hours = float(self.profile.settings.get("cache_ttl_hours", DEFAULT_CACHE_TTL_HOURS))
+        return timedelta(hours=hours)
+
+    def last_refresh(self) -> datetime | None:
+        value = self.store.get_meta(LAST_REFRESH)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    def check_fresh(self, now: datetime | None = None) -> None:
+        """Refuse patient data when the cache has not matched the centre within its TTL."""
+        last = self.last_refresh()
+        now = now or datetime.now(UTC)
+        if last is not None and now - last > self.cache_ttl:
+            raise CacheExpired(
+                "this cache has not synced within its time limit; patient data stays locked "
+                "until it syncs with the central record"
+            )
+
+    def mark_refreshed(self, *, synced: bool) -> None:
+        now = utc_now()
+        self.store.set_meta(LAST_REFRESH, now)
+        if synced:
+            self.store.set_meta(LAST_SYNC, now)
+
+    # -- the plaintext status summary --------------------------------------------------------
+    def write_status(self) -> dict[str, Any]:
+        """Counts only, so `kerbside status` and Trust IT can see state without a PIN."""
+        counts = self.store.count_by_type()
+        outbox = dict(self.store.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state"))
+        summary = {
+            "schema_version": self.store.schema_version,
+            "patients": counts.get("Patient", 0),
+            "resources": counts,
+            "last_sync": self.store.get_meta(LAST_SYNC),
+            "last_refresh": self.store.get_meta(LAST_REFRESH),
+            "outbox": {s: outbox.get(s, 0) for s in ("pending", "rejected", "sent")},
+            "audit_not_uploaded": self.store.conn.execute(
+                "SELECT count(*) FROM audit WHERE uploaded_at IS NULL").fetchone()[0],
+            "updated_at": utc_now(),
+        }
+        path = self.profile.status_path
+        tmp = path.with_suffix(".json.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, json.dumps(summary, indent=1, sort_keys=True).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return summary
+
+
+def read_status(profile_dir: Path) -> dict[str, Any]:
+    """What `kerbside status` shows: no PIN needed, no patient data."""
+    profile = Profile.load(profile_dir)
+    status: dict[str, Any] = {
+        "profile_id": profile.profile_id,
+        "users": profile.users,
+        "wiped": profile.wiped,
+        "failures": profile.failures,
+        "server": profile.server.base_url if profile.server else None,
+        "schema_version": None,
+        "supported_schema_version": SCHEMA_VERSION,
+        "patients": 0,
+        "resources": {},
+        "last_sync": None,
+        "outbox": {"pending": 0, "rejected": 0, "sent": 0},
+    }
+    try:
+        status.update(json.loads(profile.status_path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        log.warning("status summary unreadable; showing profile facts only")
+    return status
+
+
+def _open_marker(profile: Profile) -> tuple[Path, bool]:
+    """Mark this process as having the cache open; report whether a dead process left one.
+
+    A marker left behind means the last user did not close cleanly (crash, power loss), so
+    the integrity checks run before the cache is trusted (SECURITY.md 6).
+    """
+    unclean = False
+    for marker in profile.directory.glob(".open-*"):
+        try:
+            pid = int(marker.name.split("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            unclean = True
+            marker.unlink(missing_ok=True)
+    mine = profile.directory / f".open-{os.getpid()}"
+    mine.touch(mode=0o600, exist_ok=True)
+    return mine, unclean
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def unlock(profile_dir: Path, user_id: str, pin: str) -> Session:
+    profile = Profile.load(profile_dir)
+    data_key = profile.unlock(user_id, pin)
+    store = Store.open(profile.cache_path, data_key)
+    marker, unclean = _open_marker(profile)
+    if unclean:
+        log.warning("cache was not closed cleanly; checking integrity")
+        if not store.check_integrity():
+            store.close()
+            marker.unlink(missing_ok=True)
+            raise ProfileError("the cache failed its integrity check after a crash; "
+                               "wipe it and sync again (no acknowledged record is lost "
+                               "from the central record)")
+    return Session(profile, user_id, store, data_key, marker)
+
+
+def enrol(profile_dir: Path, user_id: str, pin: str, *, kdf: KdfParams | None = None,
+          lockout: LockoutPolicy | None = None) -> Session:
+    """A new profile, its first user and an empty cache."""
+    profile, data_key = Profile.create(profile_dir, user_id, pin, kdf=kdf, lockout=lockout)
+    store = Store.create(profile.cache_path, data_key)
+    marker, _ = _open_marker(profile)
+    session = Session(profile, user_id, store, data_key, marker)
+    session.write_status()
+    return session

@@ -1,0 +1,9 @@
+"""The encrypted cache (SQLCipher): resources as received, derived indexes, outbox, audit chain,
+sync cursors, drafts and schema migrations. Imports nothing from services, ui or sync."""
+
+from app.store._audit import AuditEntry
+from app.store._connection import Connection
+from app.store._resources import Indexer
+from app.store._store import SCHEMA_VERSION, Store, utc_now
+
+__all__ = ["SCHEMA_VERSION", "AuditEntry", "Connection", "Indexer", "Store", "utc_now"]

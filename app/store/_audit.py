@@ -1,0 +1,99 @@
+"""The local audit chain: every opening of a record, tamper-evident.
+
+Each row's hash covers the previous row's hash, so deleting or editing a row breaks every hash
+after it (`verify`). Rows are uploaded to the central record as AuditEvent by sync; the chain
+stays on the device until the cache is purged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from app.store._connection import Connection
+
+SCHEMA = """
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    patient_id TEXT,
+    reason TEXT,
+    event_id TEXT NOT NULL UNIQUE,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    uploaded_at TEXT
+);
+"""
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: str
+    user_id: str
+    action: str
+    patient_id: str | None
+    reason: str | None
+    event_id: str
+    uploaded_at: str | None
+
+
+def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
+    body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(prev_hash.encode() + body).hexdigest()
+
+
+def append(conn: Connection, *, user_id: str, action: str, patient_id: str | None,
+           reason: str | None, event_id: str, at: datetime | None = None) -> int:
+    """Append one entry; call inside a transaction so the chain head cannot race."""
+    when = (at or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    row = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    prev = row[0] if row else GENESIS
+    fields = {"at": when, "user_id": user_id, "action": action, "patient_id": patient_id,
+              "reason": reason, "event_id": event_id}
+    cur = conn.execute(
+        "INSERT INTO audit (at, user_id, action, patient_id, reason, event_id, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (when, user_id, action, patient_id, reason, event_id, prev, _digest(prev, fields)),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def verify(conn: Connection) -> int | None:
+    """The seq of the first entry whose hash does not hold, or None if the chain is intact."""
+    prev = GENESIS
+    for seq, at, user_id, action, patient_id, reason, event_id, prev_hash, digest in conn.execute(
+        "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash"
+        " FROM audit ORDER BY seq"
+    ):
+        fields = {"at": at, "user_id": user_id, "action": action, "patient_id": patient_id,
+                  "reason": reason, "event_id": event_id}
+        if prev_hash != prev or _digest(prev, fields) != digest:
+            return int(seq)
+        prev = digest
+    return None
+
+
+def entries(conn: Connection, *, only_not_uploaded: bool = False,
+            limit: int = 1000) -> list[AuditEntry]:
+    where = "WHERE uploaded_at IS NULL" if only_not_uploaded else ""
+    return [
+        AuditEntry(*row)
+        for row in conn.execute(
+            "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at"
+            f" FROM audit {where} ORDER BY seq LIMIT ?", (limit,),
+        )
+    ]
+
+
+def mark_uploaded(conn: Connection, event_ids: list[str], at: str) -> None:
+    conn.executemany("UPDATE audit SET uploaded_at = ? WHERE event_id = ?",
+                     [(at, e) for e in event_ids])

@@ -1,0 +1,146 @@
+"""FHIR resources as the central record sent them, plus the hook that keeps derived tables in step.
+
+The JSON is kept lossless (DESIGN.md section 3): every view and index can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from app.fhir import patient_ref_of
+from app.store._connection import Connection
+
+SCHEMA = """
+CREATE TABLE resource (
+    rid INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version_id TEXT,
+    last_updated TEXT,
+    patient_id TEXT,
+    json BLOB NOT NULL,
+    UNIQUE (type, id)
+);
+CREATE INDEX resource_by_patient ON resource (patient_id, type) WHERE patient_id IS NOT NULL;
+"""
+
+
+class Indexer(Protocol):
+    """Derived tables (search, views) that follow the resource table inside its transactions."""
+
+    types: frozenset[str]
+
+    def create_schema(self, conn: Connection) -> None: ...
+
+    def index(self, conn: Connection, resources: Sequence[dict[str, Any]]) -> None:
+        """Called after `resources` (all of one of `types`) were stored or replaced."""
+
+    def remove(self, conn: Connection, rtype: str, ids: Sequence[str],
+               patient_ids: Sequence[str]) -> None:
+        """Called after resources were deleted; `patient_ids` are the patients they were about."""
+
+
+def upsert(conn: Connection, resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Store resources; returns those that were new or newer than what was held.
+
+    A version already held (same id and versionId) is skipped, and so is one older than what is
+    held: pages may overlap or arrive out of order, and an older copy must never win.
+    """
+    incoming: list[dict[str, Any]] = []
+    rows = []
+    for res in resources:
+        meta = res.get("meta") or {}
+        rows.append((
+            res["resourceType"], res["id"], meta.get("versionId"), meta.get("lastUpdated"),
+            patient_ref_of(res), orjson.dumps(res),
+        ))
+        incoming.append(res)
+    if not rows:
+        return []
+    held = _held_versions(conn, rows)
+    fresh_rows = []
+    fresh: list[dict[str, Any]] = []
+    for row, res in zip(rows, incoming, strict=True):
+        old = held.get((row[0], row[1]))
+        if old is not None:
+            old_version, old_updated = old
+            if old_version == row[2] and old_version is not None:
+                continue
+            if old_updated and row[3] and _instant_key(row[3]) < _instant_key(old_updated):
+                continue
+        fresh_rows.append(row)
+        fresh.append(res)
+    conn.executemany(
+        "INSERT INTO resource (type, id, version_id, last_updated, patient_id, json)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (type, id) DO UPDATE SET"
+        " version_id = excluded.version_id, last_updated = excluded.last_updated,"
+        " patient_id = excluded.patient_id, json = excluded.json",
+        fresh_rows,
+    )
+    return fresh
+
+
+def _instant_key(instant: str) -> str:
+    """Sortable form of a FHIR instant: UTC 'Z' instants of mixed precision compare as text
+    once the fraction is padded; other offsets are rare from servers and compared as given."""
+    if instant.endswith("Z") and "." not in instant:
+        return instant[:-1] + ".000000Z"
+    if instant.endswith("Z"):
+        head, frac = instant[:-1].split(".", 1)
+        return f"{head}.{frac.ljust(6, '0')}Z"
+    return instant
+
+
+def _held_versions(conn: Connection, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str],
+                                                                         tuple[str, str]]:
+    held: dict[tuple[str, str], tuple[str, str]] = {}
+    by_type: dict[str, list[str]] = {}
+    for row in rows:
+        by_type.setdefault(row[0], []).append(row[1])
+    for rtype, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for rid, version, updated in conn.execute(
+                f"SELECT id, version_id, last_updated FROM resource WHERE type = ? AND id IN ({marks})",
+                (rtype, *chunk),
+            ):
+                held[(rtype, rid)] = (version, updated)
+    return held
+
+
+def delete(conn: Connection, rtype: str, ids: Sequence[str]) -> list[str]:
+    """Delete resources; returns the patient ids they were about (for derived tables)."""
+    patients: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        for (pid,) in conn.execute(
+            f"SELECT patient_id FROM resource WHERE type = ? AND id IN ({marks})"
+            " AND patient_id IS NOT NULL", (rtype, *chunk),
+        ):
+            patients.add(pid)
+        conn.execute(f"DELETE FROM resource WHERE type = ? AND id IN ({marks})", (rtype, *chunk))
+    return sorted(patients)
+
+
+def get(conn: Connection, rtype: str, rid: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT json FROM resource WHERE type = ? AND id = ?", (rtype, rid)).fetchone()
+    return orjson.loads(row[0]) if row else None
+
+
+def for_patient(conn: Connection, patient_id: str, types: Iterable[str] | None = None
+                ) -> list[dict[str, Any]]:
+    if types is None:
+        rows = conn.execute("SELECT json FROM resource WHERE patient_id = ?", (patient_id,))
+    else:
+        wanted = list(types)
+        marks = ",".join("?" * len(wanted))
+        rows = conn.execute(
+            f"SELECT json FROM resource WHERE patient_id = ? AND type IN ({marks})",
+            (patient_id, *wanted),
+        )
+    return [orjson.loads(r[0]) for r in rows]

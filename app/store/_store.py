@@ -1,0 +1,242 @@
+"""Store: an open, keyed cache and its schema. One Store per thread (SQLite connections are
+not shared); a worker opens its own with the same key, and WAL lets readers and one writer
+work side by side."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.errors import SchemaTooNew, StoreUnavailable
+from app.store import _audit, _outbox, _resources
+from app.store._connection import (
+    Connection,
+    TransactionManager,
+    connect,
+    run_script,
+    translate_error,
+)
+from app.store._patient_index import PatientIndexer
+from app.store._resources import Indexer
+
+log = logging.getLogger("kerbside.store")
+
+_CORE_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE sync_cursor (type TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE draft (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    json BLOB NOT NULL,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def _indexers() -> tuple[Indexer, ...]:
+    return (PatientIndexer(),)
+
+
+def _v1(conn: Connection) -> None:
+    run_script(conn, _CORE_SCHEMA)
+    run_script(conn, _resources.SCHEMA)
+    run_script(conn, _audit.SCHEMA)
+    run_script(conn, _outbox.SCHEMA)
+    for indexer in _indexers():
+        indexer.create_schema(conn)
+
+
+# One function per schema version, each run in its own transaction with the version bump.
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    """An unlocked cache. Use `Store.open` (existing) or `Store.create` (new)."""
+
+    def __init__(self, conn: Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self.transaction: Callable[[], AbstractContextManager[Connection]] = (
+            TransactionManager(conn)
+        )
+        self.indexers = _indexers()
+
+    @classmethod
+    def create(cls, path: Path, key: bytes) -> Store:
+        if path.exists():
+            raise StoreUnavailable("a cache already exists here")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Owner-only from the first byte: create the file ourselves before SQLite does.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        store = cls(connect(path, key), path)
+        store.migrate()
+        return store
+
+    @classmethod
+    def open(cls, path: Path, key: bytes) -> Store:
+        if not path.exists():
+            raise StoreUnavailable("no cache file in this profile")
+        store = cls(connect(path, key), path)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"this cache was written by a newer Kerbside (schema {current}, "
+                f"this version reads up to {SCHEMA_VERSION}); update Kerbside"
+            )
+        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.transaction() as conn:
+                step(conn)
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+            log.info("cache schema migrated to version %d", version)
+
+    def check_integrity(self) -> bool:
+        """SQLCipher's page HMACs and SQLite's structure (SECURITY.md 6)."""
+        try:
+            bad_pages = self.conn.execute("PRAGMA cipher_integrity_check").fetchall()
+            result = self.conn.execute("PRAGMA integrity_check").fetchone()
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not intact"
+            log.warning("integrity check failed: %s", type(translate_error(exc)).__name__)
+            return False
+        return not bad_pages and bool(result) and result[0] == "ok"
+
+    # -- resources ---------------------------------------------------------------------------
+    def put_resources(self, resources: Iterable[dict[str, Any]]) -> int:
+        """Store resources (any types) in one transaction; returns how many were new/newer."""
+        with self.transaction() as conn:
+            return self._put(conn, resources)
+
+    def _put(self, conn: Connection, resources: Iterable[dict[str, Any]]) -> int:
+        fresh = _resources.upsert(conn, resources)
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for res in fresh:
+            by_type.setdefault(res["resourceType"], []).append(res)
+        for rtype, group in by_type.items():
+            for indexer in self.indexers:
+                if rtype in indexer.types:
+                    indexer.index(conn, group)
+        return len(fresh)
+
+    def delete_resources(self, rtype: str, ids: Sequence[str]) -> None:
+        with self.transaction() as conn:
+            self._delete(conn, rtype, ids)
+
+    def _delete(self, conn: Connection, rtype: str, ids: Sequence[str]) -> None:
+        patient_ids = _resources.delete(conn, rtype, ids)
+        for indexer in self.indexers:
+            if rtype in indexer.types:
+                indexer.remove(conn, rtype, ids, patient_ids)
+
+    def get_resource(self, rtype: str, rid: str) -> dict[str, Any] | None:
+        return _resources.get(self.conn, rtype, rid)
+
+    def resources_for_patient(self, patient_id: str, types: Iterable[str] | None = None
+                              ) -> list[dict[str, Any]]:
+        return _resources.for_patient(self.conn, patient_id, types)
+
+    def resource_ids(self, rtype: str) -> Iterator[str]:
+        for (rid,) in self.conn.execute("SELECT id FROM resource WHERE type = ?", (rtype,)):
+            yield rid
+
+    def count_by_type(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT type, count(*) FROM resource GROUP BY type"))
+
+    # -- small key-value state ---------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.transaction() as conn:
+            if value is None:
+                conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- sync cursors (the SyncStore port of sync/ builds on these) ---------------------------
+    def cursor(self, rtype: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM sync_cursor WHERE type = ?", (rtype,)).fetchone()
+        return row[0] if row else None
+
+    def apply_page(self, rtype: str, resources: Sequence[dict[str, Any]], cursor: str | None,
+                   deleted_ids: Sequence[str] = ()) -> int:
+        """Store a pulled page, its deletions and its cursor in one transaction.
+
+        A crash then re-pulls the page (harmless) instead of skipping it.
+        """
+        with self.transaction() as conn:
+            count = self._put(conn, resources)
+            if deleted_ids:
+                self._delete(conn, rtype, deleted_ids)
+            if cursor is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO sync_cursor (type, value, updated_at) VALUES (?, ?, ?)",
+                    (rtype, cursor, utc_now()),
+                )
+            return count
+
+    # -- audit -------------------------------------------------------------------------------
+    def audit(self, *, user_id: str, action: str, patient_id: str | None, reason: str | None,
+              event_id: str) -> int:
+        with self.transaction() as conn:
+            return _audit.append(conn, user_id=user_id, action=action, patient_id=patient_id,
+                                 reason=reason, event_id=event_id)
+
+    def audit_entries(self, *, only_not_uploaded: bool = False,
+                      limit: int = 1000) -> list[_audit.AuditEntry]:
+        return _audit.entries(self.conn, only_not_uploaded=only_not_uploaded, limit=limit)
+
+    def verify_audit_chain(self) -> int | None:
+        return _audit.verify(self.conn)
+
+    # -- drafts (autosaved forms) ------------------------------------------------------------
+    def save_draft(self, draft_id: str, kind: str, user_id: str, body: bytes) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO draft (id, kind, user_id, json, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)", (draft_id, kind, user_id, body, utc_now()),
+            )
+
+    def drafts(self, user_id: str | None = None) -> list[tuple[str, str, str, bytes, str]]:
+        if user_id is None:
+            rows = self.conn.execute("SELECT id, kind, user_id, json, updated_at FROM draft")
+        else:
+            rows = self.conn.execute(
+                "SELECT id, kind, user_id, json, updated_at FROM draft WHERE user_id = ?",
+                (user_id,),
+            )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def delete_draft(self, draft_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM draft WHERE id = ?", (draft_id,))
