@@ -1,0 +1,72 @@
+"""Shared fixtures.
+
+The OS keyring is outside the product: tests replace it with an in-memory backend (and set
+KERBSIDE_ALLOW_INSECURE_KEYRING=1, which the product requires before it accepts any backend
+that is not a platform keychain). Everything else is real: SQLCipher files on disk, HTTP on
+127.0.0.1, Qt widgets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.backend
+import pytest
+
+from app.security import KdfParams, LockoutPolicy
+
+# Cheap Argon2 for speed in tests; production defaults are exercised in test_security.py.
+TEST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
+TEST_LOCKOUT = LockoutPolicy(max_failures=10, free_attempts=3, base_delay_s=0.0, max_delay_s=0.0)
+TEST_PIN = "246810"
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A dict standing in for the OS keychain."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
+    backend = MemoryKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    monkeypatch.setenv("KERBSIDE_ALLOW_INSECURE_KEYRING", "1")
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def profile_dir(tmp_path: Path) -> Path:
+    return tmp_path / "profile"
+
+
+@pytest.fixture
+def session(profile_dir: Path) -> Iterator[object]:
+    """A freshly enrolled profile (user `pc101`, PIN TEST_PIN) with an empty cache."""
+    from app.services.session import enrol
+
+    s = enrol(profile_dir, "pc101", TEST_PIN, kdf=TEST_KDF, lockout=TEST_LOCKOUT)
+    yield s
+    s.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
