@@ -31,8 +31,14 @@ class SchemaTooNew(KerbsideError):
 
 
 class UnlockFailed(KerbsideError):
-    def __init__(self, message: str, *, failures: int = 0, retry_after_s: float = 0.0,
-                 attempts_left: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: int = 0,
+        retry_after_s: float = 0.0,
+        attempts_left: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.failures = failures
         self.retry_after_s = retry_after_s

@@ -84,21 +84,43 @@ OUTCOME_CODES: dict[str, str] = {
     "arrested": "Arrested",
     "other": "Other",
 }
-PLACE_OF_SAFETY_CODES = {"hbpos": "Health-based place of safety", "ed": "Emergency department",
-                         "police-station": "Police station", "other": "Other"}
-CONVEYANCE_CODES = {"ambulance": "Ambulance", "police-vehicle": "Police vehicle",
-                    "other": "Other", "none": "None"}
+PLACE_OF_SAFETY_CODES = {
+    "hbpos": "Health-based place of safety",
+    "ed": "Emergency department",
+    "police-station": "Police station",
+    "other": "Other",
+}
+CONVEYANCE_CODES = {
+    "ambulance": "Ambulance",
+    "police-vehicle": "Police vehicle",
+    "other": "Other",
+    "none": "None",
+}
 RISK_LEVELS = ("none", "low", "medium", "high")
 RESPONSE_MODES = ("face-to-face", "telephone", "control-room")
 LOCATION_TYPES = ("public-place", "dwelling")
-REFERRAL_CODES = {"crisis-team": "Crisis team", "cmht": "Community mental health team",
-                  "gp": "GP", "substance-misuse": "Substance misuse", "social-care": "Social care",
-                  "other": "Other"}
+REFERRAL_CODES = {
+    "crisis-team": "Crisis team",
+    "cmht": "Community mental health team",
+    "gp": "GP",
+    "substance-misuse": "Substance misuse",
+    "social-care": "Social care",
+    "other": "Other",
+}
 
 # Types the tablet caches from the central record, in pull order (referenced before referrer).
 CACHED_TYPES: tuple[str, ...] = (
-    "Organization", "Practitioner", "Patient", "RelatedPerson", "CareTeam", "Flag", "CarePlan",
-    "AllergyIntolerance", "MedicationStatement", "Condition", "Encounter",
+    "Organization",
+    "Practitioner",
+    "Patient",
+    "RelatedPerson",
+    "CareTeam",
+    "Flag",
+    "CarePlan",
+    "AllergyIntolerance",
+    "MedicationStatement",
+    "Condition",
+    "Encounter",
 )
 
 
@@ -109,7 +131,7 @@ def patient_ref_of(resource: dict[str, Any]) -> str | None:
     for key in ("subject", "patient", "beneficiary"):
         ref = (resource.get(key) or {}).get("reference", "")
         if ref.startswith("Patient/"):
-            return ref[len("Patient/"):]
+            return ref[len("Patient/") :]
     return None
 
 

@@ -23,15 +23,23 @@ def default_profile_dir() -> Path:
 
 
 def add_profile_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help=f"profile directory (default: ${PROFILE_ENV} or the user data dir)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"profile directory (default: ${PROFILE_ENV} or the user data dir)",
+    )
 
 
 def add_user_args(parser: argparse.ArgumentParser) -> None:
     add_profile_arg(parser)
     parser.add_argument("--user", required=True, metavar="NAME", help="enrolled user name")
-    parser.add_argument("--pin-stdin", action="store_true",
-                        help="read the PIN (and any further secret) one per line from stdin")
+    parser.add_argument(
+        "--pin-stdin",
+        action="store_true",
+        help="read the PIN (and any further secret) one per line from stdin",
+    )
 
 
 def profile_dir(args: argparse.Namespace) -> Path:

@@ -119,13 +119,28 @@ def _search(args: argparse.Namespace) -> int:
     if result.notice:
         print(f"note: {result.notice}", file=sys.stderr)
     if args.json:
-        print(json.dumps([
-            {"id": h.id, "name": h.display_name, "known_as": h.known_as,
-             "birth_date": h.birth_date, "age": h.age, "gender": h.gender,
-             "nhs_number": h.nhs_number, "postcode": h.postcode, "score": round(h.score, 3),
-             "alerts": [{"code": a.code, "label": a.label, "kind": a.kind} for a in h.alerts]}
-            for h in result.hits
-        ], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": h.id,
+                        "name": h.display_name,
+                        "known_as": h.known_as,
+                        "birth_date": h.birth_date,
+                        "age": h.age,
+                        "gender": h.gender,
+                        "nhs_number": h.nhs_number,
+                        "postcode": h.postcode,
+                        "score": round(h.score, 3),
+                        "alerts": [
+                            {"code": a.code, "label": a.label, "kind": a.kind} for a in h.alerts
+                        ],
+                    }
+                    for h in result.hits
+                ],
+                ensure_ascii=False,
+            )
+        )
         return 0
     if not result.hits:
         hint = f" (did you mean {result.did_you_mean}?)" if result.did_you_mean else ""
@@ -135,8 +150,10 @@ def _search(args: argparse.Namespace) -> int:
         nhs = format_nhs_number(h.nhs_number) if h.nhs_number else "no NHS number"
         alerts = ", ".join(a.label for a in h.alerts)
         known = f' "{h.known_as}"' if h.known_as else ""
-        print(f"{h.display_name}{known}  {h.birth_date or '?'}  {nhs}  {h.postcode or ''}"
-              f"{'  [' + alerts + ']' if alerts else ''}")
+        print(
+            f"{h.display_name}{known}  {h.birth_date or '?'}  {nhs}  {h.postcode or ''}"
+            f"{'  [' + alerts + ']' if alerts else ''}"
+        )
     return 0
 
 

@@ -25,14 +25,16 @@ SERVICE = "kerbside"
 INSECURE_ENV = "KERBSIDE_ALLOW_INSECURE_KEYRING"
 
 # module.qualname of backends that keep secrets in an OS-protected store.
-TRUSTED_BACKENDS = frozenset({
-    "keyring.backends.Windows.WinVaultKeyring",
-    "keyring.backends.macOS.Keyring",
-    "keyring.backends.SecretService.Keyring",
-    "keyring.backends.libsecret.Keyring",
-    "keyring.backends.kwallet.DBusKeyring",
-    "keyring.backends.kwallet.DBusKeyringKWallet4",
-})
+TRUSTED_BACKENDS = frozenset(
+    {
+        "keyring.backends.Windows.WinVaultKeyring",
+        "keyring.backends.macOS.Keyring",
+        "keyring.backends.SecretService.Keyring",
+        "keyring.backends.libsecret.Keyring",
+        "keyring.backends.kwallet.DBusKeyring",
+        "keyring.backends.kwallet.DBusKeyringKWallet4",
+    }
+)
 
 _warned = False
 

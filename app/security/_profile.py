@@ -12,6 +12,7 @@ secret still leaves a memory-hard KDF per PIN guess.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import re
 import secrets
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,9 @@ class LockoutPolicy:
     def delay_after(self, failures: int) -> float:
         if failures < self.free_attempts:
             return 0.0
-        return float(min(self.base_delay_s * 2 ** (failures - self.free_attempts),
-                         self.max_delay_s))
+        return float(
+            min(self.base_delay_s * 2 ** (failures - self.free_attempts), self.max_delay_s)
+        )
 
 
 @dataclass(slots=True)
@@ -82,7 +84,7 @@ def check_pin(pin: str) -> None:
     if len(set(pin)) == 1:
         raise InvalidInput("the PIN must not repeat one character", field="pin")
     if pin.isdigit():
-        steps = {int(b) - int(a) for a, b in zip(pin, pin[1:], strict=False)}
+        steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
         if steps in ({1}, {-1}):
             raise InvalidInput("the PIN must not be a run of digits like 123456", field="pin")
 
@@ -180,9 +182,15 @@ class Profile:
         return cls(directory, data)
 
     @classmethod
-    def create(cls, directory: Path, user_id: str, pin: str, *,
-               kdf: KdfParams | None = None, lockout: LockoutPolicy | None = None,
-               ) -> tuple[Profile, bytes]:
+    def create(
+        cls,
+        directory: Path,
+        user_id: str,
+        pin: str,
+        *,
+        kdf: KdfParams | None = None,
+        lockout: LockoutPolicy | None = None,
+    ) -> tuple[Profile, bytes]:
         """A new profile with its first user; returns it and the fresh data key."""
         check_user_id(user_id)
         check_pin(pin)
@@ -217,27 +225,40 @@ class Profile:
         return profile, data_key
 
     # -- key slots ---------------------------------------------------------------------------
-    def _kek(self, user_id: str, pin: str, salt: bytes, device_secret: bytes,
-             kdf: dict[str, int]) -> bytes:
+    def _kek(
+        self, user_id: str, pin: str, salt: bytes, device_secret: bytes, kdf: dict[str, int]
+    ) -> bytes:
         stretched = hash_secret_raw(
-            pin.encode("utf-8"), salt, time_cost=kdf["time_cost"], memory_cost=kdf["memory_kib"],
-            parallelism=kdf["parallelism"], hash_len=32, type=Type.ID,
+            pin.encode("utf-8"),
+            salt,
+            time_cost=kdf["time_cost"],
+            memory_cost=kdf["memory_kib"],
+            parallelism=kdf["parallelism"],
+            hash_len=32,
+            type=Type.ID,
         )
         return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=salt,
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=salt,
             info=f"kerbside/keyslot/v1/{self.profile_id}/{user_id}".encode(),
         ).derive(stretched + device_secret)
 
-    def _wrap(self, user_id: str, pin: str, data_key: bytes, device_secret: bytes
-              ) -> dict[str, Any]:
+    def _wrap(
+        self, user_id: str, pin: str, data_key: bytes, device_secret: bytes
+    ) -> dict[str, Any]:
         salt = secrets.token_bytes(16)
         nonce = secrets.token_bytes(12)
         kdf = dict(self._data["kdf"])
         kek = self._kek(user_id, pin, salt, device_secret, kdf)
         aad = f"{self.profile_id}/{user_id}".encode()
-        return {"salt": _b64(salt), "nonce": _b64(nonce), "kdf": kdf,
-                "wrapped_key": _b64(AESGCM(kek).encrypt(nonce, data_key, aad)),
-                "created": time.time()}
+        return {
+            "salt": _b64(salt),
+            "nonce": _b64(nonce),
+            "kdf": kdf,
+            "wrapped_key": _b64(AESGCM(kek).encrypt(nonce, data_key, aad)),
+            "created": time.time(),
+        }
 
     def _try_unwrap(self, user_id: str, pin: str, device_secret: bytes) -> bytes | None:
         slot = self._data["users"].get(user_id)
@@ -264,8 +285,9 @@ class Profile:
 
     def _refuse_if_wiped(self) -> None:
         if self.wiped:
-            raise CacheWiped(f"this cache was wiped ({self.wiped.get('reason', 'policy')}); "
-                             "enrol again and sync")
+            raise CacheWiped(
+                f"this cache was wiped ({self.wiped.get('reason', 'policy')}); enrol again and sync"
+            )
 
     def unlock(self, user_id: str, pin: str, *, now: float | None = None) -> bytes:
         """The data key for a correct PIN. Wrong PINs count towards delays and the wipe."""
@@ -275,7 +297,8 @@ class Profile:
         if wait > 0:
             raise LockedOut(
                 f"too many wrong PINs: try again in {int(wait + 0.999)} s",
-                failures=self.failures, retry_after_s=wait,
+                failures=self.failures,
+                retry_after_s=wait,
                 attempts_left=self.lockout.max_failures - self.failures,
             )
         secret = self._device_secret()
@@ -315,15 +338,15 @@ class Profile:
         if new_user in self._data["users"]:
             raise ProfileError("that user is already enrolled on this profile")
         data_key = self.unlock(by_user, by_pin)
-        self._data["users"][new_user] = self._wrap(new_user, new_pin, data_key,
-                                                   self._device_secret())
+        self._data["users"][new_user] = self._wrap(
+            new_user, new_pin, data_key, self._device_secret()
+        )
         self._save()
 
     def change_pin(self, user_id: str, old_pin: str, new_pin: str) -> None:
         check_pin(new_pin)
         data_key = self.unlock(user_id, old_pin)
-        self._data["users"][user_id] = self._wrap(user_id, new_pin, data_key,
-                                                  self._device_secret())
+        self._data["users"][user_id] = self._wrap(user_id, new_pin, data_key, self._device_secret())
         self._save()
 
     def remove_user(self, by_user: str, by_pin: str, user_id: str) -> None:

@@ -48,8 +48,9 @@ def ndjson_files(directory: Path) -> list[tuple[str, Path]]:
     return [(t, found[t]) for t in ordered]
 
 
-def import_ndjson(session: Session, directory: Path, progress: Progress | None = None
-                  ) -> dict[str, int]:
+def import_ndjson(
+    session: Session, directory: Path, progress: Progress | None = None
+) -> dict[str, int]:
     """Load every file; each batch is one transaction, so an error keeps earlier batches and
     leaves no half-written batch. Resources are validated before anything is written."""
     files = ndjson_files(directory)

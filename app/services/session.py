@@ -88,7 +88,8 @@ class Session:
             "last_refresh": self.store.get_meta(LAST_REFRESH),
             "outbox": {s: outbox.get(s, 0) for s in ("pending", "rejected", "sent")},
             "audit_not_uploaded": self.store.conn.execute(
-                "SELECT count(*) FROM audit WHERE uploaded_at IS NULL").fetchone()[0],
+                "SELECT count(*) FROM audit WHERE uploaded_at IS NULL"
+            ).fetchone()[0],
             "updated_at": utc_now(),
         }
         path = self.profile.status_path
@@ -169,14 +170,22 @@ def unlock(profile_dir: Path, user_id: str, pin: str) -> Session:
         if not store.check_integrity():
             store.close()
             marker.unlink(missing_ok=True)
-            raise ProfileError("the cache failed its integrity check after a crash; "
-                               "wipe it and sync again (no acknowledged record is lost "
-                               "from the central record)")
+            raise ProfileError(
+                "the cache failed its integrity check after a crash; "
+                "wipe it and sync again (no acknowledged record is lost "
+                "from the central record)"
+            )
     return Session(profile, user_id, store, data_key, marker)
 
 
-def enrol(profile_dir: Path, user_id: str, pin: str, *, kdf: KdfParams | None = None,
-          lockout: LockoutPolicy | None = None) -> Session:
+def enrol(
+    profile_dir: Path,
+    user_id: str,
+    pin: str,
+    *,
+    kdf: KdfParams | None = None,
+    lockout: LockoutPolicy | None = None,
+) -> Session:
     """A new profile, its first user and an empty cache."""
     profile, data_key = Profile.create(profile_dir, user_id, pin, kdf=kdf, lockout=lockout)
     store = Store.create(profile.cache_path, data_key)

@@ -51,14 +51,28 @@ def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
-def append(conn: Connection, *, user_id: str, action: str, patient_id: str | None,
-           reason: str | None, event_id: str, at: datetime | None = None) -> int:
+def append(
+    conn: Connection,
+    *,
+    user_id: str,
+    action: str,
+    patient_id: str | None,
+    reason: str | None,
+    event_id: str,
+    at: datetime | None = None,
+) -> int:
     """Append one entry; call inside a transaction so the chain head cannot race."""
     when = (at or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     row = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     prev = row[0] if row else GENESIS
-    fields = {"at": when, "user_id": user_id, "action": action, "patient_id": patient_id,
-              "reason": reason, "event_id": event_id}
+    fields = {
+        "at": when,
+        "user_id": user_id,
+        "action": action,
+        "patient_id": patient_id,
+        "reason": reason,
+        "event_id": event_id,
+    }
     cur = conn.execute(
         "INSERT INTO audit (at, user_id, action, patient_id, reason, event_id, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -74,26 +88,35 @@ def verify(conn: Connection) -> int | None:
         "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash"
         " FROM audit ORDER BY seq"
     ):
-        fields = {"at": at, "user_id": user_id, "action": action, "patient_id": patient_id,
-                  "reason": reason, "event_id": event_id}
+        fields = {
+            "at": at,
+            "user_id": user_id,
+            "action": action,
+            "patient_id": patient_id,
+            "reason": reason,
+            "event_id": event_id,
+        }
         if prev_hash != prev or _digest(prev, fields) != digest:
             return int(seq)
         prev = digest
     return None
 
 
-def entries(conn: Connection, *, only_not_uploaded: bool = False,
-            limit: int = 1000) -> list[AuditEntry]:
+def entries(
+    conn: Connection, *, only_not_uploaded: bool = False, limit: int = 1000
+) -> list[AuditEntry]:
     where = "WHERE uploaded_at IS NULL" if only_not_uploaded else ""
     return [
         AuditEntry(*row)
         for row in conn.execute(
             "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at"
-            f" FROM audit {where} ORDER BY seq LIMIT ?", (limit,),
+            f" FROM audit {where} ORDER BY seq LIMIT ?",
+            (limit,),
         )
     ]
 
 
 def mark_uploaded(conn: Connection, event_ids: list[str], at: str) -> None:
-    conn.executemany("UPDATE audit SET uploaded_at = ? WHERE event_id = ?",
-                     [(at, e) for e in event_ids])
+    conn.executemany(
+        "UPDATE audit SET uploaded_at = ? WHERE event_id = ?", [(at, e) for e in event_ids]
+    )

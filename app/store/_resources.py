@@ -38,8 +38,9 @@ class Indexer(Protocol):
     def index(self, conn: Connection, resources: Sequence[dict[str, Any]]) -> None:
         """Called after `resources` (all of one of `types`) were stored or replaced."""
 
-    def remove(self, conn: Connection, rtype: str, ids: Sequence[str],
-               patient_ids: Sequence[str]) -> None:
+    def remove(
+        self, conn: Connection, rtype: str, ids: Sequence[str], patient_ids: Sequence[str]
+    ) -> None:
         """Called after resources were deleted; `patient_ids` are the patients they were about."""
 
 
@@ -53,10 +54,16 @@ def upsert(conn: Connection, resources: Iterable[dict[str, Any]]) -> list[dict[s
     rows = []
     for res in resources:
         meta = res.get("meta") or {}
-        rows.append((
-            res["resourceType"], res["id"], meta.get("versionId"), meta.get("lastUpdated"),
-            patient_ref_of(res), orjson.dumps(res),
-        ))
+        rows.append(
+            (
+                res["resourceType"],
+                res["id"],
+                meta.get("versionId"),
+                meta.get("lastUpdated"),
+                patient_ref_of(res),
+                orjson.dumps(res),
+            )
+        )
         incoming.append(res)
     if not rows:
         return []
@@ -94,18 +101,20 @@ def _instant_key(instant: str) -> str:
     return instant
 
 
-def _held_versions(conn: Connection, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str],
-                                                                         tuple[str, str]]:
+def _held_versions(
+    conn: Connection, rows: list[tuple[Any, ...]]
+) -> dict[tuple[str, str], tuple[str, str]]:
     held: dict[tuple[str, str], tuple[str, str]] = {}
     by_type: dict[str, list[str]] = {}
     for row in rows:
         by_type.setdefault(row[0], []).append(row[1])
     for rtype, ids in by_type.items():
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for rid, version, updated in conn.execute(
-                f"SELECT id, version_id, last_updated FROM resource WHERE type = ? AND id IN ({marks})",
+                "SELECT id, version_id, last_updated FROM resource"
+                f" WHERE type = ? AND id IN ({marks})",
                 (rtype, *chunk),
             ):
                 held[(rtype, rid)] = (version, updated)
@@ -116,11 +125,12 @@ def delete(conn: Connection, rtype: str, ids: Sequence[str]) -> list[str]:
     """Delete resources; returns the patient ids they were about (for derived tables)."""
     patients: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = list(ids[start:start + 500])
+        chunk = list(ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         for (pid,) in conn.execute(
             f"SELECT patient_id FROM resource WHERE type = ? AND id IN ({marks})"
-            " AND patient_id IS NOT NULL", (rtype, *chunk),
+            " AND patient_id IS NOT NULL",
+            (rtype, *chunk),
         ):
             patients.add(pid)
         conn.execute(f"DELETE FROM resource WHERE type = ? AND id IN ({marks})", (rtype, *chunk))
@@ -128,12 +138,15 @@ def delete(conn: Connection, rtype: str, ids: Sequence[str]) -> list[str]:
 
 
 def get(conn: Connection, rtype: str, rid: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT json FROM resource WHERE type = ? AND id = ?", (rtype, rid)).fetchone()
+    row = conn.execute(
+        "SELECT json FROM resource WHERE type = ? AND id = ?", (rtype, rid)
+    ).fetchone()
     return orjson.loads(row[0]) if row else None
 
 
-def for_patient(conn: Connection, patient_id: str, types: Iterable[str] | None = None
-                ) -> list[dict[str, Any]]:
+def for_patient(
+    conn: Connection, patient_id: str, types: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
     if types is None:
         rows = conn.execute("SELECT json FROM resource WHERE patient_id = ?", (patient_id,))
     else:

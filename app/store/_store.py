@@ -68,8 +68,8 @@ class Store:
     def __init__(self, conn: Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
-        self.transaction: Callable[[], AbstractContextManager[Connection]] = (
-            TransactionManager(conn)
+        self.transaction: Callable[[], AbstractContextManager[Connection]] = TransactionManager(
+            conn
         )
         self.indexers = _indexers()
 
@@ -125,7 +125,7 @@ class Store:
         try:
             bad_pages = self.conn.execute("PRAGMA cipher_integrity_check").fetchall()
             result = self.conn.execute("PRAGMA integrity_check").fetchone()
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not intact"
+        except Exception as exc:
             log.warning("integrity check failed: %s", type(translate_error(exc)).__name__)
             return False
         return not bad_pages and bool(result) and result[0] == "ok"
@@ -160,8 +160,9 @@ class Store:
     def get_resource(self, rtype: str, rid: str) -> dict[str, Any] | None:
         return _resources.get(self.conn, rtype, rid)
 
-    def resources_for_patient(self, patient_id: str, types: Iterable[str] | None = None
-                              ) -> list[dict[str, Any]]:
+    def resources_for_patient(
+        self, patient_id: str, types: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         return _resources.for_patient(self.conn, patient_id, types)
 
     def resource_ids(self, rtype: str) -> Iterator[str]:
@@ -188,8 +189,13 @@ class Store:
         row = self.conn.execute("SELECT value FROM sync_cursor WHERE type = ?", (rtype,)).fetchone()
         return row[0] if row else None
 
-    def apply_page(self, rtype: str, resources: Sequence[dict[str, Any]], cursor: str | None,
-                   deleted_ids: Sequence[str] = ()) -> int:
+    def apply_page(
+        self,
+        rtype: str,
+        resources: Sequence[dict[str, Any]],
+        cursor: str | None,
+        deleted_ids: Sequence[str] = (),
+    ) -> int:
         """Store a pulled page, its deletions and its cursor in one transaction.
 
         A crash then re-pulls the page (harmless) instead of skipping it.
@@ -206,14 +212,28 @@ class Store:
             return count
 
     # -- audit -------------------------------------------------------------------------------
-    def audit(self, *, user_id: str, action: str, patient_id: str | None, reason: str | None,
-              event_id: str) -> int:
+    def audit(
+        self,
+        *,
+        user_id: str,
+        action: str,
+        patient_id: str | None,
+        reason: str | None,
+        event_id: str,
+    ) -> int:
         with self.transaction() as conn:
-            return _audit.append(conn, user_id=user_id, action=action, patient_id=patient_id,
-                                 reason=reason, event_id=event_id)
+            return _audit.append(
+                conn,
+                user_id=user_id,
+                action=action,
+                patient_id=patient_id,
+                reason=reason,
+                event_id=event_id,
+            )
 
-    def audit_entries(self, *, only_not_uploaded: bool = False,
-                      limit: int = 1000) -> list[_audit.AuditEntry]:
+    def audit_entries(
+        self, *, only_not_uploaded: bool = False, limit: int = 1000
+    ) -> list[_audit.AuditEntry]:
         return _audit.entries(self.conn, only_not_uploaded=only_not_uploaded, limit=limit)
 
     def verify_audit_chain(self) -> int | None:
@@ -224,7 +244,8 @@ class Store:
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO draft (id, kind, user_id, json, updated_at)"
-                " VALUES (?, ?, ?, ?, ?)", (draft_id, kind, user_id, body, utc_now()),
+                " VALUES (?, ?, ?, ?, ?)",
+                (draft_id, kind, user_id, body, utc_now()),
             )
 
     def drafts(self, user_id: str | None = None) -> list[tuple[str, str, str, bytes, str]]:

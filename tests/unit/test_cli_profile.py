@@ -19,8 +19,9 @@ def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(profile_module, "KdfParams", lambda: TEST_KDF)
 
 
-def run(args: list[str], stdin: str, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run(
+    args: list[str], stdin: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     code = main(args)
     out, err = capsys.readouterr()
@@ -30,26 +31,45 @@ def run(args: list[str], stdin: str, monkeypatch: pytest.MonkeyPatch,
 def _write_ndjson(directory: Path) -> None:
     directory.mkdir()
     patients = [
-        {"resourceType": "Patient", "id": f"p{i}", "meta": {"versionId": "1"},
-         "name": [{"use": "official", "family": "Ashworth", "given": ["Mabel"]}]}
+        {
+            "resourceType": "Patient",
+            "id": f"p{i}",
+            "meta": {"versionId": "1"},
+            "name": [{"use": "official", "family": "Ashworth", "given": ["Mabel"]}],
+        }
         for i in range(3)
     ]
     (directory / "Patient.ndjson").write_bytes(b"\n".join(orjson.dumps(p) for p in patients))
-    flag = {"resourceType": "Flag", "id": "f1", "meta": {"versionId": "1"}, "status": "active",
-            "code": {"text": "MAPPA"}, "subject": {"reference": "Patient/p1"}}
+    flag = {
+        "resourceType": "Flag",
+        "id": "f1",
+        "meta": {"versionId": "1"},
+        "status": "active",
+        "code": {"text": "MAPPA"},
+        "subject": {"reference": "Patient/p1"},
+    }
     (directory / "Flag.ndjson").write_bytes(orjson.dumps(flag) + b"\n")
 
 
-def test_enrol_import_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_enrol_import_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     prof = str(tmp_path / "prof")
-    code, out, _ = run(["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
-                       "246810\n", monkeypatch, capsys)
+    code, out, _ = run(
+        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 0 and "enrolled pc101" in out
     gen = tmp_path / "gen"
     _write_ndjson(gen)
-    code, out, _ = run(["import", "--profile", prof, "--user", "pc101", "--pin-stdin", str(gen)],
-                       "246810\n", monkeypatch, capsys)
+    code, out, _ = run(
+        ["import", "--profile", prof, "--user", "pc101", "--pin-stdin", str(gen)],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 0
     assert json.loads(out.strip().splitlines()[-1]) == {"Flag": 1, "Patient": 3}
     code, out, _ = run(["status", "--profile", prof, "--json"], "", monkeypatch, capsys)
@@ -59,49 +79,79 @@ def test_enrol_import_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "Ashworth" not in out
 
 
-def test_wrong_pin_is_one_line_and_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_pin_is_one_line_and_nonzero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     prof = str(tmp_path / "prof")
-    run(["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"], "246810\n",
-        monkeypatch, capsys)
-    code, out, err = run(["import", "--profile", prof, "--user", "pc101", "--pin-stdin",
-                          str(tmp_path)], "975310\n", monkeypatch, capsys)
+    run(
+        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
+    code, _out, err = run(
+        ["import", "--profile", prof, "--user", "pc101", "--pin-stdin", str(tmp_path)],
+        "975310\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 1
     assert err.strip().splitlines()[-1].startswith("kerbside: wrong user or PIN")
     assert "Traceback" not in err
 
 
-def test_bad_import_file_is_refused_with_its_line(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_import_file_is_refused_with_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     prof = str(tmp_path / "prof")
-    run(["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"], "246810\n",
-        monkeypatch, capsys)
+    run(
+        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
     gen = tmp_path / "gen"
     gen.mkdir()
     (gen / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "a"}\n{"trunc')
-    code, _, err = run(["import", "--profile", prof, "--user", "pc101", "--pin-stdin",
-                        str(gen)], "246810\n", monkeypatch, capsys)
+    code, _, err = run(
+        ["import", "--profile", prof, "--user", "pc101", "--pin-stdin", str(gen)],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 1 and "Patient.ndjson line 2" in err and "Traceback" not in err
 
 
-def test_add_user_and_change_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_add_user_and_change_pin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     prof = str(tmp_path / "prof")
-    run(["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"], "246810\n",
-        monkeypatch, capsys)
-    code, _, _ = run(["add-user", "--profile", prof, "--user", "pc101", "--new-user", "rmn202",
-                      "--pin-stdin"], "246810\n864209\n", monkeypatch, capsys)
+    run(
+        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
+    code, _, _ = run(
+        ["add-user", "--profile", prof, "--user", "pc101", "--new-user", "rmn202", "--pin-stdin"],
+        "246810\n864209\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 0
-    code, _, _ = run(["change-pin", "--profile", prof, "--user", "rmn202", "--pin-stdin"],
-                     "864209\n135792\n", monkeypatch, capsys)
+    code, _, _ = run(
+        ["change-pin", "--profile", prof, "--user", "rmn202", "--pin-stdin"],
+        "864209\n135792\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 0
     code, out, _ = run(["status", "--profile", prof], "", monkeypatch, capsys)
     assert "pc101, rmn202" in out
 
 
-def test_status_of_a_missing_profile_is_a_clear_error(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_of_a_missing_profile_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(["status", "--profile", str(tmp_path / "none")], "", monkeypatch, capsys)
     assert code == 1 and "enrol first" in err

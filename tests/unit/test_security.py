@@ -15,8 +15,12 @@ from app.security import KdfParams, LockoutPolicy, Profile, check_backend
 from app.services.session import enrol, unlock
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN, MemoryKeyring
 
-PATIENT = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1"},
-           "name": [{"family": "Quixotewell"}]}
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "meta": {"versionId": "1"},
+    "name": [{"family": "Quixotewell"}],
+}
 
 
 def _enrol(profile_dir: Path, lockout: LockoutPolicy = TEST_LOCKOUT) -> None:
@@ -52,7 +56,7 @@ def test_failures_bring_growing_delays(profile_dir: Path) -> None:
     profile = Profile.load(profile_dir)
     now = 1_000_000.0
     delays = []
-    for attempt in range(5):
+    for _attempt in range(5):
         with pytest.raises(UnlockFailed) as err:
             profile.unlock("pc101", "975310", now=now)
         delays.append(err.value.retry_after_s)
@@ -67,8 +71,9 @@ def test_failures_bring_growing_delays(profile_dir: Path) -> None:
     assert Profile.load(profile_dir).failures == 0
 
 
-def test_cache_is_wiped_after_the_configured_failures(profile_dir: Path,
-                                                      memory_keyring: MemoryKeyring) -> None:
+def test_cache_is_wiped_after_the_configured_failures(
+    profile_dir: Path, memory_keyring: MemoryKeyring
+) -> None:
     _enrol(profile_dir, LockoutPolicy(max_failures=4, free_attempts=10, base_delay_s=0))
     for _ in range(3):
         with pytest.raises(UnlockFailed):
@@ -125,8 +130,9 @@ def test_guessable_pins_are_refused(profile_dir: Path, pin: str) -> None:
         enrol(profile_dir, "pc101", pin, kdf=TEST_KDF)
 
 
-def test_profile_file_holds_no_key_material_in_clear(profile_dir: Path,
-                                                     memory_keyring: MemoryKeyring) -> None:
+def test_profile_file_holds_no_key_material_in_clear(
+    profile_dir: Path, memory_keyring: MemoryKeyring
+) -> None:
     _enrol(profile_dir)
     text = (profile_dir / "profile.json").read_text()
     data = json.loads(text)
@@ -137,8 +143,9 @@ def test_profile_file_holds_no_key_material_in_clear(profile_dir: Path,
     assert (profile_dir / "profile.json").stat().st_mode & 0o077 == 0
 
 
-def test_cache_cannot_be_opened_without_the_device_secret(profile_dir: Path,
-                                                          memory_keyring: MemoryKeyring) -> None:
+def test_cache_cannot_be_opened_without_the_device_secret(
+    profile_dir: Path, memory_keyring: MemoryKeyring
+) -> None:
     _enrol(profile_dir)
     memory_keyring.secrets.clear()
     with pytest.raises(KeyringRefused):

@@ -15,12 +15,19 @@ from app.store import SCHEMA_VERSION, Store
 CANARY = "Zebulonqwerty"
 
 
-def _patient(pid: str = "p1", version: str = "1", family: str = CANARY,
-             updated: str = "2026-11-01T10:00:00.000Z") -> dict:
-    return {"resourceType": "Patient", "id": pid,
-            "meta": {"versionId": version, "lastUpdated": updated},
-            "name": [{"use": "official", "family": family, "given": ["Ada"]}],
-            "birthDate": "1980-02-03"}
+def _patient(
+    pid: str = "p1",
+    version: str = "1",
+    family: str = CANARY,
+    updated: str = "2026-11-01T10:00:00.000Z",
+) -> dict:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "meta": {"versionId": version, "lastUpdated": updated},
+        "name": [{"use": "official", "family": family, "given": ["Ada"]}],
+        "birthDate": "1980-02-03",
+    }
 
 
 @pytest.fixture
@@ -88,17 +95,25 @@ def test_cache_file_is_owner_only(tmp_path: Path, key: bytes) -> None:
 
 def test_older_version_never_replaces_a_newer_one(tmp_path: Path, key: bytes) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
-        store.put_resources([_patient(version="2", family="Newer",
-                                      updated="2026-11-02T10:00:00Z")])
-        assert store.put_resources([_patient(version="1", family="Older",
-                                             updated="2026-11-01T10:00:00.5Z")]) == 0
-        assert store.put_resources([_patient(version="2", family="Newer",
-                                             updated="2026-11-02T10:00:00Z")]) == 0
+        store.put_resources([_patient(version="2", family="Newer", updated="2026-11-02T10:00:00Z")])
+        assert (
+            store.put_resources(
+                [_patient(version="1", family="Older", updated="2026-11-01T10:00:00.5Z")]
+            )
+            == 0
+        )
+        assert (
+            store.put_resources(
+                [_patient(version="2", family="Newer", updated="2026-11-02T10:00:00Z")]
+            )
+            == 0
+        )
         assert store.get_resource("Patient", "p1")["name"][0]["family"] == "Newer"
 
 
-def test_apply_page_moves_the_cursor_with_the_page_or_not_at_all(tmp_path: Path,
-                                                                 key: bytes) -> None:
+def test_apply_page_moves_the_cursor_with_the_page_or_not_at_all(
+    tmp_path: Path, key: bytes
+) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
         store.apply_page("Patient", [_patient("p1")], "2026-11-01T10:00:00.000Z")
         bad = _patient("p2")
@@ -124,8 +139,13 @@ def test_missing_cache_is_a_known_error(tmp_path: Path, key: bytes) -> None:
 def test_audit_chain_detects_an_edited_entry(tmp_path: Path, key: bytes) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
         for n in range(3):
-            store.audit(user_id="pc101", action="open-record", patient_id=f"p{n}",
-                        reason="Street triage", event_id=f"e{n}")
+            store.audit(
+                user_id="pc101",
+                action="open-record",
+                patient_id=f"p{n}",
+                reason="Street triage",
+                event_id=f"e{n}",
+            )
         assert store.verify_audit_chain() is None
         store.conn.execute("UPDATE audit SET patient_id = 'other' WHERE seq = 2")
         assert store.verify_audit_chain() == 2

@@ -1,0 +1,89 @@
+"""The layer arrows of DESIGN.md section 2, checked on the source (imports only point down)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+FORBIDDEN = {
+    # package: prefixes its modules must not import
+    "sync": ("app", "PySide6"),
+    "app/store": ("app.services", "app.ui", "app.cli", "sync", "PySide6", "requests"),
+    "app/security": ("app.store", "app.services", "app.ui", "app.cli", "sync", "PySide6"),
+    "app/services": ("app.ui", "app.cli", "PySide6", "requests", "sqlcipher3"),
+    "app/synthetic": ("app.store", "app.services", "app.ui", "sync", "PySide6"),
+    "app/ui": ("app.store._", "sqlcipher3", "requests", "sync._"),
+}
+
+
+def _matches(name: str, prefix: str) -> bool:
+    """`app.store._` forbids private modules only; `sync` forbids the package and below."""
+    if prefix.endswith("_"):
+        return name.startswith(prefix)
+    return name == prefix or name.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layers_import_only_downwards(package: str) -> None:
+    offences = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _files(package)
+        for name in _imports(path)
+        for prefix in FORBIDDEN[package]
+        if _matches(name, prefix)
+    ]
+    assert offences == []
+
+
+def test_only_the_store_connection_module_opens_sqlcipher() -> None:
+    users = [
+        p.relative_to(ROOT).as_posix()
+        for pkg in ("app", "sync")
+        for p in _files(pkg)
+        if "sqlcipher3" in _imports(p)
+    ]
+    assert users == ["app/store/_connection.py"]
+
+
+def test_only_the_ui_layer_imports_qt_widgets() -> None:
+    users = [
+        p.relative_to(ROOT).as_posix()
+        for pkg in ("app", "sync")
+        for p in _files(pkg)
+        if any(n.startswith("PySide6.QtWidgets") for n in _imports(p))
+    ]
+    assert all(u.startswith(("app/ui/", "app/cli/_gui")) for u in users), users
+
+
+def test_tls_verification_is_never_switched_off() -> None:
+    for pkg in ("app", "sync"):
+        for path in _files(pkg):
+            text = path.read_text(encoding="utf-8")
+            assert "verify=False" not in text and "verify = False" not in text, path
+            assert "CERT_NONE" not in text, path
+
+
+def test_extension_loading_is_never_enabled() -> None:
+    for pkg in ("app", "sync"):
+        for path in _files(pkg):
+            assert "enable_load_extension" not in path.read_text(encoding="utf-8"), path
