@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 # Each module has `register(subparsers)`; its commands set `func(args) -> int`.
-_COMMAND_MODULES = ("app.cli._profile_cmds",)
+_COMMAND_MODULES = (
+    "app.cli._profile_cmds",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
