@@ -38,6 +38,52 @@ OUTCOME_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-outcome"
 FIELD_RECORD_ID_SYSTEM = f"{KERBSIDE}/Id/field-record"  # client-generated identifiers
 DEVICE_ID_SYSTEM = f"{KERBSIDE}/Id/device"
 
+# Field records (the street-triage encounter and what travels with it; app/services/encounters).
+USER_ID_SYSTEM = f"{KERBSIDE}/Id/user"  # the enrolled user name (collar or staff number)
+POLICE_INCIDENT_SYSTEM = f"{KERBSIDE}/Id/police-incident"  # the force's incident/CAD number
+STREET_TRIAGE_QUESTIONNAIRE = f"{KERBSIDE}/Questionnaire/street-triage"
+STREET_TRIAGE_QUESTIONNAIRE_VERSION = "1"
+SERVICE_TYPE_SYSTEM = f"{KERBSIDE}/CodeSystem/service-type"
+RESPONSE_MODE_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-response-mode"
+LOCATION_TYPE_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-location-type"
+PLACE_OF_SAFETY_SYSTEM = f"{KERBSIDE}/CodeSystem/place-of-safety"
+CONVEYANCE_SYSTEM = f"{KERBSIDE}/CodeSystem/conveyance"
+REFERRAL_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-referral"
+KNOWN_TO_SERVICES_SYSTEM = f"{KERBSIDE}/CodeSystem/known-to-services"
+RISK_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-risk"  # what the risk is about
+RISK_LEVEL_SYSTEM = f"{KERBSIDE}/CodeSystem/risk-level"
+RECORD_STATUS_SYSTEM = f"{KERBSIDE}/CodeSystem/record-status"  # meta.tag `provisional`
+APPARENT_AGE_EXT = f"{KERBSIDE}/StructureDefinition/apparent-age"  # valueAge, years
+PERSON_DESCRIPTION_EXT = f"{KERBSIDE}/StructureDefinition/person-description"  # valueString
+PLACE_FOUND_EXT = f"{KERBSIDE}/StructureDefinition/place-found"  # valueString
+LEGAL_STATUS_CONTEXT_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-LegalStatusContext"
+LEGAL_STATUS_S136 = "20"  # Formally detained under Mental Health Act Section 136
+# The England classification's displays for the codes street triage meets most.
+LEGAL_STATUS_DISPLAYS = {
+    "01": "Informal",
+    "02": "Formally detained under Mental Health Act Section 2",
+    "03": "Formally detained under Mental Health Act Section 3",
+    "04": "Formally detained under Mental Health Act Section 4",
+    "05": "Formally detained under Mental Health Act Section 5(2)",
+    "06": "Formally detained under Mental Health Act Section 5(4)",
+    "07": "Formally detained under Mental Health Act Section 35",
+    "08": "Formally detained under Mental Health Act Section 36",
+    "09": "Formally detained under Mental Health Act Section 37 with section 41 restrictions",
+    "10": "Formally detained under Mental Health Act Section 37",
+    "12": "Formally detained under Mental Health Act Section 38",
+    "19": "Formally detained under Mental Health Act Section 135",
+    "20": "Formally detained under Mental Health Act Section 136",
+    "98": "Not Applicable",
+    "99": "Not Known",
+}
+KNOWN_TO_SERVICES_CODES = {"yes": "Known to services", "no": "Not known", "unknown": "Unknown"}
+RISK_TOPICS = {  # field name -> (code in RISK_SYSTEM, display)
+    "risk_to_self": ("risk-to-self", "Risk to self"),
+    "risk_to_others": ("risk-to-others", "Risk to others"),
+    "risk_from_others": ("risk-from-others", "Risk from others"),
+}
+SEX_CODES = ("female", "male", "other", "unknown")  # FHIR administrative gender
+
 # Crisis-plan headings in the order someone on scene reads them (DOMAIN.md). A crisis-plan
 # CarePlan carries one `activity[].detail` per section: detail.code.coding[0] =
 # {system: CRISIS_PLAN_SECTION_SYSTEM, code: <section>}, detail.description = the text,
@@ -140,3 +186,22 @@ def nhs_number_of(patient: dict[str, Any]) -> str | None:
         if ident.get("system") == NHS_NUMBER_SYSTEM and ident.get("value"):
             return str(ident["value"])
     return None
+
+
+def human_name_text(name: dict[str, Any]) -> str:
+    """A HumanName as people say it: its `text`, else given names then family."""
+    if name.get("text"):
+        return str(name["text"])
+    parts = [*name.get("given", ()), name.get("family", "")]
+    return " ".join(str(p) for p in parts if p)
+
+
+def display_name_of(patient: dict[str, Any]) -> str:
+    """The name to show for a Patient: official (or the first usable) name, never empty."""
+    names = [n for n in patient.get("name", ()) if n.get("use") not in ("old", "anonymous")]
+    names.sort(key=lambda n: n.get("use") != "official")
+    for name in names:
+        text = human_name_text(name)
+        if text:
+            return text
+    return "Name not recorded"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # Each module has `register(subparsers)`; its commands set `func(args) -> int`.
 _COMMAND_MODULES = (
     "app.cli._profile_cmds",
+    "app.cli._generate",
 )
 
 

@@ -1,0 +1,32 @@
+"""Deterministic synthetic UK mental-health cohort as FHIR R4 (UK Core) resources.
+
+Contract: plain Python, no Qt, no network, no store; used by the `kerbside generate` command,
+benchmarks, tests and the reference server's seeding. Output depends only on (patients, seed,
+as_of). All people, numbers and organisations are invented: NHS numbers are from the 999 test
+range, phone numbers from Ofcom's drama ranges.
+"""
+
+from __future__ import annotations
+
+from app.synthetic._cohort import (
+    RESOURCE_TYPES,
+    generate_cohort,
+    iter_cohort,
+    iter_patient_records,
+)
+from app.synthetic._common import DEFAULT_AS_OF
+from app.synthetic._people import MAX_PATIENTS, NHS_TEST_PREFIX
+
+__all__ = [
+    "DEFAULT_AS_OF",
+    "MAX_PATIENTS",
+    "NHS_TEST_PREFIX",
+    "RESOURCE_TYPES",
+    "generate_cohort",
+    "iter_cohort",
+    "iter_patient_records",
+]
+
+for _name in ("generate_cohort", "iter_cohort", "iter_patient_records"):
+    globals()[_name].__module__ = __name__
+del _name
