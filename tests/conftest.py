@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -66,6 +67,29 @@ def session(profile_dir: Path) -> Iterator[object]:
     s = enrol(profile_dir, "pc101", TEST_PIN, kdf=TEST_KDF, lockout=TEST_LOCKOUT)
     yield s
     s.close()
+
+
+COHORT_SEED = 7
+COHORT_PATIENTS = 40
+
+
+@pytest.fixture(scope="session")
+def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated cohort as NDJSON (written once per test run)."""
+    from app.synthetic import generate_cohort
+
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(COHORT_PATIENTS, COHORT_SEED, out)
+    return out
+
+
+@pytest.fixture
+def cohort_session(session: Any, cohort_dir: Path) -> Any:
+    """`session` (user pc101, cheap KDF) with the small cohort imported."""
+    from app.services.importer import import_ndjson
+
+    import_ndjson(session, cohort_dir)
+    return session
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "app.cli._profile_cmds",
     "app.cli._generate",
+    "app.cli._record_cmds",
+    "app.cli._sync_cmds",
 )
 
 

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from app.cli._common import Secrets, add_profile_arg, add_user_args, profile_dir
+from app.cli._sync_cmds import add_server_args, prepare_server, save_server
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("enrol", help="create a profile, its encrypted cache and first user")
     add_user_args(p)
+    add_server_args(p)
     p.set_defaults(func=_enrol)
 
     p = subparsers.add_parser("add-user", help="enrol another user on an existing profile")
@@ -62,7 +64,10 @@ def _enrol(args: argparse.Namespace) -> int:
     if not args.pin_stdin and secrets.next("PIN again") != pin:
         print("kerbside: the PINs do not match", file=sys.stderr)
         return 1
+    server = prepare_server(args, secrets)  # the client secret is the next secret read
     with enrol(profile_dir(args), args.user, pin) as session:
+        if server is not None:
+            save_server(session.profile, server)
         print(f"enrolled {args.user} on profile {session.profile.profile_id}")
     return 0
 

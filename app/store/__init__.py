@@ -3,7 +3,30 @@ sync cursors, drafts and schema migrations. Imports nothing from services, ui or
 
 from app.store._audit import AuditEntry
 from app.store._connection import Connection
+from app.store._patient_index import (
+    Field,
+    IndexedPatient,
+    PatientIndexer,
+    PatientIndexReader,
+    fold,
+    phonetic_keys,
+)
+from app.store._outbox import OutboxRow
 from app.store._resources import Indexer
 from app.store._store import SCHEMA_VERSION, Store, utc_now
 
-__all__ = ["SCHEMA_VERSION", "AuditEntry", "Connection", "Indexer", "Store", "utc_now"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "AuditEntry",
+    "Connection",
+    "Field",
+    "IndexedPatient",
+    "Indexer",
+    "OutboxRow",
+    "PatientIndexReader",
+    "PatientIndexer",
+    "Store",
+    "fold",
+    "phonetic_keys",
+    "utc_now",
+]

@@ -7,6 +7,10 @@ rejected row stays, with the server's reason, until a person resolves it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from app.store._connection import Connection
+
 SCHEMA = """
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
@@ -16,12 +20,131 @@ CREATE TABLE outbox (
     user_id TEXT NOT NULL,
     created_at TEXT NOT NULL,
     payload BLOB NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'rejected')),
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'sent', 'rejected', 'discarded')),
     attempts INTEGER NOT NULL DEFAULT 0,
     last_attempt_at TEXT,
     reason TEXT,
     response BLOB,
-    sent_at TEXT
+    sent_at TEXT,
+    resolved_at TEXT,
+    resolved_by TEXT
 );
 CREATE INDEX outbox_by_state ON outbox (state, seq);
+CREATE INDEX outbox_by_patient ON outbox (patient_id) WHERE patient_id IS NOT NULL;
 """
+
+# `discarded`: a person reviewed a rejection and decided the record is not to be sent (e.g. a
+# duplicate). The row, its payload and the server's reason stay; only sync ignores it.
+STATES = ("pending", "sent", "rejected", "discarded")
+_COLUMNS = (
+    "seq, client_id, kind, patient_id, user_id, created_at, payload, state, attempts,"
+    " last_attempt_at, reason, sent_at, resolved_at, resolved_by"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    client_id: str
+    kind: str
+    patient_id: str | None
+    user_id: str
+    created_at: str
+    payload: bytes
+    state: str
+    attempts: int
+    last_attempt_at: str | None
+    reason: str | None
+    sent_at: str | None
+    resolved_at: str | None
+    resolved_by: str | None
+
+
+def add(
+    conn: Connection,
+    *,
+    client_id: str,
+    kind: str,
+    patient_id: str | None,
+    user_id: str,
+    created_at: str,
+    payload: bytes,
+) -> int:
+    """Queue one record; the caller's transaction also holds whatever the record replaces."""
+    cur = conn.execute(
+        "INSERT INTO outbox (client_id, kind, patient_id, user_id, created_at, payload)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (client_id, kind, patient_id, user_id, created_at, payload),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def rows(
+    conn: Connection,
+    *,
+    kind: str | None = None,
+    patient_id: str | None = None,
+    since: str | None = None,
+    states: tuple[str, ...] | None = None,
+) -> list[OutboxRow]:
+    """Rows matching every given filter, oldest first; `since` compares `created_at`."""
+    where: list[str] = []
+    args: list[object] = []
+    if kind is not None:
+        where.append("kind = ?")
+        args.append(kind)
+    if patient_id is not None:
+        where.append("patient_id = ?")
+        args.append(patient_id)
+    if since is not None:
+        where.append("created_at >= ?")
+        args.append(since)
+    if states is not None:
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        args.extend(states)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return [
+        OutboxRow(*row)
+        for row in conn.execute(f"SELECT {_COLUMNS} FROM outbox{clause} ORDER BY seq", args)
+    ]
+
+
+def get(conn: Connection, client_id: str) -> OutboxRow | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM outbox WHERE client_id = ?", (client_id,)
+    ).fetchone()
+    return OutboxRow(*row) if row else None
+
+
+def requeue(
+    conn: Connection, client_id: str, *, payload: bytes | None, patient_id: str | None
+) -> bool:
+    """Rejected -> pending; False if the row is not rejected.
+
+    With a corrected `payload` the row's `patient_id` is replaced too (a correction may change
+    the person). The server's last reason stays until its next answer replaces it.
+    """
+    if payload is None:
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0"
+            " WHERE client_id = ? AND state = 'rejected'",
+            (client_id,),
+        )
+    else:
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, payload = ?, patient_id = ?"
+            " WHERE client_id = ? AND state = 'rejected'",
+            (payload, patient_id, client_id),
+        )
+    return cur.rowcount == 1
+
+
+def discard(conn: Connection, client_id: str, *, by: str, at: str) -> bool:
+    """Rejected -> discarded, keeping the row; False if the row is not rejected."""
+    cur = conn.execute(
+        "UPDATE outbox SET state = 'discarded', resolved_at = ?, resolved_by = ?"
+        " WHERE client_id = ? AND state = 'rejected'",
+        (at, by, client_id),
+    )
+    return cur.rowcount == 1

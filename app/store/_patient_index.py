@@ -1,10 +1,45 @@
-"""Derived per-patient rows for search results and lists (rebuilt from the resource table)."""
+"""Search index tables derived from Patient and Flag resources, and the reads search needs.
+
+Layout (all rebuilt from the `resource` table by `PatientIndexer.rebuild`):
+
+- `patient_index`: one row per patient with what a result line shows (name, known-as, birth
+  date, gender, NHS number, postcode, address, active alerts as JSON) and `terms`, the postings
+  the row contributes, so an update or delete knows which postings to take it out of.
+- `search_posting(term, field, pids)`: an inverted index with one row per (term, field) whose
+  `pids` blob is a sorted packed uint32 array of `patient_index.pid`. One row per term instead
+  of one per (term, patient) because a query then reads a handful of rows and decodes them in
+  C (`array.frombytes`), instead of materialising thousands of Python tuples: that is what
+  keeps p95 under 10 ms at 100k patients inside SQLCipher. Writes merge per batch.
+- `search_vocab`: the distinct name and address words with patient counts and phonetic keys;
+  search loads it on open for prefix, nickname, phonetic and typo expansion.
+- `flag_alert`: each active Flag's patient and badge (code, label, kind, end), so alerts are
+  recomputed set-wise from small rows rather than re-parsing Flag JSON, and a Flag that moves
+  to another patient or is deleted also refreshes the patient it used to point at.
+- `search_state`: a generation number bumped whenever the vocabulary changes, so a reader can
+  tell cheaply whether its in-memory copy is stale.
+
+Terms are ASCII-folded lowercase words (accents and apostrophes dropped, hyphen parts and the
+joined form both kept), and for the non-name fields postcodes (full, sector, outward, no
+spaces), birth year, birth date, gender and NHS number. `Field` tells them apart.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import sys
+import unicodedata
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
+import jellyfish
+import orjson
+
+from app.fhir import ALERT_CODES, SNOMED, nhs_number_of, patient_ref_of
+from app.nhs_number import normalise as normalise_nhs_number
 from app.store._connection import Connection, run_script
 
 SCHEMA = """
@@ -12,23 +47,795 @@ CREATE TABLE patient_index (
     pid INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     display_name TEXT,
+    known_as TEXT,
     birth_date TEXT,
     gender TEXT,
     nhs_number TEXT,
-    postcode TEXT
+    postcode TEXT,
+    postcode_key TEXT,
+    address TEXT,
+    alerts BLOB,
+    names TEXT NOT NULL,
+    terms BLOB NOT NULL
 );
+CREATE INDEX patient_index_nhs_number ON patient_index (nhs_number)
+    WHERE nhs_number IS NOT NULL;
+CREATE INDEX patient_index_birth_date ON patient_index (birth_date) WHERE birth_date IS NOT NULL;
+CREATE INDEX patient_index_postcode ON patient_index (postcode_key)
+    WHERE postcode_key IS NOT NULL;
+CREATE TABLE search_posting (
+    term TEXT NOT NULL,
+    field INTEGER NOT NULL,
+    pids BLOB NOT NULL,
+    PRIMARY KEY (term, field)
+) WITHOUT ROWID;
+CREATE TABLE search_vocab (
+    term TEXT PRIMARY KEY,
+    n_name INTEGER NOT NULL,
+    n_address INTEGER NOT NULL,
+    metaphone TEXT NOT NULL,
+    nysiis TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE flag_alert (
+    flag_id TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL,
+    alert BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX flag_alert_by_patient ON flag_alert (patient_id);
+CREATE TABLE search_state (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO search_state (key, value) VALUES ('vocab_generation', 0)
 """
+
+_CHUNK = 500  # bound parameters per IN (...) list; SQLite allows far more, this keeps plans cheap
+
+
+class Field(IntEnum):
+    """What a posting's term was taken from. Name fields come first (search weights them)."""
+
+    GIVEN = 0  # official given names
+    FAMILY = 1  # official family name
+    KNOWN_AS = 2  # usual / nickname names
+    PREVIOUS = 3  # old / maiden names
+    ADDRESS = 4  # words of address lines and town
+    POSTCODE = 5  # postcode sector (`b152`) and outward code (`b15`)
+    BIRTH_YEAR = 6
+    BIRTH_DATE = 7
+    GENDER = 8
+    NHS_NUMBER = 9
+    INITIAL = 10  # first letter of the first given name (official and known-as)
+    POSTCODE_FULL = 11  # `b152tt`
+
+
+# Near-unique keys are looked up through an index on a patient_index column rather than
+# kept as one-patient postings (a third of the posting rows, and of the indexing time).
+COLUMN_FIELDS = {
+    Field.BIRTH_DATE: "birth_date",
+    Field.NHS_NUMBER: "nhs_number",
+    Field.POSTCODE_FULL: "postcode_key",
+}
+
+
+NAME_FIELDS = frozenset({Field.GIVEN, Field.FAMILY, Field.KNOWN_AS, Field.PREVIOUS})
+WORD_FIELDS = NAME_FIELDS | {Field.ADDRESS}
+
+# -- text folding -----------------------------------------------------------------------------
+
+_APOSTROPHES = "'’‘`´ʼ"
+_SPECIAL = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "ae",
+        "ø": "o",
+        "Ø": "o",
+        "đ": "d",
+        "Đ": "d",
+        "ł": "l",
+        "Ł": "l",
+        "œ": "oe",
+        "Œ": "oe",
+        "þ": "th",
+        "Þ": "th",
+        "ð": "d",
+        "ı": "i",
+        **{a: "'" for a in _APOSTROPHES},
+    }
+)
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
+# Address words too common to help; queries treat them as optional.
+ADDRESS_STOPWORDS = frozenset({"the", "of", "and", "flat", "apartment"})
+
+
+def fold(text: str) -> str:
+    """Lowercase, accents dropped (`Zoë` -> `zoe`), every apostrophe form made `'`."""
+    if text.isascii():  # the common case, ten times cheaper than translate + NFKD
+        return text.lower().replace("`", "'")
+    text = text.translate(_SPECIAL)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return text.lower()
+
+
+def words(text: str) -> list[str]:
+    """The folded words of `text` as written (apostrophes kept inside, everything else splits)."""
+    return _WORD.findall(fold(text))
+
+
+def name_terms(text: str) -> list[str]:
+    """Index terms for one name string: `O'Neill` -> oneill, neill; `Smith-Jones` -> smith,
+    jones, smithjones; `de la Cruz` -> de, la, cruz, delacruz. Single letters are left out."""
+    out: list[str] = []
+    parts: list[str] = []
+    for word in words(text):
+        if "'" in word:
+            joined = word.replace("'", "")
+            parts.append(joined)
+            out.append(joined)
+            out.extend(p for p in word.split("'") if len(p) >= 2)
+        else:
+            parts.append(word)
+            out.append(word)
+    if 1 < len(parts) <= 4:
+        out.append("".join(parts))
+    return list(dict.fromkeys(t for t in out if len(t) >= 2))
+
+
+def postcode_terms(postcode: str) -> list[str]:
+    """Full (`b152tt`), sector (`b152`) and outward (`b15`) keys of a UK postcode."""
+    compact = "".join(c for c in postcode.lower() if c.isalnum())
+    if not 5 <= len(compact) <= 7 or not compact[-3].isdigit():
+        return [compact] if compact else []
+    outward = compact[:-3]
+    return [compact, compact[:-2], outward]
+
+
+def phonetic_keys(term: str) -> tuple[str, str]:
+    """(metaphone, NYSIIS) of a folded word; jellyfish wants letters, so others are dropped."""
+    letters = "".join(c for c in term if "a" <= c <= "z")
+    if not letters:
+        return "", ""
+    return jellyfish.metaphone(letters), jellyfish.nysiis(letters)
+
+
+# -- packed posting lists ---------------------------------------------------------------------
+
+_TYPECODE = next(t for t in ("I", "L") if array(t).itemsize == 4)
+_SWAP = sys.byteorder == "big"  # stored little-endian whatever the device
+
+
+def decode_pids(blob: bytes) -> array:
+    """The sorted pids of a posting blob as an `array` (C-level decode, no per-item Python)."""
+    arr = array(_TYPECODE)
+    arr.frombytes(blob)
+    if _SWAP:
+        arr.byteswap()
+    return arr
+
+
+def encode_pids(pids: Iterable[int]) -> bytes:
+    arr = array(_TYPECODE, sorted(pids))
+    if _SWAP:
+        arr.byteswap()
+    return arr.tobytes()
+
+
+# -- what one patient contributes -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Doc:
+    id: str
+    display_name: str | None
+    known_as: str | None
+    birth_date: str | None
+    gender: str | None
+    nhs_number: str | None
+    postcode: str | None
+    postcode_key: str | None
+    address: str | None
+    names: str  # folded full names, "|"-separated, official first (for the re-rank)
+    terms: dict[tuple[str, int], None]  # ordered set of (term, field)
+
+
+def _name_text(name: dict[str, Any]) -> tuple[list[str], str]:
+    given = [g for g in name.get("given") or () if isinstance(g, str)]
+    family = name.get("family") if isinstance(name.get("family"), str) else ""
+    if not given and not family and isinstance(name.get("text"), str):
+        *given, family = name["text"].split() or [""]
+    return given, family or ""
+
+
+def _pick_address(patient: dict[str, Any]) -> dict[str, Any] | None:
+    addresses = [a for a in patient.get("address") or () if isinstance(a, dict)]
+    current = [a for a in addresses if not (a.get("period") or {}).get("end")]
+    for pool in (current, addresses):
+        for a in pool:
+            if a.get("use") in (None, "home", "temp"):
+                return a
+        if pool:
+            return pool[0]
+    return None
+
+
+_GIVEN, _FAMILY, _KNOWN_AS, _PREVIOUS, _ADDRESS = 0, 1, 2, 3, 4
+_POSTCODE, _BIRTH_YEAR, _GENDER, _INITIAL = 5, 6, 8, 10
+
+
+class _Deriver:
+    """Derives index rows for one batch. Names repeat (a few thousand distinct words cover
+    most of a cohort), so text work is memoised for the batch only: nothing outlives it."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, list[str]] = {}
+        self._words: dict[str, list[str]] = {}
+        self._address: dict[str, list[str]] = {}
+
+    def name_terms(self, text: str) -> list[str]:
+        found = self._names.get(text)
+        if found is None:
+            found = self._names[text] = name_terms(text)
+        return found
+
+    def words(self, text: str) -> list[str]:
+        found = self._words.get(text)
+        if found is None:
+            found = self._words[text] = words(text)
+        return found
+
+    def address_terms(self, text: str) -> list[str]:
+        found = self._address.get(text)
+        if found is None:
+            found = self._address[text] = [
+                w
+                for w in (w.replace("'", "") for w in words(text))
+                if len(w) >= 2 and w not in ADDRESS_STOPWORDS
+            ]
+        return found
+
+    def derive(self, patient: dict[str, Any]) -> _Doc:
+        """Display fields and index terms of one Patient resource."""
+        names = [n for n in patient.get("name") or () if isinstance(n, dict)]
+        official = None
+        for n in names:
+            if n.get("use") == "official":
+                official = n
+                break
+        if official is None:
+            official = next((n for n in names if n.get("use") in (None, "usual")), None)
+        if official is None and names:
+            official = names[0]
+        terms: dict[tuple[str, int], None] = {}
+        full_names: list[str] = []
+        display_name = known_as = None
+        official_given: list[str] = []
+        if official is not None:
+            official_given, family = _name_text(official)
+            display_name = " ".join([*official_given, family]).strip() or None
+            for g in official_given:
+                for t in self.name_terms(g):
+                    terms[(t, _GIVEN)] = None
+            if len(official_given) > 1:
+                joined = "".join(w.replace("'", "") for g in official_given for w in self.words(g))
+                if len(joined) >= 2:
+                    terms[(joined, _GIVEN)] = None
+            for t in self.name_terms(family):
+                terms[(t, _FAMILY)] = None
+            if official_given and (w := self.words(official_given[0])):
+                terms[(w[0][0], _INITIAL)] = None
+            full_names.append(
+                " ".join(w for part in [*official_given, family] for w in self.words(part))
+            )
+        strong = {t for t, f in terms if f <= _FAMILY}
+        first_given = self.words(official_given[0])[:1] if official_given else []
+        for name in names:
+            if name is official:
+                continue
+            use = name.get("use")
+            field = _KNOWN_AS if use in ("usual", "nickname", None) else _PREVIOUS
+            given, family = _name_text(name)
+            if field == _KNOWN_AS and given:
+                first = self.words(given[0])[:1]
+                if known_as is None and first != first_given:
+                    known_as = " ".join(given)
+                if first:
+                    terms[(first[0][0], _INITIAL)] = None
+            for part in [*given, family]:
+                for t in self.name_terms(part):
+                    if t not in strong:
+                        terms[(t, field)] = None
+            text = " ".join(w for part in [*given, family] for w in self.words(part))
+            if text and text not in full_names:
+                full_names.append(text)
+
+        address = _pick_address(patient)
+        postcode = postcode_key = address_text = None
+        if address is not None:
+            lines = [x for x in address.get("line") or () if isinstance(x, str)]
+            if not lines and isinstance(address.get("text"), str):
+                lines = [address["text"]]  # e.g. "No fixed abode"
+            city = address.get("city") if isinstance(address.get("city"), str) else None
+            places = [*lines, *([city] if city else [])]
+            address_text = ", ".join(places) or None
+            if isinstance(address.get("district"), str):
+                places.append(address["district"])
+            for part in places:
+                for w in self.address_terms(part):
+                    terms[(w, _ADDRESS)] = None
+            raw_postcode = address.get("postalCode")
+            if isinstance(raw_postcode, str) and raw_postcode.strip():
+                postcode = raw_postcode.strip().upper()
+                keys = postcode_terms(postcode)
+                postcode_key = keys[0] if keys else None
+                for t in keys[1:]:
+                    terms[(t, _POSTCODE)] = None
+
+        birth_date = patient.get("birthDate")
+        if not isinstance(birth_date, str):
+            birth_date = None
+        if birth_date:
+            birth_date = birth_date[:10]
+            if birth_date[:4].isdigit():
+                terms[(birth_date[:4], _BIRTH_YEAR)] = None
+        gender = patient.get("gender") if isinstance(patient.get("gender"), str) else None
+        if gender:
+            terms[(gender, _GENDER)] = None
+        nhs = nhs_number_of(patient)
+        if nhs:
+            nhs = normalise_nhs_number(nhs)
+        return _Doc(
+            id=patient["id"],
+            display_name=display_name,
+            known_as=known_as,
+            birth_date=birth_date,
+            gender=gender,
+            nhs_number=nhs or None,
+            postcode=postcode,
+            postcode_key=postcode_key,
+            address=address_text,
+            names="|".join(n for n in full_names if n),
+            terms=terms,
+        )
+
+
+def derive(patient: dict[str, Any]) -> _Doc:
+    """Display fields and index terms of one Patient resource."""
+    return _Deriver().derive(patient)
+
+
+def parse_terms(blob: bytes | str) -> list[tuple[str, int]]:
+    """`patient_index.terms` (JSON [[term, field], ...]) back into (term, field) pairs."""
+    return [(t, f) for t, f in orjson.loads(blob)]
+
+
+# -- alerts -----------------------------------------------------------------------------------
+
+_KIND_ORDER = {"self": 0, "others": 1, "safeguarding": 2, "other": 3}
+
+
+def flag_alert(flag: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
+    """(code, label, kind, period end) of a Flag worth showing, or None.
+
+    Only `active` flags count: `inactive` and `entered-in-error` never reach a result. The end
+    date is kept so search can hide a flag whose period ran out since it was indexed.
+    """
+    if flag.get("status") != "active":
+        return None
+    code = flag.get("code") or {}
+    codings = [c for c in code.get("coding") or () if isinstance(c, dict)]
+    end = (flag.get("period") or {}).get("end")
+    for c in codings:
+        if c.get("system") == SNOMED and c.get("code") in ALERT_CODES:
+            label, kind = ALERT_CODES[c["code"]]
+            return c["code"], label, kind, end
+    text = code.get("text")
+    first = codings[0] if codings else {}
+    label = text or first.get("display") or first.get("code")
+    if not label:
+        return None
+    return str(first.get("code") or label), str(label), "other", end
+
+
+def _alerts_json(alerts: Iterable[tuple[str, str, str, str | None]]) -> bytes | None:
+    """One patient's badges, de-duplicated by code and ordered self, others, safeguarding."""
+    seen: dict[tuple[str, str], tuple[str, str, str, str | None]] = {}
+    for alert in alerts:
+        key = (alert[0], alert[2])
+        old = seen.get(key)
+        # Two active flags with one code: keep the later end (None = open-ended wins).
+        if old is None or (old[3] is not None and (alert[3] is None or alert[3] > old[3])):
+            seen[key] = alert
+    if not seen:
+        return None
+    ordered = sorted(seen.values(), key=lambda a: (_KIND_ORDER.get(a[2], 9), a[1]))
+    return orjson.dumps(ordered)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _alerts_for(conn: Connection, patient_ids: Sequence[str]) -> dict[str, bytes | None]:
+    """Alert JSON per patient, from the `flag_alert` rows of their active Flags."""
+    found: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
+    for chunk in _chunks(list(patient_ids)):
+        marks = ",".join("?" * len(chunk))
+        for pid, alert in conn.execute(
+            f"SELECT patient_id, alert FROM flag_alert WHERE patient_id IN ({marks})",
+            tuple(chunk),
+        ):
+            found[pid].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
+    return {p: _alerts_json(found.get(p, ())) for p in patient_ids}
+
+
+# -- the indexer ------------------------------------------------------------------------------
 
 
 class PatientIndexer:
+    """Keeps the search tables in step with Patient and Flag rows, set-wise per batch."""
+
     types = frozenset({"Patient", "Flag"})
 
     def create_schema(self, conn: Connection) -> None:
         run_script(conn, SCHEMA)
 
     def index(self, conn: Connection, resources: Sequence[dict[str, Any]]) -> None:
-        pass
+        if not resources:
+            return
+        if resources[0].get("resourceType") == "Patient":
+            self._index_patients(conn, resources)
+        else:
+            self._index_flags(conn, resources)
 
-    def remove(self, conn: Connection, rtype: str, ids: Sequence[str],
-               patient_ids: Sequence[str]) -> None:
-        pass
+    def remove(
+        self, conn: Connection, rtype: str, ids: Sequence[str], patient_ids: Sequence[str]
+    ) -> None:
+        if rtype == "Patient":
+            self._remove_patients(conn, ids)
+        elif rtype == "Flag":
+            old = self._drop_flags(conn, ids)
+            self._refresh_alerts(conn, set(patient_ids) | old)
+
+    def rebuild(self, conn: Connection, batch: int = 5000) -> None:
+        """Re-derive every index row from the resource table (after a schema or rule change).
+
+        Call inside a transaction (`with store.transaction() as conn:`).
+        """
+        run_script(
+            conn,
+            """
+            DELETE FROM patient_index; DELETE FROM search_posting; DELETE FROM search_vocab;
+            DELETE FROM flag_alert""",
+        )
+        conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+        cursor = conn.execute("SELECT json FROM resource WHERE type = 'Flag'")
+        while rows := cursor.fetchmany(batch):
+            self._store_flags(conn, [orjson.loads(r[0]) for r in rows])
+        cursor = conn.execute("SELECT json FROM resource WHERE type = 'Patient' ORDER BY rid")
+        while rows := cursor.fetchmany(batch):
+            self._index_patients(conn, [orjson.loads(r[0]) for r in rows])
+
+    # -- patients -------------------------------------------------------------------------
+    def _index_patients(self, conn: Connection, patients: Sequence[dict[str, Any]]) -> None:
+        deriver = _Deriver()
+        docs: dict[str, _Doc] = {}
+        for res in patients:
+            docs[res["id"]] = deriver.derive(res)
+        ids = list(docs)
+        held: dict[str, tuple[int, bytes, bytes | None]] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for pid, rid, terms, alerts in conn.execute(
+                f"SELECT pid, id, terms, alerts FROM patient_index WHERE id IN ({marks})",
+                tuple(chunk),
+            ):
+                held[rid] = (pid, terms, alerts)
+        next_pid = (conn.execute("SELECT max(pid) FROM patient_index").fetchone()[0] or 0) + 1
+        # A changed Patient keeps its alerts (Flags have their own path); a new one may have
+        # Flags that arrived before it.
+        new_alerts = _alerts_for(conn, [rid for rid in ids if rid not in held])
+        adds: dict[tuple[str, int], list[int]] = defaultdict(list)
+        drops: dict[tuple[str, int], list[int]] = defaultdict(list)
+        vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        rows = []
+        for rid, doc in docs.items():
+            new_set = set(doc.terms)
+            if rid in held:
+                pid, old_blob, alerts = held[rid]
+                old_set = set(parse_terms(old_blob))
+                for key in old_set - new_set:
+                    drops[key].append(pid)
+                for key in new_set - old_set:
+                    adds[key].append(pid)
+                _vocab_change(vocab_delta, old_set, -1)
+            else:
+                pid, next_pid = next_pid, next_pid + 1
+                alerts = new_alerts.get(rid)
+                for key in new_set:
+                    adds[key].append(pid)
+            _vocab_change(vocab_delta, new_set, +1)
+            rows.append(
+                (
+                    pid,
+                    rid,
+                    doc.display_name,
+                    doc.known_as,
+                    doc.birth_date,
+                    doc.gender,
+                    doc.nhs_number,
+                    doc.postcode,
+                    doc.postcode_key,
+                    doc.address,
+                    alerts,
+                    doc.names,
+                    orjson.dumps(list(doc.terms)),
+                )
+            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO patient_index (pid, id, display_name, known_as, birth_date,"
+            " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        _merge_postings(conn, adds, drops)
+        _apply_vocab(conn, vocab_delta)
+
+    def _remove_patients(self, conn: Connection, ids: Sequence[str]) -> None:
+        drops: dict[tuple[str, int], list[int]] = defaultdict(list)
+        vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        pids = []
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for pid, terms in conn.execute(
+                f"SELECT pid, terms FROM patient_index WHERE id IN ({marks})", tuple(chunk)
+            ):
+                pids.append(pid)
+                old = set(parse_terms(terms))
+                for key in old:
+                    drops[key].append(pid)
+                _vocab_change(vocab_delta, old, -1)
+        for chunk in _chunks(pids):
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM patient_index WHERE pid IN ({marks})", tuple(chunk))
+        _merge_postings(conn, {}, drops)
+        _apply_vocab(conn, vocab_delta)
+
+    # -- flags ----------------------------------------------------------------------------
+    def _index_flags(self, conn: Connection, flags: Sequence[dict[str, Any]]) -> None:
+        old = self._drop_flags(conn, [f["id"] for f in flags])
+        new = self._store_flags(conn, flags)
+        self._refresh_alerts(conn, old | new)
+
+    @staticmethod
+    def _store_flags(conn: Connection, flags: Sequence[dict[str, Any]]) -> set[str]:
+        """Record the active ones; returns every patient the batch's Flags are about."""
+        rows = []
+        patients = set()
+        for flag in flags:
+            patient_id = patient_ref_of(flag)
+            if not patient_id:
+                continue
+            patients.add(patient_id)
+            alert = flag_alert(flag)
+            if alert is not None:
+                rows.append((flag["id"], patient_id, orjson.dumps(alert)))
+        conn.executemany(
+            "INSERT OR REPLACE INTO flag_alert (flag_id, patient_id, alert) VALUES (?, ?, ?)",
+            rows,
+        )
+        return patients
+
+    @staticmethod
+    def _drop_flags(conn: Connection, flag_ids: Sequence[str]) -> set[str]:
+        """Forget these Flags' alerts; returns the patients they were about."""
+        patients: set[str] = set()
+        for chunk in _chunks(list(flag_ids)):
+            marks = ",".join("?" * len(chunk))
+            patients.update(
+                pid
+                for (pid,) in conn.execute(
+                    f"SELECT patient_id FROM flag_alert WHERE flag_id IN ({marks})", tuple(chunk)
+                )
+            )
+            conn.execute(f"DELETE FROM flag_alert WHERE flag_id IN ({marks})", tuple(chunk))
+        return patients
+
+    @staticmethod
+    def _refresh_alerts(conn: Connection, patient_ids: Iterable[str]) -> None:
+        alerts = _alerts_for(conn, sorted(patient_ids))
+        conn.executemany(
+            "UPDATE patient_index SET alerts = ? WHERE id = ?",
+            [(body, pid) for pid, body in alerts.items()],
+        )
+
+
+def _vocab_change(delta: dict[str, list[int]], terms: set[tuple[str, int]], sign: int) -> None:
+    """Count each word once per patient for names and once for address."""
+    name_words = {t for t, f in terms if f in NAME_FIELDS}
+    for t in name_words:
+        delta[t][0] += sign
+    for t, f in terms:
+        if f == Field.ADDRESS:
+            delta[t][1] += sign
+
+
+def _merge_postings(
+    conn: Connection,
+    adds: dict[tuple[str, int], list[int]],
+    drops: dict[tuple[str, int], list[int]],
+) -> None:
+    keys = set(adds) | set(drops)
+    if not keys:
+        return
+    held: dict[tuple[str, int], bytes] = {}
+    terms = sorted({t for t, _ in keys})
+    for chunk in _chunks(terms):
+        marks = ",".join("?" * len(chunk))
+        for term, field, blob in conn.execute(
+            f"SELECT term, field, pids FROM search_posting WHERE term IN ({marks})", tuple(chunk)
+        ):
+            if (term, field) in keys:
+                held[(term, field)] = blob
+    upserts = []
+    deletes = []
+    for key in keys:
+        added = adds.get(key, ())
+        dropped = drops.get(key, ())
+        blob = held.get(key)
+        if blob is None:
+            if added:
+                upserts.append((*key, encode_pids(added)))
+            continue
+        current = decode_pids(blob)
+        if not dropped and added and min(added) > current[-1]:
+            # New patients get rising pids: the common bulk-load case appends in order.
+            current.extend(sorted(added))
+            if _SWAP:
+                current.byteswap()
+            upserts.append((*key, current.tobytes()))
+            continue
+        merged = set(current)
+        merged.difference_update(dropped)
+        merged.update(added)
+        if merged:
+            upserts.append((*key, encode_pids(merged)))
+        else:
+            deletes.append(key)
+    conn.executemany(
+        "INSERT OR REPLACE INTO search_posting (term, field, pids) VALUES (?, ?, ?)", upserts
+    )
+    conn.executemany("DELETE FROM search_posting WHERE term = ? AND field = ?", deletes)
+
+
+def _apply_vocab(conn: Connection, delta: dict[str, list[int]]) -> None:
+    changes = [(t, n, a) for t, (n, a) in delta.items() if n or a]
+    if not changes:
+        return
+    held: dict[str, tuple[int, int]] = {}
+    terms = [t for t, _, _ in changes]
+    for chunk in _chunks(terms):
+        marks = ",".join("?" * len(chunk))
+        for term, n, a in conn.execute(
+            f"SELECT term, n_name, n_address FROM search_vocab WHERE term IN ({marks})",
+            tuple(chunk),
+        ):
+            held[term] = (n, a)
+    upserts = []
+    deletes = []
+    created = False
+    for term, dn, da in changes:
+        n, a = held.get(term, (0, 0))
+        n, a = max(0, n + dn), max(0, a + da)
+        if n or a:
+            if term in held:
+                upserts.append((term, n, a, None, None))
+            else:
+                created = True
+                upserts.append((term, n, a, *phonetic_keys(term)))
+        elif term in held:
+            deletes.append((term,))
+    conn.executemany(
+        "INSERT INTO search_vocab (term, n_name, n_address, metaphone, nysiis)"
+        " VALUES (?, ?, ?, coalesce(?, ''), coalesce(?, ''))"
+        " ON CONFLICT (term) DO UPDATE SET n_name = excluded.n_name,"
+        " n_address = excluded.n_address",
+        upserts,
+    )
+    conn.executemany("DELETE FROM search_vocab WHERE term = ?", deletes)
+    if created or deletes:
+        conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+
+
+# -- reads for search -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedPatient:
+    """One `patient_index` row as search re-ranks and shows it."""
+
+    pid: int
+    id: str
+    display_name: str | None
+    known_as: str | None
+    birth_date: str | None
+    gender: str | None
+    nhs_number: str | None
+    postcode: str | None
+    address: str | None
+    alerts: tuple[tuple[str, str, str, str | None], ...]
+    names: tuple[str, ...]
+    terms: tuple[tuple[str, int], ...]
+
+
+class PatientIndexReader:
+    """The queries search runs. Needs only a DB-API connection, so a benchmark can point it at
+    a plain SQLite copy of the same tables."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def vocab_generation(self) -> int:
+        row = self._conn.execute(
+            "SELECT value FROM search_state WHERE key = 'vocab_generation'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def vocabulary(self) -> list[tuple[str, int, int, str, str]]:
+        """(term, patients with it in a name, in an address, metaphone, NYSIIS)."""
+        return self._conn.execute(
+            "SELECT term, n_name, n_address, metaphone, nysiis FROM search_vocab"
+        ).fetchall()
+
+    def postings(
+        self, terms: Iterable[str], keys: Iterable[tuple[str, int]] = ()
+    ) -> dict[tuple[str, int], array]:
+        """Posting lists, keyed (term, field): every field of each of `terms`, plus the exact
+        (value, field) `keys` of `COLUMN_FIELDS` (NHS number, birth date, full postcode)."""
+        out: dict[tuple[str, int], array] = {}
+        for chunk in _chunks(sorted(set(terms))):
+            marks = ",".join("?" * len(chunk))
+            for term, field, blob in self._conn.execute(
+                f"SELECT term, field, pids FROM search_posting WHERE term IN ({marks})",
+                tuple(chunk),
+            ):
+                out[(term, field)] = decode_pids(blob)
+        by_field: dict[int, set[str]] = defaultdict(set)
+        for value, field in keys:
+            by_field[field].add(value)
+        for field, values in by_field.items():
+            column = COLUMN_FIELDS[Field(field)]
+            found: dict[str, list[int]] = defaultdict(list)
+            for chunk in _chunks(sorted(values)):
+                marks = ",".join("?" * len(chunk))
+                for value, pid in self._conn.execute(
+                    f"SELECT {column}, pid FROM patient_index WHERE {column} IN ({marks})",
+                    tuple(chunk),
+                ):
+                    found[value].append(pid)
+            for value, pids in found.items():
+                out[(value, field)] = array(_TYPECODE, sorted(pids))
+        return out
+
+    def patients(self, pids: Iterable[int]) -> dict[int, IndexedPatient]:
+        wanted = sorted(set(pids))
+        out: dict[int, IndexedPatient] = {}
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(
+                "SELECT pid, id, display_name, known_as, birth_date, gender, nhs_number, postcode,"
+                f" address, alerts, names, terms FROM patient_index WHERE pid IN ({marks})",
+                tuple(chunk),
+            ):
+                alerts = tuple(tuple(a) for a in orjson.loads(row[9])) if row[9] else ()
+                out[row[0]] = IndexedPatient(
+                    *row[:9],
+                    alerts=alerts,  # type: ignore[arg-type]
+                    names=tuple(row[10].split("|")) if row[10] else (),
+                    terms=tuple(parse_terms(row[11])),
+                )
+        return out
+
+    def patient_count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM patient_index").fetchone()[0])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import SchemaTooNew, StoreUnavailable
-from app.store import _audit, _outbox, _resources
+from app.store import _audit, _outbox, _resources, _sync_state
 from app.store._connection import (
     Connection,
     TransactionManager,
@@ -165,6 +165,11 @@ class Store:
     ) -> list[dict[str, Any]]:
         return _resources.for_patient(self.conn, patient_id, types)
 
+    def patient_ids_with_nhs_number(self, digits: str) -> list[str]:
+        """Cached Patients carrying this NHS number (ten digits), via the search index."""
+        rows = self.conn.execute("SELECT id FROM patient_index WHERE nhs_number = ?", (digits,))
+        return [rid for (rid,) in rows]
+
     def resource_ids(self, rtype: str) -> Iterator[str]:
         for (rid,) in self.conn.execute("SELECT id FROM resource WHERE type = ?", (rtype,)):
             yield rid
@@ -261,3 +266,85 @@ class Store:
     def delete_draft(self, draft_id: str) -> None:
         with self.transaction() as conn:
             conn.execute("DELETE FROM draft WHERE id = ?", (draft_id,))
+
+    # -- outbox (field records waiting for the central record) --------------------------------
+    def add_outbox(
+        self,
+        *,
+        client_id: str,
+        kind: str,
+        patient_id: str | None,
+        user_id: str,
+        payload: bytes,
+        created_at: str | None = None,
+    ) -> int:
+        """Queue a record; joins the caller's transaction when there is one (SECURITY.md 17)."""
+        with self.transaction() as conn:
+            return _outbox.add(
+                conn,
+                client_id=client_id,
+                kind=kind,
+                patient_id=patient_id,
+                user_id=user_id,
+                created_at=created_at or utc_now(),
+                payload=payload,
+            )
+
+    def outbox_rows(
+        self,
+        *,
+        kind: str | None = None,
+        patient_id: str | None = None,
+        since: str | None = None,
+        states: tuple[str, ...] | None = None,
+    ) -> list[_outbox.OutboxRow]:
+        return _outbox.rows(self.conn, kind=kind, patient_id=patient_id, since=since, states=states)
+
+    def outbox_row(self, client_id: str) -> _outbox.OutboxRow | None:
+        return _outbox.get(self.conn, client_id)
+
+    def requeue_outbox(
+        self, client_id: str, *, payload: bytes | None = None, patient_id: str | None = None
+    ) -> bool:
+        with self.transaction() as conn:
+            return _outbox.requeue(conn, client_id, payload=payload, patient_id=patient_id)
+
+    def discard_outbox(self, client_id: str, *, by: str) -> bool:
+        with self.transaction() as conn:
+            return _outbox.discard(conn, client_id, by=by, at=utc_now())
+
+    # -- sync transitions (the SyncStore port in app/services/syncing.py builds on these) ----
+    def held_versions(self, rtype: str, ids: Sequence[str]
+                      ) -> dict[str, tuple[str | None, str | None]]:
+        """id -> (versionId, lastUpdated) for the ids the cache holds."""
+        return _sync_state.held_versions(self.conn, rtype, ids)
+
+    def count_of_type(self, rtype: str) -> int:
+        return _sync_state.count(self.conn, rtype)
+
+    def pending_outbox(self, limit: int) -> list[tuple[int, str, str, str | None, bytes, int]]:
+        return _sync_state.pending(self.conn, limit)
+
+    def record_outbox_attempt(self, seq: int, at: str) -> None:
+        with self.transaction() as conn:
+            _sync_state.record_attempt(conn, seq, at)
+
+    def mark_outbox_sent(self, seq: int, response: bytes,
+                         resources: Iterable[dict[str, Any]], at: str) -> None:
+        """Sent + the server's answer + its copies of the resources, in one transaction."""
+        with self.transaction() as conn:
+            self._put(conn, resources)
+            _sync_state.mark_sent(conn, seq, response, at)
+
+    def mark_outbox_rejected(self, seq: int, reason: str, response: bytes | None,
+                             at: str) -> None:
+        with self.transaction() as conn:
+            _sync_state.mark_rejected(conn, seq, reason, response, at)
+
+    def repoint_patient(self, old_id: str, new_id: str) -> int:
+        with self.transaction() as conn:
+            return _sync_state.repoint_patient(conn, old_id, new_id)
+
+    def mark_audit_uploaded(self, event_ids: Sequence[str], at: str) -> None:
+        with self.transaction() as conn:
+            _audit.mark_uploaded(conn, list(event_ids), at)

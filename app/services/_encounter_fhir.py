@@ -1,0 +1,509 @@
+"""The street-triage form and the FHIR R4 transaction Bundle a recorded encounter travels in.
+
+`FORM` is the one definition of the form: the Questionnaire in
+`resources/questionnaire-street-triage.json` is generated from it (a test keeps them equal),
+the QuestionnaireResponse mirrors it, and its link ids are the field names of the JSON input
+format, so a payload reads back into the same dict the form and `kerbside record` take.
+
+Every entry has a `urn:uuid:` fullUrl, a client identifier derived from the record's client id
+and `request.ifNoneExist` on it, so a retry after a lost response never duplicates anything
+(DESIGN.md section 5). Provenance has no `identifier` element in R4, so it carries the same
+kind of value as a `meta.tag` and is created conditionally on `_tag`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from app.fhir import (
+    APPARENT_AGE_EXT,
+    CONVEYANCE_CODES,
+    CONVEYANCE_SYSTEM,
+    DEVICE_ID_SYSTEM,
+    FIELD_RECORD_ID_SYSTEM,
+    KNOWN_TO_SERVICES_CODES,
+    KNOWN_TO_SERVICES_SYSTEM,
+    LEGAL_STATUS_CONTEXT_SYSTEM,
+    LEGAL_STATUS_DISPLAYS,
+    LEGAL_STATUS_EXT,
+    LEGAL_STATUS_S136,
+    LEGAL_STATUS_SYSTEM,
+    LOCATION_TYPE_SYSTEM,
+    LOCATION_TYPES,
+    OUTCOME_CODES,
+    OUTCOME_SYSTEM,
+    PERSON_DESCRIPTION_EXT,
+    PLACE_FOUND_EXT,
+    PLACE_OF_SAFETY_CODES,
+    PLACE_OF_SAFETY_SYSTEM,
+    POLICE_INCIDENT_SYSTEM,
+    PROFILE_BASE,
+    RECORD_STATUS_SYSTEM,
+    REFERRAL_CODES,
+    REFERRAL_SYSTEM,
+    RESPONSE_MODE_SYSTEM,
+    RESPONSE_MODES,
+    RISK_LEVEL_SYSTEM,
+    RISK_LEVELS,
+    RISK_SYSTEM,
+    RISK_TOPICS,
+    SERVICE_TYPE_SYSTEM,
+    STREET_TRIAGE_QUESTIONNAIRE,
+    STREET_TRIAGE_QUESTIONNAIRE_VERSION,
+    USER_ID_SYSTEM,
+    V3_ACT_CODE,
+)
+
+if TYPE_CHECKING:
+    from app.services.encounters import EncounterInput, UnidentifiedPerson
+
+UCUM = "http://unitsofmeasure.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+PROVENANCE_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PROVISIONAL_TAG = {
+    "system": RECORD_STATUS_SYSTEM,
+    "code": "provisional",
+    "display": "Provisional record: person not identified",
+}
+PROVISIONAL_NAME = "Unknown person"
+
+_LABELS = {
+    "response_mode": {"face-to-face": "Face to face", "telephone": "Telephone",
+                      "control-room": "Control room"},
+    "location_type": {"public-place": "Public place", "dwelling": "Dwelling"},
+    "risk": {"none": "None", "low": "Low", "medium": "Medium", "high": "High"},
+}  # fmt: skip
+assert set(_LABELS["response_mode"]) == set(RESPONSE_MODES)
+assert set(_LABELS["location_type"]) == set(LOCATION_TYPES)
+assert tuple(_LABELS["risk"]) == RISK_LEVELS
+
+
+@dataclass(frozen=True, slots=True)
+class FormItem:
+    """One question; `link_id` is also the JSON input field and the EncounterInput attribute."""
+
+    link_id: str
+    text: str
+    type: str  # Questionnaire item type: dateTime, string, text, boolean, choice
+    options: Mapping[str, str] | None = None  # code -> display, for choice items
+    system: str | None = None  # CodeSystem of the options
+    required: bool = False  # always required (conditional rules live in encounters.validate)
+    repeats: bool = False
+    only_with_s136: bool = False  # shown (and allowed) only when section_136 is true
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FormSection:
+    link_id: str
+    text: str
+    items: tuple[FormItem, ...]
+
+
+def _risk(link_id: str) -> FormItem:
+    return FormItem(link_id, RISK_TOPICS[link_id][1], "choice", _LABELS["risk"], RISK_LEVEL_SYSTEM)
+
+
+FORM: tuple[FormSection, ...] = (
+    FormSection("when-where", "When and where", (
+        FormItem("start", "Start", "dateTime", required=True),
+        FormItem("end", "End", "dateTime", required=True),
+        FormItem("response_mode", "Response", "choice", _LABELS["response_mode"],
+                 RESPONSE_MODE_SYSTEM),
+        FormItem("location", "Location", "string", required=True, max_length=500),
+        FormItem("location_type", "Type of location", "choice", _LABELS["location_type"],
+                 LOCATION_TYPE_SYSTEM),
+        FormItem("police_incident_ref", "Police incident reference", "string", required=True,
+                 max_length=64),
+    )),
+    FormSection("situation", "Situation", (
+        FormItem("presenting_situation", "Presenting situation", "text", required=True,
+                 max_length=4000),
+        FormItem("known_to_services", "Known to mental health services", "choice",
+                 KNOWN_TO_SERVICES_CODES, KNOWN_TO_SERVICES_SYSTEM),
+        FormItem("crisis_plan_consulted", "Crisis plan consulted", "boolean"),
+    )),
+    FormSection("risk", "Risk", tuple(_risk(k) for k in RISK_TOPICS)),
+    FormSection("section-136", "Mental Health Act section 136", (
+        FormItem("section_136", "Section 136 used", "boolean", required=True),
+        FormItem("health_professional_consulted", "Health professional consulted", "boolean",
+                 only_with_s136=True),
+        FormItem("consulted_with", "Consulted with", "string", only_with_s136=True,
+                 max_length=200),
+        FormItem("place_of_safety", "Place of safety", "choice", PLACE_OF_SAFETY_CODES,
+                 PLACE_OF_SAFETY_SYSTEM, only_with_s136=True),
+        FormItem("conveyance", "Conveyance", "choice", CONVEYANCE_CODES, CONVEYANCE_SYSTEM,
+                 only_with_s136=True),
+    )),
+    FormSection("outcome", "Outcome", (
+        FormItem("outcome", "Outcome", "choice", OUTCOME_CODES, OUTCOME_SYSTEM, required=True),
+        FormItem("referrals", "Referrals", "choice", REFERRAL_CODES, REFERRAL_SYSTEM,
+                 repeats=True),
+    )),
+    FormSection("notes", "Narrative", (
+        FormItem("narrative", "Narrative", "text", required=True, max_length=20000),
+    )),
+)  # fmt: skip
+
+FORM_ITEMS: dict[str, FormItem] = {item.link_id: item for s in FORM for item in s.items}
+
+
+def questionnaire_resource() -> dict[str, Any]:
+    """The Questionnaire the QuestionnaireResponse points at (kept in resources/ as JSON)."""
+
+    def item_json(item: FormItem) -> dict[str, Any]:
+        out: dict[str, Any] = {"linkId": item.link_id, "text": item.text, "type": item.type}
+        if item.only_with_s136:
+            out["enableWhen"] = [
+                {"question": "section_136", "operator": "=", "answerBoolean": True}
+            ]
+        if item.required:
+            out["required"] = True
+        if item.repeats:
+            out["repeats"] = True
+        if item.max_length:
+            out["maxLength"] = item.max_length
+        if item.options:
+            out["answerOption"] = [
+                {"valueCoding": {"system": item.system, "code": code, "display": display}}
+                for code, display in item.options.items()
+            ]
+        return out
+
+    return {
+        "resourceType": "Questionnaire",
+        "id": "street-triage",
+        "url": STREET_TRIAGE_QUESTIONNAIRE,
+        "version": STREET_TRIAGE_QUESTIONNAIRE_VERSION,
+        "name": "StreetTriageEncounter",
+        "title": "Street triage encounter",
+        "status": "active",
+        "subjectType": ["Patient"],
+        "description": (
+            "What a street-triage team records about one encounter with a person in crisis "
+            "(Kerbside's own form; no national data set covers it)."
+        ),
+        "item": [
+            {
+                "linkId": section.link_id,
+                "text": section.text,
+                "type": "group",
+                "item": [item_json(i) for i in section.items],
+            }
+            for section in FORM
+        ],
+    }
+
+
+# -- building the Bundle ----------------------------------------------------------------------
+def fhir_instant(when: datetime) -> str:
+    """UTC, second precision, `Z`: the form the store and the server compare as text."""
+    return when.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, str]:
+    return {"system": system, "code": code, "display": display}
+
+
+def _concept(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [_coding(system, code, display)], "text": display}
+
+
+def _answers(item: FormItem, value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if item.type == "dateTime":
+        return [{"valueDateTime": fhir_instant(value)}]
+    if item.type == "boolean":
+        return [{"valueBoolean": bool(value)}]
+    if item.type == "choice":
+        codes = value if item.repeats else (value,)
+        assert item.options is not None and item.system is not None
+        return [{"valueCoding": _coding(item.system, c, item.options[c])} for c in codes]
+    text = str(value).strip()
+    return [{"valueString": text}] if text else []  # FHIR strings are never empty
+
+
+def _questionnaire_items(inp: EncounterInput) -> list[dict[str, Any]]:
+    groups = []
+    for section in FORM:
+        items = []
+        for item in section.items:
+            answers = _answers(item, getattr(inp, item.link_id))
+            if answers:
+                items.append({"linkId": item.link_id, "text": item.text, "answer": answers})
+        if items:
+            groups.append({"linkId": section.link_id, "text": section.text, "item": items})
+    return groups
+
+
+def _legal_status_s136() -> dict[str, Any]:
+    """UK Core legal status (a complex extension): context `discharge`, i.e. the person's
+    status as the encounter ended, and classification 20 (s136)."""
+    return {
+        "url": LEGAL_STATUS_EXT,
+        "extension": [
+            {
+                "url": "legalStatusContext",
+                "valueCodeableConcept": _concept(
+                    LEGAL_STATUS_CONTEXT_SYSTEM, "discharge", "Discharge"
+                ),
+            },
+            {
+                "url": "legalStatusClassification",
+                "valueCodeableConcept": _concept(
+                    LEGAL_STATUS_SYSTEM, LEGAL_STATUS_S136, LEGAL_STATUS_DISPLAYS[LEGAL_STATUS_S136]
+                ),
+            },
+        ],
+    }
+
+
+def _provisional_patient(person: UnidentifiedPerson, identifier: dict[str, str]) -> dict[str, Any]:
+    """A person who could not be identified: described, never given a made-up birth date."""
+    extension: list[dict[str, Any]] = [
+        {"url": PERSON_DESCRIPTION_EXT, "valueString": person.description.strip()},
+        {
+            "url": APPARENT_AGE_EXT,
+            "valueAge": {
+                "value": person.apparent_age,
+                "unit": "years",
+                "system": UCUM,
+                "code": "a",
+            },
+        },
+    ]
+    if person.place_found and person.place_found.strip():
+        extension.append({"url": PLACE_FOUND_EXT, "valueString": person.place_found.strip()})
+    return {
+        "resourceType": "Patient",
+        "meta": {"profile": [f"{PROFILE_BASE}Patient"], "tag": [PROVISIONAL_TAG]},
+        "extension": extension,
+        "identifier": [identifier],
+        "active": True,
+        "name": [{"use": "temp", "text": PROVISIONAL_NAME}],
+        "gender": person.sex,
+    }
+
+
+def build_transaction(
+    inp: EncounterInput,
+    *,
+    client_id: str,
+    patient_id: str | None,
+    user_id: str,
+    device_id: str,
+    recorded_at: datetime,
+    new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> dict[str, Any]:
+    """The transaction Bundle for one validated encounter.
+
+    `patient_id` is the cached Patient's id, or None when `inp.patient` is an unidentified
+    person: a provisional Patient is then created in the same Bundle and referenced by urn.
+    """
+    entries: list[dict[str, Any]] = []
+
+    def add(resource: dict[str, Any], suffix: str | None) -> str:
+        full_url = f"urn:uuid:{new_uuid()}"
+        value = client_id if suffix is None else f"{client_id}-{suffix}"
+        if resource["resourceType"] == "Provenance":
+            resource.setdefault("meta", {})["tag"] = [
+                {"system": FIELD_RECORD_ID_SYSTEM, "code": value}
+            ]
+            condition = f"_tag={FIELD_RECORD_ID_SYSTEM}|{value}"
+        else:
+            condition = f"identifier={FIELD_RECORD_ID_SYSTEM}|{value}"
+        entries.append(
+            {
+                "fullUrl": full_url,
+                "resource": resource,
+                "request": {
+                    "method": "POST",
+                    "url": resource["resourceType"],
+                    "ifNoneExist": condition,
+                },
+            }
+        )
+        return full_url
+
+    def ident(suffix: str | None) -> dict[str, str]:
+        value = client_id if suffix is None else f"{client_id}-{suffix}"
+        return {"system": FIELD_RECORD_ID_SYSTEM, "value": value}
+
+    if patient_id is None:
+        person: UnidentifiedPerson = inp.patient  # type: ignore[assignment]
+        subject = {"reference": add(_provisional_patient(person, ident("patient")), "patient")}
+    else:
+        subject = {"reference": f"Patient/{patient_id}"}
+    user = {"identifier": {"system": USER_ID_SYSTEM, "value": user_id}}
+    period = {"start": fhir_instant(inp.start), "end": fhir_instant(inp.end)}
+
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "meta": {"profile": [f"{PROFILE_BASE}Encounter"]},
+        "identifier": [
+            ident(None),
+            {
+                "system": POLICE_INCIDENT_SYSTEM,
+                "value": inp.police_incident_ref.strip(),
+                "type": {"text": "Police incident reference"},
+            },
+        ],
+        "status": "finished",
+        "class": _coding(V3_ACT_CODE, "FLD", "field"),
+        "serviceType": _concept(SERVICE_TYPE_SYSTEM, "street-triage", "Street triage"),
+        "subject": subject,
+        "participant": [
+            {
+                "type": [_concept(PARTICIPATION_TYPE, "PPRF", "primary performer")],
+                "individual": user,
+            }
+        ],
+        "period": period,
+        "reasonCode": [{"text": inp.presenting_situation.strip()}],
+        "hospitalization": {
+            "dischargeDisposition": _concept(
+                OUTCOME_SYSTEM, inp.outcome, OUTCOME_CODES[inp.outcome]
+            ),
+        },
+        "location": [{"location": {"display": inp.location.strip()}, "status": "completed"}],
+    }
+    if inp.response_mode:
+        mode = inp.response_mode
+        encounter["type"] = [_concept(RESPONSE_MODE_SYSTEM, mode, _LABELS["response_mode"][mode])]
+    if inp.location_type:
+        kind = inp.location_type
+        encounter["location"][0]["physicalType"] = _concept(
+            LOCATION_TYPE_SYSTEM, kind, _LABELS["location_type"][kind]
+        )
+    if inp.section_136:
+        encounter["extension"] = [_legal_status_s136()]
+        if inp.place_of_safety:
+            encounter["hospitalization"]["destination"] = {
+                "display": PLACE_OF_SAFETY_CODES[inp.place_of_safety]
+            }
+    encounter_url = add(encounter, None)
+    targets = [subject["reference"]] if patient_id is None else []
+    targets.append(encounter_url)
+
+    for link_id, (code, display) in RISK_TOPICS.items():
+        level = getattr(inp, link_id)
+        if level is None:
+            continue
+        suffix = code.replace("risk-to-", "risk-")  # risk-self, risk-others, risk-from-others
+        observation = {
+            "resourceType": "Observation",
+            "meta": {"profile": [f"{PROFILE_BASE}Observation"]},
+            "identifier": [ident(suffix)],
+            "status": "final",
+            "category": [_concept(OBSERVATION_CATEGORY, "survey", "Survey")],
+            "code": _concept(RISK_SYSTEM, code, display),
+            "subject": subject,
+            "encounter": {"reference": encounter_url},
+            "effectivePeriod": period,
+            "performer": [user],
+            "valueCodeableConcept": _concept(RISK_LEVEL_SYSTEM, level, _LABELS["risk"][level]),
+        }
+        targets.append(add(observation, suffix))
+
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "meta": {"profile": [f"{PROFILE_BASE}QuestionnaireResponse"]},
+        "identifier": ident("form"),
+        "questionnaire": f"{STREET_TRIAGE_QUESTIONNAIRE}|{STREET_TRIAGE_QUESTIONNAIRE_VERSION}",
+        "status": "completed",
+        "subject": subject,
+        "encounter": {"reference": encounter_url},
+        "authored": fhir_instant(recorded_at),
+        "author": user,
+        "item": _questionnaire_items(inp),
+    }
+    targets.append(add(response, "form"))
+
+    provenance = {
+        "resourceType": "Provenance",
+        "meta": {"profile": [f"{PROFILE_BASE}Provenance"]},
+        "target": [{"reference": t} for t in targets],
+        "occurredPeriod": period,
+        "recorded": fhir_instant(recorded_at),
+        "activity": _concept(DATA_OPERATION, "CREATE", "create"),
+        "agent": [
+            {"type": _concept(PROVENANCE_AGENT_TYPE, "author", "Author"), "who": user},
+            {
+                "type": _concept(PROVENANCE_AGENT_TYPE, "assembler", "Assembler"),
+                "who": {"identifier": {"system": DEVICE_ID_SYSTEM, "value": device_id}},
+            },
+        ],
+    }
+    add(provenance, "provenance")
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+# -- reading a Bundle back --------------------------------------------------------------------
+def resources_of(bundle: Mapping[str, Any], rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(fullUrl, resource) of each entry of one type."""
+    for entry in bundle.get("entry", ()):
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == rtype:
+            yield entry.get("fullUrl", ""), resource
+
+
+def encounter_of(bundle: Mapping[str, Any]) -> dict[str, Any]:
+    return next(resources_of(bundle, "Encounter"))[1]
+
+
+def provisional_person_of(bundle: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The unidentified-person part of the JSON input, from the provisional Patient, if any."""
+    for _, patient in resources_of(bundle, "Patient"):
+        if PROVISIONAL_TAG["code"] not in {t.get("code") for t in patient["meta"].get("tag", ())}:
+            continue
+        ext = {e["url"]: e for e in patient.get("extension", ())}
+        person: dict[str, Any] = {
+            "description": ext.get(PERSON_DESCRIPTION_EXT, {}).get("valueString", ""),
+            "apparent_age": ext.get(APPARENT_AGE_EXT, {}).get("valueAge", {}).get("value"),
+            "sex": patient.get("gender"),
+        }
+        if PLACE_FOUND_EXT in ext:
+            person["place_found"] = ext[PLACE_FOUND_EXT]["valueString"]
+        return person
+    return None
+
+
+def answers_of(bundle: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON input (see app/cli/_record_cmds.py) this Bundle was built from.
+
+    The QuestionnaireResponse holds every answered field; the subject gives the patient.
+    """
+    _, response = next(resources_of(bundle, "QuestionnaireResponse"))
+    out: dict[str, Any] = {}
+    for group in response.get("item", ()):
+        for item in group.get("item", ()):
+            spec = FORM_ITEMS.get(item["linkId"])
+            if spec is None:
+                continue
+            values = [_answer_value(spec, a) for a in item.get("answer", ())]
+            out[spec.link_id] = values if spec.repeats else values[0]
+    out.setdefault("narrative", "")
+    person = provisional_person_of(bundle)
+    if person is not None:
+        out["patient"] = {"unidentified": person}
+    else:
+        ref = encounter_of(bundle)["subject"]["reference"]
+        out["patient"] = {"id": ref.removeprefix("Patient/")}
+    return out
+
+
+def _answer_value(spec: FormItem, answer: Mapping[str, Any]) -> Any:
+    if spec.type == "choice":
+        return answer["valueCoding"]["code"]
+    if spec.type == "boolean":
+        return answer["valueBoolean"]
+    if spec.type == "dateTime":
+        return answer["valueDateTime"]
+    return answer["valueString"]

@@ -1,0 +1,725 @@
+"""Find a person in the local cache from whatever the officer can type: offline, instant,
+forgiving (DESIGN.md section 4).
+
+Public API (the UI and the `kerbside search` command use only this)::
+
+    search = PatientSearch(store)            # loads the name vocabulary (tens of ms at 100k)
+    result = search.search("bill jones 45", limit=20, sex=None, age_range=None, today=None)
+    result.hits        # list[PatientHit], best first; each carries its active alerts
+    result.notice      # e.g. "NHS number check digit is wrong"; None when all is well
+    result.did_you_mean  # a corrected query when nothing (or nothing good) matched
+    search.refresh()   # after a sync; cheap when the vocabulary did not change
+
+`PatientHit.score` is in [0, 1]: how much of what was typed the person matches (1.0 = every
+word exact and every date/number/postcode typed matches). `sex` ("male"/"female"/...) and
+`age_range` ((min, max) years, inclusive) are hard filters from the UI; everything typed in the
+query is soft: a matching date of birth, age, postcode or NHS number lifts a person to the top
+but a near miss is still listed below, because what people tell an officer is often a little
+wrong. Every name word must match something (exact, nickname, prefix, sound-alike or typo, in
+any order, in any of the person's current, known-as or previous names or their address); only
+when nobody matches all of them is one word allowed to miss.
+
+How: `PatientIndexReader` (app.store) holds an inverted index of packed posting lists. Each
+query word is expanded against the in-memory vocabulary (exact, `nicknames` package relations,
+prefixes, jellyfish metaphone / NYSIIS keys, rapidfuzz OSA distance within the same first
+letter); the posting lists of all expansions are read in one statement, intersected from the
+most selective word, scored (match kind x name field), boosted by the structured criteria, and
+the best few dozen are fetched and re-ranked with a one-to-one word assignment and rapidfuzz
+similarity on the full names. Nothing here logs or raises with query text.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from typing import Any, Protocol
+
+from nicknames import NickNamer
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA, Indel
+
+from app.fhir import ALERT_KINDS
+from app.nhs_number import check_digit, is_valid
+from app.services._query import ParsedQuery, Word, parse_query
+from app.store import Field, IndexedPatient, PatientIndexReader, phonetic_keys
+
+__all__ = ["Alert", "PatientHit", "PatientSearch", "SearchResult"]
+
+NOTICE_BAD_CHECK_DIGIT = "NHS number check digit is wrong"
+NOTICE_NHS_NOT_FOUND = "No one in the cache has this NHS number"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    code: str
+    label: str
+    kind: str  # one of app.fhir.ALERT_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class PatientHit:
+    id: str
+    display_name: str
+    known_as: str | None
+    birth_date: str | None
+    age: int | None
+    gender: str | None
+    nhs_number: str | None  # ten digits; format with app.nhs_number.format_nhs_number
+    postcode: str | None
+    address: str | None
+    alerts: tuple[Alert, ...]
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    hits: list[PatientHit]
+    notice: str | None = None
+    did_you_mean: str | None = None
+
+
+class _HasConnection(Protocol):
+    conn: Any
+
+
+# -- weights ----------------------------------------------------------------------------------
+# Kind of match (exact > nickname > prefix > sound-alike > typo) times the field it matched in.
+EXACT = 1.0
+NICKNAME = 0.9
+PREFIX_BASE, PREFIX_SPAN = 0.72, 0.08  # + span x typed share of the word
+PHONETIC_BASE, PHONETIC_SPAN = 0.6, 0.1  # + span x similarity
+FUZZY_BASE, FUZZY_SPAN = 0.5, 0.1
+INITIAL = 0.6
+FIELD_WEIGHT = {
+    Field.GIVEN: 1.0,
+    Field.FAMILY: 1.0,
+    Field.KNOWN_AS: 0.95,
+    Field.PREVIOUS: 0.85,
+    Field.ADDRESS: 0.5,
+    Field.INITIAL: 1.0,
+}
+_WORD_FIELDS = (Field.GIVEN, Field.FAMILY, Field.KNOWN_AS, Field.PREVIOUS, Field.ADDRESS)
+_COLUMN_FIELDS = frozenset({Field.NHS_NUMBER, Field.BIRTH_DATE, Field.POSTCODE_FULL})
+MISSING_WORD = 0.6  # penalty when one word is allowed to miss
+NAME_SIMILARITY = 0.3  # weight of rapidfuzz full-name similarity in the re-rank
+ORDER_BONUS = 0.05  # "john smith" typed given-then-family
+NHS_EXACT, NHS_NEAR = 6.0, 3.0
+DOB_EXACT, DOB_SWAPPED, DOB_YEAR = 2.5, 1.5, 0.5
+YEAR_EXACT, YEAR_NEXT = 1.5, 0.5
+AGE = 1.5
+POSTCODE_FULL, POSTCODE_SECTOR, POSTCODE_OUTWARD = 2.0, 1.0, 0.6
+GENDER_WORD = 0.5
+WEAK_SCORE = 0.55  # below this, offer "did you mean"
+
+_PREFIX_SCAN = 400  # vocabulary entries looked at for one prefix
+_PREFIX_KEEP = 60  # most common completions kept
+_PHONETIC_KEEP = 40
+_FUZZY_KEEP = 30
+_RERANK_MIN = 50
+_DICT_LIMIT = 4  # build a dict for a word whose postings are under this x candidates (+ floor)
+_DICT_FLOOR = 2000
+
+
+@cache
+def _nicknames() -> dict[str, frozenset[str]]:
+    """Name -> names it is a nickname of or has as nicknames (the `nicknames` package data)."""
+    namer = NickNamer()
+    related: dict[str, set[str]] = defaultdict(set)
+    for canonical, nicks in namer.nickname_lookup.items():
+        for nick in nicks:
+            related[canonical].add(nick)
+            related[nick].add(canonical)
+    return {k: frozenset(v - {k}) for k, v in related.items()}
+
+
+class _Vocabulary:
+    """Distinct indexed words, with what expansion needs: sorted list (prefixes), phonetic
+    buckets, and (first letter, length) buckets so typo matching compares a few hundred words
+    instead of all of them."""
+
+    def __init__(self, rows: Iterable[tuple[str, int, int, str, str]]) -> None:
+        self.count: dict[str, int] = {}
+        self.name_count: dict[str, int] = {}
+        metaphone: dict[str, list[str]] = defaultdict(list)
+        nysiis: dict[str, list[str]] = defaultdict(list)
+        buckets: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for term, n_name, n_address, mp, ny in rows:
+            self.count[term] = n_name + n_address
+            if n_name:
+                self.name_count[term] = n_name
+            if len(mp) >= 2:
+                metaphone[mp].append(term)
+            if len(ny) >= 2:
+                nysiis[ny].append(term)
+            buckets[(term[0], len(term))].append(term)
+        self.sorted = sorted(self.count)
+        self.metaphone = dict(metaphone)
+        self.nysiis = dict(nysiis)
+        self.buckets = dict(buckets)
+
+    def __len__(self) -> int:
+        return len(self.count)
+
+    def prefixed(self, prefix: str) -> list[str]:
+        start = bisect_left(self.sorted, prefix)
+        out = []
+        for term in self.sorted[start : start + _PREFIX_SCAN]:
+            if not term.startswith(prefix):
+                break
+            if term != prefix:
+                out.append(term)
+        if len(out) > _PREFIX_KEEP:
+            out = heapq.nlargest(_PREFIX_KEEP, out, key=self.count.__getitem__)
+        return out
+
+    def typo_candidates(self, word: str, max_distance: int) -> list[tuple[str, int]]:
+        choices: list[str] = []
+        for length in range(len(word) - max_distance, len(word) + max_distance + 1):
+            choices.extend(self.buckets.get((word[0], length), ()))
+        found = process.extract(
+            word, choices, scorer=OSA.distance, score_cutoff=max_distance, limit=None
+        )
+        found = [(term, dist) for term, dist, _ in found if term != word]
+        if len(found) > _FUZZY_KEEP:
+            found.sort(key=lambda td: (td[1], -self.count[td[0]]))
+            found = found[:_FUZZY_KEEP]
+        return found
+
+
+def _max_typos(word: str) -> int:
+    if len(word) <= 3:
+        return 0
+    return 1 if len(word) <= 5 else 2
+
+
+@dataclass(slots=True)
+class _Token:
+    word: Word
+    initial: bool
+    expansions: dict[str, float]  # vocabulary term -> kind weight
+    lists: list[tuple[array, float]]  # (posting list, kind x field weight), set after fetch
+    size: int = 0
+
+
+@dataclass(slots=True)
+class _Criterion:
+    """A typed non-name fact: its posting lists with the bonus each gives, hard or soft."""
+
+    kind: str
+    keys: list[tuple[str, int, float]]  # (term, field, bonus)
+    best: float
+    lists: list[tuple[array, float]]
+    age: tuple[int, int] | None = None  # (age, tolerance): re-checked on the exact birth date
+
+
+class PatientSearch:
+    """Search over one open cache. Use from the thread that owns the store's connection."""
+
+    def __init__(self, store: _HasConnection) -> None:
+        self._reader = PatientIndexReader(store.conn)
+        self._generation = -1
+        self._vocab = _Vocabulary(())
+        _nicknames()  # once per process, now rather than in the first search
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reload the vocabulary if the index changed it since the last load."""
+        generation = self._reader.vocab_generation()
+        if generation != self._generation:
+            self._vocab = _Vocabulary(self._reader.vocabulary())
+            self._generation = generation
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self._vocab)
+
+    # -- the search -------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        sex: str | None = None,
+        age_range: tuple[int, int] | None = None,
+        today: date | None = None,
+    ) -> SearchResult:
+        today = today or date.today()
+        self.refresh()
+        parsed = parse_query(query, today)
+        if limit <= 0 or (parsed.is_empty and sex is None and age_range is None):
+            return SearchResult([])
+        notices: list[str] = []
+        tokens = self._tokens(parsed.words)
+        criteria = self._criteria(parsed, today, notices)
+        filters = self._filters(sex, age_range, today)
+        terms = {t for tok in tokens for t in tok.expansions}
+        exact: set[tuple[str, int]] = set()
+        for c in (*criteria, *filters):
+            for term, f, _ in c.keys:
+                if f in _COLUMN_FIELDS:
+                    exact.add((term, f))
+                else:
+                    terms.add(term)
+        postings = self._reader.postings(terms, exact)
+        self._attach(tokens, criteria, filters, postings)
+        if (
+            any(c.kind == "nhs" for c in criteria)
+            and not any(c.lists for c in criteria if c.kind == "nhs")
+            and NOTICE_BAD_CHECK_DIGIT not in notices
+        ):
+            notices.append(NOTICE_NHS_NOT_FOUND)
+
+        candidates = self._candidates(tokens, criteria)
+        if not candidates:
+            return SearchResult([], _one(notices), self._did_you_mean(query, tokens))
+        for f in filters:
+            candidates = _restrict(candidates, f.lists)
+        word_scores = self._word_scores(tokens, candidates)
+        bonuses = [_bonus_map(c.lists, candidates) for c in criteria]
+        prelim: dict[int, float] = {}
+        for pid in candidates:
+            total = 0.0
+            for scores in word_scores:
+                w = scores.get(pid, 0.0)
+                total += w if w else -MISSING_WORD
+            for b in bonuses:
+                total += b.get(pid, 0.0)
+            prelim[pid] = total
+        keep = max(_RERANK_MIN, 3 * limit)
+        top = heapq.nlargest(keep, prelim, key=prelim.__getitem__)
+        rows = self._reader.patients(top)
+        hits = self._rerank(rows, tokens, criteria, bonuses, age_range, today)
+        hits.sort(key=lambda h: (-h.score, h.display_name, h.id))
+        hits = hits[:limit]
+        suggestion = None
+        if tokens and (not hits or hits[0].score < WEAK_SCORE):
+            suggestion = self._did_you_mean(query, tokens)
+        return SearchResult(hits, _one(notices), suggestion)
+
+    # -- expansion ----------------------------------------------------------------------------
+    def _tokens(self, words: list[Word]) -> list[_Token]:
+        vocab = self._vocab
+        merged: list[Word] = []
+        i = 0
+        while i < len(words):
+            w = words[i]
+            if i + 1 < len(words) and len(w.text) <= 3:
+                joined = w.text + words[i + 1].text
+                if joined in vocab.name_count:  # "o neill", "mc donald", "de souza"
+                    merged.append(Word(joined, f"{w.raw} {words[i + 1].raw}"))
+                    i += 2
+                    continue
+            merged.append(w)
+            i += 1
+        tokens = []
+        for w in merged:
+            if len(w.text) == 1:
+                tokens.append(_Token(w, True, {w.text: INITIAL}, []))
+            else:
+                tokens.append(_Token(w, False, self._expand(w.text), []))
+        return tokens
+
+    def _expand(self, word: str) -> dict[str, float]:
+        vocab = self._vocab
+        out: dict[str, float] = {}
+
+        def put(term: str, weight: float) -> None:
+            if out.get(term, 0.0) < weight:
+                out[term] = weight
+
+        if word in vocab.count:
+            put(word, EXACT)
+        for term in _nicknames().get(word, ()):
+            if term in vocab.count:
+                put(term, NICKNAME)
+        for term in vocab.prefixed(word):
+            put(term, PREFIX_BASE + PREFIX_SPAN * len(word) / len(term))
+        mp, ny = phonetic_keys(word)
+        sounds = set(vocab.metaphone.get(mp, ()) if len(mp) >= 2 else ())
+        sounds.update(vocab.nysiis.get(ny, ()) if len(ny) >= 2 else ())
+        sounds.discard(word)
+        if sounds:
+            scored = [(Indel.normalized_similarity(word, t), t) for t in sounds]
+            for sim, term in heapq.nlargest(_PHONETIC_KEEP, scored):
+                put(term, PHONETIC_BASE + PHONETIC_SPAN * sim)
+        k = _max_typos(word)
+        if k:
+            for term, dist in vocab.typo_candidates(word, k):
+                sim = 1.0 - dist / max(len(word), len(term))
+                put(term, FUZZY_BASE + FUZZY_SPAN * sim)
+        return out
+
+    # -- structured criteria ------------------------------------------------------------------
+    def _criteria(self, parsed: ParsedQuery, today: date, notices: list[str]) -> list[_Criterion]:
+        out: list[_Criterion] = []
+        nhs_field = int(Field.NHS_NUMBER)
+        for digits in dict.fromkeys(parsed.nhs_numbers):
+            if is_valid(digits):
+                out.append(_Criterion("nhs", [(digits, nhs_field, NHS_EXACT)], NHS_EXACT, []))
+            else:
+                if NOTICE_BAD_CHECK_DIGIT not in notices:
+                    notices.append(NOTICE_BAD_CHECK_DIGIT)
+                near = [(n, nhs_field, NHS_NEAR) for n in _near_nhs_numbers(digits)]
+                out.append(_Criterion("nhs", near, NHS_EXACT, []))
+        dob, year_f = int(Field.BIRTH_DATE), int(Field.BIRTH_YEAR)
+        for bd in parsed.birth_dates:
+            keys = [(bd.when.isoformat(), dob, DOB_EXACT), (str(bd.when.year), year_f, DOB_YEAR)]
+            if bd.swapped is not None:
+                keys.append((bd.swapped.isoformat(), dob, DOB_SWAPPED))
+            out.append(_Criterion("dob", keys, DOB_EXACT, []))
+        for year in dict.fromkeys(parsed.years):
+            keys = [
+                (str(year), year_f, YEAR_EXACT),
+                (str(year - 1), year_f, YEAR_NEXT),
+                (str(year + 1), year_f, YEAR_NEXT),
+            ]
+            out.append(_Criterion("year", keys, YEAR_EXACT, []))
+        for age, tolerance in dict.fromkeys(parsed.ages):
+            keys = []
+            for year in range(today.year - age - 1 - tolerance, today.year - age + tolerance + 1):
+                diff = min(abs(today.year - year - 1 - age), abs(today.year - year - age))
+                if diff <= tolerance:
+                    keys.append((str(year), year_f, AGE * (1 - diff / (tolerance + 1))))
+            out.append(_Criterion("age", keys, AGE, [], age=(age, tolerance)))
+        pc, full = int(Field.POSTCODE), int(Field.POSTCODE_FULL)
+        for kind, key in dict.fromkeys(parsed.postcodes):
+            if kind == "full":
+                keys = [
+                    (key, full, POSTCODE_FULL),
+                    (key[:-2], pc, POSTCODE_SECTOR),
+                    (key[:-3], pc, POSTCODE_OUTWARD),
+                ]
+                best = POSTCODE_FULL
+            elif kind == "sector":
+                keys = [(key, pc, POSTCODE_FULL), (key[:-1], pc, POSTCODE_OUTWARD)]
+                best = POSTCODE_FULL
+            else:
+                keys = [(key, pc, POSTCODE_FULL)]
+                best = POSTCODE_FULL
+            out.append(_Criterion("postcode", keys, best, []))
+        for gender in dict.fromkeys(parsed.genders):
+            out.append(
+                _Criterion("gender", [(gender, int(Field.GENDER), GENDER_WORD)], GENDER_WORD, [])
+            )
+        return out
+
+    @staticmethod
+    def _filters(
+        sex: str | None, age_range: tuple[int, int] | None, today: date
+    ) -> list[_Criterion]:
+        out = []
+        if sex:
+            value = {"m": "male", "f": "female"}.get(sex.strip().lower(), sex.strip().lower())
+            out.append(_Criterion("sex", [(value, int(Field.GENDER), 1.0)], 0.0, []))
+        if age_range is not None:
+            low, high = sorted(age_range)
+            years = range(today.year - high - 1, today.year - low + 1)
+            out.append(
+                _Criterion(
+                    "age_range",
+                    [(str(y), int(Field.BIRTH_YEAR), 1.0) for y in years],
+                    0.0,
+                    [],
+                )
+            )
+        return out
+
+    @staticmethod
+    def _attach(
+        tokens: list[_Token],
+        criteria: list[_Criterion],
+        filters: list[_Criterion],
+        postings: dict[tuple[str, int], array],
+    ) -> None:
+        for tok in tokens:
+            fields = (Field.INITIAL,) if tok.initial else _WORD_FIELDS
+            for term, kind_weight in tok.expansions.items():
+                for f in fields:
+                    arr = postings.get((term, int(f)))
+                    if arr:
+                        tok.lists.append((arr, kind_weight * FIELD_WEIGHT[f]))
+                        tok.size += len(arr)
+        for c in (*criteria, *filters):
+            for term, f, bonus in c.keys:
+                arr = postings.get((term, f))
+                if arr:
+                    c.lists.append((arr, bonus))
+
+    # -- candidates ---------------------------------------------------------------------------
+    def _candidates(self, tokens: list[_Token], criteria: list[_Criterion]) -> set[int]:
+        """Patients matching every word (or, failing that, all but one); with no words, those
+        matching the most typed facts. NHS-number matches always stay in."""
+        nhs = set()
+        for c in criteria:
+            if c.kind == "nhs":
+                for arr, _ in c.lists:
+                    nhs.update(arr)
+        if tokens:
+            strict = self._strict(tokens)
+            if strict:
+                return strict | nhs
+            if len(tokens) >= 2:
+                relaxed = self._relaxed(tokens)
+                if relaxed:
+                    return relaxed | nhs
+            if nhs:
+                return nhs
+        drivers = [c for c in criteria if c.kind != "gender" and c.lists]
+        if not drivers:
+            return nhs
+        sets = []
+        for c in sorted(drivers, key=lambda c: sum(len(a) for a, _ in c.lists)):
+            s: set[int] = set()
+            for arr, _ in c.lists:
+                s.update(arr)
+            sets.append(s)
+        both = set.intersection(*sets)
+        return both or set.union(*sets)
+
+    @staticmethod
+    def _strict(tokens: list[_Token]) -> set[int]:
+        order = sorted(tokens, key=lambda t: t.size)
+        cands: set[int] | None = None
+        for tok in order:
+            if not tok.lists:
+                return set()
+            if cands is None:
+                cands = _union(tok.lists)
+            elif tok.size <= _DICT_LIMIT * len(cands) + _DICT_FLOOR:
+                cands.intersection_update(_union(tok.lists))
+            else:
+                cands = {p for p in cands if _verify(tok.lists, p)}
+            if not cands:
+                return set()
+        return cands or set()
+
+    @staticmethod
+    def _relaxed(tokens: list[_Token]) -> set[int]:
+        counts: Counter[int] = Counter()
+        for tok in tokens:
+            counts.update(_union(tok.lists))
+        need = len(tokens) - 1
+        return {p for p, n in counts.items() if n >= need}
+
+    @staticmethod
+    def _word_scores(tokens: list[_Token], candidates: set[int]) -> list[dict[int, float]]:
+        out = []
+        for tok in tokens:
+            scores: dict[int, float] = {}
+            if tok.size <= _DICT_LIMIT * len(candidates) + _DICT_FLOOR:
+                for arr, weight in sorted(tok.lists, key=lambda aw: aw[1]):
+                    for pid in candidates.intersection(arr):
+                        scores[pid] = weight
+            else:
+                for pid in candidates:
+                    if w := _verify(tok.lists, pid):
+                        scores[pid] = w
+            out.append(scores)
+        return out
+
+    # -- re-rank ------------------------------------------------------------------------------
+    def _rerank(
+        self,
+        rows: dict[int, IndexedPatient],
+        tokens: list[_Token],
+        criteria: list[_Criterion],
+        bonuses: list[dict[int, float]],
+        age_range: tuple[int, int] | None,
+        today: date,
+    ) -> list[PatientHit]:
+        best = sum(c.best for c in criteria)
+        if tokens:
+            best += len(tokens) + NAME_SIMILARITY + ORDER_BONUS
+        best = best or 1.0
+        typed = " ".join(t.word.text for t in tokens)
+        today_iso = today.isoformat()
+        hits = []
+        for pid, row in rows.items():
+            age = _age(row.birth_date, today)
+            if age_range is not None and (
+                age is None or not (min(age_range) <= age <= max(age_range))
+            ):
+                continue
+            total = 0.0
+            if tokens:
+                total += _assign(tokens, row)
+                if row.names:
+                    total += (
+                        NAME_SIMILARITY
+                        * max(fuzz.token_sort_ratio(typed, n) for n in row.names)
+                        / 100
+                    )
+            for c, b in zip(criteria, bonuses, strict=True):
+                if c.age is not None:
+                    total += _age_bonus(age, *c.age)
+                else:
+                    total += b.get(pid, 0.0)
+            alerts = tuple(
+                Alert(code, label, kind if kind in ALERT_KINDS else "other")
+                for code, label, kind, end in row.alerts
+                if end is None or str(end)[:10] >= today_iso
+            )
+            hits.append(
+                PatientHit(
+                    id=row.id,
+                    display_name=row.display_name or "(no name recorded)",
+                    known_as=row.known_as,
+                    birth_date=row.birth_date,
+                    age=age,
+                    gender=row.gender,
+                    nhs_number=row.nhs_number,
+                    postcode=row.postcode,
+                    address=row.address,
+                    alerts=alerts,
+                    score=round(min(1.0, max(0.0, total / best)), 4),
+                )
+            )
+        return hits
+
+    # -- did you mean -------------------------------------------------------------------------
+    def _did_you_mean(self, query: str, tokens: list[_Token]) -> str | None:
+        vocab = self._vocab
+        fixes: dict[str, str] = {}
+        for tok in tokens:
+            word = tok.word.text
+            if tok.initial or word in vocab.count or len(word) < 3:
+                continue
+            options = []
+            for term, kind_weight in tok.expansions.items():
+                if kind_weight < PREFIX_BASE and term in vocab.name_count:
+                    options.append((kind_weight, vocab.name_count[term], term))
+            if options:
+                fixes[tok.word.raw.lower()] = max(options)[2]
+        if not fixes:
+            return None
+        text = query[:200]
+        out = []
+        for part in text.split():
+            out.append(fixes.get(part.lower(), part))
+        suggestion = " ".join(out)
+        if suggestion == " ".join(text.split()):
+            suggestion = " ".join(fixes.get(t.word.raw.lower(), t.word.text) for t in tokens)
+        return suggestion
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _one(notices: list[str]) -> str | None:
+    return "; ".join(notices) if notices else None
+
+
+def _union(lists: list[tuple[array, float]]) -> set[int]:
+    out: set[int] = set()
+    for arr, _ in lists:
+        out.update(arr)
+    return out
+
+
+def _contains(arr: array, pid: int) -> bool:
+    i = bisect_left(arr, pid)
+    return i < len(arr) and arr[i] == pid
+
+
+def _verify(lists: list[tuple[array, float]], pid: int) -> float:
+    best = 0.0
+    for arr, weight in lists:
+        if weight > best and _contains(arr, pid):
+            best = weight
+    return best
+
+
+def _restrict(candidates: set[int], lists: list[tuple[array, float]]) -> set[int]:
+    """Candidates present in at least one of the lists (a hard filter)."""
+    kept: set[int] = set()
+    for arr, _ in lists:
+        if len(arr) < 8 * len(candidates):
+            kept.update(candidates.intersection(arr))
+        else:
+            kept.update(p for p in candidates if _contains(arr, p))
+    return kept
+
+
+def _bonus_map(lists: list[tuple[array, float]], candidates: set[int]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for arr, bonus in sorted(lists, key=lambda ab: ab[1]):
+        if len(arr) < 8 * len(candidates):
+            hits: Iterable[int] = candidates.intersection(arr)
+        else:
+            hits = [p for p in candidates if _contains(arr, p)]
+        for pid in hits:
+            out[pid] = bonus
+    return out
+
+
+def _assign(tokens: list[_Token], row: IndexedPatient) -> float:
+    """Best one-to-one matching of typed words to the person's name words (greedy, by weight),
+    so "john johnson" does not match a lone "Johnson" twice. Missing words cost a penalty."""
+    pairs = []
+    for i, tok in enumerate(tokens):
+        for term, field in row.terms:
+            if field == Field.INITIAL:
+                if tok.initial and term == tok.word.text:
+                    pairs.append((INITIAL, i, term, field))
+                continue
+            if tok.initial or field not in FIELD_WEIGHT:
+                continue
+            kind_weight = tok.expansions.get(term)
+            if kind_weight is None and term.startswith(tok.word.text):
+                kind_weight = PREFIX_BASE + PREFIX_SPAN * len(tok.word.text) / len(term)
+            if kind_weight:
+                pairs.append((kind_weight * FIELD_WEIGHT[Field(field)], i, term, field))
+    pairs.sort(reverse=True)
+    used_tokens: dict[int, int] = {}
+    used_terms: set[str] = set()
+    total = 0.0
+    for weight, i, term, field in pairs:
+        if i in used_tokens or term in used_terms:
+            continue
+        used_tokens[i] = field
+        used_terms.add(term)
+        total += weight
+    total -= MISSING_WORD * (len(tokens) - len(used_tokens))
+    if (
+        len(tokens) >= 2
+        and used_tokens.get(0) in (Field.GIVEN, Field.KNOWN_AS)
+        and (used_tokens.get(len(tokens) - 1) in (Field.FAMILY, Field.PREVIOUS))
+    ):
+        total += ORDER_BONUS
+    return total
+
+
+def _age(birth_date: str | None, today: date) -> int | None:
+    if not birth_date or len(birth_date) < 10:
+        return None
+    try:
+        born = date.fromisoformat(birth_date[:10])
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _age_bonus(age: int | None, wanted: int, tolerance: int) -> float:
+    if age is None:
+        return 0.0
+    diff = abs(age - wanted)
+    return AGE * (1 - diff / (tolerance + 1)) if diff <= tolerance else 0.0
+
+
+def _near_nhs_numbers(digits: str) -> list[str]:
+    """Valid numbers one typing slip away: one digit changed, or two neighbours swapped."""
+    out = []
+    for i in range(10):
+        for d in "0123456789":
+            if d != digits[i]:
+                out.append(digits[:i] + d + digits[i + 1 :])
+    for i in range(9):
+        if digits[i] != digits[i + 1]:
+            out.append(digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :])
+    return [n for n in dict.fromkeys(out) if check_digit(n[:9]) == int(n[9])]

@@ -1,0 +1,82 @@
+"""FHIR R4 sync with a central record: client, engine, errors and the storage port.
+Imports nothing from `app` and nothing from Qt; storage is whatever implements `SyncStore`."""
+
+from sync._auth import ClientCredentials, TokenSource
+from sync._capabilities import Capabilities, parse_capabilities
+from sync._client import (
+    Answer,
+    FhirClient,
+    HttpSession,
+    RetryPolicy,
+    Timeouts,
+    check_url_allowed,
+    discover_token_url,
+    new_http_session,
+    outcome_text,
+)
+from sync._engine import SyncEngine
+from sync._exceptions import (
+    AuthFailed,
+    BadResponse,
+    Cancelled,
+    ConnectionLost,
+    DeviceRevoked,
+    InsecureConnection,
+    ServerRejected,
+    ServerUnavailable,
+    SyncError,
+    Timeout,
+    TransientError,
+    Unsupported,
+)
+from sync._ports import AuditRecord, HeldVersion, OutboxItem, SyncStore
+from sync._push import audit_event
+from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
+
+__all__ = [
+    "Answer",
+    "AuditIdentity",
+    "AuditRecord",
+    "AuthFailed",
+    "BadResponse",
+    "Cancelled",
+    "Capabilities",
+    "ClientCredentials",
+    "ConnectionLost",
+    "DeviceRevoked",
+    "FhirClient",
+    "HeldVersion",
+    "HttpSession",
+    "InsecureConnection",
+    "OutboxItem",
+    "Progress",
+    "Rejection",
+    "RetryPolicy",
+    "ServerRejected",
+    "ServerUnavailable",
+    "SyncEngine",
+    "SyncError",
+    "SyncOptions",
+    "SyncReport",
+    "SyncStore",
+    "Timeout",
+    "Timeouts",
+    "TokenSource",
+    "TransientError",
+    "Unsupported",
+    "audit_event",
+    "check_url_allowed",
+    "discover_token_url",
+    "new_http_session",
+    "outcome_text",
+    "parse_capabilities",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("sync._"):
+        try:
+            _obj.__module__ = "sync"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

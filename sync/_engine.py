@@ -1,0 +1,130 @@
+"""One sync run: discover, policy, push (records, then audit), pull (type by type).
+
+Push goes first so an officer's records reach the centre even if the pull is cut short, and so
+the pull brings back the centre's copies of them. A run stops at the first error that is not
+about a single record (SyncError); everything committed before it stays committed and is
+consistent: each page, each sent record, each audit batch is one local transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from sync._capabilities import Capabilities, parse_capabilities
+from sync._client import FhirClient
+from sync._exceptions import DeviceRevoked, ServerRejected, Unsupported
+from sync._ports import SyncStore
+from sync._pull import Puller
+from sync._push import Pusher
+from sync._report import Progress, SyncOptions, SyncReport
+
+log = logging.getLogger("kerbside.sync")
+
+RUNS_KEY = "sync.runs"
+# Settings the centre may set, and the bounds we accept (a typo must not lock a tablet for a
+# year or never). Parameter names may use - or _ (`cache-ttl-hours` or `cache_ttl_hours`).
+POLICY_LIMITS = {
+    "cache_ttl_hours": (1.0, 24.0 * 90),
+    "purge_after_hours": (1.0, 24.0 * 365),
+    "idle_lock_minutes": (1.0, 240.0),
+}
+
+
+def _no_progress(phase: str, done: int, total: int | None) -> None:
+    pass
+
+
+class SyncEngine:
+    """Runs sync between a FhirClient and a SyncStore. One run at a time per store.
+
+    `progress(phase, done, total)` is called on the calling thread; `cancel` is checked
+    between requests and pages (a cancelled run raises Cancelled after its last whole page).
+    """
+
+    def __init__(self, client: FhirClient, store: SyncStore, options: SyncOptions, *,
+                 progress: Progress | None = None, cancel: threading.Event | None = None
+                 ) -> None:
+        self.client = client
+        self.store = store
+        self.options = options
+        self.progress = progress or _no_progress
+        if cancel is not None:
+            client.cancel = cancel
+        self.capabilities: Capabilities | None = None
+
+    def discover(self) -> Capabilities:
+        """`GET [base]/metadata`, once per run."""
+        if self.capabilities is None:
+            answer = self.client.get(self.client.url("metadata"), label="capabilities")
+            caps = parse_capabilities(answer.body)
+            if caps.fhir_version and not caps.fhir_version.startswith("4.0"):
+                raise Unsupported(f"the central record speaks FHIR {caps.fhir_version[:16]}; "
+                                  "Kerbside syncs with FHIR R4 (4.0.x)")
+            self.capabilities = caps
+        return self.capabilities
+
+    def run(self) -> SyncReport:
+        started = time.monotonic()
+        report = SyncReport()
+        client = self.client
+        try:
+            self.progress("connect", 0, None)
+            caps = self.discover()
+            report.server = caps.software
+            if caps.device_policy:
+                self.progress("policy", 0, None)
+                report.policy = self.fetch_policy()
+            run_number = int(self.store.get_state(RUNS_KEY) or 0) + 1
+            if self.options.push:
+                pusher = Pusher(client, self.store, caps, self.options, report, self.progress)
+                self.progress("push", 0, None)
+                pusher.push_outbox()
+                pusher.push_audit()
+            if self.options.pull:
+                puller = Puller(client, self.store, caps, self.options, report, self.progress,
+                                run_number)
+                for rtype in self.options.types:
+                    puller.pull_type(rtype)
+                self.store.set_state(RUNS_KEY, str(run_number))
+        finally:
+            report.seconds = round(time.monotonic() - started, 3)
+            report.requests = client.requests
+            report.retries = client.retries
+            report.bytes_received = client.bytes_received
+        log.info("sync done: pushed %d, rejected %d, pulled %d, deleted %d in %.2f s",
+                 report.pushed, report.rejected, report.pulled, report.deleted, report.seconds)
+        return report
+
+    def fetch_policy(self) -> dict[str, float]:
+        """`GET [base]/$device-policy` (Kerbside's own operation): a Parameters resource.
+
+        Only known numeric settings within sane bounds are taken; `revoked = true` raises
+        DeviceRevoked, as a 401/403 device-revoked signal would.
+        """
+        try:
+            answer = self.client.get(self.client.url("$device-policy"), label="device policy")
+        except ServerRejected as exc:
+            log.warning("device policy not available (%s)", exc.status)
+            return {}
+        return parse_policy(answer.body)
+
+
+def parse_policy(body: Any) -> dict[str, float]:
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        return {}
+    policy: dict[str, float] = {}
+    for param in body.get("parameter") or ():
+        if not isinstance(param, dict):
+            continue
+        name = str(param.get("name") or "").replace("-", "_")
+        value = next((v for k, v in param.items() if k.startswith("value")), None)
+        if name == "revoked" and value is True:
+            raise DeviceRevoked("this device has been revoked by the central record")
+        if name in POLICY_LIMITS and isinstance(value, int | float) and not isinstance(
+                value, bool):
+            lo, hi = POLICY_LIMITS[name]
+            policy[name] = float(min(max(value, lo), hi))
+    return policy

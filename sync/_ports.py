@@ -1,0 +1,94 @@
+"""What sync needs from local storage, declared here so sync/ depends on no app code.
+
+`app/services/syncing.py` provides it over the encrypted Store; a test can provide it over
+anything. Every method that writes is one local transaction: the engine relies on that to
+leave the cache consistent when a run stops between two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A field record waiting for the central record: `payload` is a transaction Bundle."""
+
+    seq: int
+    client_id: str
+    kind: str
+    patient_id: str | None
+    payload: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One local audit-chain entry to upload as an AuditEvent."""
+
+    event_id: str
+    at: str
+    user_id: str
+    action: str
+    patient_id: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldVersion:
+    version_id: str | None
+    last_updated: str | None
+
+
+class SyncStore(Protocol):
+    # -- pull ------------------------------------------------------------------------------
+    def cursor(self, rtype: str) -> str | None:
+        """The search high-water mark (`meta.lastUpdated` as the server wrote it), or None."""
+
+    def apply_page(self, rtype: str, resources: Sequence[dict[str, Any]], cursor: str | None,
+                   deleted_ids: Sequence[str] = ()) -> int:
+        """Store resources (skipping versions already held or older), delete `deleted_ids` and
+        set the cursor (None: leave it) in one transaction; returns how many were stored."""
+
+    def held_versions(self, rtype: str, ids: Sequence[str]) -> dict[str, HeldVersion]:
+        """What the cache holds for these ids (absent ids are not in the cache)."""
+
+    def known_ids(self, rtype: str) -> Iterable[str]:
+        """Every id of this type in the cache (id reconciliation)."""
+
+    def count(self, rtype: str) -> int:
+        """How many resources of this type the cache holds."""
+
+    def get_state(self, key: str) -> str | None:
+        """Small sync state (deletion cursors, pass markers, counters)."""
+
+    def set_state(self, key: str, value: str | None) -> None:
+        """Set (None: remove) a state value in its own transaction."""
+
+    def repoint_patient(self, old_id: str, new_id: str) -> int:
+        """A merge: rewrite `Patient/<old_id>` to the surviving id in pending field records;
+        returns how many records changed."""
+
+    # -- push ------------------------------------------------------------------------------
+    def pending_outbox(self, limit: int) -> list[OutboxItem]:
+        """Pending field records, oldest first."""
+
+    def record_attempt(self, seq: int, at: str) -> None:
+        """Count a send attempt before the request goes out (a crash still counts it)."""
+
+    def mark_sent(self, seq: int, response: bytes, resources: Sequence[dict[str, Any]],
+                  at: str) -> None:
+        """The server accepted the record: mark it sent, keep its answer, and cache the
+        resources the server returned, in one transaction."""
+
+    def mark_rejected(self, seq: int, reason: str, response: bytes | None, at: str) -> None:
+        """The server refused the record: keep it, with the server's reason."""
+
+    # -- audit -----------------------------------------------------------------------------
+    def pending_audit(self, limit: int) -> list[AuditRecord]:
+        """Audit entries not yet uploaded, oldest first."""
+
+    def mark_audit_uploaded(self, event_ids: Sequence[str], at: str) -> None:
+        """The server holds these AuditEvents."""

@@ -1,0 +1,85 @@
+"""Options of a sync run and the report it returns (counts only: no patient data)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# (phase, done, total or None): "connect", "push", "audit", "pull Patient", "deletions Flag",
+# "reconcile Flag", "policy". Called on the sync thread; a UI marshals it to its own thread.
+Progress = Callable[[str, int, int | None], None]
+
+KERBSIDE = "https://kerbside.example"
+
+
+@dataclass(frozen=True)
+class AuditIdentity:
+    """Who and what an uploaded AuditEvent names: the device and the user systems, and the
+    tag system whose code is the local event id (R4 AuditEvent has no `identifier`, so the
+    conditional create matches on `_tag`, which every resource type supports)."""
+
+    device_id: str = "unknown-device"
+    device_system: str = f"{KERBSIDE}/Id/device"
+    user_system: str = f"{KERBSIDE}/Id/user"
+    event_tag_system: str = f"{KERBSIDE}/Id/audit-event"
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How a run behaves. `types` is the pull order (referenced types first)."""
+
+    types: tuple[str, ...]
+    page_size: int = 1000
+    # Rescan passes per type when the central record changed under an offset-paged search.
+    max_passes: int = 4
+    # Id reconciliation (for servers without type history): every N runs, and whenever the
+    # server's `_summary=count` differs from the cache's count (`count_check`).
+    reconcile_every: int = 20
+    count_check: bool = True
+    # Look-back on the pull cursor, for servers that commit late with earlier timestamps.
+    overlap_s: float = 0.0
+    # Look-back on the history cursor, for clock skew between a server's nodes.
+    history_margin_s: float = 5.0
+    outbox_batch: int = 50
+    audit_batch: int = 100
+    push: bool = True
+    pull: bool = True
+    audit: AuditIdentity = field(default_factory=AuditIdentity)
+
+
+@dataclass
+class Rejection:
+    """A field record the server refused: kept locally, shown with the server's reason."""
+
+    client_id: str
+    kind: str
+    status: int | None
+    reason: str
+
+
+@dataclass
+class SyncReport:
+    pulled: int = 0  # resources stored because they were new or newer
+    pushed: int = 0  # field records the server accepted
+    rejected: int = 0  # field records the server refused in this run
+    deleted: int = 0  # cached resources removed (history or reconciliation)
+    audit_uploaded: int = 0
+    merged: int = 0  # pending records re-pointed to a surviving Patient
+    seconds: float = 0.0
+    pages: int = 0
+    received: int = 0  # resources received (before dedupe)
+    rescans: int = 0  # extra passes because the result set moved under paging
+    requests: int = 0
+    retries: int = 0
+    bytes_received: int = 0
+    pulled_by_type: dict[str, int] = field(default_factory=dict)
+    reconciled: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    policy: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    push_blocked: str | None = None
+    server: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,20 @@
+"""The reference central record: a FHIR R4 server with the semantics Kerbside's sync relies on,
+OAuth2 client credentials, a device registry and switchable fault injection (tests, demo).
+
+Imports nothing from `app` (it may be run without the tablet code); seeding reads NDJSON.
+"""
+
+from sync.reference._app import ReferenceConfig, ReferenceState, create_app
+from sync.reference._faults import FaultInjector, FaultRule, parse_fault_spec
+from sync.reference._server import ReferenceServer, serve
+
+__all__ = [
+    "FaultInjector",
+    "FaultRule",
+    "ReferenceConfig",
+    "ReferenceServer",
+    "ReferenceState",
+    "create_app",
+    "parse_fault_spec",
+    "serve",
+]

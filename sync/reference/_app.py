@@ -1,0 +1,652 @@
+"""The Starlette application: FHIR REST interactions, the token endpoint and /admin.
+
+Handlers are `async` and call SQLite directly on the event loop: requests are served one at a
+time (each in a few ms), which serialises writes and keeps `lastUpdated` monotonic without
+locks. Only the fault layer's sleeps interleave.
+
+Routes (base path `/fhir` by default):
+    GET  /fhir/metadata                         CapabilityStatement (no token needed)
+    GET  /fhir/.well-known/smart-configuration  SMART discovery (no token needed)
+    POST /oauth/token                           client credentials
+    GET  /fhir/$device-policy                   Kerbside-specific device policy (Parameters)
+    POST /fhir                                  transaction Bundle
+    GET  /fhir?_getpages=<token>                next page of a search or history
+    GET  /fhir/T?params, POST /fhir/T/_search   search (form body for POST)
+    GET  /fhir/T/_history?_since=&_count=       type history (unless history is off)
+    POST /fhir/T                                create (If-None-Exist honoured)
+    GET|PUT|DELETE /fhir/T/id                   read / update (If-Match) / delete
+    GET  /fhir/T/id/_history/vid                vread
+    /admin/...                                  see _admin.py
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import _admin
+from ._auth import ADMIN, TABLET, Auth, Principal, scopes_for
+from ._capability import capability_statement, smart_configuration
+from ._faults import FaultInjector, FaultMiddleware
+from ._model import (
+    DEVICE_POLICY_DEFINITION,
+    FHIR_JSON,
+    ID_RE,
+    SUPPORTED_TYPES,
+    FhirError,
+    check_structure,
+    dumps,
+    etag,
+    http_date,
+    instant,
+    operation_outcome,
+)
+from ._search import PageTokens, Query, parse_search, since_ms
+from ._storage import Store
+from ._writes import Entry, Outcome, apply, entries_from_bundle, parse_if_match
+
+log = logging.getLogger("sync.reference")
+
+Paging = Literal["keyset", "offset"]
+HistoryOrder = Literal["newest-first", "oldest-first"]
+_CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+@dataclass
+class ReferenceConfig:
+    """Start-up options (the `serve-reference` flags); `Settings` holds what changes live."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed_dir: Path | None = None
+    clients: list[tuple[str, str]] = field(default_factory=list)
+    admin_clients: list[tuple[str, str]] = field(default_factory=list)
+    paging: Paging = "keyset"
+    history: bool = True
+    history_order: HistoryOrder = "newest-first"
+    token_lifetime_s: float = 300.0
+    page_token_ttl_s: float = 3600.0
+    fault_seed: int = 0
+    default_count: int = 100
+    max_count: int = 1000
+    base_path: str = "/fhir"
+    journal_size: int = 10_000
+
+
+@dataclass
+class Settings:
+    paging: Paging
+    history: bool
+    history_order: HistoryOrder
+    token_lifetime_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"paging": self.paging, "history": self.history,
+                "history_order": self.history_order, "token_lifetime_s": self.token_lifetime_s}
+
+
+class ReferenceState:
+    """Everything a running server holds; the store opens in the app's lifespan."""
+
+    def __init__(self, config: ReferenceConfig, faults: FaultInjector | None = None) -> None:
+        self.config = config
+        self.faults = faults or FaultInjector(config.fault_seed)
+        self.settings = Settings(config.paging, config.history, config.history_order,
+                                 config.token_lifetime_s)
+        self.journal: deque[dict[str, Any]] = deque(maxlen=config.journal_size)
+        self.startup_error: BaseException | None = None
+        self._store: Store | None = None
+        self._auth: Auth | None = None
+        self._tokens: PageTokens | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the reference server is not running")
+        return self._store
+
+    @property
+    def auth(self) -> Auth:
+        assert self._auth is not None
+        return self._auth
+
+    @property
+    def tokens(self) -> PageTokens:
+        assert self._tokens is not None
+        return self._tokens
+
+    def open(self) -> None:
+        """Open the store, seed an empty one, and register the configured clients."""
+        store = Store(self.config.data_dir)
+        self._store = store
+        self._auth = Auth(store)
+        self._tokens = PageTokens(store.page_key, self.config.page_token_ttl_s)
+        seed = self.config.seed_dir
+        if seed is not None:
+            if store.is_empty():
+                started = time.perf_counter()
+                counts = store.seed_ndjson(seed)
+                log.info("seeded %d resources (%s) in %.1f s", sum(counts.values()),
+                         ", ".join(f"{t} {n}" for t, n in sorted(counts.items())),
+                         time.perf_counter() - started)
+            else:
+                log.info("store already holds data: seed directory ignored")
+        for client_id, secret in self.config.clients:
+            self.auth.register(client_id, secret, TABLET)
+        for client_id, secret in self.config.admin_clients:
+            self.auth.register(client_id, secret, ADMIN)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def create_app(state: ReferenceState) -> ASGIApp:
+    """The ASGI app: journal/logging, then fault injection, then Starlette."""
+    handlers = _Handlers(state)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            state.open()
+        except BaseException as exc:
+            state.startup_error = exc
+            raise
+        try:
+            yield
+        finally:
+            state.close()
+
+    b = state.config.base_path
+    routes = [
+        Route(f"{b}/metadata", handlers.metadata, methods=["GET"]),
+        Route(f"{b}/.well-known/smart-configuration", handlers.smart, methods=["GET"]),
+        Route("/oauth/token", handlers.token, methods=["POST"]),
+        Route(f"{b}/$device-policy", handlers.device_policy, methods=["GET", "POST"]),
+        Route(b, handlers.system, methods=["GET", "POST"]),
+        Route(f"{b}/", handlers.system, methods=["GET", "POST"]),
+        Route(f"{b}/{{rtype}}/_history", handlers.type_history, methods=["GET"]),
+        Route(f"{b}/{{rtype}}/_search", handlers.search_post, methods=["POST"]),
+        Route(f"{b}/{{rtype}}/{{rid}}/_history/{{vid}}", handlers.vread, methods=["GET"]),
+        Route(f"{b}/{{rtype}}", handlers.type_level, methods=["GET", "POST"]),
+        Route(f"{b}/{{rtype}}/{{rid}}", handlers.instance, methods=["GET", "PUT", "DELETE"]),
+        *_admin.routes(state),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            FhirError: _fhir_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.router.redirect_slashes = False
+    return _JournalMiddleware(FaultMiddleware(app, state.faults), state)
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+def fhir_response(body: bytes | dict[str, Any], status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    content = body if isinstance(body, bytes) else dumps(body)
+    return Response(content, status_code=status, headers=headers, media_type=_CONTENT_TYPE)
+
+
+def _outcome_response(exc: FhirError) -> Response:
+    return fhir_response(exc.outcome(), exc.status, exc.headers)
+
+
+async def _fhir_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return _outcome_response(exc)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "exception")
+    text = {404: "no such endpoint", 405: "method not supported here"}.get(
+        exc.status_code, "request failed")
+    return fhir_response(operation_outcome(code, text), exc.status_code,
+                         dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("internal error %s on %s %s", type(exc).__name__, request.method,
+              request.url.path)
+    log.debug("traceback", exc_info=exc)
+    return fhir_response(operation_outcome("exception", "internal server error"), 500)
+
+
+class _JournalMiddleware:
+    """Logs method, path (never the query), status and time; keeps a journal for tests."""
+
+    def __init__(self, app: ASGIApp, state: ReferenceState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log.debug("%s %s %s %.1f ms", scope["method"], scope["path"], status or "-",
+                      elapsed_ms)
+            self.state.journal.append({
+                "method": scope["method"], "path": scope["path"],
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "status": status or None, "ms": round(elapsed_ms, 2),
+            })
+
+
+# -- handlers ----------------------------------------------------------------------------
+
+
+def _prefer(request: Request) -> dict[str, str]:
+    out = {}
+    for part in request.headers.get("prefer", "").replace(";", ",").split(","):
+        key, _, value = part.strip().partition("=")
+        if key:
+            out[key.lower()] = value.strip().strip('"')
+    return out
+
+
+def _json_body(raw: bytes, content_type: str) -> Any:
+    media = content_type.split(";")[0].strip().lower()
+    if media not in _JSON_TYPES:
+        raise FhirError(415, "not-supported", "send application/fhir+json")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FhirError(400, "invalid", "the body is not valid JSON") from None
+
+
+def _check_accept(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt and "json" not in fmt:
+        raise FhirError(406, "not-supported", "only JSON is served")
+    accept = request.headers.get("accept", "")
+    if accept and "xml" in accept and not any(t in accept for t in ("json", "*/*")):
+        raise FhirError(406, "not-supported", "only JSON is served")
+
+
+class _Handlers:
+    def __init__(self, state: ReferenceState) -> None:
+        self.s = state
+
+    # urls
+    def base(self, request: Request) -> str:
+        host = request.headers.get("host") or "{}:{}".format(*request.scope["server"])
+        return f"{request.url.scheme}://{host}{self.s.config.base_path}"
+
+    def root(self, request: Request) -> str:
+        return self.base(request)[: -len(self.s.config.base_path) or None]
+
+    def principal(self, request: Request) -> Principal:
+        return self.s.auth.authenticate(request.headers.get("authorization"))
+
+    def rtype(self, request: Request) -> str:
+        rtype = request.path_params["rtype"]
+        if rtype not in SUPPORTED_TYPES:
+            raise FhirError(404, "not-supported", "resource type not supported here")
+        return rtype
+
+    @staticmethod
+    def require(principal: Principal, rtype: str, letter: str) -> None:
+        if not principal.may(rtype, letter):
+            raise FhirError(403, "forbidden", f"this client's scopes do not allow this on {rtype}")
+
+    # discovery
+    async def metadata(self, request: Request) -> Response:
+        _check_accept(request)
+        return fhir_response(capability_statement(
+            self.base(request), f"{self.root(request)}/oauth/token",
+            history=self.s.settings.history, now=instant(int(time.time() * 1000)),
+        ))
+
+    async def smart(self, request: Request) -> Response:
+        scopes = sorted(set(scopes_for(TABLET)) | set(scopes_for(ADMIN)))
+        return Response(dumps(smart_configuration(f"{self.root(request)}/oauth/token", scopes)),
+                        media_type="application/json")
+
+    async def token(self, request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        status, body, headers = 400, {"error": "invalid_request"}, {}
+        if media == "application/x-www-form-urlencoded":
+            pairs = parse_qsl((await request.body()).decode("utf-8", "replace"),
+                              keep_blank_values=True)
+            form = dict(pairs)
+            if len(form) == len(pairs):  # RFC 6749 3.2: no parameter twice
+                status, body, headers = self.s.auth.issue(
+                    form, request.headers.get("authorization"),
+                    self.s.settings.token_lifetime_s)
+        headers = {**headers, "Cache-Control": "no-store", "Pragma": "no-cache"}
+        return Response(dumps(body), status_code=status, headers=headers,
+                        media_type="application/json")
+
+    async def device_policy(self, request: Request) -> Response:
+        principal = self.principal(request)
+        policy = self.s.auth.policy(principal.client_id)
+        params = [{"name": "device-status", "valueCode": "active"},
+                  *({"name": k, "valueInteger": v} for k, v in policy.items()),
+                  {"name": "checked", "valueInstant": instant(int(time.time() * 1000))}]
+        return fhir_response({"resourceType": "Parameters", "meta": {
+            "profile": [DEVICE_POLICY_DEFINITION]}, "parameter": params})
+
+    # [base]
+    async def system(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.transaction(request)
+        _check_accept(request)
+        token = request.query_params.get("_getpages")
+        if token is None:
+            raise FhirError(400, "not-supported", "system-level search is not supported")
+        payload = self.s.tokens.decode(token, int(time.time() * 1000))
+        principal = self.principal(request)
+        rtype = str(payload.get("t"))
+        if rtype not in SUPPORTED_TYPES:
+            raise FhirError(400, "invalid", "damaged page token")
+        self.require(principal, rtype, "s" if payload.get("k") == "s" else "r")
+        self_url = f"{self.base(request)}?_getpages={token}"
+        if payload.get("k") == "h":
+            return self._history_page(request, rtype, payload["q"], count=int(payload["n"]),
+                                      after=tuple(payload["a"]), offset=None, self_url=self_url)
+        q = self._parse(rtype, [tuple(p) for p in payload["q"]], lenient=False)
+        q.count = int(payload["n"])
+        return self._search_page(request, q, after=tuple(payload["a"]), self_url=self_url)
+
+    # search
+    def _parse(self, rtype: str, params: list[tuple[str, str]], *, lenient: bool) -> Query:
+        return parse_search(rtype, params, default_count=self.s.config.default_count,
+                            max_count=self.s.config.max_count, lenient=lenient)
+
+    async def type_level(self, request: Request) -> Response:
+        rtype = self.rtype(request)
+        if request.method == "POST":
+            return await self.create(request, rtype)
+        return self._search(request, rtype, request.query_params.multi_items())
+
+    async def search_post(self, request: Request) -> Response:
+        rtype = self.rtype(request)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            raise FhirError(415, "not-supported", "_search takes a form-encoded body")
+        body = (await request.body()).decode("utf-8", "replace")
+        params = [*request.query_params.multi_items(),
+                  *parse_qsl(body, keep_blank_values=True)]
+        return self._search(request, rtype, params)
+
+    def _search(self, request: Request, rtype: str, params: list[tuple[str, str]]) -> Response:
+        _check_accept(request)
+        self.require(self.principal(request), rtype, "s")
+        lenient = _prefer(request).get("handling") == "lenient"
+        q = self._parse(rtype, params, lenient=lenient)
+        offset_style = self.s.settings.paging == "offset" or any(k == "_offset" for k, _ in params)
+        if offset_style:
+            return self._search_page(request, q, after=None, offset=q.offset)
+        return self._search_page(request, q, after=None)
+
+    def _search_page(
+        self, request: Request, q: Query, *, after: tuple[Any, ...] | None,
+        offset: int | None = None, self_url: str | None = None,
+    ) -> Response:
+        """One searchset page; keyset (`after`) unless `offset` is given."""
+        store, base = self.s.store, self.base(request)
+        rows = store.search(q, after=after, offset=offset or 0, limit=q.count + 1) \
+            if q.count else []
+        more = len(rows) > q.count
+        rows = rows[: q.count]
+        links = [("self", self_url or self._search_url(base, q, offset))]
+        if more:
+            if offset is not None:
+                links.append(("next", self._search_url(base, q, offset + q.count)))
+            else:
+                last = rows[-1]
+                links.append(("next", self._page_url(base, "s", q.rtype, q.used, q.count,
+                                                     [last[1], last[0]])))
+        head: dict[str, Any] = {
+            "resourceType": "Bundle", "id": str(uuid.uuid4()),
+            "meta": {"lastUpdated": instant(int(time.time() * 1000))}, "type": "searchset",
+        }
+        if q.total:
+            head["total"] = store.count(q)
+        head["link"] = [{"relation": r, "url": u} for r, u in links]
+        prefix = dumps(f"{base}/{q.rtype}/")[1:-1]
+        entries = [b'{"fullUrl":"' + prefix + rid.encode() + b'","resource":' + body
+                   + b',"search":{"mode":"match"}}' for rid, _lu, body in rows]
+        return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
+
+    def _search_url(self, base: str, q: Query, offset: int | None) -> str:
+        pairs = [*q.used, ("_count", str(q.count))]
+        if offset:
+            pairs.append(("_offset", str(offset)))
+        return f"{base}/{q.rtype}?{urlencode(pairs, quote_via=quote, safe=':|,')}"
+
+    def _page_url(self, base: str, kind: str, rtype: str, used: list[tuple[str, str]],
+                  count: int, after: list[Any]) -> str:
+        token = self.s.tokens.encode({"k": kind, "t": rtype, "q": used, "n": count,
+                                      "a": after, "i": int(time.time() * 1000)})
+        return f"{base}?_getpages={token}"
+
+    # history
+    async def type_history(self, request: Request) -> Response:
+        rtype = self.rtype(request)
+        _check_accept(request)
+        if not self.s.settings.history:
+            raise FhirError(404, "not-supported", "this server keeps no history")
+        self.require(self.principal(request), rtype, "r")
+        lenient = _prefer(request).get("handling") == "lenient"
+        used: list[tuple[str, str]] = []
+        count, offset = self.s.config.default_count, None
+        for name, value in request.query_params.multi_items():
+            if name == "_since":
+                since_ms(value)  # validate now, 400 if bad
+                used.append((name, value))
+            elif name == "_count":
+                try:
+                    count = min(max(0, int(value)), self.s.config.max_count)
+                except ValueError:
+                    raise FhirError(400, "invalid", "_count must be an integer") from None
+            elif name == "_offset":
+                try:
+                    offset = max(0, int(value))
+                except ValueError:
+                    raise FhirError(400, "invalid", "_offset must be an integer") from None
+            elif name in ("_format", "_pretty"):
+                continue
+            elif not lenient:
+                raise FhirError(400, "not-supported", f"history does not support {name!r}")
+        if offset is None and self.s.settings.paging == "offset":
+            offset = 0
+        return self._history_page(request, rtype, used, count=count, after=None, offset=offset)
+
+    def _history_page(
+        self, request: Request, rtype: str, used: list[Any], *, count: int,
+        after: tuple[Any, ...] | None, offset: int | None, self_url: str | None = None,
+    ) -> Response:
+        if not self.s.settings.history:
+            raise FhirError(404, "not-supported", "this server keeps no history")
+        base = self.base(request)
+        since = next((since_ms(v) for k, v in used if k == "_since"), None)
+        newest_first = self.s.settings.history_order == "newest-first"
+        rows = self.s.store.history(
+            rtype, since, newest_first=newest_first,
+            after=(int(after[0]), int(after[1])) if after else None,
+            offset=offset or 0, limit=count + 1,
+        ) if count else []
+        more = len(rows) > count
+        rows = rows[:count]
+
+        def offset_url(off: int | None) -> str:
+            pairs = [*used, ("_count", str(count))] + ([("_offset", str(off))] if off else [])
+            return f"{base}/{rtype}/_history?{urlencode(pairs, quote_via=quote, safe=':')}"
+
+        links = [("self", self_url or offset_url(offset))]
+        if more:
+            if offset is not None:
+                links.append(("next", offset_url(offset + count)))
+            else:
+                links.append(("next", self._page_url(base, "h", rtype, used, count,
+                                                     [rows[-1].lu, rows[-1].seq])))
+        head = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
+                "meta": {"lastUpdated": instant(int(time.time() * 1000))}, "type": "history",
+                "link": [{"relation": r, "url": u} for r, u in links]}
+        entries = []
+        for v in rows:
+            full = dumps(f"{base}/{rtype}/{v.rid}")
+            if v.body is None:
+                entries.append(b'{"fullUrl":' + full + b',"request":' + dumps(
+                    {"method": "DELETE", "url": f"{rtype}/{v.rid}"}) + b',"response":' + dumps(
+                    {"status": "204 No Content", "lastModified": instant(v.lu)}) + b"}")
+                continue
+            request_part = {"method": v.method,
+                            "url": rtype if v.method == "POST" else f"{rtype}/{v.rid}"}
+            response_part = {"status": "201 Created" if v.vid == 1 else "200 OK",
+                             "etag": etag(v.vid), "lastModified": instant(v.lu)}
+            entries.append(b'{"fullUrl":' + full + b',"resource":' + v.body + b',"request":'
+                           + dumps(request_part) + b',"response":' + dumps(response_part) + b"}")
+        return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
+
+    # read / vread
+    def _rid(self, request: Request) -> str:
+        rid = request.path_params["rid"]
+        if not ID_RE.match(rid):
+            raise FhirError(400 if not rid.startswith("_") else 404,
+                            "invalid" if not rid.startswith("_") else "not-supported",
+                            "not a valid id" if not rid.startswith("_") else "not supported")
+        return rid
+
+    async def instance(self, request: Request) -> Response:
+        rtype, rid = self.rtype(request), self._rid(request)
+        if request.method == "PUT":
+            return await self.update(request, rtype, rid)
+        if request.method == "DELETE":
+            return await self.delete(request, rtype, rid)
+        _check_accept(request)
+        self.require(self.principal(request), rtype, "r")
+        current = self.s.store.read(rtype, rid)
+        if current is None or (current.deleted and not self.s.settings.history):
+            raise FhirError(404, "not-found", f"no {rtype} with this id")
+        if current.deleted:
+            raise FhirError(410, "deleted", f"this {rtype} has been deleted")
+        headers = {"ETag": etag(current.vid), "Last-Modified": http_date(current.lu)}
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        assert current.body is not None
+        return fhir_response(current.body, headers=headers)
+
+    async def vread(self, request: Request) -> Response:
+        rtype, rid = self.rtype(request), self._rid(request)
+        _check_accept(request)
+        self.require(self.principal(request), rtype, "r")
+        try:
+            vid = int(request.path_params["vid"])
+        except ValueError:
+            raise FhirError(404, "not-found", "no such version") from None
+        version = self.s.store.vread(rtype, rid, vid)
+        if version is None or (version.body is None and not self.s.settings.history):
+            raise FhirError(404, "not-found", "no such version")
+        if version.body is None:
+            raise FhirError(410, "deleted", "this version is a deletion")
+        return fhir_response(version.body, headers={"ETag": etag(vid),
+                                                    "Last-Modified": http_date(version.lu)})
+
+    # writes
+    def _backdate(self, request: Request) -> int:
+        return int(request.scope.get("state", {}).get("kerbside.backdate_ms", 0))
+
+    def _apply(self, request: Request, principal: Principal, entries: list[Entry]) -> list[
+            Outcome]:
+        return apply(self.s.store, principal, entries, backdate_ms=self._backdate(request),
+                     max_count=self.s.config.max_count)
+
+    def _write_response(self, request: Request, outcome: Outcome) -> Response:
+        base = self.base(request)
+        e = outcome.entry
+        if outcome.status == 204:
+            return Response(status_code=204)
+        assert outcome.vid is not None and outcome.lu is not None
+        headers = {"ETag": etag(outcome.vid), "Last-Modified": http_date(outcome.lu),
+                   "Location": f"{base}/{e.rtype}/{outcome.rid}/_history/{outcome.vid}"}
+        mode = _prefer(request).get("return", "representation")
+        if mode == "minimal" or outcome.body is None:
+            return Response(status_code=outcome.status, headers=headers)
+        if mode.lower() == "operationoutcome":
+            return fhir_response(operation_outcome("informational", "ok",
+                                                   severity="information"),
+                                 outcome.status, headers)
+        return fhir_response(outcome.body, outcome.status, headers)
+
+    async def create(self, request: Request, rtype: str) -> Response:
+        principal = self.principal(request)
+        resource = _json_body(await request.body(), request.headers.get("content-type", ""))
+        entry = Entry(None, "POST", rtype, resource=check_structure(rtype, resource, rtype),
+                      if_none_exist=request.headers.get("if-none-exist"))
+        return self._write_response(request, self._apply(request, principal, [entry])[0])
+
+    async def update(self, request: Request, rtype: str, rid: str) -> Response:
+        principal = self.principal(request)
+        resource = _json_body(await request.body(), request.headers.get("content-type", ""))
+        entry = Entry(None, "PUT", rtype, rid, resource=check_structure(rtype, resource, rtype),
+                      if_match=parse_if_match(request.headers.get("if-match")))
+        return self._write_response(request, self._apply(request, principal, [entry])[0])
+
+    async def delete(self, request: Request, rtype: str, rid: str) -> Response:
+        principal = self.principal(request)
+        entry = Entry(None, "DELETE", rtype, rid)
+        return self._write_response(request, self._apply(request, principal, [entry])[0])
+
+    async def transaction(self, request: Request) -> Response:
+        principal = self.principal(request)
+        bundle = _json_body(await request.body(), request.headers.get("content-type", ""))
+        outcomes = self._apply(request, principal, entries_from_bundle(bundle,
+                                                                       self.base(request)))
+        representation = _prefer(request).get("return") == "representation"
+        entries = []
+        for o in outcomes:
+            e = o.entry
+            response: dict[str, Any] = {"status": _STATUS_TEXT[o.status]}
+            if o.status != 204 or o.vid is not None:
+                response["location"] = f"{e.rtype}/{o.rid}/_history/{o.vid}"
+                response["etag"] = etag(o.vid or 0)
+                response["lastModified"] = instant(o.lu or 0)
+            item = b'{"fullUrl":' + dumps(f"{self.base(request)}/{e.rtype}/{o.rid}")
+            if representation and o.body is not None:
+                item += b',"resource":' + o.body
+            entries.append(item + b',"response":' + dumps(response) + b"}")
+        head = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
+                "type": "transaction-response"}
+        return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")

@@ -1,0 +1,543 @@
+"""The central record on disk: one SQLite file (WAL) holding every version of every resource.
+
+Each version's JSON is stored exactly as served (meta stamped), so a search page is built by
+concatenating stored bytes, never by re-serialising. `current` points at each resource's
+latest version; `search_token` and `search_ref` index the current version only (rows are
+replaced on every write), which keeps identifier and patient searches exact.
+
+Only the server's event-loop thread uses the connection: writes are serialised, so a
+transaction sees no concurrent writer and `lastUpdated` never goes backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._model import (
+    ID_RE,
+    SUPPORTED_TYPES,
+    FhirError,
+    dumps,
+    index_references,
+    index_tokens,
+    instant,
+    stamp,
+)
+from ._search import Query
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS version (
+    seq INTEGER PRIMARY KEY,            -- global write order
+    rtype TEXT NOT NULL,
+    rid TEXT NOT NULL,
+    vid INTEGER NOT NULL,
+    lu INTEGER NOT NULL,                -- meta.lastUpdated, ms since the epoch, UTC
+    method TEXT NOT NULL,               -- POST (create), PUT (update), DELETE
+    body BLOB,                          -- the resource as served; NULL for a deletion
+    current INTEGER NOT NULL            -- 1 for the latest version of its resource
+);
+-- Search keys of one version; rows of superseded versions stay and are filtered out by
+-- joining on version.current, so a write never has to delete index rows.
+CREATE TABLE IF NOT EXISTS search_token (
+    rtype TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, system TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (rtype, param, value, system, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_ref (
+    rtype TEXT NOT NULL, path TEXT NOT NULL, target_id TEXT NOT NULL, target_type TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (rtype, path, target_id, target_type, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS client (
+    client_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('tablet', 'admin')),
+    salt BLOB NOT NULL,
+    secret_hash BLOB NOT NULL,
+    revoked_at INTEGER,
+    policy BLOB NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL
+);
+"""
+# Built after a bulk seed into an empty store (sorting once beats inserting 800k times).
+_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS version_by_id ON version (rtype, rid, vid)",
+    "CREATE INDEX IF NOT EXISTS version_by_time ON version (rtype, lu, seq)",
+    "CREATE INDEX IF NOT EXISTS live_by_time ON version (rtype, lu, rid)"
+    " WHERE current = 1 AND body IS NOT NULL",
+)
+_LIVE = "v.current = 1 AND v.body IS NOT NULL"  # must match live_by_time's WHERE exactly
+_SEED_CHUNK = 2000
+_Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+@dataclass(frozen=True)
+class Current:
+    rtype: str
+    rid: str
+    vid: int
+    lu: int
+    deleted: bool
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class Version:
+    seq: int
+    rtype: str
+    rid: str
+    vid: int
+    lu: int
+    method: str
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class Written:
+    rtype: str
+    rid: str
+    vid: int
+    lu: int
+    body: bytes | None
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    client_id: str
+    role: str
+    salt: bytes
+    secret_hash: bytes
+    revoked_at: int | None
+    policy: dict[str, Any]
+    created_at: int
+
+
+class Store:
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "central-record.sqlite3"
+        # Only the event-loop thread uses the connection, but that is not always the thread
+        # that opened it (the test runner starts servers from another thread).
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives a killed process (only a power cut can lose the last
+        # commits): enough for a stand-in central record, and a write costs no fsync.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA cache_size = -131072")
+        self.conn.execute("PRAGMA temp_store = MEMORY")
+        self.conn.executescript(_TABLES)
+        self._empty = self.conn.execute("SELECT 1 FROM version LIMIT 1").fetchone() is None
+        if not self._empty:
+            self._create_indexes()
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._last_ms = int(self._meta("last_ms") or b"0")
+        key = self._meta("page_key")
+        if key is None:
+            key = secrets.token_bytes(32)
+            self.conn.execute("INSERT INTO meta VALUES ('page_key', ?)", (key,))
+        self.page_key: bytes = key
+        row = self.conn.execute("SELECT max(seq) FROM version").fetchone()
+        self._next_seq = int(row[0] or 0) + 1
+
+    def _create_indexes(self) -> None:
+        for sql in _INDEXES:
+            self.conn.execute(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        value = row[0]
+        return bytes(value) if isinstance(value, bytes) else str(value).encode()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT, or ROLLBACK on any exception (all-or-nothing writes)."""
+        if self._empty:  # the first write to a new store: indexes are needed from now on
+            self._create_indexes()
+            self._empty = False
+        self.conn.execute("BEGIN IMMEDIATE")
+        next_seq, last_ms = self._next_seq, self._last_ms
+        try:
+            yield self.conn
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_ms', ?)", (str(self._last_ms),)
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self._next_seq, self._last_ms = next_seq, last_ms
+            raise
+
+    # -- time ------------------------------------------------------------------------------
+
+    def next_instant(self) -> int:
+        """Now in ms, never before the last instant handed out (the wall clock may step back).
+
+        Equal values are allowed: a transaction stamps all its entries with one instant and
+        two quick writes can share a millisecond, as on any real server.
+        """
+        self._last_ms = max(time.time_ns() // 1_000_000, self._last_ms)
+        return self._last_ms
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def read(self, rtype: str, rid: str) -> Current | None:
+        row = self.conn.execute(
+            "SELECT vid, lu, body FROM version WHERE rtype = ? AND rid = ?"
+            " ORDER BY vid DESC LIMIT 1",
+            (rtype, rid),
+        ).fetchone()
+        if row is None:
+            return None
+        return Current(rtype, rid, row[0], row[1], row[2] is None, row[2])
+
+    def vread(self, rtype: str, rid: str, vid: int) -> Version | None:
+        row = self.conn.execute(
+            "SELECT seq, lu, method, body FROM version WHERE rtype = ? AND rid = ? AND vid = ?",
+            (rtype, rid, vid),
+        ).fetchone()
+        return None if row is None else Version(row[0], rtype, rid, vid, row[1], row[2], row[3])
+
+    def existing_ids(self, rtype: str, ids: set[str]) -> set[str]:
+        """Which of `ids` are live (not deleted) resources of `rtype`."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"SELECT rid FROM version v WHERE rtype = ? AND rid IN ({marks}) AND {_LIVE}",
+            (rtype, *ids),
+        )
+        return {r[0] for r in rows}
+
+    def _where(self, q: Query) -> tuple[str, str, list[Any]]:
+        """FROM, WHERE and arguments for a search.
+
+        Identifier and reference filters are selective, so the first one drives the query
+        through a CROSS JOIN (SQLite keeps that join order); otherwise the planner would
+        walk the whole type in sort order and test each row.
+        """
+        clauses = ["v.rtype = ?", _LIVE]
+        args: list[Any] = [q.rtype]
+        for ors in q.dates:
+            parts = []
+            for d in ors:
+                if d.prefix == "ge":
+                    parts.append("v.lu >= ?")
+                    args.append(d.lo_ms)
+                elif d.prefix == "gt":
+                    parts.append("v.lu >= ?")
+                    args.append(d.hi_ms)
+                elif d.prefix == "lt":
+                    parts.append("v.lu < ?")
+                    args.append(d.lo_ms)
+                elif d.prefix == "le":
+                    parts.append("v.lu < ?")
+                    args.append(d.hi_ms)
+                elif d.prefix == "eq":
+                    parts.append("(v.lu >= ? AND v.lu < ?)")
+                    args += [d.lo_ms, d.hi_ms]
+                else:  # ne
+                    parts.append("(v.lu < ? OR v.lu >= ?)")
+                    args += [d.lo_ms, d.hi_ms]
+            clauses.append("(" + " OR ".join(parts) + ")")
+        for ids in q.ids:
+            clauses.append(f"v.rid IN ({','.join('?' * len(ids))})")
+            args += ids
+        subqueries: list[tuple[str, list[Any]]] = []
+        for param, tokens in q.tokens:
+            parts, targs = [], []
+            for system, value in tokens:
+                cond = []
+                if value is not None:
+                    cond.append("value = ?")
+                    targs.append(value)
+                if system is not None:
+                    cond.append("system = ?")
+                    targs.append(system)
+                parts.append("(" + " AND ".join(cond or ["1"]) + ")")
+            subqueries.append((
+                "SELECT seq FROM search_token WHERE rtype = ? AND param = ? AND ("
+                + " OR ".join(parts) + ")",
+                [q.rtype, param, *targs],
+            ))
+        for paths, target, refs in q.refs:
+            parts, rargs = [], []
+            for rtype, rid in refs:
+                rtype = rtype or target
+                if rtype:
+                    parts.append("(target_id = ? AND target_type = ?)")
+                    rargs += [rid, rtype]
+                else:
+                    parts.append("target_id = ?")
+                    rargs.append(rid)
+            subqueries.append((
+                "SELECT seq FROM search_ref WHERE rtype = ? AND path IN "
+                f"({','.join('?' * len(paths))}) AND ({' OR '.join(parts)})",
+                [q.rtype, *paths, *rargs],
+            ))
+        if not subqueries:
+            return "version v", " AND ".join(clauses), args
+        (drive_sql, drive_args), rest = subqueries[0], subqueries[1:]
+        for sql, sargs in rest:
+            clauses.append(f"v.seq IN ({sql})")
+            args += sargs
+        from_sql = f"(SELECT DISTINCT seq FROM ({drive_sql})) AS m CROSS JOIN version v"
+        return from_sql, "v.seq = m.seq AND " + " AND ".join(clauses), [*drive_args, *args]
+
+    def search(
+        self, q: Query, *, after: tuple[int, str] | None, offset: int, limit: int
+    ) -> list[tuple[str, int, bytes]]:
+        """One page of (id, lastUpdated ms, body), by keyset `after` or by `offset`."""
+        from_sql, where, args = self._where(q)
+        cmp, direction = ("<", "DESC") if q.descending else (">", "ASC")
+        if q.sort == "lu":
+            order = f"v.lu {direction}, v.rid {direction}"
+            if after is not None:
+                where += f" AND (v.lu, v.rid) {cmp} (?, ?)"
+                args += [after[0], after[1]]
+        else:
+            order = f"v.rid {direction}"
+            if after is not None:
+                where += f" AND v.rid {cmp} ?"
+                args.append(after[1])
+        sql = (
+            f"SELECT v.rid, v.lu, v.body FROM {from_sql} WHERE {where} ORDER BY {order}"
+            " LIMIT ? OFFSET ?"
+        )
+        return self.conn.execute(sql, (*args, limit, offset)).fetchall()
+
+    def count(self, q: Query) -> int:
+        from_sql, where, args = self._where(q)
+        sql = f"SELECT count(*) FROM {from_sql} WHERE {where}"
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    def match_ids(self, q: Query, limit: int) -> list[tuple[str, int, int]]:
+        """(id, versionId, lastUpdated) of up to `limit` matches (conditional create)."""
+        from_sql, where, args = self._where(q)
+        sql = f"SELECT v.rid, v.vid, v.lu FROM {from_sql} WHERE {where} LIMIT ?"
+        return self.conn.execute(sql, (*args, limit)).fetchall()
+
+    def history(
+        self,
+        rtype: str,
+        since: int | None,
+        *,
+        newest_first: bool,
+        after: tuple[int, int] | None,
+        offset: int,
+        limit: int,
+    ) -> list[Version]:
+        where, args = ["rtype = ?"], [rtype]
+        if since is not None:
+            where.append("lu >= ?")
+            args.append(since)
+        cmp, direction = ("<", "DESC") if newest_first else (">", "ASC")
+        if after is not None:
+            where.append(f"(lu, seq) {cmp} (?, ?)")
+            args += [after[0], after[1]]
+        rows = self.conn.execute(
+            f"SELECT seq, rid, vid, lu, method, body FROM version WHERE {' AND '.join(where)}"
+            f" ORDER BY lu {direction}, seq {direction} LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [Version(r[0], rtype, r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def history_count(self, rtype: str, since: int | None) -> int:
+        sql, args = "SELECT count(*) FROM version WHERE rtype = ?", [rtype]
+        if since is not None:
+            sql += " AND lu >= ?"
+            args.append(since)
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            f"SELECT rtype, count(*) FROM version v WHERE {_LIVE} GROUP BY rtype"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # -- writes (inside transaction()) ------------------------------------------------------
+
+    def write(
+        self, rtype: str, rid: str, resource: dict[str, Any] | None, lu: int, *, method: str
+    ) -> Written:
+        """Add a version (a deletion when `resource` is None) and index its search keys."""
+        row = self.conn.execute(
+            "SELECT seq, vid, body IS NULL FROM version WHERE rtype = ? AND rid = ?"
+            " ORDER BY vid DESC LIMIT 1",
+            (rtype, rid),
+        ).fetchone()
+        vid = 1 if row is None else row[1] + 1
+        created = row is None or bool(row[2])
+        if row is not None:
+            self.conn.execute("UPDATE version SET current = 0 WHERE seq = ?", (row[0],))
+        body = None if resource is None else dumps(stamp(resource, rid, vid, instant(lu)))
+        seq = self._next_seq
+        self._next_seq += 1
+        self.conn.execute(
+            "INSERT INTO version VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+            (seq, rtype, rid, vid, lu, method, body),
+        )
+        if resource is not None:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO search_token VALUES (?, ?, ?, ?, ?)",
+                [(rtype, p, value, system, seq) for p, system, value in index_tokens(
+                    rtype, resource)],
+            )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO search_ref VALUES (?, ?, ?, ?, ?)",
+                [(rtype, path, tid, ttype, seq) for path, ttype, tid in index_references(
+                    rtype, resource)],
+            )
+        return Written(rtype, rid, vid, lu, body, created)
+
+    # -- seeding ---------------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM version LIMIT 1").fetchone() is None
+
+    def seed_ndjson(self, seed_dir: Path) -> dict[str, int]:
+        """Load `*.ndjson` (one resource a line, FHIR Bulk Data style) in one transaction.
+
+        Ids are kept (or minted when absent); versionId is 1 and lastUpdated is the server
+        time at which each chunk is written, so later pulls with `_lastUpdated` behave as
+        they would after a real bulk import: clusters of equal instants, never in the future.
+        """
+        files = sorted(seed_dir.glob("*.ndjson"))
+        if not files:
+            raise FhirError(400, "invalid", f"no .ndjson files in {seed_dir}")
+        counts: dict[str, int] = {}
+        bulk = self._empty  # indexes not built yet: load first, sort them in once at the end
+        self._empty = False
+        self.conn.execute("BEGIN IMMEDIATE")
+        # Parsing runs one chunk ahead in a worker thread: sqlite3 releases the GIL while it
+        # steps, so JSON work and inserts overlap on a 2-core machine (about a third faster).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as pool:
+            try:
+                pending: Future[_Rows] | None = None
+                for chunk, name in _chunks(files):
+                    ready = pool.submit(self._parse_chunk, chunk, name, counts)
+                    if pending is not None:
+                        self._insert_chunk(pending.result())
+                    pending = ready
+                if pending is not None:
+                    self._insert_chunk(pending.result())
+                if bulk:
+                    try:
+                        self._create_indexes()
+                    except sqlite3.IntegrityError:
+                        raise FhirError(400, "duplicate", "the same id appears twice") from None
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('last_ms', ?)", (str(self._last_ms),)
+                )
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                self._empty = bulk
+                self._next_seq = 1 + int(
+                    self.conn.execute("SELECT max(seq) FROM version").fetchone()[0] or 0
+                )
+                raise
+        return counts
+
+    def _parse_chunk(self, lines: list[bytes], name: str, counts: dict[str, int]) -> _Rows:
+        lu = self.next_instant()
+        lu_text = instant(lu)
+        versions, tokens, refs = [], [], []
+        for line in lines:
+            try:
+                resource = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise FhirError(400, "invalid", f"{name}: a line is not JSON") from None
+            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+            if rtype not in SUPPORTED_TYPES:
+                raise FhirError(400, "not-supported", f"{name}: unsupported resourceType")
+            rid = resource.get("id") or str(uuid.uuid4())
+            if not isinstance(rid, str) or not ID_RE.match(rid):
+                raise FhirError(400, "invalid", f"{name}: a resource has an invalid id")
+            seq = self._next_seq
+            self._next_seq += 1
+            versions.append(
+                (seq, rtype, rid, 1, lu, "POST", dumps(stamp(resource, rid, 1, lu_text)))
+            )
+            tokens += [(rtype, p, value, system, seq)
+                       for p, system, value in index_tokens(rtype, resource)]
+            refs += [(rtype, path, tid, ttype, seq)
+                     for path, ttype, tid in index_references(rtype, resource)]
+            counts[rtype] = counts.get(rtype, 0) + 1
+        return versions, tokens, refs
+
+    def _insert_chunk(self, rows: _Rows) -> None:
+        versions, tokens, refs = rows
+        try:
+            self.conn.executemany("INSERT INTO version VALUES (?, ?, ?, ?, ?, ?, ?, 1)", versions)
+        except sqlite3.IntegrityError:
+            raise FhirError(400, "duplicate", "the same id appears twice") from None
+        self.conn.executemany("INSERT OR IGNORE INTO search_token VALUES (?, ?, ?, ?, ?)", tokens)
+        self.conn.executemany("INSERT OR IGNORE INTO search_ref VALUES (?, ?, ?, ?, ?)", refs)
+
+    # -- clients (device registry) ---------------------------------------------------------
+
+    def client(self, client_id: str) -> ClientRow | None:
+        row = self.conn.execute(
+            "SELECT client_id, role, salt, secret_hash, revoked_at, policy, created_at"
+            " FROM client WHERE client_id = ?",
+            (client_id,),
+        ).fetchone()
+        return None if row is None else _client_row(row)
+
+    def clients(self) -> list[ClientRow]:
+        rows = self.conn.execute(
+            "SELECT client_id, role, salt, secret_hash, revoked_at, policy, created_at"
+            " FROM client ORDER BY client_id"
+        )
+        return [_client_row(r) for r in rows]
+
+    def delete_client(self, client_id: str) -> bool:
+        cur = self.conn.execute("DELETE FROM client WHERE client_id = ?", (client_id,))
+        return cur.rowcount > 0
+
+    def put_client(self, row: ClientRow) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO client VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.client_id, row.role, row.salt, row.secret_hash, row.revoked_at,
+             dumps(row.policy), row.created_at),
+        )
+
+
+def _chunks(files: list[Path]) -> Iterator[tuple[list[bytes], str]]:
+    for path in files:
+        with path.open("rb") as fh:
+            chunk: list[bytes] = []
+            for line in fh:
+                if line.strip():
+                    chunk.append(line)
+                if len(chunk) >= _SEED_CHUNK:
+                    yield chunk, path.name
+                    chunk = []
+            if chunk:
+                yield chunk, path.name
+
+
+def _client_row(row: tuple[Any, ...]) -> ClientRow:
+    return ClientRow(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4],
+                     orjson.loads(row[5]), row[6])

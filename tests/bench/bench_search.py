@@ -1,0 +1,403 @@
+"""Search latency at N cached patients (DESIGN.md section 8: p95 <= 10 ms at 100,000).
+
+    .venv/bin/python tests/bench/bench_search.py [--patients 100000] [--queries 400]
+
+Builds (or reuses, under `bench-data/`) a SQLCipher cache of N synthetic patients and their
+Flags, derives a fixed mix of realistic queries from the cohort (typos, nicknames, known-as
+and previous names, swapped order, partial words, dates of birth in several formats, ages,
+NHS numbers with and without spaces, a bad check digit, postcodes, address words), each with
+the patient it should find, and times `PatientSearch.search` on it. The same mix then runs on
+(a) a plain (unencrypted) SQLite copy of the same tables through the same code and (b) a plain
+Python scan with rapidfuzz over every name. Unlock-time figures (open + vocabulary load, RSS)
+come from a fresh subprocess. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from random import Random
+from types import SimpleNamespace
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from nicknames import NickNamer  # noqa: E402
+from rapidfuzz import fuzz, process  # noqa: E402
+
+from app.fhir import NHS_NUMBER_SYSTEM  # noqa: E402
+from app.nhs_number import check_digit, format_nhs_number  # noqa: E402
+from app.services.search import PatientSearch  # noqa: E402
+from app.store import PatientIndexer, Store, fold  # noqa: E402
+
+TODAY = date(2026, 11, 20)  # the generator's default as_of: ages stay stable across runs
+BATCH = 5000
+_TABLES = ("patient_index", "search_posting", "search_vocab", "search_state")
+
+
+# -- building the cache -----------------------------------------------------------------------
+
+def build_cache(directory: Path, patients: int, seed: int) -> dict[str, float]:
+    from app.synthetic import iter_cohort
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    path = directory / "cache.db"
+    for stale in directory.glob("cache.db*"):
+        stale.unlink()
+    store = Store.create(path, key)
+    put_s = 0.0
+    counts = {"Patient": 0, "Flag": 0}
+    batch: list[dict[str, Any]] = []
+    gen_start = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal put_s, batch
+        t = time.perf_counter()
+        store.put_resources(batch)
+        put_s += time.perf_counter() - t
+        batch = []
+
+    flags: list[dict[str, Any]] = []
+    for res in iter_cohort(patients, seed):  # Patients first, then Flags: the sync's order
+        rtype = res["resourceType"]
+        if rtype == "Patient":
+            counts[rtype] += 1
+            batch.append(res)
+            if len(batch) >= BATCH:
+                flush()
+        elif rtype == "Flag":
+            counts[rtype] += 1
+            flags.append(res)
+    if batch:
+        flush()
+    for start in range(0, len(flags), BATCH):
+        batch = flags[start : start + BATCH]
+        flush()
+    total_s = time.perf_counter() - gen_start
+    t = time.perf_counter()
+    with store.transaction() as conn:
+        PatientIndexer().rebuild(conn)
+    rebuild_s = time.perf_counter() - t
+    store.close()
+    (directory / "key.bin").write_bytes(key)
+    info = {
+        "patients": counts["Patient"], "flags": counts["Flag"],
+        "put_resources_s": round(put_s, 2), "generate_and_put_s": round(total_s, 2),
+        "rebuild_index_s": round(rebuild_s, 2),
+        "cache_mb": round(path.stat().st_size / 1e6, 1),
+    }
+    (directory / "build.json").write_text(json.dumps(info))
+    return info
+
+
+def plain_copy(store: Store, path: Path) -> sqlite3.Connection:
+    """The index tables in an unencrypted SQLite file, same schema, for comparison only."""
+    if path.exists():
+        path.unlink()
+    plain = sqlite3.connect(str(path), isolation_level=None)
+    plain.execute("BEGIN")
+    PatientIndexer().create_schema(plain)
+    plain.execute("DELETE FROM search_state")
+    for table in _TABLES:
+        cols = [r[1] for r in store.conn.execute(f"PRAGMA table_info({table})")]
+        marks = ",".join("?" * len(cols))
+        rows = store.conn.execute(f"SELECT {','.join(cols)} FROM {table}")
+        while chunk := rows.fetchmany(10_000):
+            plain.executemany(f"INSERT INTO {table} ({','.join(cols)}) VALUES ({marks})", chunk)
+    plain.execute("COMMIT")
+    plain.execute("PRAGMA journal_mode = WAL")
+    return plain
+
+
+# -- the query mix ----------------------------------------------------------------------------
+
+def _typo(word: str, rng: Random) -> str:
+    """One slip: swap two neighbours, drop or double a letter (never the first letter)."""
+    if len(word) < 4:
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(3)
+    if kind == 0 and word[i] != word[i + 1]:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    if kind == 1:
+        return word[:i] + word[i + 1:]
+    return word[:i] + word[i] + word[i:]
+
+
+def _sound_alike(word: str) -> str:
+    for a, b in (("ph", "f"), ("th", "t"), ("ck", "k"), ("y", "i"), ("ll", "l"), ("tt", "t"),
+                 ("ss", "s"), ("ie", "y"), ("c", "k"), ("z", "s")):
+        if a in word[1:]:
+            return word[0] + word[1:].replace(a, b, 1)
+    return word
+
+
+def _names(patient: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in patient.get("name", ()):
+        use = name.get("use")
+        given = (name.get("given") or [""])[0]
+        family = name.get("family") or ""
+        if use == "official" and "given" not in out:
+            out["given"], out["family"] = given, family
+        elif use in ("usual", "nickname") and given and "known_as" not in out:
+            out["known_as"] = given
+        elif use in ("old", "maiden") and family and "previous" not in out:
+            out["previous"] = family
+    return out
+
+
+KINDS = ("exact", "typo_family", "typo_both", "nickname", "known_as", "swapped", "partial",
+         "dob_slash", "dob_short", "dob_iso", "nhs_spaced", "nhs_plain", "nhs_bad_check",
+         "postcode_full", "postcode_nospace", "outward", "age", "about_age", "year", "previous",
+         "sound_alike", "street")
+
+
+def make_queries(store: Store, count: int, seed: int) -> list[tuple[str, str, str]]:
+    """(kind, query, expected patient id), deterministic for the cache's contents and seed."""
+    rng = Random(seed)
+    ids = sorted(store.resource_ids("Patient"))
+    namer = NickNamer()
+    out: list[tuple[str, str, str]] = []
+    attempts = 0
+    while len(out) < count and attempts < count * 20:
+        attempts += 1
+        kind = KINDS[len(out) % len(KINDS)]
+        patient = store.get_resource("Patient", rng.choice(ids))
+        assert patient is not None
+        n = _names(patient)
+        given, family = n.get("given", ""), n.get("family", "")
+        if not given or not family:
+            continue
+        bd = patient.get("birthDate")
+        nhs = next((i["value"] for i in patient.get("identifier", ())
+                    if i.get("system") == NHS_NUMBER_SYSTEM), None)
+        address = (patient.get("address") or [{}])[0]
+        postcode = address.get("postalCode")
+        q = None
+        if kind == "exact":
+            q = f"{given} {family}"
+        elif kind == "typo_family":
+            q = f"{given} {_typo(family, rng)}"
+        elif kind == "typo_both":
+            q = f"{_typo(given, rng)} {_typo(family, rng)}"
+        elif kind == "nickname":
+            nicks = sorted(namer.nicknames_of(fold(given)))
+            if nicks:
+                q = f"{rng.choice(nicks)} {family}"
+        elif kind == "known_as" and "known_as" in n:
+            q = f"{n['known_as']} {family}"
+        elif kind == "swapped":
+            q = f"{family} {given}"
+        elif kind == "partial" and len(given) >= 4 and len(family) >= 4:
+            q = f"{given[:4]} {family[:3]}".lower()
+        elif kind == "dob_slash" and bd:
+            y, m, d = bd.split("-")
+            q = f"{family} {int(d)}/{int(m)}/{y}"
+        elif kind == "dob_short" and bd:
+            y, m, d = bd.split("-")
+            q = f"{given} {family} {d}-{m}-{y[2:]}"
+        elif kind == "dob_iso" and bd:
+            q = f"{given[0]} {family} {bd}"
+        elif kind == "nhs_spaced" and nhs:
+            q = format_nhs_number(nhs)
+        elif kind == "nhs_plain" and nhs:
+            q = nhs
+        elif kind == "nhs_bad_check" and nhs:
+            bad = next(str(c) for c in range(10) if str(c) != nhs[9])
+            if check_digit(nhs[:9]) is not None:
+                q = f"{given} {nhs[:9]}{bad}"
+        elif kind == "postcode_full" and postcode:
+            q = f"{family} {postcode}"
+        elif kind == "postcode_nospace" and postcode:
+            q = f"{given} {family} {postcode.replace(' ', '').lower()}"
+        elif kind == "outward" and postcode:
+            q = f"{given} {family} {postcode.split()[0]}"
+        elif kind == "age" and bd:
+            born = date.fromisoformat(bd)
+            age = TODAY.year - born.year - ((TODAY.month, TODAY.day) < (born.month, born.day))
+            q = f"{n.get('known_as', given)} {family} {age}"
+        elif kind == "about_age" and bd:
+            born = date.fromisoformat(bd)
+            age = TODAY.year - born.year + rng.choice((-2, 1, 3))
+            q = f"{family} {given[:3]} about {age}"
+        elif kind == "year" and bd:
+            q = f"{given} {family} {bd[:4]}"
+        elif kind == "previous" and "previous" in n:
+            q = f"{given} {n['previous']}"
+        elif kind == "sound_alike":
+            alike = _sound_alike(family)
+            if alike != family:
+                q = f"{given} {alike}"
+        elif kind == "street" and address.get("line"):
+            words = [w for w in address["line"][0].split() if w.isalpha() and len(w) > 3]
+            if words:
+                q = f"{family} {words[0]}"
+        if q:
+            out.append((kind, q, patient["id"]))
+    return out
+
+
+# -- running ----------------------------------------------------------------------------------
+
+def _percentiles(values_ms: list[float]) -> tuple[float, float, float]:
+    qs = statistics.quantiles(values_ms, n=100, method="inclusive")
+    return qs[49], qs[94], qs[98]
+
+
+def run_mix(search: PatientSearch, queries: list[tuple[str, str, str]], passes: int
+            ) -> dict[str, Any]:
+    cold: list[float] = []
+    warm: list[float] = []
+    top1 = tied = top5 = 0
+    by_kind: dict[str, list[int]] = {}
+    gc.collect()
+    for p in range(passes + 1):
+        for kind, q, expected in queries:
+            t = time.perf_counter_ns()
+            result = search.search(q, limit=20, today=TODAY)
+            dt = (time.perf_counter_ns() - t) / 1e6
+            (cold if p == 0 else warm).append(dt)
+            if p == 0:
+                ids = [h.id for h in result.hits]
+                hit1 = bool(ids) and ids[0] == expected
+                best = result.hits[0].score if result.hits else None
+                tie = expected in ids and next(
+                    h.score for h in result.hits if h.id == expected) == best
+                top1 += hit1
+                tied += tie
+                top5 += expected in ids[:5]
+                by_kind.setdefault(kind, [0, 0])
+                by_kind[kind][0] += hit1 or tie
+                by_kind[kind][1] += 1
+    p50, p95, p99 = _percentiles(warm)
+    n = len(queries)
+    return {
+        "p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3),
+        "max_ms": round(max(warm), 3), "cold_p95_ms": round(_percentiles(cold)[1], 3),
+        "top1_hit_rate": round(top1 / n, 4), "top1_or_tied_rate": round(tied / n, 4),
+        "top5_hit_rate": round(top5 / n, 4),
+        "by_kind": {k: f"{a}/{b}" for k, (a, b) in sorted(by_kind.items())},
+    }
+
+
+def run_python_scan(store: Store, queries: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The naive alternative: every official name in a list, rapidfuzz WRatio over all of it."""
+    rows = store.conn.execute("SELECT id, names FROM patient_index").fetchall()
+    ids = [r[0] for r in rows]
+    names = [(r[1] or "").split("|")[0] for r in rows]
+    times = []
+    top1 = 0
+    for _kind, q, expected in queries:
+        t = time.perf_counter_ns()
+        found = process.extract(fold(q), names, scorer=fuzz.WRatio, limit=20)
+        times.append((time.perf_counter_ns() - t) / 1e6)
+        top1 += bool(found) and ids[found[0][2]] == expected
+    p50, p95, p99 = _percentiles(times)
+    return {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
+            "top1_hit_rate": round(top1 / len(queries), 4)}
+
+
+_UNLOCK_PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+import psutil
+from app.store import Store
+from app.services.search import PatientSearch
+t1 = time.perf_counter()
+store = Store.open(Path(sys.argv[1]), bytes.fromhex(sys.argv[2]))
+t2 = time.perf_counter()
+search = PatientSearch(store)
+t3 = time.perf_counter()
+search.search("smith", limit=20)
+t4 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "store_open_s": t2 - t1, "search_init_s": t3 - t2,
+                  "first_search_ms": (t4 - t3) * 1000, "vocabulary": search.vocabulary_size,
+                  "rss_mb": psutil.Process().memory_info().rss / 1e6}))
+"""
+
+
+def unlock_probe(path: Path, key: bytes) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _UNLOCK_PROBE, str(path), key.hex(), str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=20261120)
+    parser.add_argument("--queries", type=int, default=440)
+    parser.add_argument("--passes", type=int, default=3, help="timed passes after a cold one")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench-data")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached cohort")
+    parser.add_argument("--show-misses", action="store_true")
+    args = parser.parse_args()
+
+    directory = args.cache_dir / f"search-{args.patients}-{args.seed}"
+    if args.rebuild or not (directory / "build.json").exists():
+        print(f"building a cache of {args.patients} patients in {directory} ...", flush=True)
+        build = build_cache(directory, args.patients, args.seed)
+    else:
+        build = json.loads((directory / "build.json").read_text())
+    print("build:", json.dumps(build), flush=True)
+    key = (directory / "key.bin").read_bytes()
+    unlock = unlock_probe(directory / "cache.db", key)
+    print("unlock:", json.dumps(unlock), flush=True)
+
+    store = Store.open(directory / "cache.db", key)
+    queries = make_queries(store, args.queries, args.seed)
+    search = PatientSearch(store)
+    cipher = run_mix(search, queries, args.passes)
+    print("sqlcipher:", json.dumps(cipher), flush=True)
+    if args.show_misses:
+        for kind, q, expected in queries:
+            hits = search.search(q, limit=5, today=TODAY).hits
+            if not hits or hits[0].id != expected:
+                rank = next((i for i, h in enumerate(hits) if h.id == expected), None)
+                print(f"  miss {kind:16} {q!r} rank={rank} top={hits[0].display_name if hits else None}")
+
+    plain_conn = plain_copy(store, directory / "plain.db")
+    plain = run_mix(PatientSearch(SimpleNamespace(conn=plain_conn)), queries, args.passes)
+    plain_conn.close()
+    print("plain sqlite:", json.dumps(plain), flush=True)
+    scan = run_python_scan(store, queries)
+    print("python scan:", json.dumps(scan), flush=True)
+    store.close()
+
+    summary = {
+        "patients": build["patients"], "queries": len(queries),
+        "p50_ms": cipher["p50_ms"], "p95_ms": cipher["p95_ms"], "p99_ms": cipher["p99_ms"],
+        "cold_p95_ms": cipher["cold_p95_ms"],
+        "plain_sqlite_p95_ms": plain["p95_ms"], "python_scan_p95_ms": scan["p95_ms"],
+        "sqlcipher_vs_plain_p95": round(cipher["p95_ms"] / plain["p95_ms"], 2),
+        "python_scan_vs_sqlcipher_p95": round(scan["p95_ms"] / cipher["p95_ms"], 1),
+        "top1_hit_rate": cipher["top1_hit_rate"], "top1_or_tied_rate": cipher["top1_or_tied_rate"],
+        "top5_hit_rate": cipher["top5_hit_rate"], "python_scan_top1": scan["top1_hit_rate"],
+        "put_resources_s": build["put_resources_s"], "rebuild_index_s": build["rebuild_index_s"],
+        "cache_mb": build["cache_mb"], "store_open_s": unlock["store_open_s"],
+        "search_init_s": unlock["search_init_s"], "vocabulary": unlock["vocabulary"],
+        "rss_mb": round(unlock["rss_mb"], 1),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
