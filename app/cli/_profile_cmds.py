@@ -15,6 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("enrol", help="create a profile, its encrypted cache and first user")
     add_user_args(p)
     add_server_args(p)
+    p.add_argument("--max-pin-failures", type=int, default=10, metavar="N",
+                   help="wrong PINs in a row before the cache is wiped (default 10)")
+    p.add_argument("--idle-minutes", type=float, default=5.0, metavar="M",
+                   help="lock the app after this many idle minutes (default 5)")
     p.set_defaults(func=_enrol)
 
     p = subparsers.add_parser("add-user", help="enrol another user on an existing profile")
@@ -57,15 +61,23 @@ def _unlock(args: argparse.Namespace, secrets: Secrets | None = None):  # type: 
 
 
 def _enrol(args: argparse.Namespace) -> int:
+    from app.errors import InvalidInput
+    from app.security import LockoutPolicy
     from app.services.session import enrol
 
+    if not 3 <= args.max_pin_failures <= 20:
+        raise InvalidInput("--max-pin-failures must be between 3 and 20", field="max_pin_failures")
+    if not 0.5 <= args.idle_minutes <= 30:
+        raise InvalidInput("--idle-minutes must be between 0.5 and 30", field="idle_minutes")
     secrets = Secrets(args.pin_stdin)
     pin = secrets.next("PIN")
     if not args.pin_stdin and secrets.next("PIN again") != pin:
         print("kerbside: the PINs do not match", file=sys.stderr)
         return 1
     server = prepare_server(args, secrets)  # the client secret is the next secret read
-    with enrol(profile_dir(args), args.user, pin) as session:
+    lockout = LockoutPolicy(max_failures=args.max_pin_failures)
+    with enrol(profile_dir(args), args.user, pin, lockout=lockout) as session:
+        session.profile.update_settings(idle_lock_minutes=args.idle_minutes)
         if server is not None:
             save_server(session.profile, server)
         print(f"enrolled {args.user} on profile {session.profile.profile_id}")

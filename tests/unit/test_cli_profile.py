@@ -155,3 +155,28 @@ def test_status_of_a_missing_profile_is_a_clear_error(
 ) -> None:
     code, _, err = run(["status", "--profile", str(tmp_path / "none")], "", monkeypatch, capsys)
     assert code == 1 and "enrol first" in err
+
+
+def test_enrol_sets_the_wipe_threshold_and_idle_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.security import Profile
+
+    profile = tmp_path / "p"
+    args = ["enrol", "--profile", str(profile), "--user", "pc1", "--pin-stdin",
+            "--max-pin-failures", "5", "--idle-minutes", "2"]
+    code, _out, _err = run(args, "246810\n", monkeypatch, capsys)
+    assert code == 0
+    loaded = Profile.load(profile)
+    assert loaded.lockout.max_failures == 5
+    assert loaded.settings["idle_lock_minutes"] == 2.0
+
+
+def test_enrol_refuses_a_wipe_threshold_out_of_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["enrol", "--profile", str(tmp_path / "p"), "--user", "pc1", "--pin-stdin",
+            "--max-pin-failures", "1"]
+    code, _out, err = run(args, "246810\n", monkeypatch, capsys)
+    assert code == 1 and "--max-pin-failures" in err
+    assert not (tmp_path / "p" / "profile.json").exists()
