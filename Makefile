@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench screenshots clean
+.PHONY: demo test lint audit bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check app sync tests
 	$(BIN)/ruff format --check app sync tests
 	$(BIN)/mypy app sync
+
+# SECURITY.md 16: known vulnerabilities in the pinned dependencies (needs the OSV/PyPI advisory API).
+audit: $(STAMP)
+	$(BIN)/pip install --quiet pip-audit
+	$(BIN)/pip-audit --skip-editable
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_search.py
