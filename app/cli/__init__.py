@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "app.cli._generate",
     "app.cli._record_cmds",
     "app.cli._sync_cmds",
+    "app.cli._reference",
 )
 
 

@@ -5,7 +5,12 @@ Imports nothing from `app` (it may be run without the tablet code); seeding read
 """
 
 from sync.reference._app import ReferenceConfig, ReferenceState, create_app
-from sync.reference._faults import FaultInjector, FaultRule, parse_fault_spec
+from sync.reference._faults import (
+    FaultInjector,
+    FaultRule,
+    fault_params,
+    parse_fault_spec,
+)
 from sync.reference._server import ReferenceServer, serve
 
 __all__ = [
@@ -15,6 +20,7 @@ __all__ = [
     "ReferenceServer",
     "ReferenceState",
     "create_app",
+    "fault_params",
     "parse_fault_spec",
     "serve",
 ]

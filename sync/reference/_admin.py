@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._auth import ADMIN, TABLET, DEFAULT_POLICY
+from ._auth import ADMIN, DEFAULT_POLICY, TABLET
 from ._faults import FaultRule
 from ._model import FhirError, dumps, instant
 from ._storage import ClientRow
@@ -99,7 +99,9 @@ class _Admin:
         existed = self.s.store.client(client_id) is not None
         old = self.s.store.client(client_id)
         row = self.s.auth.register(
-            client_id, body.get("secret"), body.get("role") or (old.role if old else TABLET),
+            client_id,
+            body.get("secret"),
+            body.get("role") or (old.role if old else TABLET),
             policy=body.get("policy"),
         )
         return _json(client_json(row), 200 if existed else 201)

@@ -100,8 +100,12 @@ class Settings:
     token_lifetime_s: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"paging": self.paging, "history": self.history,
-                "history_order": self.history_order, "token_lifetime_s": self.token_lifetime_s}
+        return {
+            "paging": self.paging,
+            "history": self.history,
+            "history_order": self.history_order,
+            "token_lifetime_s": self.token_lifetime_s,
+        }
 
 
 class ReferenceState:
@@ -110,8 +114,9 @@ class ReferenceState:
     def __init__(self, config: ReferenceConfig, faults: FaultInjector | None = None) -> None:
         self.config = config
         self.faults = faults or FaultInjector(config.fault_seed)
-        self.settings = Settings(config.paging, config.history, config.history_order,
-                                 config.token_lifetime_s)
+        self.settings = Settings(
+            config.paging, config.history, config.history_order, config.token_lifetime_s
+        )
         self.journal: deque[dict[str, Any]] = deque(maxlen=config.journal_size)
         self.startup_error: BaseException | None = None
         self._store: Store | None = None
@@ -145,9 +150,12 @@ class ReferenceState:
             if store.is_empty():
                 started = time.perf_counter()
                 counts = store.seed_ndjson(seed)
-                log.info("seeded %d resources (%s) in %.1f s", sum(counts.values()),
-                         ", ".join(f"{t} {n}" for t, n in sorted(counts.items())),
-                         time.perf_counter() - started)
+                log.info(
+                    "seeded %d resources (%s) in %.1f s",
+                    sum(counts.values()),
+                    ", ".join(f"{t} {n}" for t, n in sorted(counts.items())),
+                    time.perf_counter() - started,
+                )
             else:
                 log.info("store already holds data: seed directory ignored")
         for client_id, secret in self.config.clients:
@@ -208,8 +216,9 @@ def create_app(state: ReferenceState) -> ASGIApp:
 # -- responses ---------------------------------------------------------------------------
 
 
-def fhir_response(body: bytes | dict[str, Any], status: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def fhir_response(
+    body: bytes | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     content = body if isinstance(body, bytes) else dumps(body)
     return Response(content, status_code=status, headers=headers, media_type=_CONTENT_TYPE)
 
@@ -227,14 +236,13 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "exception")
     text = {404: "no such endpoint", 405: "method not supported here"}.get(
-        exc.status_code, "request failed")
-    return fhir_response(operation_outcome(code, text), exc.status_code,
-                         dict(exc.headers or {}))
+        exc.status_code, "request failed"
+    )
+    return fhir_response(operation_outcome(code, text), exc.status_code, dict(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("internal error %s on %s %s", type(exc).__name__, request.method,
-              request.url.path)
+    log.error("internal error %s on %s %s", type(exc).__name__, request.method, request.url.path)
     log.debug("traceback", exc_info=exc)
     return fhir_response(operation_outcome("exception", "internal server error"), 500)
 
@@ -263,13 +271,16 @@ class _JournalMiddleware:
             await self.app(scope, receive, watch)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            log.debug("%s %s %s %.1f ms", scope["method"], scope["path"], status or "-",
-                      elapsed_ms)
-            self.state.journal.append({
-                "method": scope["method"], "path": scope["path"],
-                "query": scope.get("query_string", b"").decode("latin-1"),
-                "status": status or None, "ms": round(elapsed_ms, 2),
-            })
+            log.debug("%s %s %s %.1f ms", scope["method"], scope["path"], status or "-", elapsed_ms)
+            self.state.journal.append(
+                {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "status": status or None,
+                    "ms": round(elapsed_ms, 2),
+                }
+            )
 
 
 # -- handlers ----------------------------------------------------------------------------
@@ -332,39 +343,55 @@ class _Handlers:
     # discovery
     async def metadata(self, request: Request) -> Response:
         _check_accept(request)
-        return fhir_response(capability_statement(
-            self.base(request), f"{self.root(request)}/oauth/token",
-            history=self.s.settings.history, now=instant(int(time.time() * 1000)),
-        ))
+        return fhir_response(
+            capability_statement(
+                self.base(request),
+                f"{self.root(request)}/oauth/token",
+                history=self.s.settings.history,
+                now=instant(int(time.time() * 1000)),
+            )
+        )
 
     async def smart(self, request: Request) -> Response:
         scopes = sorted(set(scopes_for(TABLET)) | set(scopes_for(ADMIN)))
-        return Response(dumps(smart_configuration(f"{self.root(request)}/oauth/token", scopes)),
-                        media_type="application/json")
+        return Response(
+            dumps(smart_configuration(f"{self.root(request)}/oauth/token", scopes)),
+            media_type="application/json",
+        )
 
     async def token(self, request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        status, body, headers = 400, {"error": "invalid_request"}, {}
+        status, body = 400, {"error": "invalid_request"}
+        headers: dict[str, str] = {}
         if media == "application/x-www-form-urlencoded":
-            pairs = parse_qsl((await request.body()).decode("utf-8", "replace"),
-                              keep_blank_values=True)
+            pairs = parse_qsl(
+                (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
+            )
             form = dict(pairs)
             if len(form) == len(pairs):  # RFC 6749 3.2: no parameter twice
                 status, body, headers = self.s.auth.issue(
-                    form, request.headers.get("authorization"),
-                    self.s.settings.token_lifetime_s)
+                    form, request.headers.get("authorization"), self.s.settings.token_lifetime_s
+                )
         headers = {**headers, "Cache-Control": "no-store", "Pragma": "no-cache"}
-        return Response(dumps(body), status_code=status, headers=headers,
-                        media_type="application/json")
+        return Response(
+            dumps(body), status_code=status, headers=headers, media_type="application/json"
+        )
 
     async def device_policy(self, request: Request) -> Response:
         principal = self.principal(request)
         policy = self.s.auth.policy(principal.client_id)
-        params = [{"name": "device-status", "valueCode": "active"},
-                  *({"name": k, "valueInteger": v} for k, v in policy.items()),
-                  {"name": "checked", "valueInstant": instant(int(time.time() * 1000))}]
-        return fhir_response({"resourceType": "Parameters", "meta": {
-            "profile": [DEVICE_POLICY_DEFINITION]}, "parameter": params})
+        params = [
+            {"name": "device-status", "valueCode": "active"},
+            *({"name": k, "valueInteger": v} for k, v in policy.items()),
+            {"name": "checked", "valueInstant": instant(int(time.time() * 1000))},
+        ]
+        return fhir_response(
+            {
+                "resourceType": "Parameters",
+                "meta": {"profile": [DEVICE_POLICY_DEFINITION]},
+                "parameter": params,
+            }
+        )
 
     # [base]
     async def system(self, request: Request) -> Response:
@@ -382,16 +409,28 @@ class _Handlers:
         self.require(principal, rtype, "s" if payload.get("k") == "s" else "r")
         self_url = f"{self.base(request)}?_getpages={token}"
         if payload.get("k") == "h":
-            return self._history_page(request, rtype, payload["q"], count=int(payload["n"]),
-                                      after=tuple(payload["a"]), offset=None, self_url=self_url)
+            return self._history_page(
+                request,
+                rtype,
+                payload["q"],
+                count=int(payload["n"]),
+                after=tuple(payload["a"]),
+                offset=None,
+                self_url=self_url,
+            )
         q = self._parse(rtype, [tuple(p) for p in payload["q"]], lenient=False)
         q.count = int(payload["n"])
         return self._search_page(request, q, after=tuple(payload["a"]), self_url=self_url)
 
     # search
     def _parse(self, rtype: str, params: list[tuple[str, str]], *, lenient: bool) -> Query:
-        return parse_search(rtype, params, default_count=self.s.config.default_count,
-                            max_count=self.s.config.max_count, lenient=lenient)
+        return parse_search(
+            rtype,
+            params,
+            default_count=self.s.config.default_count,
+            max_count=self.s.config.max_count,
+            lenient=lenient,
+        )
 
     async def type_level(self, request: Request) -> Response:
         rtype = self.rtype(request)
@@ -405,8 +444,7 @@ class _Handlers:
         if media != "application/x-www-form-urlencoded":
             raise FhirError(415, "not-supported", "_search takes a form-encoded body")
         body = (await request.body()).decode("utf-8", "replace")
-        params = [*request.query_params.multi_items(),
-                  *parse_qsl(body, keep_blank_values=True)]
+        params = [*request.query_params.multi_items(), *parse_qsl(body, keep_blank_values=True)]
         return self._search(request, rtype, params)
 
     def _search(self, request: Request, rtype: str, params: list[tuple[str, str]]) -> Response:
@@ -420,13 +458,19 @@ class _Handlers:
         return self._search_page(request, q, after=None)
 
     def _search_page(
-        self, request: Request, q: Query, *, after: tuple[Any, ...] | None,
-        offset: int | None = None, self_url: str | None = None,
+        self,
+        request: Request,
+        q: Query,
+        *,
+        after: tuple[Any, ...] | None,
+        offset: int | None = None,
+        self_url: str | None = None,
     ) -> Response:
         """One searchset page; keyset (`after`) unless `offset` is given."""
         store, base = self.s.store, self.base(request)
-        rows = store.search(q, after=after, offset=offset or 0, limit=q.count + 1) \
-            if q.count else []
+        rows = (
+            store.search(q, after=after, offset=offset or 0, limit=q.count + 1) if q.count else []
+        )
         more = len(rows) > q.count
         rows = rows[: q.count]
         links = [("self", self_url or self._search_url(base, q, offset))]
@@ -435,18 +479,31 @@ class _Handlers:
                 links.append(("next", self._search_url(base, q, offset + q.count)))
             else:
                 last = rows[-1]
-                links.append(("next", self._page_url(base, "s", q.rtype, q.used, q.count,
-                                                     [last[1], last[0]])))
+                links.append(
+                    (
+                        "next",
+                        self._page_url(base, "s", q.rtype, q.used, q.count, [last[1], last[0]]),
+                    )
+                )
         head: dict[str, Any] = {
-            "resourceType": "Bundle", "id": str(uuid.uuid4()),
-            "meta": {"lastUpdated": instant(int(time.time() * 1000))}, "type": "searchset",
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid4()),
+            "meta": {"lastUpdated": instant(int(time.time() * 1000))},
+            "type": "searchset",
         }
         if q.total:
             head["total"] = store.count(q)
         head["link"] = [{"relation": r, "url": u} for r, u in links]
         prefix = dumps(f"{base}/{q.rtype}/")[1:-1]
-        entries = [b'{"fullUrl":"' + prefix + rid.encode() + b'","resource":' + body
-                   + b',"search":{"mode":"match"}}' for rid, _lu, body in rows]
+        entries = [
+            b'{"fullUrl":"'
+            + prefix
+            + rid.encode()
+            + b'","resource":'
+            + body
+            + b',"search":{"mode":"match"}}'
+            for rid, _lu, body in rows
+        ]
         return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
 
     def _search_url(self, base: str, q: Query, offset: int | None) -> str:
@@ -455,10 +512,18 @@ class _Handlers:
             pairs.append(("_offset", str(offset)))
         return f"{base}/{q.rtype}?{urlencode(pairs, quote_via=quote, safe=':|,')}"
 
-    def _page_url(self, base: str, kind: str, rtype: str, used: list[tuple[str, str]],
-                  count: int, after: list[Any]) -> str:
-        token = self.s.tokens.encode({"k": kind, "t": rtype, "q": used, "n": count,
-                                      "a": after, "i": int(time.time() * 1000)})
+    def _page_url(
+        self,
+        base: str,
+        kind: str,
+        rtype: str,
+        used: list[tuple[str, str]],
+        count: int,
+        after: list[Any],
+    ) -> str:
+        token = self.s.tokens.encode(
+            {"k": kind, "t": rtype, "q": used, "n": count, "a": after, "i": int(time.time() * 1000)}
+        )
         return f"{base}?_getpages={token}"
 
     # history
@@ -494,19 +559,33 @@ class _Handlers:
         return self._history_page(request, rtype, used, count=count, after=None, offset=offset)
 
     def _history_page(
-        self, request: Request, rtype: str, used: list[Any], *, count: int,
-        after: tuple[Any, ...] | None, offset: int | None, self_url: str | None = None,
+        self,
+        request: Request,
+        rtype: str,
+        used: list[Any],
+        *,
+        count: int,
+        after: tuple[Any, ...] | None,
+        offset: int | None,
+        self_url: str | None = None,
     ) -> Response:
         if not self.s.settings.history:
             raise FhirError(404, "not-supported", "this server keeps no history")
         base = self.base(request)
         since = next((since_ms(v) for k, v in used if k == "_since"), None)
         newest_first = self.s.settings.history_order == "newest-first"
-        rows = self.s.store.history(
-            rtype, since, newest_first=newest_first,
-            after=(int(after[0]), int(after[1])) if after else None,
-            offset=offset or 0, limit=count + 1,
-        ) if count else []
+        rows = (
+            self.s.store.history(
+                rtype,
+                since,
+                newest_first=newest_first,
+                after=(int(after[0]), int(after[1])) if after else None,
+                offset=offset or 0,
+                limit=count + 1,
+            )
+            if count
+            else []
+        )
         more = len(rows) > count
         rows = rows[:count]
 
@@ -519,34 +598,64 @@ class _Handlers:
             if offset is not None:
                 links.append(("next", offset_url(offset + count)))
             else:
-                links.append(("next", self._page_url(base, "h", rtype, used, count,
-                                                     [rows[-1].lu, rows[-1].seq])))
-        head = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
-                "meta": {"lastUpdated": instant(int(time.time() * 1000))}, "type": "history",
-                "link": [{"relation": r, "url": u} for r, u in links]}
+                links.append(
+                    (
+                        "next",
+                        self._page_url(base, "h", rtype, used, count, [rows[-1].lu, rows[-1].seq]),
+                    )
+                )
+        head = {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid4()),
+            "meta": {"lastUpdated": instant(int(time.time() * 1000))},
+            "type": "history",
+            "link": [{"relation": r, "url": u} for r, u in links],
+        }
         entries = []
         for v in rows:
             full = dumps(f"{base}/{rtype}/{v.rid}")
             if v.body is None:
-                entries.append(b'{"fullUrl":' + full + b',"request":' + dumps(
-                    {"method": "DELETE", "url": f"{rtype}/{v.rid}"}) + b',"response":' + dumps(
-                    {"status": "204 No Content", "lastModified": instant(v.lu)}) + b"}")
+                entries.append(
+                    b'{"fullUrl":'
+                    + full
+                    + b',"request":'
+                    + dumps({"method": "DELETE", "url": f"{rtype}/{v.rid}"})
+                    + b',"response":'
+                    + dumps({"status": "204 No Content", "lastModified": instant(v.lu)})
+                    + b"}"
+                )
                 continue
-            request_part = {"method": v.method,
-                            "url": rtype if v.method == "POST" else f"{rtype}/{v.rid}"}
-            response_part = {"status": "201 Created" if v.vid == 1 else "200 OK",
-                             "etag": etag(v.vid), "lastModified": instant(v.lu)}
-            entries.append(b'{"fullUrl":' + full + b',"resource":' + v.body + b',"request":'
-                           + dumps(request_part) + b',"response":' + dumps(response_part) + b"}")
+            request_part = {
+                "method": v.method,
+                "url": rtype if v.method == "POST" else f"{rtype}/{v.rid}",
+            }
+            response_part = {
+                "status": "201 Created" if v.vid == 1 else "200 OK",
+                "etag": etag(v.vid),
+                "lastModified": instant(v.lu),
+            }
+            entries.append(
+                b'{"fullUrl":'
+                + full
+                + b',"resource":'
+                + v.body
+                + b',"request":'
+                + dumps(request_part)
+                + b',"response":'
+                + dumps(response_part)
+                + b"}"
+            )
         return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
 
     # read / vread
     def _rid(self, request: Request) -> str:
         rid = request.path_params["rid"]
         if not ID_RE.match(rid):
-            raise FhirError(400 if not rid.startswith("_") else 404,
-                            "invalid" if not rid.startswith("_") else "not-supported",
-                            "not a valid id" if not rid.startswith("_") else "not supported")
+            raise FhirError(
+                400 if not rid.startswith("_") else 404,
+                "invalid" if not rid.startswith("_") else "not-supported",
+                "not a valid id" if not rid.startswith("_") else "not supported",
+            )
         return rid
 
     async def instance(self, request: Request) -> Response:
@@ -581,17 +690,22 @@ class _Handlers:
             raise FhirError(404, "not-found", "no such version")
         if version.body is None:
             raise FhirError(410, "deleted", "this version is a deletion")
-        return fhir_response(version.body, headers={"ETag": etag(vid),
-                                                    "Last-Modified": http_date(version.lu)})
+        return fhir_response(
+            version.body, headers={"ETag": etag(vid), "Last-Modified": http_date(version.lu)}
+        )
 
     # writes
     def _backdate(self, request: Request) -> int:
         return int(request.scope.get("state", {}).get("kerbside.backdate_ms", 0))
 
-    def _apply(self, request: Request, principal: Principal, entries: list[Entry]) -> list[
-            Outcome]:
-        return apply(self.s.store, principal, entries, backdate_ms=self._backdate(request),
-                     max_count=self.s.config.max_count)
+    def _apply(self, request: Request, principal: Principal, entries: list[Entry]) -> list[Outcome]:
+        return apply(
+            self.s.store,
+            principal,
+            entries,
+            backdate_ms=self._backdate(request),
+            max_count=self.s.config.max_count,
+        )
 
     def _write_response(self, request: Request, outcome: Outcome) -> Response:
         base = self.base(request)
@@ -599,29 +713,45 @@ class _Handlers:
         if outcome.status == 204:
             return Response(status_code=204)
         assert outcome.vid is not None and outcome.lu is not None
-        headers = {"ETag": etag(outcome.vid), "Last-Modified": http_date(outcome.lu),
-                   "Location": f"{base}/{e.rtype}/{outcome.rid}/_history/{outcome.vid}"}
+        headers = {
+            "ETag": etag(outcome.vid),
+            "Last-Modified": http_date(outcome.lu),
+            "Location": f"{base}/{e.rtype}/{outcome.rid}/_history/{outcome.vid}",
+        }
         mode = _prefer(request).get("return", "representation")
         if mode == "minimal" or outcome.body is None:
             return Response(status_code=outcome.status, headers=headers)
         if mode.lower() == "operationoutcome":
-            return fhir_response(operation_outcome("informational", "ok",
-                                                   severity="information"),
-                                 outcome.status, headers)
+            return fhir_response(
+                operation_outcome("informational", "ok", severity="information"),
+                outcome.status,
+                headers,
+            )
         return fhir_response(outcome.body, outcome.status, headers)
 
     async def create(self, request: Request, rtype: str) -> Response:
         principal = self.principal(request)
         resource = _json_body(await request.body(), request.headers.get("content-type", ""))
-        entry = Entry(None, "POST", rtype, resource=check_structure(rtype, resource, rtype),
-                      if_none_exist=request.headers.get("if-none-exist"))
+        entry = Entry(
+            None,
+            "POST",
+            rtype,
+            resource=check_structure(rtype, resource, rtype),
+            if_none_exist=request.headers.get("if-none-exist"),
+        )
         return self._write_response(request, self._apply(request, principal, [entry])[0])
 
     async def update(self, request: Request, rtype: str, rid: str) -> Response:
         principal = self.principal(request)
         resource = _json_body(await request.body(), request.headers.get("content-type", ""))
-        entry = Entry(None, "PUT", rtype, rid, resource=check_structure(rtype, resource, rtype),
-                      if_match=parse_if_match(request.headers.get("if-match")))
+        entry = Entry(
+            None,
+            "PUT",
+            rtype,
+            rid,
+            resource=check_structure(rtype, resource, rtype),
+            if_match=parse_if_match(request.headers.get("if-match")),
+        )
         return self._write_response(request, self._apply(request, principal, [entry])[0])
 
     async def delete(self, request: Request, rtype: str, rid: str) -> Response:
@@ -632,8 +762,7 @@ class _Handlers:
     async def transaction(self, request: Request) -> Response:
         principal = self.principal(request)
         bundle = _json_body(await request.body(), request.headers.get("content-type", ""))
-        outcomes = self._apply(request, principal, entries_from_bundle(bundle,
-                                                                       self.base(request)))
+        outcomes = self._apply(request, principal, entries_from_bundle(bundle, self.base(request)))
         representation = _prefer(request).get("return") == "representation"
         entries = []
         for o in outcomes:
@@ -647,6 +776,5 @@ class _Handlers:
             if representation and o.body is not None:
                 item += b',"resource":' + o.body
             entries.append(item + b',"response":' + dumps(response) + b"}")
-        head = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
-                "type": "transaction-response"}
+        head = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response"}
         return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")

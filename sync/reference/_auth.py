@@ -49,7 +49,7 @@ def parse_scopes(scopes: tuple[str, ...]) -> dict[str, set[str]]:
     for scope in scopes:
         if not scope.startswith("system/") or "." not in scope:
             continue
-        rtype, _, perm = scope[len("system/"):].partition(".")
+        rtype, _, perm = scope[len("system/") :].partition(".")
         letters = {"read": "rs", "write": "cud", "*": "cruds"}.get(perm, perm)
         out.setdefault(rtype, set()).update(letters)
     return out
@@ -84,7 +84,10 @@ class Auth:
     # -- registry --------------------------------------------------------------------------
 
     def register(
-        self, client_id: str, secret: str | None, role: str,
+        self,
+        client_id: str,
+        secret: str | None,
+        role: str,
         policy: dict[str, Any] | None = None,
     ) -> ClientRow:
         """Create or update a client; revocation state and unspecified fields are kept."""
@@ -97,8 +100,15 @@ class Auth:
             raise FhirError(400, "invalid", "a new client needs a secret")
         if old is None:
             salt = secrets.token_bytes(16)
-            row = ClientRow(client_id, role, salt, hash_secret(secret or "", salt), None,
-                            {}, int(time.time() * 1000))
+            row = ClientRow(
+                client_id,
+                role,
+                salt,
+                hash_secret(secret or "", salt),
+                None,
+                {},
+                int(time.time() * 1000),
+            )
         else:
             row = replace(old, role=role)
             if secret:
@@ -107,8 +117,11 @@ class Auth:
         if policy is not None:
             unknown = set(policy) - set(DEFAULT_POLICY)
             if unknown or not all(isinstance(v, int) and v >= 0 for v in policy.values()):
-                raise FhirError(400, "invalid", f"policy keys are {sorted(DEFAULT_POLICY)}, "
-                                "values non-negative integers")
+                raise FhirError(
+                    400,
+                    "invalid",
+                    f"policy keys are {sorted(DEFAULT_POLICY)}, values non-negative integers",
+                )
             row = replace(row, policy={**row.policy, **policy})
         with self.store.transaction():
             self.store.put_client(row)
@@ -153,12 +166,24 @@ class Auth:
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}, {}
         if "client_assertion" in form:
-            return 400, {"error": "invalid_client",
-                         "error_description": "this server accepts client secrets only"}, {}
+            return (
+                400,
+                {
+                    "error": "invalid_client",
+                    "error_description": "this server accepts client secrets only",
+                },
+                {},
+            )
         basic = _basic_credentials(authorization)
         if basic and ("client_secret" in form):
-            return 400, {"error": "invalid_request",
-                         "error_description": "use one client authentication method"}, {}
+            return (
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "use one client authentication method",
+                },
+                {},
+            )
         client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
         row = self.store.client(client_id) if client_id else None
         salt, expected = (row.salt, row.secret_hash) if row else (self._dummy_salt, b"")
@@ -169,9 +194,15 @@ class Auth:
         if row.revoked_at is not None:
             # The secret was right, so telling this client it is revoked is safe and useful:
             # `unauthorized_client` (authenticated, not allowed) differs from a wrong secret.
-            return 400, {"error": "unauthorized_client", "error_description": DEVICE_REVOKED,
-                         "error_uri": "https://kerbside.example/CodeSystem/server-signal"
-                                      "#device-revoked"}, {}
+            return (
+                400,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": DEVICE_REVOKED,
+                    "error_uri": "https://kerbside.example/CodeSystem/server-signal#device-revoked",
+                },
+                {},
+            )
         allowed = scopes_for(row.role)
         requested = form.get("scope", "").split()
         granted = tuple(s for s in allowed if not requested or s in requested)
@@ -181,9 +212,12 @@ class Auth:
         self._tokens[_key(token)] = Principal(
             row.client_id, row.role, granted, self.clock() + lifetime_s
         )
-        body = {"access_token": token, "token_type": "bearer",
-                "expires_in": int(lifetime_s) if lifetime_s >= 1 else lifetime_s,
-                "scope": " ".join(granted)}
+        body = {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": int(lifetime_s) if lifetime_s >= 1 else lifetime_s,
+            "scope": " ".join(granted),
+        }
         return 200, body, {}
 
     # -- resource server -------------------------------------------------------------------
@@ -192,16 +226,20 @@ class Auth:
         """The caller behind a bearer token, or a 401 (login) / 403 (device-revoked)."""
         challenge = 'Bearer realm="kerbside-reference"'
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise FhirError(401, "login", "a bearer token is required",
-                            headers={"WWW-Authenticate": challenge})
+            raise FhirError(
+                401, "login", "a bearer token is required", headers={"WWW-Authenticate": challenge}
+            )
         principal = self._tokens.get(_key(authorization[7:].strip()))
         if principal is None or principal.expires_at <= self.clock():
-            raise FhirError(401, "login", "the access token is unknown or expired",
-                            headers={"WWW-Authenticate": challenge + ', error="invalid_token"'})
+            raise FhirError(
+                401,
+                "login",
+                "the access token is unknown or expired",
+                headers={"WWW-Authenticate": challenge + ', error="invalid_token"'},
+            )
         row = self.store.client(principal.client_id)
         if row is None or row.revoked_at is not None:
-            raise FhirError(403, "security", "this device has been revoked",
-                            signal=DEVICE_REVOKED)
+            raise FhirError(403, "security", "this device has been revoked", signal=DEVICE_REVOKED)
         return principal
 
 

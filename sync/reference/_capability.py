@@ -25,9 +25,13 @@ _SPEC = "http://hl7.org/fhir/SearchParameter"
 def _search_params(rtype: str) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": "_id", "definition": f"{_SPEC}/Resource-id", "type": "token"},
-        {"name": "_lastUpdated", "definition": f"{_SPEC}/Resource-lastUpdated", "type": "date",
-         "documentation": "Prefixes eq, ne, gt, ge, lt, le at the precision written; "
-                          "repeat to AND, comma to OR."},
+        {
+            "name": "_lastUpdated",
+            "definition": f"{_SPEC}/Resource-lastUpdated",
+            "type": "date",
+            "documentation": "Prefixes eq, ne, gt, ge, lt, le at the precision written; "
+            "repeat to AND, comma to OR.",
+        },
         {"name": "_tag", "definition": f"{_SPEC}/Resource-tag", "type": "token"},
     ]
     if rtype in IDENTIFIER_TYPES:
@@ -35,16 +39,23 @@ def _search_params(rtype: str) -> list[dict[str, Any]]:
     for name in REFERENCE_PARAMS.get(rtype, {}):
         params.append({"name": name, "type": "reference"})
     params += [
-        {"name": "_count", "type": "number",
-         "documentation": "Page size requested; default 100, at most 1000 (fewer may come)."},
-        {"name": "_sort", "type": "string",
-         "documentation": "_lastUpdated or _id, '-' for descending; ties broken by _id."},
+        {
+            "name": "_count",
+            "type": "number",
+            "documentation": "Page size requested; default 100, at most 1000 (fewer may come).",
+        },
+        {
+            "name": "_sort",
+            "type": "string",
+            "documentation": "_lastUpdated or _id, '-' for descending; ties broken by _id.",
+        },
     ]
     return params
 
 
-def capability_statement(base_url: str, token_url: str, *, history: bool,
-                         now: str) -> dict[str, Any]:
+def capability_statement(
+    base_url: str, token_url: str, *, history: bool, now: str
+) -> dict[str, Any]:
     interactions = ["read", "vread", "search-type", "create", "update", "delete"]
     if history:
         interactions.append("history-type")
@@ -82,26 +93,36 @@ def capability_statement(base_url: str, token_url: str, *, history: bool,
                 "mode": "server",
                 "security": {
                     "cors": False,
-                    "service": [{"coding": [{
-                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                        "code": "SMART-on-FHIR",
-                    }]}],
-                    "extension": [{
-                        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/"
-                               "oauth-uris",
-                        "extension": [{"url": "token", "valueUri": token_url}],
-                    }],
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/"
+                            "oauth-uris",
+                            "extension": [{"url": "token", "valueUri": token_url}],
+                        }
+                    ],
                     "description": "OAuth2 client credentials; bearer tokens; SMART v2 "
-                                   "system scopes.",
+                    "system scopes.",
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}],
-                "operation": [{
-                    "name": DEVICE_POLICY_OPERATION,
-                    "definition": DEVICE_POLICY_DEFINITION,
-                    "documentation": "Kerbside-specific: the calling device's policy "
-                                     "(cache TTL, purge, idle lock) as Parameters.",
-                }],
+                "operation": [
+                    {
+                        "name": DEVICE_POLICY_OPERATION,
+                        "definition": DEVICE_POLICY_DEFINITION,
+                        "documentation": "Kerbside-specific: the calling device's policy "
+                        "(cache TTL, purge, idle lock) as Parameters.",
+                    }
+                ],
             }
         ],
     }

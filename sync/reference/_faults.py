@@ -52,8 +52,21 @@ from ._model import FHIR_JSON, dumps, operation_outcome
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = (
-    "status", "unavailable", "throttle", "html", "reset", "latency", "drop", "apply-then-drop",
-    "truncate", "trickle", "invalid-json", "wrong-type", "missing-ids", "huge", "late-commit",
+    "status",
+    "unavailable",
+    "throttle",
+    "html",
+    "reset",
+    "latency",
+    "drop",
+    "apply-then-drop",
+    "truncate",
+    "trickle",
+    "invalid-json",
+    "wrong-type",
+    "missing-ids",
+    "huge",
+    "late-commit",
 )
 _NOT_PROCESSED = frozenset({"status", "unavailable", "throttle", "html", "reset"})
 _STATE_FIELDS = ("id", "hits", "matched")
@@ -138,8 +151,11 @@ class FaultRule:
 def fault_params(items: list[str]) -> dict[str, Any]:
     """`key=value` words (the CLIs) as `FaultRule` fields, each value coerced to its field's
     type: `after_bytes=100`, `rate=0.2`, `path=/fhir/Patient`, `count=none`."""
-    types = {f.name: str(f.type) for f in fields(FaultRule)
-             if f.name not in _STATE_FIELDS and f.name != "_rng"}
+    types = {
+        f.name: str(f.type)
+        for f in fields(FaultRule)
+        if f.name not in _STATE_FIELDS and f.name != "_rng"
+    }
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -239,8 +255,10 @@ class TrackingH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # type: ignore[arg-type]
-        key = (_addr(transport.get_extra_info("sockname")),
-               _addr(transport.get_extra_info("peername")))
+        key = (
+            _addr(transport.get_extra_info("sockname")),
+            _addr(transport.get_extra_info("peername")),
+        )
         _TRANSPORTS[key] = transport  # type: ignore[assignment]
         self._kerbside_key = key
 
@@ -287,8 +305,7 @@ class FaultMiddleware:
         if rule is None:
             await self.app(scope, receive, send)
             return
-        log.info("fault %s (rule %d) on %s %s", rule.kind, rule.id, scope["method"],
-                 scope["path"])
+        log.info("fault %s (rule %d) on %s %s", rule.kind, rule.id, scope["method"], scope["path"])
         if rule.kind in _NOT_PROCESSED:
             await self._refuse(rule, scope, send)
             return
@@ -304,13 +321,16 @@ class FaultMiddleware:
             await _kill(scope, reset=True)
             return
         if rule.kind == "html":
-            body = (b"<html><head><title>502 Bad Gateway</title></head><body>"
-                    b"<center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center>"
-                    b"</body></html>")
+            body = (
+                b"<html><head><title>502 Bad Gateway</title></head><body>"
+                b"<center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center>"
+                b"</body></html>"
+            )
             await _send(send, 502, [(b"content-type", b"text/html")], body)
             return
         code = {429: "throttled", 500: "exception", 501: "not-supported"}.get(
-            rule.status, "transient")
+            rule.status, "transient"
+        )
         headers = [(b"content-type", FHIR_JSON.encode())]
         if rule.retry_after_s is not None:
             headers.append((b"retry-after", str(max(0, round(rule.retry_after_s))).encode()))
@@ -326,26 +346,37 @@ class FaultMiddleware:
             await _kill(scope, reset=False)
         elif kind == "drop":
             await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body[: rule.after_bytes],
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": body[: rule.after_bytes], "more_body": True}
+            )
             await _kill(scope, reset=False)
         elif kind == "truncate":
-            cut = rule.after_bytes if rule.after_bytes is not None else int(
-                len(body) * rule.fraction)
+            cut = (
+                rule.after_bytes if rule.after_bytes is not None else int(len(body) * rule.fraction)
+            )
             await _send(send, status, headers, body[: max(0, min(cut, len(body) - 1))])
         elif kind == "trickle":
             await send({"type": "http.response.start", "status": status, "headers": headers})
             step = max(1, rule.chunk_bytes)
             for i in range(0, len(body), step):
-                await send({"type": "http.response.body", "body": body[i: i + step],
-                            "more_body": i + step < len(body)})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[i : i + step],
+                        "more_body": i + step < len(body),
+                    }
+                )
                 if i + step < len(body):
                     await asyncio.sleep(rule.interval_s)
             if not body:
                 await send({"type": "http.response.body", "body": b""})
         elif kind == "invalid-json":
-            await _send(send, 200, headers,
-                        b'{"resourceType": "Bundle", "type": "searchset", "entry": [{"resou')
+            await _send(
+                send,
+                200,
+                headers,
+                b'{"resourceType": "Bundle", "type": "searchset", "entry": [{"resou',
+            )
         elif kind in ("wrong-type", "missing-ids"):
             await _send(send, status, headers, _rewrite(kind, body, rule.resource_type))
         elif kind == "huge":
@@ -393,8 +424,13 @@ def _with_length(headers: list[tuple[bytes, bytes]], length: int) -> list[tuple[
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": _with_length(headers, len(body))})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": _with_length(headers, len(body)),
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -403,8 +439,13 @@ async def _send_huge(send: Send, headers: list[tuple[bytes, bytes]], size: int) 
     pad = max(0, size - len(head) - len(tail))
     headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
     headers.append((b"content-type", FHIR_JSON.encode()))
-    await send({"type": "http.response.start", "status": 200,
-                "headers": _with_length(headers, len(head) + pad + len(tail))})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": _with_length(headers, len(head) + pad + len(tail)),
+        }
+    )
     await send({"type": "http.response.body", "body": head, "more_body": True})
     block = b"x" * (1 << 20)
     while pad > 0:

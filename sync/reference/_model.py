@@ -31,12 +31,29 @@ DEVICE_POLICY_DEFINITION = f"{KERBSIDE}/OperationDefinition/device-policy"
 # Types the tablet reads (the cohort) and the field-record types it creates. A real Trust's
 # server has hundreds of types; these are the ones sync and the demo touch.
 COHORT_TYPES: tuple[str, ...] = (
-    "Organization", "Practitioner", "PractitionerRole", "Location", "Patient", "RelatedPerson",
-    "CareTeam", "Flag", "CarePlan", "AllergyIntolerance", "MedicationStatement", "Condition",
-    "Encounter", "Group", "Questionnaire",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "Patient",
+    "RelatedPerson",
+    "CareTeam",
+    "Flag",
+    "CarePlan",
+    "AllergyIntolerance",
+    "MedicationStatement",
+    "Condition",
+    "Encounter",
+    "Group",
+    "Questionnaire",
 )
 FIELD_RECORD_TYPES: tuple[str, ...] = (
-    "Encounter", "Observation", "QuestionnaireResponse", "Provenance", "AuditEvent", "Patient",
+    "Encounter",
+    "Observation",
+    "QuestionnaireResponse",
+    "Provenance",
+    "AuditEvent",
+    "Patient",
 )
 SUPPORTED_TYPES: tuple[str, ...] = tuple(sorted(set(COHORT_TYPES) | set(FIELD_RECORD_TYPES)))
 
@@ -47,7 +64,10 @@ IDENTIFIER_TYPES = frozenset(SUPPORTED_TYPES) - {"Provenance", "AuditEvent"}
 # Reference search parameters, per type: name -> (element paths, target type or None for any).
 # `patient` only matches references to Patient, as in the R4 definitions
 # (e.g. Encounter.patient = Encounter.subject.where(resolve() is Patient)).
-_SUBJECT = {"patient": (("subject",), "Patient"), "subject": (("subject",), None)}
+_SUBJECT: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "patient": (("subject",), "Patient"),
+    "subject": (("subject",), None),
+}
 REFERENCE_PARAMS: dict[str, dict[str, tuple[tuple[str, ...], str | None]]] = {
     "AllergyIntolerance": {"patient": (("patient",), "Patient")},
     "AuditEvent": {"patient": (("entity.what",), "Patient")},
@@ -80,7 +100,9 @@ REQUIRED_ELEMENTS: dict[str, tuple[str, ...]] = {
 }
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_REF_RE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+_REF_RE = re.compile(
+    r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
+)
 
 
 @dataclass
@@ -203,8 +225,9 @@ def index_references(rtype: str, resource: dict[str, Any]) -> list[tuple[str, st
     """(path, target type, target id) rows for the type's reference search parameters."""
     rows: list[tuple[str, str, str]] = []
     for path in REFERENCE_PATHS.get(rtype, ()):
-        values = (_listed(resource.get(path)) if "." not in path
-                  else list(_values_at(resource, path)))
+        values = (
+            _listed(resource.get(path)) if "." not in path else list(_values_at(resource, path))
+        )
         for ref in values:
             parsed = parse_reference(ref.get("reference")) if isinstance(ref, dict) else None
             if parsed and (path, *parsed) not in rows:
@@ -214,8 +237,9 @@ def index_references(rtype: str, resource: dict[str, Any]) -> list[tuple[str, st
 
 def patient_references(rtype: str, resource: dict[str, Any]) -> list[tuple[str, str]]:
     """(element path, Patient id) for every Patient reference a `patient`/`subject` param sees."""
-    return [(path, tid) for path, ttype, tid in index_references(rtype, resource)
-            if ttype == "Patient"]
+    return [
+        (path, tid) for path, ttype, tid in index_references(rtype, resource) if ttype == "Patient"
+    ]
 
 
 def rewrite_strings(value: Any, fn: Callable[[str], str]) -> Any:
@@ -243,7 +267,8 @@ def find_strings(value: Any, predicate: Callable[[str], bool]) -> Iterator[str]:
 
 def has_provisional_tag(resource: dict[str, Any]) -> bool:
     return any(
-        isinstance(t, dict) and t.get("system") == PROVISIONAL_TAG_SYSTEM
+        isinstance(t, dict)
+        and t.get("system") == PROVISIONAL_TAG_SYSTEM
         and t.get("code") == PROVISIONAL_TAG_CODE
         for t in _values_at(resource, "meta.tag")
     )

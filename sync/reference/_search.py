@@ -27,7 +27,7 @@ _DATE_RE = re.compile(
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SORTS = {"_lastUpdated": "lu", "_id": "rid"}
 _IGNORED = frozenset({"_format", "_pretty"})
-_CONTROL = frozenset({"_count", "_sort", "_total", "_offset"})
+_CONTROL = frozenset({"_count", "_sort", "_total", "_offset", "_summary"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Query:
     count: int = 100
     offset: int = 0
     total: bool = False
+    summary_count: bool = False  # `_summary=count`: the total, no entries
     used: list[tuple[str, str]] = field(default_factory=list)  # canonical, for links
     sorted_by: str | None = None  # the _sort value honoured, for links
 
@@ -74,16 +75,26 @@ def date_bounds(value: str) -> tuple[int, int]:
     """
     m = _DATE_RE.match(value)
     if not m:
-        raise FhirError(400, "invalid", "not a FHIR date, dateTime or instant (a '+' in a URL "
-                        "must be sent as %2B)")
+        raise FhirError(
+            400,
+            "invalid",
+            "not a FHIR date, dateTime or instant (a '+' in a URL must be sent as %2B)",
+        )
     year, month, day, hour, minute, second, frac, tz = m.groups()
     tzinfo: timezone = UTC
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
     try:
-        lo = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0),
-                      int(minute or 0), int(second or 0), tzinfo=tzinfo)
+        lo = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=tzinfo,
+        )
         if frac:
             digits = frac[:6]
             lo += timedelta(microseconds=int(digits.ljust(6, "0")))
@@ -201,6 +212,14 @@ def parse_search(
             except ValueError:
                 raise FhirError(400, "invalid", "_offset must be an integer") from None
             continue
+        elif base == "_summary":
+            # `count` (total only, no entries) is what clients use for progress and checks;
+            # the element-subsetting summaries are not offered.
+            if value not in ("count", "false"):
+                if lenient:
+                    continue
+                raise FhirError(400, "not-supported", "_summary supports count and false")
+            q.summary_count = value == "count"
         elif base == "_total":
             if value not in ("none", "estimate", "accurate"):
                 raise FhirError(400, "invalid", "_total must be none, estimate or accurate")
@@ -214,14 +233,19 @@ def parse_search(
             if column is None or not tie_ok:
                 if lenient:
                     continue
-                raise FhirError(400, "not-supported",
-                                "_sort supports _lastUpdated and _id (optionally descending)")
+                raise FhirError(
+                    400,
+                    "not-supported",
+                    "_sort supports _lastUpdated and _id (optionally descending)",
+                )
             q.sort, q.descending, q.sorted_by = column, desc, value
         else:
             if lenient:
                 continue
             raise FhirError(400, "not-supported", f"unknown search parameter {base!r} for {rtype}")
         q.used.append((base, value))
+    if q.summary_count:
+        q.total, q.count = True, 0
     return q
 
 

@@ -70,12 +70,15 @@ def _uvicorn_config(app: Any) -> uvicorn.Config:
     )
 
 
-def serve(config: ReferenceConfig, on_ready: Callable[[str], None]) -> None:
+def serve(
+    config: ReferenceConfig, on_ready: Callable[[str], None], faults: FaultInjector | None = None
+) -> None:
     """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly.
 
-    `on_ready(base_url)` runs once the store is open (and seeded) and the socket listens.
+    `on_ready(base_url)` runs once the store is open (and seeded) and the socket listens;
+    `faults` are rules to start with (more can be added through /admin).
     """
-    state = ReferenceState(config)
+    state = ReferenceState(config, faults)
     sock = _bind(config.host, config.port)
     base_url, _ = _url(sock, config.base_path)
     server = _Server(_uvicorn_config(create_app(state)), lambda: on_ready(base_url))
@@ -221,8 +224,12 @@ class ReferenceServer:
         if secret is None:
             known = dict(self.config.clients + self.config.admin_clients)
             secret = known[cid]
-        resp = requests.post(self.token_url, data={"grant_type": "client_credentials"},
-                             auth=(cid, secret), timeout=30)
+        resp = requests.post(
+            self.token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(cid, secret),
+            timeout=30,
+        )
         resp.raise_for_status()
         return str(resp.json()["access_token"])
 
@@ -230,8 +237,7 @@ class ReferenceServer:
         """A requests.Session carrying a bearer token (tablet, or admin with admin=True)."""
         s = requests.Session()
         token = self.token(self.admin_id) if admin else self.token()
-        s.headers.update({"Authorization": f"Bearer {token}",
-                          "Accept": "application/fhir+json"})
+        s.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
         return s
 
     # -- faults ----------------------------------------------------------------------------
@@ -258,19 +264,24 @@ class ReferenceServer:
     def expire_tokens(self, client_id: str | None = None) -> int:
         return self._call(lambda: self._state.auth.expire_tokens(client_id))
 
-    def register_client(self, client_id: str, secret: str, role: str = TABLET,
-                        policy: dict[str, int] | None = None) -> dict[str, Any]:
-        return self._call(lambda: client_json(
-            self._state.auth.register(client_id, secret, role, policy)))
+    def register_client(
+        self, client_id: str, secret: str, role: str = TABLET, policy: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        return self._call(
+            lambda: client_json(self._state.auth.register(client_id, secret, role, policy))
+        )
 
     def set_policy(self, client_id: str, **policy: int) -> dict[str, Any]:
         def change() -> dict[str, Any]:
             row = self._state.store.client(client_id)
             if row is None:
                 raise KeyError(client_id)
-            return client_json(self._state.auth.register(client_id, None, row.role,
-                                                         {k.replace("_", "-"): v
-                                                          for k, v in policy.items()}))
+            return client_json(
+                self._state.auth.register(
+                    client_id, None, row.role, {k.replace("_", "-"): v for k, v in policy.items()}
+                )
+            )
+
         return self._call(change)
 
     def remove_client(self, client_id: str) -> None:

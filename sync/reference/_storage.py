@@ -275,11 +275,14 @@ class Store:
                     cond.append("system = ?")
                     targs.append(system)
                 parts.append("(" + " AND ".join(cond or ["1"]) + ")")
-            subqueries.append((
-                "SELECT seq FROM search_token WHERE rtype = ? AND param = ? AND ("
-                + " OR ".join(parts) + ")",
-                [q.rtype, param, *targs],
-            ))
+            subqueries.append(
+                (
+                    "SELECT seq FROM search_token WHERE rtype = ? AND param = ? AND ("
+                    + " OR ".join(parts)
+                    + ")",
+                    [q.rtype, param, *targs],
+                )
+            )
         for paths, target, refs in q.refs:
             parts, rargs = [], []
             for rtype, rid in refs:
@@ -290,11 +293,13 @@ class Store:
                 else:
                     parts.append("target_id = ?")
                     rargs.append(rid)
-            subqueries.append((
-                "SELECT seq FROM search_ref WHERE rtype = ? AND path IN "
-                f"({','.join('?' * len(paths))}) AND ({' OR '.join(parts)})",
-                [q.rtype, *paths, *rargs],
-            ))
+            subqueries.append(
+                (
+                    "SELECT seq FROM search_ref WHERE rtype = ? AND path IN "
+                    f"({','.join('?' * len(paths))}) AND ({' OR '.join(parts)})",
+                    [q.rtype, *paths, *rargs],
+                )
+            )
         if not subqueries:
             return "version v", " AND ".join(clauses), args
         (drive_sql, drive_args), rest = subqueries[0], subqueries[1:]
@@ -347,7 +352,8 @@ class Store:
         offset: int,
         limit: int,
     ) -> list[Version]:
-        where, args = ["rtype = ?"], [rtype]
+        where: list[str] = ["rtype = ?"]
+        args: list[Any] = [rtype]
         if since is not None:
             where.append("lu >= ?")
             args.append(since)
@@ -363,7 +369,8 @@ class Store:
         return [Version(r[0], rtype, r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def history_count(self, rtype: str, since: int | None) -> int:
-        sql, args = "SELECT count(*) FROM version WHERE rtype = ?", [rtype]
+        sql = "SELECT count(*) FROM version WHERE rtype = ?"
+        args: list[Any] = [rtype]
         if since is not None:
             sql += " AND lu >= ?"
             args.append(since)
@@ -400,13 +407,17 @@ class Store:
         if resource is not None:
             self.conn.executemany(
                 "INSERT OR IGNORE INTO search_token VALUES (?, ?, ?, ?, ?)",
-                [(rtype, p, value, system, seq) for p, system, value in index_tokens(
-                    rtype, resource)],
+                [
+                    (rtype, p, value, system, seq)
+                    for p, system, value in index_tokens(rtype, resource)
+                ],
             )
             self.conn.executemany(
                 "INSERT OR IGNORE INTO search_ref VALUES (?, ?, ?, ?, ?)",
-                [(rtype, path, tid, ttype, seq) for path, ttype, tid in index_references(
-                    rtype, resource)],
+                [
+                    (rtype, path, tid, ttype, seq)
+                    for path, ttype, tid in index_references(rtype, resource)
+                ],
             )
         return Written(rtype, rid, vid, lu, body, created)
 
@@ -479,10 +490,13 @@ class Store:
             versions.append(
                 (seq, rtype, rid, 1, lu, "POST", dumps(stamp(resource, rid, 1, lu_text)))
             )
-            tokens += [(rtype, p, value, system, seq)
-                       for p, system, value in index_tokens(rtype, resource)]
-            refs += [(rtype, path, tid, ttype, seq)
-                     for path, ttype, tid in index_references(rtype, resource)]
+            tokens += [
+                (rtype, p, value, system, seq) for p, system, value in index_tokens(rtype, resource)
+            ]
+            refs += [
+                (rtype, path, tid, ttype, seq)
+                for path, ttype, tid in index_references(rtype, resource)
+            ]
             counts[rtype] = counts.get(rtype, 0) + 1
         return versions, tokens, refs
 
@@ -519,8 +533,15 @@ class Store:
     def put_client(self, row: ClientRow) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO client VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (row.client_id, row.role, row.salt, row.secret_hash, row.revoked_at,
-             dumps(row.policy), row.created_at),
+            (
+                row.client_id,
+                row.role,
+                row.salt,
+                row.secret_hash,
+                row.revoked_at,
+                dumps(row.policy),
+                row.created_at,
+            ),
         )
 
 
@@ -539,5 +560,6 @@ def _chunks(files: list[Path]) -> Iterator[tuple[list[bytes], str]]:
 
 
 def _client_row(row: tuple[Any, ...]) -> ClientRow:
-    return ClientRow(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4],
-                     orjson.loads(row[5]), row[6])
+    return ClientRow(
+        row[0], row[1], bytes(row[2]), bytes(row[3]), row[4], orjson.loads(row[5]), row[6]
+    )

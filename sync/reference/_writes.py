@@ -37,7 +37,7 @@ from ._model import (
     patient_references,
 )
 from ._search import parse_search
-from ._storage import Store, Written
+from ._storage import Store
 
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]+)"?$')
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2}
@@ -102,24 +102,30 @@ def entries_from_bundle(bundle: Any, base_url: str) -> list[Entry]:
         method = str(request.get("method", "")).upper()
         url = str(request.get("url") or "")
         if url.startswith(base_url + "/"):
-            url = url[len(base_url) + 1:]
+            url = url[len(base_url) + 1 :]
         if method not in _ORDER:
-            raise FhirError(400, "not-supported", f"{method or 'no method'} is not supported "
-                            "in a transaction", expression=f"{where}.request.method")
+            raise FhirError(
+                400,
+                "not-supported",
+                f"{method or 'no method'} is not supported in a transaction",
+                expression=f"{where}.request.method",
+            )
         path, _, query = url.partition("?")
         parts = path.split("/")
-        if query or parts[0] not in SUPPORTED_TYPES or len(parts) != (1 if method == "POST"
-                                                                      else 2):
-            raise FhirError(400, "invalid", f"unsupported request.url for {method}",
-                            expression=f"{where}.request.url")
+        if query or parts[0] not in SUPPORTED_TYPES or len(parts) != (1 if method == "POST" else 2):
+            raise FhirError(
+                400,
+                "invalid",
+                f"unsupported request.url for {method}",
+                expression=f"{where}.request.url",
+            )
         entry = Entry(i, method, parts[0], full_url=item.get("fullUrl"))
         if method != "POST":
             entry.rid = parts[1]
             if not ID_RE.match(entry.rid):
                 raise FhirError(400, "invalid", "invalid id", expression=f"{where}.request.url")
         if method != "DELETE":
-            entry.resource = check_structure(entry.rtype, item.get("resource"),
-                                             f"{where}.resource")
+            entry.resource = check_structure(entry.rtype, item.get("resource"), f"{where}.resource")
         entry.if_none_exist = request.get("ifNoneExist") if method == "POST" else None
         entry.if_match = parse_if_match(request.get("ifMatch")) if method == "PUT" else None
         entries.append(entry)
@@ -137,11 +143,16 @@ def apply(
     """Apply `entries` all-or-nothing; outcomes are in the entries' order."""
     for e in entries:
         if not principal.may(e.rtype, _LETTER[e.method]):
-            raise FhirError(403, "forbidden",
-                            f"this client may not {e.method} {e.rtype}", expression=e.where)
+            raise FhirError(
+                403, "forbidden", f"this client may not {e.method} {e.rtype}", expression=e.where
+            )
         if e.method == "PUT" and e.resource is not None and e.resource.get("id") != e.rid:
-            raise FhirError(400, "invalid", "resource id must match the id in the URL",
-                            expression=f"{e.resource_where}.id")
+            raise FhirError(
+                400,
+                "invalid",
+                "resource id must match the id in the URL",
+                expression=f"{e.resource_where}.id",
+            )
     with store.transaction():
         lu = store.next_instant() - backdate_ms
         plans, mapping = _resolve(store, entries, max_count)
@@ -175,19 +186,27 @@ def _resolve(
             if e.if_none_exist:
                 params = parse_qsl(e.if_none_exist.lstrip("?"), keep_blank_values=True)
                 try:
-                    query = parse_search(e.rtype, params, default_count=2, max_count=max_count,
-                                         allow_control=False)
+                    query = parse_search(
+                        e.rtype, params, default_count=2, max_count=max_count, allow_control=False
+                    )
                 except FhirError as exc:
                     exc.expression = f"{e.where}.request.ifNoneExist"
                     raise
                 if not query.has_criteria:
-                    raise FhirError(400, "invalid", "ifNoneExist has no search criteria",
-                                    expression=f"{e.where}.request.ifNoneExist")
+                    raise FhirError(
+                        400,
+                        "invalid",
+                        "ifNoneExist has no search criteria",
+                        expression=f"{e.where}.request.ifNoneExist",
+                    )
                 matches = store.match_ids(query, 2)
                 if len(matches) > 1:
-                    raise FhirError(412, "multiple-matches",
-                                    "ifNoneExist matched more than one resource",
-                                    expression=f"{e.where}.request.ifNoneExist")
+                    raise FhirError(
+                        412,
+                        "multiple-matches",
+                        "ifNoneExist matched more than one resource",
+                        expression=f"{e.where}.request.ifNoneExist",
+                    )
                 if matches:
                     plan.existing = matches[0]
                     plan.rid = matches[0][0]
@@ -196,8 +215,9 @@ def _resolve(
         if plan.existing is None:
             key = (e.rtype, plan.rid)
             if key in writes:
-                raise FhirError(400, "invalid", f"{e.rtype}/{plan.rid} is written twice",
-                                expression=e.where)
+                raise FhirError(
+                    400, "invalid", f"{e.rtype}/{plan.rid} is written twice", expression=e.where
+                )
             writes.add(key)
         if e.full_url and e.full_url.startswith(("urn:uuid:", "urn:oid:")):
             if e.full_url in mapping:
@@ -214,8 +234,12 @@ def _rewrite(value: Any, mapping: dict[str, str], where: str) -> Any:
         for k, v in value.items():
             if k == "reference" and isinstance(v, str) and v.startswith(("urn:uuid:", "urn:oid:")):
                 if v not in mapping:
-                    raise FhirError(400, "invalid", "reference to a urn that is not in this "
-                                    "Bundle", expression=where)
+                    raise FhirError(
+                        400,
+                        "invalid",
+                        "reference to a urn that is not in this Bundle",
+                        expression=where,
+                    )
                 out[k] = mapping[v]
             else:
                 out[k] = _rewrite(v, mapping, where)
@@ -226,31 +250,44 @@ def _rewrite(value: Any, mapping: dict[str, str], where: str) -> Any:
 
 
 def _check_rules(store: Store, principal: Principal, plans: list[_Plan]) -> None:
-    written_patients = {p.rid for p in plans
-                        if p.entry.rtype == "Patient" and p.entry.method in ("POST", "PUT")
-                        and p.existing is None}
-    deleted_patients = {p.rid for p in plans
-                        if p.entry.rtype == "Patient" and p.entry.method == "DELETE"}
+    written_patients = {
+        p.rid
+        for p in plans
+        if p.entry.rtype == "Patient" and p.entry.method in ("POST", "PUT") and p.existing is None
+    }
+    deleted_patients = {
+        p.rid for p in plans if p.entry.rtype == "Patient" and p.entry.method == "DELETE"
+    }
     wanted: list[tuple[_Plan, str, str]] = []
     for plan in plans:
         e, resource = plan.entry, plan.resource
         if resource is None or plan.existing is not None:
             continue
-        if (principal.role == TABLET and e.rtype == "Patient"
-                and not has_provisional_tag(resource)):
-            raise FhirError(403, "forbidden", "tablets may only create provisional Patients",
-                            expression=f"{e.resource_where}.meta.tag")
+        if principal.role == TABLET and e.rtype == "Patient" and not has_provisional_tag(resource):
+            raise FhirError(
+                403,
+                "forbidden",
+                "tablets may only create provisional Patients",
+                expression=f"{e.resource_where}.meta.tag",
+            )
         if e.rtype == "Encounter" and not resource.get("subject"):
-            raise FhirError(422, "business-rule", "an Encounter must have a subject",
-                            expression=f"{e.resource_where}.subject")
+            raise FhirError(
+                422,
+                "business-rule",
+                "an Encounter must have a subject",
+                expression=f"{e.resource_where}.subject",
+            )
         for path, pid in patient_references(e.rtype, resource):
             wanted.append((plan, path, pid))
     live = store.existing_ids("Patient", {pid for _, _, pid in wanted} - written_patients)
     for plan, path, pid in wanted:
         if pid in deleted_patients or (pid not in written_patients and pid not in live):
-            raise FhirError(422, "business-rule",
-                            f"{path} refers to a Patient that does not exist on this server",
-                            expression=f"{plan.entry.resource_where}.{path}")
+            raise FhirError(
+                422,
+                "business-rule",
+                f"{path} refers to a Patient that does not exist on this server",
+                expression=f"{plan.entry.resource_where}.{path}",
+            )
 
 
 def _apply_one(store: Store, plan: _Plan, lu: int) -> Outcome:
@@ -267,10 +304,10 @@ def _apply_one(store: Store, plan: _Plan, lu: int) -> Outcome:
             return Outcome(e, 204, plan.rid, current.vid, current.lu, None)
         w = store.write(e.rtype, plan.rid, None, lu, method="DELETE")
         return Outcome(e, 204, plan.rid, w.vid, w.lu, None)
-    if e.if_match is not None and (current is None or current.deleted
-                                   or current.vid != e.if_match):
-        raise FhirError(412, "conflict", "If-Match does not match the current version",
-                        expression=e.where)
+    if e.if_match is not None and (current is None or current.deleted or current.vid != e.if_match):
+        raise FhirError(
+            412, "conflict", "If-Match does not match the current version", expression=e.where
+        )
     assert plan.resource is not None
-    w: Written = store.write(e.rtype, plan.rid, plan.resource, lu, method=e.method)
+    w = store.write(e.rtype, plan.rid, plan.resource, lu, method=e.method)
     return Outcome(e, 201 if w.created else 200, plan.rid, w.vid, w.lu, w.body)
