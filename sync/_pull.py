@@ -102,7 +102,9 @@ class Puller:
         self.progress = progress
         self.run_number = run_number
         self._no_elements = False  # the server refused `_elements`: list ids the long way
-        self._no_count = False  # the server refused `_summary=count`
+        # Forms of a count query not yet refused by the server (see `_server_count`).
+        self._count_forms: list[dict[str, str]] = [
+            {"_summary": "count"}, {"_count": "0", "_total": "accurate"}]
 
     # -- one type ----------------------------------------------------------------------------
     def pull_type(self, rtype: str) -> None:
@@ -167,9 +169,12 @@ class Puller:
             if owes_reconcile:
                 self.reconcile(rtype)
         elif reconciled is None:
-            if had_data or owes_reconcile:
+            # A first pull into an empty cache is a listing in itself, unless something was
+            # deleted while it paged (invisible without history): one count tells.
+            if had_data or owes_reconcile or (self.options.count_check
+                                              and self._counts_differ(rtype)):
                 self.reconcile(rtype)
-            else:  # a first pull into an empty cache is a listing in itself
+            else:
                 store.set_state(RECONCILED_KEY + rtype, str(self.run_number))
         elif self._reconcile_due(rtype, int(reconciled)):
             self.reconcile(rtype)
@@ -275,6 +280,21 @@ class Puller:
         if p.rescan is None or old < p.rescan[0]:
             p.rescan = (old, old_text)
 
+    @staticmethod
+    def _was_read(run: _TypeRun, rid: str, old: datetime) -> bool:
+        """Whether the held version of `rid` (at `old`) was read before this point: earlier in
+        this run, or by the interrupted pass this run resumes, which read [origin, cursor]
+        (all of it from origin on when it had not advanced the cursor, as unsorted passes do).
+        Erring towards "read" costs a rescan; erring the other way could skip a resource."""
+        if rid in run.seen:
+            return True
+        if not run.resumed:
+            return False
+        origin = _key(run.origin)
+        if origin is not None and old < origin:
+            return False
+        return run.resume_hi is None or old <= run.resume_hi
+
     def _merges(self, patients: list[dict[str, Any]]) -> None:
         """`Patient.link` replaced-by: re-point pending field records to the survivor before
         the page is applied (a crash re-pulls the page and re-points again: idempotent)."""
@@ -348,21 +368,23 @@ class Puller:
 
     def _server_count(self, rtype: str) -> int | None:
         """`_summary=count` total (for a progress bar and the count check), or None."""
-        if self._no_count:
-            return None
-        try:
-            answer = self.client.get(self.client.url(rtype), params={"_summary": "count"},
-                                     label=f"count {rtype}")
-        except ServerRejected as exc:
-            if exc.status == 400:
-                self._no_count = True
-                return None
-            raise
-        total = answer.body.get("total") if isinstance(answer.body, dict) else None
-        if not isinstance(total, int) or isinstance(total, bool):
-            self._no_count = True
-            return None
-        return total
+        # Two spellings of "just the total" in R4 search.html: `_summary=count`, and an empty
+        # page with `_total=accurate`; a server may support either, both or neither.
+        while self._count_forms:
+            params = self._count_forms[0]
+            try:
+                answer = self.client.get(self.client.url(rtype), params=params,
+                                         label=f"count {rtype}")
+            except ServerRejected as exc:
+                if exc.status != 400:
+                    raise
+                self._count_forms.pop(0)
+                continue
+            total = answer.body.get("total") if isinstance(answer.body, dict) else None
+            if isinstance(total, int) and not isinstance(total, bool):
+                return total
+            self._count_forms.pop(0)
+        return None
 
     def _counts_differ(self, rtype: str) -> bool | None:
         """Server total vs cache count; None when the server cannot count cheaply."""

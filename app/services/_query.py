@@ -86,6 +86,8 @@ _SKIP_WORDS = frozenset(
         "of",
         "in",
         "at",
+        "flat",  # address words the index leaves out (ADDRESS_STOPWORDS)
+        "apartment",
     }
 )
 _GENDER_WORDS = {

@@ -404,12 +404,16 @@ def _check_section_136(inp: EncounterInput, errors: list[FieldError]) -> None:
     if not inp.section_136:
         for name in _S136_ONLY:
             if getattr(inp, name) is not None:
-                errors.append(FieldError(name, "is recorded only when section_136 is true"))
+                errors.append(FieldError(name, "is recorded only when section 136 is used"))
         if inp.outcome == "s136-place-of-safety":
-            errors.append(FieldError("outcome", "s136-place-of-safety needs section_136 true"))
+            errors.append(
+                FieldError(
+                    "outcome", "cannot be a section 136 outcome when section 136 is not used"
+                )
+            )
         return
     if inp.location_type is None:
-        errors.append(FieldError("location_type", "is required when section_136 is true"))
+        errors.append(FieldError("location_type", "is required when section 136 is used"))
     elif inp.location_type == "dwelling":
         errors.append(
             FieldError(
@@ -419,7 +423,7 @@ def _check_section_136(inp: EncounterInput, errors: list[FieldError]) -> None:
         )
     for name in ("health_professional_consulted", "place_of_safety", "conveyance"):
         if getattr(inp, name) is None:
-            errors.append(FieldError(name, "is required when section_136 is true"))
+            errors.append(FieldError(name, "is required when section 136 is used"))
     if inp.consulted_with is not None and inp.health_professional_consulted is False:
         errors.append(
             FieldError(

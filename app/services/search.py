@@ -101,7 +101,8 @@ FIELD_WEIGHT = {
     Field.FAMILY: 1.0,
     Field.KNOWN_AS: 0.95,
     Field.PREVIOUS: 0.85,
-    Field.ADDRESS: 0.5,
+    # An exact address word must outrank a name that only sounds like it (phonetic <= 0.7).
+    Field.ADDRESS: 0.7,
     Field.INITIAL: 1.0,
 }
 _WORD_FIELDS = (Field.GIVEN, Field.FAMILY, Field.KNOWN_AS, Field.PREVIOUS, Field.ADDRESS)
@@ -111,7 +112,7 @@ NAME_SIMILARITY = 0.3  # weight of rapidfuzz full-name similarity in the re-rank
 ORDER_BONUS = 0.05  # "john smith" typed given-then-family
 NHS_EXACT, NHS_NEAR = 6.0, 3.0
 DOB_EXACT, DOB_SWAPPED, DOB_YEAR = 2.5, 1.5, 0.5
-YEAR_EXACT, YEAR_NEXT = 1.5, 0.5
+YEAR_EXACT, YEAR_NEXT = 1.0, 0.4  # a typed year must not outweigh a name word
 AGE = 1.5
 POSTCODE_FULL, POSTCODE_SECTOR, POSTCODE_OUTWARD = 2.0, 1.0, 0.6
 GENDER_WORD = 0.5
@@ -122,8 +123,7 @@ _PREFIX_KEEP = 60  # most common completions kept
 _PHONETIC_KEEP = 40
 _FUZZY_KEEP = 30
 _RERANK_MIN = 50
-_DICT_LIMIT = 4  # build a dict for a word whose postings are under this x candidates (+ floor)
-_DICT_FLOOR = 2000
+_RERANK_PER_HIT = 3  # rows re-ranked per hit asked for
 
 
 @cache
@@ -291,7 +291,7 @@ class PatientSearch:
             for b in bonuses:
                 total += b.get(pid, 0.0)
             prelim[pid] = total
-        keep = max(_RERANK_MIN, 3 * limit)
+        keep = max(_RERANK_MIN, _RERANK_PER_HIT * limit)
         top = heapq.nlargest(keep, prelim, key=prelim.__getitem__)
         rows = self._reader.patients(top)
         hits = self._rerank(rows, tokens, criteria, bonuses, age_range, today)
@@ -311,7 +311,8 @@ class PatientSearch:
             w = words[i]
             if i + 1 < len(words) and len(w.text) <= 3:
                 joined = w.text + words[i + 1].text
-                if joined in vocab.name_count:  # "o neill", "mc donald", "de souza"
+                # "o neill", "mc donald", "de souza"; "mac donald" for McDonald too
+                if any(v in vocab.name_count for v in _spellings(joined)):
                     merged.append(Word(joined, f"{w.raw} {words[i + 1].raw}"))
                     i += 2
                     continue
@@ -335,11 +336,15 @@ class PatientSearch:
 
         if word in vocab.count:
             put(word, EXACT)
+        for term in _spellings(word)[1:]:  # Mac/Mc are one name written two ways
+            if term in vocab.count:
+                put(term, NICKNAME)
         for term in _nicknames().get(word, ()):
             if term in vocab.count:
                 put(term, NICKNAME)
-        for term in vocab.prefixed(word):
-            put(term, PREFIX_BASE + PREFIX_SPAN * len(word) / len(term))
+        for spelling in _spellings(word):
+            for term in vocab.prefixed(spelling):
+                put(term, PREFIX_BASE + PREFIX_SPAN * len(spelling) / len(term))
         mp, ny = phonetic_keys(word)
         sounds = set(vocab.metaphone.get(mp, ()) if len(mp) >= 2 else ())
         sounds.update(vocab.nysiis.get(ny, ()) if len(ny) >= 2 else ())
@@ -441,6 +446,8 @@ class PatientSearch:
             fields = (Field.INITIAL,) if tok.initial else _WORD_FIELDS
             for term, kind_weight in tok.expansions.items():
                 for f in fields:
+                    if f == Field.ADDRESS and not _address_match(tok.word.text, term):
+                        continue
                     arr = postings.get((term, int(f)))
                     if arr:
                         tok.lists.append((arr, kind_weight * FIELD_WEIGHT[f]))
@@ -485,19 +492,14 @@ class PatientSearch:
     @staticmethod
     def _strict(tokens: list[_Token]) -> set[int]:
         order = sorted(tokens, key=lambda t: t.size)
-        cands: set[int] | None = None
-        for tok in order:
-            if not tok.lists:
-                return set()
-            if cands is None:
-                cands = _union(tok.lists)
-            elif tok.size <= _DICT_LIMIT * len(cands) + _DICT_FLOOR:
-                cands.intersection_update(_union(tok.lists))
-            else:
-                cands = {p for p in cands if _verify(tok.lists, p)}
+        if not order[0].lists:
+            return set()
+        cands = _union(order[0].lists)
+        for tok in order[1:]:
+            cands = set(_best_weights(cands, tok.lists))
             if not cands:
-                return set()
-        return cands or set()
+                break
+        return cands
 
     @staticmethod
     def _relaxed(tokens: list[_Token]) -> set[int]:
@@ -509,19 +511,7 @@ class PatientSearch:
 
     @staticmethod
     def _word_scores(tokens: list[_Token], candidates: set[int]) -> list[dict[int, float]]:
-        out = []
-        for tok in tokens:
-            scores: dict[int, float] = {}
-            if tok.size <= _DICT_LIMIT * len(candidates) + _DICT_FLOOR:
-                for arr, weight in sorted(tok.lists, key=lambda aw: aw[1]):
-                    for pid in candidates.intersection(arr):
-                        scores[pid] = weight
-            else:
-                for pid in candidates:
-                    if w := _verify(tok.lists, pid):
-                        scores[pid] = w
-            out.append(scores)
-        return out
+        return [_best_weights(candidates, tok.lists) for tok in tokens]
 
     # -- re-rank ------------------------------------------------------------------------------
     def _rerank(
@@ -588,7 +578,7 @@ class PatientSearch:
         fixes: dict[str, str] = {}
         for tok in tokens:
             word = tok.word.text
-            if tok.initial or word in vocab.count or len(word) < 3:
+            if tok.initial or word in vocab.count or len(word) <= 3:
                 continue
             options = []
             for term, kind_weight in tok.expansions.items():
@@ -611,6 +601,15 @@ class PatientSearch:
 # -- helpers ----------------------------------------------------------------------------------
 
 
+def _spellings(word: str) -> list[str]:
+    """The word and its other Mac/Mc spelling (`macdonald`, `mcdonald`)."""
+    if word.startswith("mac") and len(word) > 4:
+        return [word, "mc" + word[3:]]
+    if word.startswith("mc") and len(word) > 3:
+        return [word, "mac" + word[2:]]
+    return [word]
+
+
 def _one(notices: list[str]) -> str | None:
     return "; ".join(notices) if notices else None
 
@@ -627,35 +626,45 @@ def _contains(arr: array, pid: int) -> bool:
     return i < len(arr) and arr[i] == pid
 
 
-def _verify(lists: list[tuple[array, float]], pid: int) -> float:
-    best = 0.0
-    for arr, weight in lists:
-        if weight > best and _contains(arr, pid):
-            best = weight
-    return best
+_BISECT_RATIO = 16  # a Python bisect per candidate costs about this many C-level set probes
+
+
+def _members(cands: set[int], arr: array) -> Iterable[int]:
+    """The candidates in a sorted posting list, by whichever way is cheaper: a C-level walk
+    of the list, or a bisect per candidate when the list dwarfs the candidates."""
+    if len(arr) > _BISECT_RATIO * len(cands):
+        return [p for p in cands if _contains(arr, p)]
+    return cands.intersection(arr)
+
+
+def _best_weights(cands: set[int], lists: list[tuple[array, float]]) -> dict[int, float]:
+    """Candidate -> the best weight among the lists holding it (absent: in none). Heaviest
+    lists first, and a candidate once found is not looked for again."""
+    out: dict[int, float] = {}
+    remaining = set(cands)
+    for arr, weight in sorted(lists, key=lambda aw: -aw[1]):
+        found = _members(remaining, arr)
+        for pid in found:
+            out[pid] = weight
+        remaining.difference_update(found)
+        if not remaining:
+            break
+    return out
 
 
 def _restrict(candidates: set[int], lists: list[tuple[array, float]]) -> set[int]:
     """Candidates present in at least one of the lists (a hard filter)."""
-    kept: set[int] = set()
-    for arr, _ in lists:
-        if len(arr) < 8 * len(candidates):
-            kept.update(candidates.intersection(arr))
-        else:
-            kept.update(p for p in candidates if _contains(arr, p))
-    return kept
+    return set(_best_weights(candidates, lists))
 
 
 def _bonus_map(lists: list[tuple[array, float]], candidates: set[int]) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for arr, bonus in sorted(lists, key=lambda ab: ab[1]):
-        if len(arr) < 8 * len(candidates):
-            hits: Iterable[int] = candidates.intersection(arr)
-        else:
-            hits = [p for p in candidates if _contains(arr, p)]
-        for pid in hits:
-            out[pid] = bonus
-    return out
+    return _best_weights(candidates, lists)
+
+
+def _address_match(word: str, term: str) -> bool:
+    """Address words match as typed or as a prefix, never by sound or typo: a sound-alike of
+    a short name ("Reid", "Lynn") would otherwise hit "road" or "lane" for half the cohort."""
+    return term == word or (len(word) >= 3 and term.startswith(word))
 
 
 def _assign(tokens: list[_Token], row: IndexedPatient) -> float:
@@ -669,6 +678,8 @@ def _assign(tokens: list[_Token], row: IndexedPatient) -> float:
                     pairs.append((INITIAL, i, term, field))
                 continue
             if tok.initial or field not in FIELD_WEIGHT:
+                continue
+            if field == Field.ADDRESS and not _address_match(tok.word.text, term):
                 continue
             kind_weight = tok.expansions.get(term)
             if kind_weight is None and term.startswith(tok.word.text):

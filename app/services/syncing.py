@@ -139,7 +139,7 @@ def sync_options(profile: Profile, **overrides: Any) -> SyncOptions:
         device_id=profile.profile_id, device_system=DEVICE_ID_SYSTEM,
         user_system=USER_ID_SYSTEM, event_tag_system=AUDIT_EVENT_TAG_SYSTEM,
     )
-    return SyncOptions(types=CACHED_TYPES, audit=identity, **overrides)
+    return SyncOptions(**{"types": CACHED_TYPES, "audit": identity, **overrides})
 
 
 def run_sync(

@@ -146,7 +146,7 @@ def test_each_required_field_is_named_when_missing(name: str) -> None:
         ({"risk_to_self": None, "referrals": []}, None, None),
         # Section 136: the law and its record.
         ({**S136, "location_type": "dwelling"}, "section_136", "dwelling"),
-        ({**S136, "location_type": None}, "location_type", "required when section_136"),
+        ({**S136, "location_type": None}, "location_type", "required when section 136 is used"),
         ({**S136, "place_of_safety": None}, "place_of_safety", "required"),
         ({**S136, "conveyance": None}, "conveyance", "required"),
         ({**S136, "health_professional_consulted": None}, "health_professional_consulted", "req"),
@@ -157,9 +157,9 @@ def test_each_required_field_is_named_when_missing(name: str) -> None:
             "consulted_with",
             "health professional was consulted",
         ),
-        ({"place_of_safety": "hbpos"}, "place_of_safety", "only when section_136"),
-        ({"conveyance": "ambulance"}, "conveyance", "only when section_136"),
-        ({"outcome": "s136-place-of-safety"}, "outcome", "section_136"),
+        ({"place_of_safety": "hbpos"}, "place_of_safety", "only when section 136 is used"),
+        ({"conveyance": "ambulance"}, "conveyance", "only when section 136 is used"),
+        ({"outcome": "s136-place-of-safety"}, "outcome", "when section 136 is not used"),
         ({"location_type": "dwelling"}, None, None),
         # Police station: never a place of safety for a child.
         (

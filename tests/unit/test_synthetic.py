@@ -116,13 +116,16 @@ def test_every_resource_validates_as_fhir_r4(cohort: list[dict[str, Any]]) -> No
         for t in RESOURCE_TYPES
     }
     first_patients = set()
+    validated: Counter[str] = Counter()
     for resource in cohort:
         if resource["resourceType"] == "Patient":
             if len(first_patients) == 150:
                 break
             first_patients.add(resource["id"])
         models[resource["resourceType"]].model_validate(resource)
+        validated[resource["resourceType"]] += 1
     assert len(first_patients) == 150
+    assert set(validated) == set(RESOURCE_TYPES)  # the sample holds every type
 
 
 def test_every_resource_has_version_one_and_a_uk_core_profile(

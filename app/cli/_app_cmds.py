@@ -1,0 +1,570 @@
+"""`kerbside gui`, `kerbside demo` and `kerbside screenshots`: the commands that open windows.
+
+The demo is the whole product on one machine: a synthetic cohort (generated once, cached),
+the reference central record on 127.0.0.1 seeded with it, a fresh demo profile enrolled
+against it, and the app, which syncs after unlock. The server stops when the window closes.
+
+Why the demo keeps its secrets in memory: the demo profile is thrown away on the next run, so
+its device secret and client secret must not pile up in the officer's real keychain, and many
+demo machines (CI, containers, kiosks) have no keychain at all. So the demo, and only the
+demo, installs an in-process keyring and sets KERBSIDE_ALLOW_INSECURE_KEYRING=1; the window
+then shows a DEMO banner and the unlock screen shows the demo PIN. `kerbside gui` never does
+this: without a platform keychain it refuses to start (SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keyring
+import keyring.backend
+
+from app.cli._common import add_profile_arg, profile_dir
+from app.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from app.security import KdfParams
+    from app.ui.main_window import MainWindow
+    from sync.reference import ReferenceServer
+
+log = logging.getLogger("kerbside.demo")
+
+DEMO_USER = "demo"
+DEMO_PIN = "280461"  # shown on the demo unlock screen; synthetic data only
+DEMO_CLIENT_ID = "demo-tablet"
+DEMO_ADMIN_ID = "demo-admin"
+DEMO_SEED = 1
+SCREEN_SIZES = ((1280, 800), (800, 1280))
+SCENES = ("unlock", "search", "record", "encounter", "sync")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("gui", help="open the app on a profile")
+    add_profile_arg(p)
+    p.set_defaults(func=_gui)
+
+    p = subparsers.add_parser(
+        "demo",
+        help="the app against a local reference central record (synthetic data only)",
+        description="Generate (once) a synthetic cohort, serve it from the reference central "
+        "record on 127.0.0.1, enrol a fresh demo profile against it and open the app. The "
+        f"demo PIN ({DEMO_PIN}) is shown on the unlock screen. Secrets live in memory only "
+        "(insecure keyring, DEMO banner). The server stops when the window closes.",
+    )
+    p.add_argument(
+        "--patients", type=int, default=3000, metavar="N", help="cohort size (default 3000)"
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the cohort cache, server data and demo profile go "
+        "(default: the user cache dir, kerbside/demo)",
+    )
+    p.add_argument(
+        "--quit-after-sync",
+        action="store_true",
+        help="unlock with the demo PIN, sync, print a JSON summary and quit "
+        "(smoke test; needs a display or QT_QPA_PLATFORM=offscreen)",
+    )
+    p.set_defaults(func=_demo)
+
+    p = subparsers.add_parser(
+        "screenshots",
+        help="render every screen to PNG (synthetic data, day and night, two sizes)",
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument(
+        "--patients",
+        type=int,
+        default=300,
+        metavar="N",
+        help="cohort size behind the screenshots (default 300)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the demo server and profile go (default: a temporary dir)",
+    )
+    p.set_defaults(func=_screenshots)
+
+
+# -- gui ---------------------------------------------------------------------------------------
+def _gui(args: argparse.Namespace) -> int:
+    from app.ui.app import run_gui
+
+    return run_gui(profile_dir(args), auto_sync=True)
+
+
+# -- the demo environment ----------------------------------------------------------------------
+class DemoKeyring(keyring.backend.KeyringBackend):
+    """Secrets in this process's memory only: gone when the demo exits (see module doc)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._secrets.pop((service, username), None)
+
+
+def use_demo_keyring() -> None:
+    """Opt in to the in-memory keyring (demo and screenshots only)."""
+    from app.security import INSECURE_ENV
+
+    os.environ[INSECURE_ENV] = "1"
+    keyring.set_keyring(DemoKeyring())
+
+
+def default_demo_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("kerbside", appauthor=False)) / "demo"
+
+
+def cached_cohort(directory: Path, patients: int, seed: int = DEMO_SEED) -> Path:
+    """The synthetic cohort for this size, generated on first use (deterministic, so the
+    cache is always what a fresh generation would give)."""
+    from app.synthetic import generate_cohort
+
+    cohort = directory / "cohorts" / f"{patients}-seed{seed}"
+    done = cohort / ".complete"
+    if not done.exists():
+        shutil.rmtree(cohort, ignore_errors=True)
+        started = time.perf_counter()
+        generate_cohort(patients, seed, cohort)
+        done.write_text("ok\n")
+        log.info("generated a %d-patient cohort in %.1f s", patients, time.perf_counter() - started)
+    return cohort
+
+
+@dataclass
+class DemoEnvironment:
+    """A running reference server and an enrolled demo profile; `stop()` ends the server."""
+
+    directory: Path
+    cohort: Path
+    server: ReferenceServer
+    profile_dir: Path
+    user: str = DEMO_USER
+    pin: str = field(default=DEMO_PIN, repr=False)
+    admin_secret: str = field(default="", repr=False)
+
+    @classmethod
+    def create(
+        cls, directory: Path, patients: int, *, seed: int = DEMO_SEED, kdf: KdfParams | None = None
+    ) -> DemoEnvironment:
+        """Generate (or reuse) the cohort, start a fresh server on it, enrol a fresh profile
+        (`kdf`: the PIN's Argon2 cost; production's unless a throwaway profile says less)."""
+        from app.security import Profile, ServerSettings, store_client_secret
+        from app.services.session import enrol
+        from sync.reference import ReferenceConfig, ReferenceServer
+
+        if patients < 1:
+            raise InvalidInput("--patients must be at least 1", field="patients")
+        directory.mkdir(parents=True, exist_ok=True)
+        cohort = cached_cohort(directory, patients, seed)
+        use_demo_keyring()
+        # Fresh each run: the secrets of the last run's profile went with its process.
+        for old in ("central", "profile"):
+            shutil.rmtree(directory / old, ignore_errors=True)
+        client_secret = secrets.token_urlsafe(24)
+        admin_secret = secrets.token_urlsafe(24)
+        server = ReferenceServer(
+            ReferenceConfig(
+                data_dir=directory / "central",
+                seed_dir=cohort,
+                clients=[(DEMO_CLIENT_ID, client_secret)],
+                admin_clients=[(DEMO_ADMIN_ID, admin_secret)],
+            )
+        ).start()
+        try:
+            profile = directory / "profile"
+            enrol(profile, DEMO_USER, DEMO_PIN, kdf=kdf).close()
+            loaded = Profile.load(profile)
+            store_client_secret(loaded.profile_id, client_secret)
+            loaded.set_server(
+                ServerSettings(
+                    base_url=server.base_url, client_id=DEMO_CLIENT_ID, token_url=server.token_url
+                )
+            )
+        except BaseException:
+            server.stop()
+            raise
+        return cls(directory, cohort, server, profile, admin_secret=admin_secret)
+
+    def answering(self) -> bool:
+        """Whether the central record still answers on its port."""
+        import requests
+
+        try:
+            requests.get(f"{self.server.base_url}/metadata", timeout=2)
+        except requests.RequestException:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the server (idempotent); the profile stays until the next run."""
+        self.server.stop()
+        log.info("demo central record stopped")
+
+
+def open_demo_window(
+    env: DemoEnvironment,
+    *,
+    auto_sync: bool = True,
+    sync_options: dict[str, Any] | None = None,
+    install_excepthook: bool = True,
+) -> MainWindow:
+    """The app on the demo profile: DEMO banner, the PIN shown, the server stopped on close."""
+    from app.ui.app import build_window
+
+    _app, _runner, window, _crash = build_window(
+        env.profile_dir,
+        demo_pin=env.pin,
+        demo=True,
+        auto_sync=auto_sync,
+        sync_options=sync_options,
+        install_excepthook=install_excepthook,
+    )
+    window.closed.connect(env.stop)
+    return window
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    directory = args.dir if args.dir is not None else default_demo_dir()
+    started = time.perf_counter()
+    env = DemoEnvironment.create(directory, args.patients)
+    try:
+        print(
+            f"kerbside demo: central record at {env.server.base_url} "
+            f"({args.patients} synthetic patients, ready in "
+            f"{time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )
+        print(
+            f"kerbside demo: user {env.user}, PIN {env.pin} (synthetic data only; secrets "
+            "are kept in memory and forgotten on exit)",
+            file=sys.stderr,
+        )
+        window = open_demo_window(env)
+        outcome: dict[str, Any] = {}
+        if args.quit_after_sync:
+            _quit_after_sync(window, env, outcome)
+        window.show()
+        app = QApplication.instance()
+        assert app is not None
+        if args.quit_after_sync:
+            QTimer.singleShot(0, lambda: window.unlock_view.enter_pin(env.pin))
+        _close_on_signals(window)
+        code = int(app.exec())
+    finally:
+        env.stop()
+    if args.quit_after_sync:
+        outcome["server_stopped"] = not env.answering()
+        print(json.dumps(outcome, sort_keys=True), flush=True)
+        return 0 if outcome.get("patients") and outcome["server_stopped"] else 1
+    return code
+
+
+def _close_on_signals(window: MainWindow) -> None:
+    """Ctrl+C or SIGTERM in the terminal closes the window properly (drafts kept, server
+    stopped). Python runs signal handlers only between bytecodes, so a timer lets it in."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _s, _f: window.close())
+    tick = QTimer(window)
+    tick.timeout.connect(lambda: None)
+    tick.start(250)
+
+
+def _quit_after_sync(
+    window: MainWindow, env: DemoEnvironment, outcome: dict[str, Any], timeout_s: float = 300.0
+) -> None:
+    """Close the window after the first sync (or its failure), noting what happened."""
+    from PySide6.QtCore import QTimer
+
+    def finished(report: Any) -> None:
+        session = window.session
+        counts = session.store.count_by_type() if session is not None else {}
+        outcome.update(
+            pulled=report.pulled,
+            patients=counts.get("Patient", 0),
+            enrolled_with=DEMO_CLIENT_ID,
+            seconds=round(report.seconds, 2),
+        )
+        QTimer.singleShot(0, window.close)  # after every other receiver of this signal
+
+    def failed(message: str) -> None:
+        outcome["error"] = message
+        QTimer.singleShot(0, window.close)
+
+    def opened(_session: Any) -> None:
+        controller = window.sync_controller
+        assert controller is not None
+        controller.sync_failed.connect(failed)
+
+    window.session_opened.connect(opened)
+    window.sync_finished.connect(finished)
+    watchdog = QTimer(window)
+    watchdog.setSingleShot(True)
+    watchdog.timeout.connect(lambda: (outcome.setdefault("error", "timed out"), window.close()))
+    watchdog.start(int(timeout_s * 1000))
+
+
+# -- screenshots -------------------------------------------------------------------------------
+def _screenshots(args: argparse.Namespace) -> int:
+    import tempfile
+
+    if args.work is not None:
+        written = render_screenshots(args.out, args.work, patients=args.patients)
+    else:
+        with tempfile.TemporaryDirectory(prefix="kerbside-shots-") as work:
+            written = render_screenshots(args.out, Path(work), patients=args.patients)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _pick_showcase(cohort: Path) -> tuple[str, str, str]:
+    """(patient id, search text, doomed id): a person with alerts, a crisis plan and a
+    distinctive surname to show, and another whose encounter the centre will refuse."""
+
+    def rows(rtype: str) -> Iterator[dict[str, Any]]:
+        with (cohort / f"{rtype}.ndjson").open(encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line)
+
+    def subject(res: dict[str, Any]) -> str:
+        return str(res.get("subject", {}).get("reference", "")).removeprefix("Patient/")
+
+    alerts: dict[str, int] = {}
+    for flag in rows("Flag"):
+        if flag.get("status") == "active":
+            alerts[subject(flag)] = alerts.get(subject(flag), 0) + 1
+    planned = {subject(p) for p in rows("CarePlan") if p.get("status") == "active"}
+    patients = list(rows("Patient"))
+    families: dict[str, int] = {}
+    for p in patients:
+        family = p["name"][0].get("family", "")
+        families[family] = families.get(family, 0) + 1
+    best: tuple[int, str, str] | None = None
+    for p in patients:
+        name = p["name"][0]
+        family = name.get("family", "")
+        if (
+            p["id"] in planned
+            and families[family] == 1
+            and family.isalpha()
+            and 1 <= alerts.get(p["id"], 0) <= 3
+        ):
+            score = alerts[p["id"]]
+            if best is None or score > best[0]:
+                best = (score, p["id"], f"{name.get('given', [''])[0]} {family}")
+    if best is None:
+        raise InvalidInput("the cohort is too small for screenshots; use more --patients")
+    doomed = next(p["id"] for p in patients if p["id"] != best[1])
+    return best[1], best[2], doomed
+
+
+def _field_record(patient: dict[str, Any], minutes_ago: int) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def iso(when: datetime) -> str:
+        return when.isoformat().replace("+00:00", "Z")
+
+    return {
+        "patient": patient,
+        "start": iso(now - timedelta(minutes=minutes_ago + 40)),
+        "end": iso(now - timedelta(minutes=minutes_ago)),
+        "location": "Bus station, Moor Street", "location_type": "public-place",
+        "police_incident_ref": "WMP-0000-DEMO", "presenting_situation": "Distressed in a "
+        "public place (synthetic)", "section_136": False, "outcome": "referred-crisis-team",
+        "narrative": "Synthetic demo narrative", "risk_to_self": "medium",
+    }  # fmt: skip
+
+
+def _prepare_screenshot_data(env: DemoEnvironment, doomed: str) -> None:
+    """Sync, then leave one sent, one refused (its person merged away centrally) and one
+    waiting record on the device, through the real services and the real server."""
+    import requests
+
+    from app.services.encounters import parse_encounter_json, record_many
+    from app.services.session import unlock
+    from app.services.syncing import run_sync
+
+    with unlock(env.profile_dir, env.user, env.pin) as session:
+        run_sync(session)
+        inputs = [
+            parse_encounter_json(_field_record({"id": doomed}, 90), session),
+            parse_encounter_json(
+                _field_record(
+                    {
+                        "unidentified": {
+                            "description": "Tall, grey hoodie, rucksack",
+                            "apparent_age": 30,
+                            "sex": "male",
+                        }
+                    },
+                    60,
+                ),
+                session,
+            ),
+        ]
+        record_many(session, inputs)
+        admin = requests.Session()
+        token = env.server.token(DEMO_ADMIN_ID, env.admin_secret)
+        admin.headers["Authorization"] = f"Bearer {token}"
+        resp = admin.delete(f"{env.server.base_url}/Patient/{doomed}", timeout=30)
+        resp.raise_for_status()
+        admin.close()
+        run_sync(session)
+        record_many(
+            session,
+            [
+                parse_encounter_json(
+                    _field_record(
+                        {
+                            "unidentified": {
+                                "description": "Woman in a red coat",
+                                "apparent_age": 45,
+                                "sex": "female",
+                            }
+                        },
+                        10,
+                    ),
+                    session,
+                )
+            ],
+        )
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the window did not reach the expected state in time")
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def _settle(window: MainWindow) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(5):
+        QApplication.processEvents()
+    window.runner.wait_until_idle(10_000)
+    QApplication.processEvents()
+
+
+def render_screenshots(
+    out: Path, work: Path, *, patients: int = 300, sizes: tuple[tuple[int, int], ...] = SCREEN_SIZES
+) -> list[Path]:
+    """Render every screen at each size in day and night mode to `out` as PNG files named
+    `<scene>-<w>x<h>-<day|night>.png`; returns the paths. Synthetic data only."""
+    from app.security import KdfParams
+    from app.ui.app import build_window
+
+    out.mkdir(parents=True, exist_ok=True)
+    # A throwaway profile unlocked four times: a cheap PIN hash keeps the run short.
+    env = DemoEnvironment.create(
+        work, patients, kdf=KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
+    )
+    written: list[Path] = []
+    try:
+        showcase, query, doomed = _pick_showcase(env.cohort)
+        _prepare_screenshot_data(env, doomed)
+        _app, _runner, window, _crash = build_window(
+            env.profile_dir,
+            auto_sync=False,
+            install_excepthook=False,
+            sync_options={"use_os_network_info": False, "probe_interval_s": 0},
+        )
+        try:
+            window.show()
+            for mode in ("day", "night"):
+                window.set_night_mode(mode == "night")
+                for width, height in sizes:
+                    window.resize(width, height)
+                    written += _shoot_all(
+                        window, env, out, f"{width}x{height}-{mode}", showcase, query
+                    )
+        finally:
+            window.set_night_mode(False)
+            window.close()
+    finally:
+        env.stop()
+    return written
+
+
+def _shoot_all(
+    window: MainWindow, env: DemoEnvironment, out: Path, suffix: str, showcase: str, query: str
+) -> list[Path]:
+    shots: list[Path] = []
+
+    def shoot(scene: str) -> None:
+        _settle(window)
+        path = out / f"{scene}-{suffix}.png"
+        if not window.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        shots.append(path)
+
+    if not window.is_locked:
+        window.lock()
+    _settle(window)
+    shoot("unlock")
+    window.unlock_view.enter_pin(env.pin)
+    _wait(lambda: not window.is_locked)
+    window.focus_search()
+    window.search_view.box.setText(query.split()[-1])
+    window.search_view.search_now()
+    shoot("search")
+    window.open_patient(showcase)
+    buttons = window.record_view.reason_sheet.buttons()
+    buttons[0].click()
+    _wait(lambda: window.record_view.patient_id == showcase)
+    window.record_view.scroll.verticalScrollBar().setValue(0)
+    shoot("record")
+    window.start_encounter(showcase)
+    shoot("encounter")
+    form = window.encounter_form
+    assert form is not None
+    form.discard()  # its autosaved draft would otherwise pile up in later shots
+    window.show_page("sync")
+    panel = window.sync_panel
+    assert panel is not None
+    _wait(lambda: bool(panel.rejected_rows))
+    shoot("sync")
+    window.show_page("find")
+    return shots

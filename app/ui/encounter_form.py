@@ -1,0 +1,1218 @@
+"""The street-triage encounter form: big controls for one gloved hand, validated as you go,
+autosaved as a draft in the encrypted cache, recorded through the runner's DB worker.
+
+Why it is built this way:
+- Choices are rows of big buttons (`SegmentedChoice`, `ChipSelect`), never combo boxes: a
+  popup list needs a second precise tap, which fails in rain and gloves.
+- Times are nudged (-1 h, -15, -5, +5 min, Now), never typed: a date picker is the fiddliest
+  control there is. Shown in Europe/London, stored as UTC. End is "when saved" unless set.
+- Validation is the service's own `encounters.validate` (no second set of rules here). It is
+  pure and cheap, so it runs after each change; errors appear next to their field once the
+  officer has tried to save, and the Save bar always says what is still needed.
+- The form's state lives in its widgets, so the main window can swap it out on idle lock and
+  back without losing anything. Drafts are autosaved 1 s after a change and on hide, through
+  the runner's one-worker DB pool (never racing the save), and offered back after a crash.
+- "Saved" appears only when `encounters.record` has returned, i.e. after COMMIT; the draft is
+  removed in that same transaction.
+
+No patient data leaves the widget: nothing is logged but ids and counts, the person's name is
+shown in a non-selectable label, and nothing goes to the window title or clipboard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QHideEvent, QIntValidator, QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.fhir import (
+    CONVEYANCE_CODES,
+    KNOWN_TO_SERVICES_CODES,
+    OUTCOME_CODES,
+    PLACE_OF_SAFETY_CODES,
+    REFERRAL_CODES,
+    RISK_TOPICS,
+)
+from app.services import encounters
+from app.services.session import Session
+from app.ui.ops import Op, Runner
+from app.ui.widgets import (
+    BigButton,
+    ChipSelect,
+    PatientText,
+    SectionCard,
+    SegmentedChoice,
+    label,
+    set_role,
+)
+
+log = logging.getLogger("kerbside.ui")
+
+LONDON = ZoneInfo("Europe/London")
+AUTOSAVE_DELAY_MS = 1000
+MISSING_SHOWN = 3  # field names in the Save bar before "and N more"
+T = TypeVar("T")
+
+_FORM_ITEMS = {item.link_id: item for section in encounters.FORM for item in section.items}
+
+# Labels the officer reads; codes come from app.fhir so they always match what is stored.
+RESPONSE_LABELS = {"face-to-face": "Face to face", "telephone": "Telephone",
+                   "control-room": "Control room"}  # fmt: skip
+LOCATION_LABELS = {"public-place": "Public place", "dwelling": "Dwelling (home)"}
+RISK_LABELS = {"none": "None", "low": "Low", "medium": "Medium", "high": "High"}
+YES_NO = {"yes": "Yes", "no": "No"}
+KNOWN_LABELS = {"yes": "Yes", "no": "No", "unknown": "Don't know"}
+SEX_LABELS = {"female": "Female", "male": "Male", "other": "Other", "unknown": "Not known"}
+PERSON_MODES = {"known": "From record", "nhs": "NHS number", "unknown": "Unknown"}
+assert set(KNOWN_LABELS) == set(KNOWN_TO_SERVICES_CODES)
+
+DWELLING_NOTE = (
+    "Section 136 cannot be used in a dwelling: a home, flat or room where anyone lives, or its "
+    "garden, yard, garage or outbuildings (Mental Health Act 1983 s136(1))."
+)
+
+# Every field the form can show an error against, in the order it appears (for "what's
+# missing" and for scrolling to the first problem).
+FIELD_ORDER = (
+    "patient", "patient.id", "patient.nhs_number", "patient.unidentified.description",
+    "patient.unidentified.apparent_age", "patient.unidentified.sex",
+    "patient.unidentified.place_found", "start", "end", "response_mode", "location",
+    "location_type", "police_incident_ref", "presenting_situation", "known_to_services",
+    "crisis_plan_consulted", *RISK_TOPICS, "section_136", "health_professional_consulted",
+    "consulted_with", "place_of_safety", "conveyance", "outcome", "referrals", "narrative",
+)  # fmt: skip
+FIELD_LABELS = {
+    **{name: item.text for name, item in _FORM_ITEMS.items()},
+    "patient": "Person",
+    "patient.id": "Person",
+    "patient.nhs_number": "NHS number",
+    "patient.unidentified.description": "Description",
+    "patient.unidentified.apparent_age": "Apparent age",
+    "patient.unidentified.sex": "Sex",
+    "patient.unidentified.place_found": "Where found",
+    "location_type": "Public place or dwelling",
+}
+
+
+def to_london(when: datetime) -> datetime:
+    return when.astimezone(LONDON)
+
+
+def _london_text(when: datetime) -> tuple[str, str]:
+    local = to_london(when)
+    return f"{local:%H:%M}", f"{local:%a %d %b}"
+
+
+def error_text(field: str, message: str) -> str:
+    """An error as a sentence: "Location must not be empty", "End must be after start"."""
+    name = FIELD_LABELS.get(_base_field(field), field)
+    if message.startswith(("is ", "must ", "matches ", "has ", "cannot ")):
+        return f"⚠ {name} {message}"
+    return "⚠ " + message[:1].upper() + message[1:]
+
+
+def _base_field(field: str) -> str:
+    """`referrals[2]` -> `referrals`; other names are kept."""
+    return field.split("[", 1)[0]
+
+
+def worker_session(session: Session, fn: Callable[[Session], T]) -> T:
+    """Run a service call on this (worker) thread with its own connection to the cache.
+
+    SQLite connections belong to the thread that opened them; the copy shares the profile, user
+    and key but never the main thread's Store, and is not closed as a Session (closing would
+    drop the main session's open-marker).
+    """
+    store = session.open_store()
+    try:
+        return fn(dataclasses.replace(session, store=store, _marker=None))
+    finally:
+        store.close()
+
+
+# -- small composite controls -------------------------------------------------------------------
+class _TimeField(QWidget):
+    """A time shown big in Europe/London, moved with big nudge buttons.
+
+    `optional=True` (the end time) starts as "when saved" and has a button back to that.
+    """
+
+    changed = Signal()
+
+    def __init__(self, name: str, *, optional: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._name = name
+        self._optional = optional
+        self._value: datetime | None = None if optional else _now()
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(6)
+        self._shown = label("", "h2", wrap=False)
+        self._shown.setAccessibleName(name)
+        col.addWidget(self._shown)
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        self.buttons: dict[str, QPushButton] = {}
+        for key, text, minutes in (("-60", "−1 h", -60), ("-15", "−15 min", -15),
+                                   ("-5", "−5 min", -5), ("+5", "+5 min", 5)):  # fmt: skip
+            button = BigButton(text, role="toggle", accessible_name=f"{name} {text}")
+            button.clicked.connect(lambda _=False, m=minutes: self.nudge(m))
+            self.buttons[key] = button
+            row.addWidget(button)
+        now_text = "At save" if optional else "Now"
+        now_button = BigButton(now_text, role="toggle", accessible_name=f"{name}: {now_text}")
+        now_button.clicked.connect(self.reset)
+        self.buttons["now"] = now_button
+        row.addWidget(now_button)
+        col.addLayout(row)
+        self._refresh()
+
+    def value(self) -> datetime | None:
+        """UTC, or None for "when saved"."""
+        return self._value
+
+    def set_value(self, when: datetime | None) -> None:
+        self._value = None if when is None and self._optional else (when or _now())
+        self._refresh()
+
+    def nudge(self, minutes: int) -> None:
+        base = self._value or _now()
+        self._value = (base + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+        self._refresh()
+        self.changed.emit()
+
+    def reset(self) -> None:
+        self._value = None if self._optional else _now()
+        self._refresh()
+        self.changed.emit()
+
+    def _refresh(self) -> None:
+        if self._value is None:
+            self._shown.setText("When you save")
+            return
+        clock, day = _london_text(self._value)
+        self._shown.setText(f"{clock}   {day}")
+
+
+class _AgeField(QWidget):
+    """Apparent age: a number with big -5/-1/+1/+5 steps (typing also works)."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(8)
+        self.edit = QLineEdit()
+        self.edit.setValidator(QIntValidator(0, encounters.MAX_APPARENT_AGE, self))
+        self.edit.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.edit.setPlaceholderText("age")
+        self.edit.setMaximumWidth(120)
+        self.edit.setAccessibleName("Apparent age in years")
+        self.edit.textChanged.connect(lambda _t: self.changed.emit())
+        for step in (-5, -1):
+            row.addWidget(self._step_button(step))
+        row.addWidget(self.edit)
+        for step in (1, 5):
+            row.addWidget(self._step_button(step))
+        row.addStretch(1)
+
+    def _step_button(self, step: int) -> QPushButton:
+        text = f"{step:+d}".replace("-", "−")
+        button = BigButton(text, role="toggle", accessible_name=f"Apparent age {text}")
+        button.clicked.connect(lambda _=False: self.step(step))
+        return button
+
+    def step(self, delta: int) -> None:
+        current = self.value()
+        start = 30 if current is None else current  # a mid guess beats counting up from 0
+        self.set_value(
+            max(0, min(encounters.MAX_APPARENT_AGE, start + (0 if current is None else delta)))
+        )
+
+    def value(self) -> int | None:
+        text = self.edit.text().strip()
+        return int(text) if text.isdigit() else None
+
+    def set_value(self, age: int | None) -> None:
+        self.edit.setText("" if age is None else str(age))
+
+
+def _line(name: str, placeholder: str = "") -> QLineEdit:
+    edit = QLineEdit()
+    edit.setAccessibleName(name)
+    edit.setPlaceholderText(placeholder)
+    edit.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)  # no copy menu (SEC 14)
+    item = _FORM_ITEMS.get(name)
+    if item is not None and item.max_length:
+        edit.setMaxLength(item.max_length)
+    return edit
+
+
+class _TextBox(QPlainTextEdit):
+    """Multi-line text that never copies out and tabs to the next field."""
+
+    def __init__(self, name: str, *, min_height: int, placeholder: str = "") -> None:
+        super().__init__()
+        self.setAccessibleName(name)
+        self.setPlaceholderText(placeholder)
+        self.setTabChangesFocus(True)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
+        self.setMinimumHeight(min_height)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(min_height)
+
+
+class _Field(QWidget):
+    """A label, the control, and the error line under it (hidden until there is an error)."""
+
+    def __init__(self, title: str, control: QWidget, *, hint: str | None = None) -> None:
+        super().__init__()
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 4, 0, 4)
+        col.setSpacing(6)
+        self.title = label(title, "h3")
+        col.addWidget(self.title)
+        if hint:
+            col.addWidget(label(hint, "muted"))
+        col.addWidget(control)
+        self.control = control
+        self.error = label("", "error")
+        self.error.setAccessibleName(f"{title}: problem")
+        self.error.hide()
+        col.addWidget(self.error)
+
+    def show_error(self, text: str | None) -> None:
+        self.error.setText(text or "")
+        self.error.setVisible(bool(text))
+
+
+# -- the form -------------------------------------------------------------------------------
+class EncounterForm(QWidget):
+    """Record one street-triage encounter.
+
+    Args:
+        session: the unlocked session (the form reads `user_id`; work opens its own Store).
+        runner: the app's `ops.Runner`; saves and drafts go through its one-worker DB pool.
+        patient: optionally `(patient_id, display_name)` when opened from a record card.
+        offer_search: show a "Find in search" button that emits `patient_search_requested`.
+        draft_id: continue this draft (from "Today's encounters") instead of a blank form.
+        amend: the client id of a record the central record refused: the form opens with
+            its answers and Save sends the correction (`resolve_rejected(..., "retry")`).
+            No draft is kept in this mode: the record itself is safe in the outbox.
+
+    Signals:
+        saved(str): the client id of the recorded encounter, after COMMIT.
+        draft_saved(str): the draft id, after the autosave committed.
+        discarded(): the officer threw the form (and its draft) away.
+        patient_search_requested(): the officer wants to pick the person from search; answer
+            with `set_patient(patient_id, display_name)`.
+        new_encounter_requested(): "Start another" after a save (the window may reuse us).
+    """
+
+    saved = Signal(str)
+    draft_saved = Signal(str)
+    discarded = Signal()
+    patient_search_requested = Signal()
+    new_encounter_requested = Signal()
+
+    def __init__(
+        self,
+        session: Session,
+        runner: Runner,
+        *,
+        patient: tuple[str, str] | None = None,
+        offer_search: bool = True,
+        draft_id: str | None = None,
+        amend: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("encounterForm")
+        self.setAccessibleName("New encounter")
+        self._session = session
+        self._runner = runner
+        self._draft_id: str | None = None
+        self._dirty = False  # changed since the last autosave was queued
+        self._pristine = True  # untouched since opened (a found draft may still be resumed)
+        self._loading = False  # filling widgets from a draft: not a user change
+        self._show_errors = False  # after the first Save attempt
+        self._saving = False
+        self._saved_client_id: str | None = None
+        self._patient_id: str | None = None
+        self._patient_display = ""
+        self._drafts: list[encounters.Draft] = []
+        self._resume_id = draft_id
+        self._amend = amend
+        self.fields: dict[str, _Field] = {}
+
+        self._autosave = QTimer(self)
+        self._autosave.setSingleShot(True)
+        self._autosave.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave.timeout.connect(self.flush_draft)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(self._build_top_bar())
+        self._banner = self._build_draft_banner()
+        outer.addWidget(self._banner)
+        self._scroll = QScrollArea()
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        body.setObjectName("workspace")
+        centred = QHBoxLayout(body)
+        centred.setContentsMargins(0, 0, 0, 0)
+        holder = QWidget()
+        holder.setMaximumWidth(1100)
+        holder.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._body = QVBoxLayout(holder)
+        self._body.setContentsMargins(20, 16, 20, 24)
+        self._body.setSpacing(16)
+        self._build_sections(offer_search)
+        self._body.addStretch(1)
+        centred.addStretch(1)
+        centred.addWidget(holder, 100)
+        centred.addStretch(1)
+        self._scroll.setWidget(body)
+        outer.addWidget(self._scroll, 1)
+        self._saved_page = self._build_saved_page()
+        self._saved_page.hide()
+        outer.addWidget(self._saved_page, 1)
+        outer.addWidget(self._build_save_bar())
+
+        if patient is not None:
+            self.set_patient(*patient)
+        else:
+            self.person_mode.set_value("nhs")
+        self._sync_visibility()
+        self._revalidate()
+        if amend is not None:
+            self._load_recorded(amend)
+        else:
+            self._look_for_drafts()
+
+    # -- building ------------------------------------------------------------------------
+    def _build_top_bar(self) -> QWidget:
+        bar = QFrame()
+        set_role(bar, "topbar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(20, 8, 20, 8)
+        row.setSpacing(16)
+        self.title = label("New encounter", "h2", wrap=False)
+        row.addWidget(self.title)
+        self.draft_status = label("Not saved yet", "muted", wrap=False)
+        self.draft_status.setAccessibleName("Draft status")
+        row.addWidget(self.draft_status, 1)
+        self.discard_button = BigButton(
+            "Discard", role="toggle", accessible_name="Discard this encounter"
+        )
+        self.discard_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # never the default key
+        self.discard_button.clicked.connect(self._discard_clicked)
+        row.addWidget(self.discard_button)
+        return bar
+
+    def _build_draft_banner(self) -> QWidget:
+        banner = QFrame()
+        set_role(banner, "notice")
+        row = QHBoxLayout(banner)
+        row.setContentsMargins(20, 8, 20, 8)
+        self._banner_text = label("", None)
+        row.addWidget(self._banner_text, 1)
+        self.resume_button = BigButton(
+            "Resume", role="primary", accessible_name="Resume the unsaved encounter"
+        )
+        self.resume_button.clicked.connect(self.resume_draft)
+        self.drop_draft_button = BigButton(
+            "Discard it", role="toggle", accessible_name="Discard the unsaved encounter"
+        )
+        self.drop_draft_button.clicked.connect(self._drop_found_draft)
+        row.addWidget(self.resume_button)
+        row.addWidget(self.drop_draft_button)
+        banner.hide()
+        return banner
+
+    def _field(
+        self, name: str, control: QWidget, title: str | None = None, hint: str | None = None
+    ) -> _Field:
+        field = _Field(title or FIELD_LABELS.get(name, name), control, hint=hint)
+        self.fields[name] = field
+        return field
+
+    def _watch(self, *signals: Any) -> None:
+        for signal in signals:
+            signal.connect(self._changed)
+
+    def _build_sections(self, offer_search: bool) -> None:
+        # Person
+        card = SectionCard("Person")
+        self.person_mode = SegmentedChoice(
+            list(PERSON_MODES.items()), accessible_name="Who is this record about"
+        )
+        card.add(self.person_mode)
+        self._known_box = QWidget()
+        known = QHBoxLayout(self._known_box)
+        known.setContentsMargins(0, 0, 0, 0)
+        self.patient_name = PatientText("", role="h3")
+        known.addWidget(self.patient_name, 1)
+        card.add(self._field("patient.id", self._known_box, "Person from the record"))
+        self.nhs_number = _line("patient.nhs_number", "e.g. 943 476 5870")
+        self.nhs_number.setAccessibleName("NHS number")
+        self.nhs_number.setInputMethodHints(Qt.InputMethodHint.ImhDigitsOnly)
+        self.nhs_number.setMaxLength(14)
+        nhs_row = QWidget()
+        nhs_layout = QHBoxLayout(nhs_row)
+        nhs_layout.setContentsMargins(0, 0, 0, 0)
+        nhs_layout.addWidget(self.nhs_number, 1)
+        self.search_button = BigButton(
+            "Find in search", role="toggle", accessible_name="Find the person in search"
+        )
+        self.search_button.clicked.connect(self.patient_search_requested)
+        self.search_button.setVisible(offer_search)
+        nhs_layout.addWidget(self.search_button)
+        card.add(self._field("patient.nhs_number", nhs_row))
+        # Unknown person
+        self._unknown_box = QWidget()
+        unknown = QVBoxLayout(self._unknown_box)
+        unknown.setContentsMargins(0, 0, 0, 0)
+        unknown.addWidget(
+            label(
+                "A provisional record is made from this description; the "
+                "central record links it to the person later.",
+                "muted",
+            )
+        )
+        self.description = _TextBox(
+            "Description of the person",
+            min_height=96,
+            placeholder="Build, height, hair, clothing, marks…",
+        )
+        unknown.addWidget(self._field("patient.unidentified.description", self.description))
+        self.apparent_age = _AgeField()
+        unknown.addWidget(self._field("patient.unidentified.apparent_age", self.apparent_age))
+        self.sex = SegmentedChoice(list(SEX_LABELS.items()), accessible_name="Sex")
+        unknown.addWidget(self._field("patient.unidentified.sex", self.sex))
+        self.place_found = QLineEdit()
+        self.place_found.setAccessibleName("Where found")
+        self.place_found.setMaxLength(500)
+        self.place_found.setPlaceholderText("If different from the location below")
+        self.place_found.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
+        unknown.addWidget(self._field("patient.unidentified.place_found", self.place_found))
+        card.add(self._unknown_box)
+        self._body.addWidget(card)
+        self._watch(
+            self.person_mode.changed,
+            self.nhs_number.textChanged,
+            self.description.textChanged,
+            self.apparent_age.changed,
+            self.sex.changed,
+            self.place_found.textChanged,
+        )
+
+        # When and where
+        card = SectionCard("When and where")
+        self.start = _TimeField("Start", optional=False)
+        card.add(self._field("start", self.start, "Start (UK time)"))
+        self.end = _TimeField("End", optional=True)
+        card.add(self._field("end", self.end, "End (UK time)"))
+        self.response_mode = SegmentedChoice(
+            [(code, RESPONSE_LABELS[code]) for code in RESPONSE_LABELS],
+            accessible_name="Response mode",
+        )
+        self.response_mode.set_value("face-to-face")
+        card.add(self._field("response_mode", self.response_mode, "Response"))
+        self.location = _line("location", "Street, landmark or address")
+        card.add(self._field("location", self.location))
+        self.location_type = SegmentedChoice(
+            list(LOCATION_LABELS.items()), accessible_name="Public place or dwelling"
+        )
+        set_role(self.location_type, "big-toggle")
+        card.add(self._field("location_type", self.location_type))
+        self.police_incident_ref = _line("police_incident_ref", "e.g. WMP-2026-11-20-1042")
+        card.add(self._field("police_incident_ref", self.police_incident_ref))
+        self._body.addWidget(card)
+        self._watch(
+            self.start.changed,
+            self.end.changed,
+            self.response_mode.changed,
+            self.location.textChanged,
+            self.location_type.changed,
+            self.police_incident_ref.textChanged,
+        )
+
+        # Situation
+        card = SectionCard("Situation")
+        self.presenting_situation = _TextBox(
+            "Presenting situation", min_height=96, placeholder="What is happening, in a line or two"
+        )
+        card.add(self._field("presenting_situation", self.presenting_situation))
+        self.known_to_services = SegmentedChoice(
+            list(KNOWN_LABELS.items()), accessible_name="Known to services"
+        )
+        card.add(self._field("known_to_services", self.known_to_services))
+        self.crisis_plan_consulted = SegmentedChoice(
+            list(YES_NO.items()), accessible_name="Crisis plan consulted"
+        )
+        card.add(self._field("crisis_plan_consulted", self.crisis_plan_consulted))
+        self._body.addWidget(card)
+        self._watch(
+            self.presenting_situation.textChanged,
+            self.known_to_services.changed,
+            self.crisis_plan_consulted.changed,
+        )
+
+        # Risk
+        card = SectionCard("Risk")
+        self.risk: dict[str, SegmentedChoice] = {}
+        for name, (_code, text) in RISK_TOPICS.items():
+            choice = SegmentedChoice(list(RISK_LABELS.items()), accessible_name=text)
+            self.risk[name] = choice
+            card.add(self._field(name, choice, text))
+            self._watch(choice.changed)
+        self._body.addWidget(card)
+
+        # Section 136
+        card = SectionCard("Mental Health Act section 136")
+        self.section_136 = SegmentedChoice(
+            [("no", "Not used"), ("yes", "Section 136 used")], accessible_name="Section 136 used"
+        )
+        self.section_136.set_value("no")
+        card.add(self._field("section_136", self.section_136, "Section 136 used"))
+        self.dwelling_note = label(DWELLING_NOTE, "notice")
+        self.dwelling_note.setAccessibleName("Section 136 not available in a dwelling")
+        card.add(self.dwelling_note)
+        self._s136_box = QWidget()
+        s136 = QVBoxLayout(self._s136_box)
+        s136.setContentsMargins(0, 0, 0, 0)
+        self.health_professional_consulted = SegmentedChoice(
+            list(YES_NO.items()), accessible_name="Health professional consulted"
+        )
+        s136.addWidget(
+            self._field("health_professional_consulted", self.health_professional_consulted)
+        )
+        self.consulted_with = _line("consulted_with", "Name and role, e.g. CPN on the car")
+        s136.addWidget(self._field("consulted_with", self.consulted_with))
+        self.place_of_safety = SegmentedChoice(
+            list(PLACE_OF_SAFETY_CODES.items()), accessible_name="Place of safety"
+        )
+        s136.addWidget(self._field("place_of_safety", self.place_of_safety))
+        self.conveyance = SegmentedChoice(
+            list(CONVEYANCE_CODES.items()), accessible_name="Conveyance"
+        )
+        s136.addWidget(self._field("conveyance", self.conveyance))
+        card.add(self._s136_box)
+        self._body.addWidget(card)
+        self._watch(
+            self.section_136.changed,
+            self.health_professional_consulted.changed,
+            self.consulted_with.textChanged,
+            self.place_of_safety.changed,
+            self.conveyance.changed,
+        )
+
+        # Outcome
+        card = SectionCard("Outcome")
+        self.outcome = SegmentedChoice(
+            list(OUTCOME_CODES.items()), columns=1, accessible_name="Outcome"
+        )
+        card.add(self._field("outcome", self.outcome, "Outcome (choose one)"))
+        self.referrals = ChipSelect(
+            list(REFERRAL_CODES.items()), columns=3, accessible_name="Referrals"
+        )
+        card.add(self._field("referrals", self.referrals, "Referrals (any that apply)"))
+        self._body.addWidget(card)
+        self._watch(self.outcome.changed, self.referrals.changed)
+
+        # Narrative
+        card = SectionCard("Narrative")
+        self.narrative = _TextBox(
+            "Narrative", min_height=200, placeholder="What happened, what was decided and why"
+        )
+        card.add(self._field("narrative", self.narrative, "Narrative"))
+        self._body.addWidget(card)
+        self._watch(self.narrative.textChanged)
+
+    def _build_save_bar(self) -> QWidget:
+        bar = QFrame()
+        set_role(bar, "navbar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(20, 10, 20, 10)
+        row.setSpacing(16)
+        self.missing = label("", "muted")
+        self.missing.setAccessibleName("What is still needed")
+        row.addWidget(self.missing, 1)
+        self.save_button = BigButton(
+            "Save encounter", role="primary", accessible_name="Save encounter"
+        )
+        self.save_button.setMinimumHeight(64)
+        self.save_button.setMinimumWidth(260)
+        self.save_button.clicked.connect(self.save)
+        row.addWidget(self.save_button)
+        return bar
+
+    def _build_saved_page(self) -> QWidget:
+        page = QWidget()
+        col = QVBoxLayout(page)
+        col.setContentsMargins(40, 40, 40, 40)
+        col.setSpacing(20)
+        col.addStretch(1)
+        self.saved_title = label("Saved", "h1")
+        self.saved_title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        col.addWidget(self.saved_title)
+        self.saved_detail = label("", "hint")
+        self.saved_detail.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        col.addWidget(self.saved_detail)
+        again = BigButton("Start another encounter", accessible_name="Start another encounter")
+        again.clicked.connect(self.new_encounter_requested)
+        col.addWidget(again, 0, Qt.AlignmentFlag.AlignCenter)
+        col.addStretch(2)
+        return page
+
+    # -- the person ------------------------------------------------------------------------
+    def set_patient(self, patient_id: str, display_name: str) -> None:
+        """Record about this cached person (from the record card or a search pick)."""
+        self._patient_id = patient_id
+        self._patient_display = display_name
+        self.patient_name.setText(display_name or "Person picked from search")
+        self.person_mode.set_value("known")
+        self._changed()
+
+    # -- reading and filling the widgets -------------------------------------------------
+    def data(self) -> dict[str, Any]:
+        """The form as the JSON input shape of `kerbside record` (what drafts hold).
+
+        Unset fields are left out rather than guessed; s136 details are kept in the widgets
+        but left out while s136 is not used, as the service requires.
+        """
+        out: dict[str, Any] = {}
+        mode = self.person_mode.value()
+        if mode == "known" and self._patient_id:
+            out["patient"] = {"id": self._patient_id}
+        elif mode == "nhs":
+            out["patient"] = {"nhs_number": self.nhs_number.text().strip()}
+        elif mode == "unknown":
+            person: dict[str, Any] = {
+                "description": self.description.toPlainText(),
+                "sex": self.sex.value(),
+                "apparent_age": self.apparent_age.value(),
+            }
+            if self.place_found.text().strip():
+                person["place_found"] = self.place_found.text().strip()
+            out["patient"] = {"unidentified": {k: v for k, v in person.items() if v is not None}}
+        out["start"] = _iso(self.start.value())
+        if self.end.value() is not None:
+            out["end"] = _iso(self.end.value())
+        for name, edit in (
+            ("location", self.location),
+            ("police_incident_ref", self.police_incident_ref),
+        ):
+            out[name] = edit.text()
+        out["presenting_situation"] = self.presenting_situation.toPlainText()
+        out["narrative"] = self.narrative.toPlainText()
+        for name, choice in (
+            ("response_mode", self.response_mode),
+            ("location_type", self.location_type),
+            ("known_to_services", self.known_to_services),
+            ("outcome", self.outcome),
+            *self.risk.items(),
+        ):
+            if choice.value() is not None:
+                out[name] = choice.value()
+        if self.crisis_plan_consulted.value() is not None:
+            out["crisis_plan_consulted"] = self.crisis_plan_consulted.value() == "yes"
+        s136 = self.section_136.value() == "yes" and self.section_136.isEnabled()
+        out["section_136"] = s136
+        if s136:
+            hpc = self.health_professional_consulted.value()
+            if hpc is not None:
+                out["health_professional_consulted"] = hpc == "yes"
+            if hpc == "yes" and self.consulted_with.text().strip():
+                out["consulted_with"] = self.consulted_with.text().strip()
+            for name, choice in (
+                ("place_of_safety", self.place_of_safety),
+                ("conveyance", self.conveyance),
+            ):
+                if choice.value() is not None:
+                    out[name] = choice.value()
+        out["referrals"] = self.referrals.values()
+        return out
+
+    def load_data(self, data: Mapping[str, Any]) -> None:
+        """Fill the widgets from a draft (the JSON input shape); unknown keys are ignored."""
+        self._loading = True
+        try:
+            patient = data.get("patient") or {}
+            if "id" in patient:
+                self._patient_id = str(patient["id"])
+                self.patient_name.setText(self._patient_display or "Person picked before")
+                self.person_mode.set_value("known")
+            elif "unidentified" in patient:
+                person = patient["unidentified"] or {}
+                self.person_mode.set_value("unknown")
+                self.description.setPlainText(str(person.get("description", "")))
+                age = person.get("apparent_age")
+                self.apparent_age.set_value(age if isinstance(age, int) else None)
+                self.sex.set_value(person.get("sex"))
+                self.place_found.setText(str(person.get("place_found", "")))
+            else:
+                self.person_mode.set_value("nhs")
+                self.nhs_number.setText(str(patient.get("nhs_number", "")))
+            self.start.set_value(_parse_iso(data.get("start")))
+            self.end.set_value(_parse_iso(data.get("end")))
+            self.location.setText(str(data.get("location", "")))
+            self.police_incident_ref.setText(str(data.get("police_incident_ref", "")))
+            self.presenting_situation.setPlainText(str(data.get("presenting_situation", "")))
+            self.narrative.setPlainText(str(data.get("narrative", "")))
+            for name, choice in (
+                ("response_mode", self.response_mode),
+                ("location_type", self.location_type),
+                ("known_to_services", self.known_to_services),
+                ("outcome", self.outcome),
+                ("place_of_safety", self.place_of_safety),
+                ("conveyance", self.conveyance),
+                *self.risk.items(),
+            ):
+                choice.set_value(data.get(name))
+            for name, choice in (
+                ("crisis_plan_consulted", self.crisis_plan_consulted),
+                ("health_professional_consulted", self.health_professional_consulted),
+            ):
+                value = data.get(name)
+                choice.set_value(None if value is None else ("yes" if value else "no"))
+            self.section_136.set_value("yes" if data.get("section_136") else "no")
+            self.consulted_with.setText(str(data.get("consulted_with", "")))
+            self.referrals.set_values(data.get("referrals") or ())
+        finally:
+            self._loading = False
+        self._sync_visibility()
+        self._revalidate()
+
+    def to_input(self, now: datetime | None = None) -> encounters.EncounterInput:
+        """The form as an EncounterInput; unset required values get neutral stand-ins that
+        `errors()` then reports as missing (so validate can still check everything else)."""
+        now = now or _now()
+        data = self.data()
+        patient = data.get("patient") or {}
+        person: encounters.PatientChoice
+        if "id" in patient:
+            person = encounters.KnownPatient(patient["id"])
+        elif "unidentified" in patient:
+            raw = patient["unidentified"]
+            person = encounters.UnidentifiedPerson(
+                description=raw.get("description", ""),
+                apparent_age=raw.get("apparent_age", -1),
+                sex=raw.get("sex", ""),
+                place_found=raw.get("place_found"),
+            )
+        else:
+            person = encounters.PatientByNhsNumber(patient.get("nhs_number", ""))
+        optional = {name: data[name] for name in (
+            "location_type", "response_mode", "known_to_services", "crisis_plan_consulted",
+            *RISK_TOPICS, "health_professional_consulted", "consulted_with", "place_of_safety",
+            "conveyance") if name in data}  # fmt: skip
+        return encounters.EncounterInput(
+            patient=person,
+            start=self.start.value() or now,
+            end=self.end_at(now),
+            location=data["location"],
+            police_incident_ref=data["police_incident_ref"],
+            presenting_situation=data["presenting_situation"],
+            section_136=data["section_136"],
+            outcome=data.get("outcome", "other"),
+            narrative=data["narrative"],
+            referrals=tuple(data["referrals"]),
+            **optional,
+        )
+
+    def errors(self, now: datetime | None = None) -> list[encounters.FieldError]:
+        """The service's validation of the current form, with "choose one" for unset choices."""
+        now = now or _now()
+        missing: list[encounters.FieldError] = []
+        if self.person_mode.value() == "known" and not self._patient_id:
+            missing.append(encounters.FieldError("patient.id", "is required: pick the person"))
+        if self.person_mode.value() == "nhs" and not self.nhs_number.text().strip():
+            missing.append(encounters.FieldError("patient.nhs_number", "is required"))
+        if self.person_mode.value() == "unknown":
+            if self.apparent_age.value() is None:
+                missing.append(
+                    encounters.FieldError(
+                        "patient.unidentified.apparent_age", "is required: your best guess"
+                    )
+                )
+            if self.sex.value() is None:
+                missing.append(
+                    encounters.FieldError("patient.unidentified.sex", "is required: choose one")
+                )
+        if self.outcome.value() is None:
+            missing.append(encounters.FieldError("outcome", "is required: choose one"))
+        stood_in = {e.field for e in missing}
+        found = [
+            e for e in encounters.validate(self.to_input(now), now=now) if e.field not in stood_in
+        ]
+        return sorted(missing + found, key=lambda e: _order(e.field))
+
+    def end_at(self, now: datetime) -> datetime:
+        """The end time to record: as set, else "now" (at least a minute after the start,
+        so a record saved straight after opening is not refused for ending as it began)."""
+        end = self.end.value()
+        if end is not None:
+            return end
+        start = self.start.value() or now
+        return max(now, start + timedelta(minutes=1))
+
+    def _load_recorded(self, client_id: str) -> None:
+        """Open a refused record's answers for correction."""
+        session = self._session
+        self.title.setText("Correct a refused record")
+        self.discard_button.hide()
+
+        def loaded(answers: dict[str, Any]) -> None:
+            self.load_data(answers)
+            self._pristine = False
+            self.draft_status.setText("Correcting; Save sends it again")
+
+        Op(
+            self,
+            lambda: worker_session(session, lambda s: encounters.recorded_answers(s, client_id)),
+        ).on_success(loaded).run(self._runner)
+
+    # -- change handling -----------------------------------------------------------------
+    def _changed(self, *_args: object) -> None:
+        if self._loading:
+            return
+        if self._pristine:
+            self._pristine = False
+            self._banner.hide()
+        self._dirty = True
+        self._autosave.start()
+        self._sync_visibility()
+        self._revalidate()
+
+    def _sync_visibility(self) -> None:
+        mode = self.person_mode.value()
+        self.fields["patient.id"].setVisible(mode == "known")
+        self.fields["patient.nhs_number"].setVisible(mode == "nhs")
+        self._unknown_box.setVisible(mode == "unknown")
+        self.person_mode.button("known").setVisible(self._patient_id is not None)
+        dwelling = self.location_type.value() == "dwelling"
+        self.section_136.setEnabled(not dwelling)
+        self.dwelling_note.setVisible(dwelling)
+        if dwelling and self.section_136.value() == "yes":
+            self.section_136.set_value("no")  # details stay in the widgets if it changes back
+        s136 = self.section_136.value() == "yes" and not dwelling
+        self._s136_box.setVisible(s136)
+        self.fields["consulted_with"].setVisible(
+            self.health_professional_consulted.value() == "yes"
+        )
+
+    def _revalidate(self) -> None:
+        errors = self.errors()
+        by_field: dict[str, list[str]] = {}
+        unplaced: list[str] = []
+        for error in errors:
+            key = _base_field(error.field)
+            target = key if key in self.fields else ("patient.id" if key == "patient" else None)
+            text = error_text(error.field, error.message)
+            if target is None:
+                unplaced.append(text)
+            else:
+                by_field.setdefault(target, []).append(text)
+        for name, field in self.fields.items():
+            shown = by_field.get(name) if self._show_errors else None
+            field.show_error("\n".join(shown) if shown else None)
+        if errors:
+            names: list[str] = []
+            for error in errors:
+                name = FIELD_LABELS.get(_base_field(error.field), error.field)
+                if name not in names:
+                    names.append(name)
+            # A few names, then a count: the whole list grew the Save bar to five lines in
+            # portrait, pushing the form itself off a wet screen.
+            shown = names[:MISSING_SHOWN]
+            more = len(names) - len(shown)
+            self.missing.setText(
+                "Still needed: " + ", ".join(shown) + (f" and {more} more" if more else "")
+            )
+            self.save_button.setText(f"Save · {len(names)} to fix")
+        else:
+            self.missing.setText("Ready to save")
+            self.save_button.setText("Save encounter")
+        if unplaced and self._show_errors:
+            self.missing.setText("\n".join(unplaced))
+        self.save_button.setAccessibleName(self.save_button.text())
+        self._errors = errors
+
+    # -- drafts --------------------------------------------------------------------------
+    def draft_id(self) -> str | None:
+        return self._draft_id
+
+    def flush_draft(self) -> None:
+        """Autosave now if anything changed (the main window calls this before locking)."""
+        self._autosave.stop()
+        if (
+            not self._dirty
+            or self._saving
+            or self._saved_client_id is not None
+            or self._amend is not None
+        ):
+            return
+        self._dirty = False
+        if self._draft_id is None:
+            self._draft_id = encounters.new_draft_id()
+        draft_id, data, session = self._draft_id, self.data(), self._session
+
+        def work() -> str:
+            worker_session(session, lambda s: encounters.save_draft(s, draft_id, data))
+            return draft_id
+
+        def done(saved_id: str) -> None:
+            self.draft_status.setText(f"Draft kept {to_london(_now()):%H:%M}")
+            self.draft_saved.emit(saved_id)
+
+        def failed(exc: BaseException) -> None:
+            self._dirty = True  # try again on the next change
+            self.draft_status.setText("Draft not kept: the cache is unavailable")
+            self._runner.report(exc)
+
+        log.debug("autosaving draft %s", draft_id)
+        Op(self, work, writes=True).on_success(done).on_failure(failed).run(self._runner)
+
+    def _look_for_drafts(self) -> None:
+        """Offer a draft left by a crash (or an earlier form) while this form is untouched."""
+        session = self._session
+
+        def found(drafts: list[encounters.Draft]) -> None:
+            self._drafts = [d for d in drafts if d.draft_id != self._draft_id]
+            wanted = [d for d in self._drafts if d.draft_id == self._resume_id]
+            if wanted and self._pristine:
+                self._drafts.remove(wanted[0])
+                self._drafts.insert(0, wanted[0])
+                self._resume_id = None
+                self.resume_draft()
+                return
+            if not self._drafts or not self._pristine:
+                return
+            newest = self._drafts[0]
+            when = _parse_iso(newest.updated_at)
+            more = len(self._drafts) - 1
+            text = "An unsaved encounter was found"
+            if when is not None:
+                text += f", last changed {to_london(when):%H:%M %a %d %b}"
+            if more:
+                text += f" (and {more} older)"
+            self._banner_text.setText(text + ".")
+            self._banner.show()
+
+        Op(self, lambda: worker_session(session, encounters.load_drafts)).on_success(found).run(
+            self._runner
+        )
+
+    def found_drafts(self) -> list[encounters.Draft]:
+        return list(self._drafts)
+
+    def resume_draft(self) -> None:
+        """Continue the newest found draft in this form (its id is kept, so it is updated)."""
+        if not self._drafts:
+            return
+        draft = self._drafts.pop(0)
+        self._draft_id = draft.draft_id
+        self.load_data(draft.data)
+        self._pristine = False
+        self._banner.hide()
+        self.draft_status.setText("Resumed unsaved encounter")
+
+    def _drop_found_draft(self) -> None:
+        if not self._drafts:
+            self._banner.hide()
+            return
+        draft = self._drafts.pop(0)
+        session = self._session
+        Op(
+            self,
+            lambda: worker_session(session, lambda s: encounters.discard_draft(s, draft.draft_id)),
+            writes=True,
+        ).on_success(lambda _r: self._look_for_drafts()).run(self._runner)
+        self._banner.hide()
+
+    def _discard_clicked(self) -> None:
+        """Two taps: a single stray tap must not throw a record away."""
+        if self.discard_button.property("armed"):
+            self.discard()
+            return
+        self.discard_button.setProperty("armed", True)
+        self.discard_button.setText("Tap again to discard")
+        QTimer.singleShot(4000, self._disarm_discard)
+
+    def _disarm_discard(self) -> None:
+        self.discard_button.setProperty("armed", False)
+        self.discard_button.setText("Discard")
+
+    def discard(self) -> None:
+        """Throw the form and its draft away."""
+        self._autosave.stop()
+        self._dirty = False
+        draft_id, session = self._draft_id, self._session
+        self._draft_id = None
+        self._disarm_discard()
+        if draft_id is not None:
+            Op(
+                self,
+                lambda: worker_session(session, lambda s: encounters.discard_draft(s, draft_id)),
+                writes=True,
+            ).run(self._runner)
+        self.discarded.emit()
+
+    # -- saving --------------------------------------------------------------------------
+    def save(self) -> None:
+        """Validate, then record through the DB worker; "Saved" only once COMMIT returned."""
+        if self._saving or self._saved_client_id is not None:
+            return
+        now = _now()
+        self._show_errors = True
+        self._revalidate()
+        if self._errors:
+            self._scroll_to(self._errors[0].field)
+            return
+        inp = self.to_input(now)
+        draft_id, session = self._draft_id, self._session
+        self._autosave.stop()
+        self._dirty = False
+        self._set_saving(True)
+
+        amend = self._amend
+
+        def work() -> encounters.RecordedEncounter:
+            if amend is not None:
+
+                def correct(s: Session) -> encounters.RecordedEncounter:
+                    encounters.resolve_rejected(s, amend, "retry", corrected=inp)
+                    return encounters.RecordedEncounter(amend, _iso(_now()) or "", None, False)
+
+                return worker_session(session, correct)
+            return worker_session(session, lambda s: encounters.record(s, inp, draft_id=draft_id))
+
+        Op(self, work, writes=True).on_success(self._saved).on_failure(self._save_failed).run(
+            self._runner
+        )
+
+    def _saved(self, recorded: encounters.RecordedEncounter) -> None:
+        self._saving = False
+        self._saved_client_id = recorded.client_id
+        self._draft_id = None
+        when = _parse_iso(recorded.created_at) or _now()
+        self.saved_title.setText("Saved")
+        self.saved_detail.setText(
+            f"Recorded at {to_london(when):%H:%M}. It will go to the central record at the "
+            "next sync; until then it is kept, encrypted, on this device."
+        )
+        self.draft_status.setText("Saved")
+        self._scroll.hide()
+        self._saved_page.show()
+        self.save_button.setText("Saved ✓")
+        self.save_button.setEnabled(False)
+        self.discard_button.setEnabled(False)
+        self.missing.setText("")
+        log.info("encounter %s saved", recorded.client_id)
+        self.saved.emit(recorded.client_id)
+
+    def _save_failed(self, exc: BaseException) -> None:
+        self._set_saving(False)
+        self._dirty = True
+        self._autosave.start()  # keep the work as a draft whatever happened
+        if isinstance(exc, encounters.InvalidEncounter):
+            self._show_service_errors(exc.errors)
+            return
+        self.missing.setText(
+            "Not saved: "
+            + (
+                str(exc)
+                if isinstance(exc, (encounters.InvalidInput,))
+                else "the cache could not be written"
+            )
+        )
+        self._runner.report(exc)
+
+    def _show_service_errors(self, errors: Sequence[encounters.FieldError]) -> None:
+        """Errors only `record` can find (the person is not in the cache, age rules)."""
+        self._revalidate()
+        for error in errors:
+            key = _base_field(error.field)
+            target = key if key in self.fields else "patient.id"
+            self.fields[target].show_error(error_text(error.field, error.message))
+        self.missing.setText(
+            "Not saved: " + "; ".join(error_text(e.field, e.message) for e in errors)
+        )
+        if errors:
+            self._scroll_to(errors[0].field)
+
+    def _set_saving(self, saving: bool) -> None:
+        self._saving = saving
+        self._scroll.setEnabled(not saving)
+        self.save_button.setEnabled(not saving)
+        if saving:
+            self.save_button.setText("Saving…")
+
+    def saved_client_id(self) -> str | None:
+        return self._saved_client_id
+
+    def _scroll_to(self, field: str) -> None:
+        key = _base_field(field)
+        widget = self.fields.get(key) or self.fields.get("patient.id")
+        if widget is not None and widget.isVisibleTo(self):
+            self._scroll.ensureWidgetVisible(widget, 0, 80)
+
+    # -- Qt events ---------------------------------------------------------------------------
+    def hideEvent(self, event: QHideEvent) -> None:
+        """Swapped out (idle lock, another screen): keep the work now, not in a second."""
+        self.flush_draft()
+        super().hideEvent(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        wide = event.size().width() >= 1000
+        self.outcome.set_columns(2 if wide else 1)
+        self.referrals.set_columns(3 if wide else 2)
+        super().resizeEvent(event)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(raw: Any) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def _order(field: str) -> int:
+    key = _base_field(field)
+    return FIELD_ORDER.index(key) if key in FIELD_ORDER else len(FIELD_ORDER)

@@ -1,0 +1,764 @@
+"""The main window: lock layer, top bar, Find (search + record), Encounter and Sync pages.
+
+Layout follows the window, not the device: at 1000 px wide or more the search list and the
+record sit side by side; narrower (portrait tablet) shows one pane at a time with a back
+button. The window title is always just "Kerbside" (task bars, switchers and screen sharing
+show titles), and locking swaps the whole window to the lock screen at once.
+
+Locking keeps the session open in memory (the data key stays in this process, as a phone's
+"after first unlock" state does) so that unlocking returns the officer to the same patient,
+page and draft; the same user's PIN is verified again by app.security, with its delays and
+wipe. A different user gets a fresh session and a clean window.
+
+Each unlocked session gets one `SyncController` (sync on its own thread, connectivity,
+auto-sync) and the `SyncPanel` that shows it; both are stopped and dropped on lock, on a wipe
+and on close, and rebuilt on unlock (a lock cancels a running sync; its committed pages stay,
+so the next run continues). The encounter form is made on demand, one at a time: replacing it
+keeps the old one's work as a draft, which the new form offers back.
+
+Test hooks (kept stable for tests/gui and the journey test): `is_locked`, `session`,
+`unlock_view`, `search_view`, `record_view`, `encounter_form`, `sync_panel`,
+`sync_controller`, `current_page()`, `show_page()`, `is_landscape()`, `idle`, `lock()`,
+`start_sync()`, `sync_summary_text()`, and the signals `locked`, `session_opened(Session)`,
+`form_opened(EncounterForm)`, `sync_finished(SyncReport)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QButtonGroup,
+    QFrame,
+    QHBoxLayout,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui import theme
+from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
+from app.ui.ops import Runner
+from app.ui.record_view import RecordView
+from app.ui.search_view import SearchView
+from app.ui.unlock_view import UnlockView
+from app.ui.widgets import BigButton, label
+
+if TYPE_CHECKING:
+    from app.services.session import Session
+    from app.ui.encounter_form import EncounterForm
+    from app.ui.sync_panel import SyncPanel
+    from app.ui.sync_worker import SyncController
+    from sync import SyncReport
+
+log = logging.getLogger("kerbside.ui")
+
+TITLE = "Kerbside"
+LANDSCAPE_MIN_WIDTH = 1000
+PAGE_FIND, PAGE_ENCOUNTER, PAGE_SYNC = "find", "encounter", "sync"
+
+
+class MainWindow(QMainWindow):
+    """The whole app in one window.
+
+    Args:
+        profile_dir: the profile to unlock.
+        runner: the app's `ops.Runner`.
+        demo_pin: show this PIN on the unlock screen (demo only; implies `demo`).
+        demo: show the DEMO banner (synthetic data, insecure keyring allowed).
+        auto_sync: let the sync controller start runs by itself (on unlock when the central
+            record answers, when connectivity returns, on its timer, after a save).
+        sync_options: extra `SyncController` keyword arguments (tests: probe interval,
+            `use_os_network_info=False`).
+    """
+
+    locked = Signal()
+    session_opened = Signal(object)  # Session
+    form_opened = Signal(object)  # EncounterForm
+    sync_finished = Signal(object)  # sync.SyncReport, after the window refreshed its views
+    closed = Signal()  # the window closed: session closed, sync stopped (the demo stops its
+    # server on this)
+
+    def __init__(
+        self,
+        profile_dir: Path,
+        runner: Runner,
+        *,
+        demo_pin: str | None = None,
+        demo: bool = False,
+        auto_sync: bool = False,
+        sync_options: Mapping[str, Any] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(TITLE)
+        self.setAccessibleName(TITLE)
+        self._profile_dir = profile_dir
+        self._runner = runner
+        self._demo = demo or demo_pin is not None
+        self._auto_sync = auto_sync
+        options: dict[str, Any] = (
+            {} if auto_sync else {"sync_on_reconnect": False, "auto_sync_minutes": 0}
+        )
+        options.update(sync_options or {})
+        self._sync_options = options
+        self.session: Session | None = None
+        self._is_locked = True
+        self._portrait_pane = "search"
+        self._page = PAGE_FIND
+        self._encounter_form: EncounterForm | None = None
+        self._sync_panel: SyncPanel | None = None
+        self.sync_controller: SyncController | None = None
+        self._picking_for_form = False
+        self._landscape = True
+
+        self._layers = QStackedWidget()
+        self.setCentralWidget(self._layers)
+        self.unlock_view = UnlockView(profile_dir, runner, demo_pin=demo_pin)
+        self.unlock_view.unlocked.connect(self._on_unlocked)
+        self.unlock_view.resumed.connect(self._on_resumed)
+        self.unlock_view.wiped.connect(self._on_wiped)
+        self._layers.addWidget(self.unlock_view)
+        self._layers.addWidget(self._build_workspace())
+        self._layers.setCurrentWidget(self.unlock_view)
+
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        self.idle = IdleLock(
+            app, self._setting("idle_lock_minutes", DEFAULT_IDLE_MINUTES), parent=self
+        )
+        self.idle.lock_requested.connect(lambda _reason: self.lock())
+        runner.error_shown.connect(self.show_error)
+        self._build_shortcuts()
+        self.resize(1280, 800)
+
+    # -- building ----------------------------------------------------------------------------
+    def _build_workspace(self) -> QWidget:
+        ws = QWidget()
+        ws.setObjectName("workspace")
+        col = QVBoxLayout(ws)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        if self._demo:
+            banner = label("DEMO — synthetic data only. Not for real patients.", "demo")
+            banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            banner.setAccessibleName("Demo mode: synthetic data only")
+            col.addWidget(banner)
+        col.addWidget(self._build_topbar())
+
+        self.error_bar = QFrame()
+        self.error_bar.setProperty("role", "error")
+        eb = QHBoxLayout(self.error_bar)
+        eb.setContentsMargins(12, 4, 8, 4)
+        self.error_text = label("", None)
+        self.error_text.setAccessibleName("Error message")
+        eb.addWidget(self.error_text, 1)
+        dismiss = BigButton("Dismiss", role="bar", accessible_name="Dismiss the error")
+        dismiss.clicked.connect(lambda: self.error_bar.hide())
+        eb.addWidget(dismiss)
+        self.error_bar.hide()
+        col.addWidget(self.error_bar)
+        self._error_timer = QTimer(self)
+        self._error_timer.setSingleShot(True)
+        self._error_timer.setInterval(15_000)
+        self._error_timer.timeout.connect(self.error_bar.hide)
+
+        self.pages = QStackedWidget()
+        self.pages.setObjectName("pages")
+        self.search_view = SearchView(self._runner)
+        self.search_view.patient_chosen.connect(self.open_patient)
+        self.search_view.unknown_person_requested.connect(self.start_unknown_person)
+        self.record_view = RecordView(self._runner)
+        self.record_view.back_requested.connect(self.go_back)
+        self.record_view.encounter_requested.connect(self.start_encounter)
+        self.record_view.record_shown.connect(self._on_record_shown)
+
+        find = QWidget()
+        self._find_row = QHBoxLayout(find)
+        self._find_row.setContentsMargins(0, 0, 0, 0)
+        self._find_row.setSpacing(0)
+        self._find_row.addWidget(self.search_view, 2)
+        divider = QFrame()
+        divider.setProperty("role", "rule")
+        divider.setFixedWidth(2)
+        divider.setMaximumHeight(16_777_215)
+        self._divider = divider
+        self._find_row.addWidget(divider)
+        self._find_row.addWidget(self.record_view, 3)
+        self.pages.addWidget(find)
+        self._find_page = find
+
+        self._encounter_slot = QWidget()
+        self._encounter_slot.setAccessibleName("Encounter")
+        slot = QVBoxLayout(self._encounter_slot)
+        slot.setContentsMargins(0, 0, 0, 0)
+        self._encounter_empty = self._build_encounter_start()
+        slot.addWidget(self._encounter_empty)
+        self.pages.addWidget(self._encounter_slot)
+        self._sync_slot = QWidget()
+        self._sync_slot.setAccessibleName("Sync")
+        QVBoxLayout(self._sync_slot).setContentsMargins(0, 0, 0, 0)
+        self.pages.addWidget(self._sync_slot)
+        col.addWidget(self.pages, 1)
+        col.addWidget(self._build_navbar())
+        return ws
+
+    def _build_encounter_start(self) -> QWidget:
+        """The Encounter page before a form is open: two big ways in."""
+        page = QFrame()
+        page.setObjectName("workspace")
+        col = QVBoxLayout(page)
+        col.setContentsMargins(32, 32, 32, 32)
+        col.setSpacing(16)
+        col.addStretch(1)
+        title = label("Record an encounter", "h1")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        col.addWidget(title)
+        hint = label("Open the person's record and tap “Record encounter”, or start here.", "hint")
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        col.addWidget(hint)
+        self.new_form_button = BigButton(
+            "New encounter", role="primary", accessible_name="Start a new encounter"
+        )
+        self.new_form_button.clicked.connect(lambda: self._open_form())
+        self.unknown_button = BigButton(
+            "Unknown person",
+            accessible_name=("Start an encounter for a person who cannot be identified"),
+        )
+        self.unknown_button.clicked.connect(self.start_unknown_person)
+        for button in (self.new_form_button, self.unknown_button):
+            button.setMinimumWidth(320)
+            col.addWidget(button, 0, Qt.AlignmentFlag.AlignCenter)
+        col.addStretch(2)
+        return page
+
+    def _build_topbar(self) -> QWidget:
+        bar = QFrame()
+        bar.setProperty("role", "topbar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(12, 6, 12, 6)
+        row.setSpacing(10)
+        self.user_label = label("", "h3", wrap=False)
+        self.user_label.setAccessibleName("Signed-in user")
+        row.addWidget(self.user_label)
+        row.addStretch(1)
+        self.sync_summary = BigButton("Sync: —", role="bar", accessible_name="Sync status")
+        self.sync_summary.clicked.connect(lambda: self.show_page(PAGE_SYNC))
+        row.addWidget(self.sync_summary)
+        self.night_button = BigButton("☾ Night", role="bar", accessible_name="Night mode")
+        self.night_button.setCheckable(True)
+        self.night_button.setChecked(self.night_mode())
+        self.night_button.toggled.connect(self.set_night_mode)
+        row.addWidget(self.night_button)
+        self.lock_button = BigButton("Lock", role="bar", accessible_name="Lock now")
+        self.lock_button.clicked.connect(self.lock)
+        row.addWidget(self.lock_button)
+        return bar
+
+    def _build_navbar(self) -> QWidget:
+        bar = QFrame()
+        bar.setProperty("role", "navbar")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        self._nav = QButtonGroup(self)
+        self._nav.setExclusive(True)
+        self.nav_buttons: dict[str, BigButton] = {}
+        for key, text in ((PAGE_FIND, "Find"), (PAGE_ENCOUNTER, "Encounter"), (PAGE_SYNC, "Sync")):
+            button = BigButton(text, role="nav", accessible_name=f"{text} page")
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, k=key: self.show_page(k))
+            self._nav.addButton(button)
+            self.nav_buttons[key] = button
+            row.addWidget(button, 1)
+        self.nav_buttons[PAGE_FIND].setChecked(True)
+        return bar
+
+    def _build_shortcuts(self) -> None:
+        def add(keys: str | QKeySequence.StandardKey, slot: Any) -> None:
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+
+        add("Ctrl+F", lambda: self._when_unlocked(self.focus_search))
+        add("Ctrl+L", self.lock)
+        add("Ctrl+N", lambda: self._when_unlocked(self.new_encounter))
+        add("Esc", lambda: self._when_unlocked(self.go_back))
+        add("Ctrl+Shift+N", lambda: self.set_night_mode(not self.night_mode()))
+        add("F5", lambda: self._when_unlocked(self.start_sync))
+        add("Ctrl+Q", self.close)
+        add("Ctrl+1", lambda: self._when_unlocked(self.focus_search))
+        add("Ctrl+2", lambda: self._when_unlocked(lambda: self.show_page(PAGE_ENCOUNTER)))
+        add("Ctrl+3", lambda: self._when_unlocked(lambda: self.show_page(PAGE_SYNC)))
+
+    @property
+    def runner(self) -> Runner:
+        """The app's background runner (tests and screenshots wait on it)."""
+        return self._runner
+
+    # -- settings ----------------------------------------------------------------------------
+    def _profile_settings(self) -> dict[str, Any]:
+        if self.session is not None:
+            return self.session.profile.settings
+        try:
+            from app.security import Profile
+
+            return Profile.load(self._profile_dir).settings
+        except Exception:  # no profile yet: defaults
+            return {}
+
+    def _setting(self, key: str, default: Any) -> Any:
+        return self._profile_settings().get(key, default)
+
+    def _save_setting(self, **values: Any) -> None:
+        try:
+            if self.session is not None:
+                self.session.profile.update_settings(**values)
+            else:
+                from app.security import Profile
+
+                Profile.load(self._profile_dir).update_settings(**values)
+        except Exception as exc:
+            self._runner.report(exc)
+
+    def night_mode(self) -> bool:
+        return bool(self._setting("night_mode", False))
+
+    def set_night_mode(self, on: bool) -> None:
+        """Switch theme now and remember it in the profile (no PIN needed: not a secret)."""
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        theme.apply(app, theme.NIGHT if on else theme.DAY)
+        if self.night_mode() != on:
+            self._save_setting(night_mode=on)
+        self.night_button.blockSignals(True)
+        self.night_button.setChecked(on)
+        self.night_button.setText("☀ Day" if on else "☾ Night")
+        self.night_button.setAccessibleName("Day mode" if on else "Night mode")
+        self.night_button.blockSignals(False)
+        self.update()
+
+    # -- locking -----------------------------------------------------------------------------
+    @property
+    def is_locked(self) -> bool:
+        return self._is_locked
+
+    def _when_unlocked(self, action: Any) -> None:
+        if not self._is_locked:
+            action()
+
+    def lock(self) -> None:
+        """Hide every piece of patient data now; keep the session and drafts for the return."""
+        if self._is_locked:
+            return
+        self._is_locked = True
+        self.idle.disarm()
+        self.search_view.clear()
+        self.error_bar.hide()
+        self._layers.setCurrentWidget(self.unlock_view)  # the form's hide keeps its draft
+        self.setWindowTitle(TITLE)
+        self.unlock_view.relock(self.session.user_id if self.session else "")
+        self.repaint()  # the task switcher may capture the window right after this
+        self._stop_sync_controller()  # after the screen is clear: it may wait for a request
+        self._show_sync_summary()
+        self.locked.emit()
+
+    def _on_unlocked(self, session: Session) -> None:
+        if self.session is not None:
+            self._close_session()  # a different user unlocked: start clean
+        self.session = session
+        self.user_label.setText(session.user_id)
+        self.idle.set_minutes(
+            float(session.profile.settings.get("idle_lock_minutes", DEFAULT_IDLE_MINUTES))
+        )
+        self.search_view.set_session(session)
+        self.record_view.set_session(session)
+        self._check_fresh()
+        self._install_session_widgets(session)
+        self._portrait_pane = "search"
+        self.show_page(PAGE_FIND)
+        self._enter_workspace()
+        self.session_opened.emit(session)
+
+    def _on_resumed(self) -> None:
+        self._check_fresh()
+        if self.session is not None:
+            self._start_sync_controller(self.session)
+        self._enter_workspace()
+
+    def _enter_workspace(self) -> None:
+        self._is_locked = False
+        self._layers.setCurrentIndex(1)
+        self._apply_layout()
+        self.idle.arm()
+        if self._page == PAGE_FIND and (self._landscape or self._portrait_pane == "search"):
+            self.focus_search()
+
+    def _on_wiped(self) -> None:
+        self._close_session()
+
+    def _check_fresh(self) -> None:
+        from app.errors import CacheExpired
+
+        if self.session is None:
+            return
+        try:
+            self.session.check_fresh()
+        except CacheExpired as exc:
+            self.search_view.set_locked(str(exc))
+            self.record_view.clear()
+            return
+        self.search_view.set_locked(None)
+
+    def _close_session(self) -> None:
+        self._remove_session_widgets()
+        self.search_view.set_session(None)
+        self.record_view.set_session(None)
+        if self.session is not None:
+            try:
+                self.session.close()
+            except Exception as exc:
+                self._runner.report(exc)
+        self.session = None
+        self.user_label.setText("")
+        self._show_sync_summary()
+
+    # -- per-session parts: sync controller, sync panel, encounter form -------------------
+    def _install_session_widgets(self, session: Session) -> None:
+        """Build the sync controller and panel for this session (the form comes on demand).
+
+        Imported here, not at the top: sync and the encounter service pull in the store and
+        `requests`, about a second of imports that the unlock screen does not need.
+        """
+        self._remove_session_widgets()
+        self._start_sync_controller(session)
+
+    def _start_sync_controller(self, session: Session) -> None:
+        from app.ui.sync_panel import SyncPanel
+        from app.ui.sync_worker import SyncController
+
+        self._stop_sync_controller()
+        controller = SyncController(session, self._runner, parent=self, **self._sync_options)
+        controller.sync_started.connect(self._show_sync_summary)
+        controller.progress_changed.connect(lambda *_: self._show_sync_summary())
+        controller.running_changed.connect(lambda _r: self._show_sync_summary())
+        controller.connectivity_changed.connect(lambda _s: self._show_sync_summary())
+        controller.sync_failed.connect(lambda _m: self._show_sync_summary())
+        controller.sync_cancelled.connect(self._show_sync_summary)
+        controller.sync_finished.connect(self._on_sync_finished)
+        controller.cache_wiped.connect(self._on_cache_wiped)
+        self.sync_controller = controller
+        panel = SyncPanel(session, self._runner, controller, can_correct=True)
+        panel.correct_requested.connect(self.open_correction)
+        panel.draft_chosen.connect(self.open_draft)
+        panel.resolved.connect(lambda _cid: self.record_view.reload())
+        self._sync_panel = panel
+        self._sync_slot.layout().addWidget(panel)
+        self._show_sync_summary()
+        controller.start()
+
+    def _stop_sync_controller(self) -> None:
+        """Stop timers and any run (waits for the sync thread), then drop controller and panel."""
+        controller, self.sync_controller = self.sync_controller, None
+        if controller is not None:
+            controller.stop()
+            controller.deleteLater()
+        panel, self._sync_panel = self._sync_panel, None
+        if panel is not None:
+            panel.hide()
+            panel.setParent(None)
+            panel.deleteLater()
+
+    def _remove_session_widgets(self) -> None:
+        self._stop_sync_controller()
+        self._drop_form()
+
+    def _drop_form(self) -> None:
+        form, self._encounter_form = self._encounter_form, None
+        if form is not None:
+            form.flush_draft()  # whatever was typed stays as a draft in the cache
+            form.hide()
+            form.setParent(None)
+            form.deleteLater()
+        self._encounter_empty.show()
+
+    @property
+    def encounter_form(self) -> EncounterForm | None:
+        """The open encounter form, if any (tests, the journey test)."""
+        return self._encounter_form
+
+    @property
+    def sync_panel(self) -> SyncPanel | None:
+        """The sync screen of the unlocked session, if any."""
+        return self._sync_panel
+
+    def start_sync(self) -> None:
+        """Sync now (F5, demo); a running sync is left alone."""
+        if self.sync_controller is not None:
+            self.sync_controller.start_sync()
+
+    def sync_summary_text(self) -> str:
+        return self.sync_summary.text()
+
+    def _show_sync_summary(self) -> None:
+        """The header's one-line sync state: running with progress, failed, offline, or when."""
+        from app.ui.sync_worker import OFFLINE, ONLINE
+
+        controller = self.sync_controller
+        if controller is None:
+            text = "Sync: —"
+        elif controller.is_running:
+            text = "Syncing…"
+            if controller.last_phase is not None:
+                _phase, done, total = controller.last_phase
+                if total > 0:
+                    text = f"Syncing {min(100, int(100 * done / total))}%"
+        elif controller.last_error is not None:
+            text = "⚠ Sync failed"
+        elif controller.connectivity == OFFLINE:
+            text = "○ Offline" + (
+                f" · synced {self._last_sync_text()}" if self._last_sync_text() else ""
+            )
+        else:
+            last = self._last_sync_text()
+            mark = "●" if controller.connectivity == ONLINE else "◌"
+            text = f"{mark} Synced {last}" if last else f"{mark} Not synced yet"
+        self.set_sync_summary(text)
+
+    def _last_sync_text(self) -> str:
+        """HH:MM (Europe/London) of the last successful sync, or "" when never."""
+        if self.session is None:
+            return ""
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        from app.services.session import LAST_SYNC
+
+        try:
+            raw = self.session.store.get_meta(LAST_SYNC)
+        except Exception:  # the cache was closed under us (wipe): no time to show
+            return ""
+        if not raw:
+            return ""
+        when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        return f"{when.astimezone(ZoneInfo('Europe/London')):%H:%M}"
+
+    def set_sync_summary(self, text: str) -> None:
+        self.sync_summary.setText(text)
+        self.sync_summary.setAccessibleName(f"Sync status: {text}")
+
+    def _on_sync_finished(self, report: SyncReport) -> None:
+        self._show_sync_summary()
+        if self.session is None:
+            return
+        self._check_fresh()
+        if report.pulled or report.deleted or report.merged:
+            self.search_view.refresh_index()
+            if not self._is_locked:
+                self.search_view.search_now()
+            self.record_view.reload()
+        self.sync_finished.emit(report)
+
+    def _on_cache_wiped(self, reason: str) -> None:
+        """The centre revoked this device and the cache is gone: drop the session at once."""
+        log.warning("cache wiped by the central record; closing the session")
+        self._is_locked = True
+        self.idle.disarm()
+        self.search_view.clear()
+        self._layers.setCurrentWidget(self.unlock_view)
+        self._close_session()
+        self.unlock_view.show_wiped(reason)
+        self.repaint()
+        self.locked.emit()
+
+    # -- the encounter form ------------------------------------------------------------------
+    def _open_form(self, **kwargs: Any) -> EncounterForm:
+        """Replace the form (the old one's work is kept as a draft) and show the new one."""
+        from app.ui.encounter_form import EncounterForm
+
+        assert self.session is not None
+        self._drop_form()
+        form = EncounterForm(self.session, self._runner, **kwargs)
+        form.saved.connect(self._on_encounter_saved)
+        form.discarded.connect(self._on_encounter_discarded)
+        form.patient_search_requested.connect(self._pick_patient_for_form)
+        form.new_encounter_requested.connect(lambda: self._open_form())
+        self._encounter_form = form
+        self._encounter_empty.hide()
+        self._encounter_slot.layout().addWidget(form)
+        self._picking_for_form = False
+        self.show_page(PAGE_ENCOUNTER)
+        self.form_opened.emit(form)
+        return form
+
+    def start_encounter(self, patient_id: str) -> None:
+        """ "Record encounter" on a record: a form about this person."""
+        if self.session is None:
+            return
+        form = self._encounter_form
+        if (
+            form is not None
+            and form.saved_client_id() is None
+            and form.data().get("patient") == {"id": patient_id}
+        ):
+            self.show_page(PAGE_ENCOUNTER)  # the form already open for them, not a second draft
+            return
+        name = self._display_name(patient_id)
+        self._open_form(patient=(patient_id, name))
+
+    def start_unknown_person(self) -> None:
+        """A person nobody can identify: a form in "Unknown" mode (a provisional record)."""
+        if self.session is None:
+            return
+        form = self._open_form()
+        form.person_mode.button("unknown").click()  # as the officer's tap: shows the fields
+
+    def open_draft(self, draft_id: str) -> None:
+        if self.session is not None:
+            self._open_form(draft_id=draft_id)
+
+    def open_correction(self, client_id: str) -> None:
+        """A record the central record refused, opened for correction."""
+        if self.session is not None:
+            self._open_form(amend=client_id)
+
+    def _display_name(self, patient_id: str) -> str:
+        record = self.record_view.record
+        if record is not None and record.person.patient_id == patient_id:
+            return str(record.person.name)
+        hit = self.search_view.hit_by_id(patient_id)
+        return str(hit.display_name) if hit is not None else ""
+
+    def _pick_patient_for_form(self) -> None:
+        """The form asked for a person from search: the next tap on a result answers it."""
+        self._picking_for_form = True
+        self.focus_search()
+
+    def _on_encounter_saved(self, _client_id: str) -> None:
+        if self.record_view.patient_id is not None:
+            self.record_view.reload()
+        if self._sync_panel is not None:
+            self._sync_panel.refresh()
+        if self.sync_controller is not None and self._auto_sync:
+            from app.ui.sync_worker import ONLINE
+
+            if self.sync_controller.connectivity == ONLINE:
+                self.sync_controller.start_sync()  # send it now while there is signal
+
+    def _on_encounter_discarded(self) -> None:
+        self._drop_form()
+        self.show_page(PAGE_FIND)
+
+    # -- navigation --------------------------------------------------------------------------
+    def show_page(self, page: str) -> None:
+        """Switch the page (find, encounter, sync); leaving Find ends a search-for-the-form."""
+        if page != PAGE_FIND:
+            self._picking_for_form = False
+        self._page = page
+        index = {PAGE_FIND: 0, PAGE_ENCOUNTER: 1, PAGE_SYNC: 2}[page]
+        self.pages.setCurrentIndex(index)
+        self.nav_buttons[page].setChecked(True)
+        focused = QApplication.focusWidget()
+        if not self._is_locked and (focused is None or not focused.isVisible()):
+            self.nav_buttons[page].setFocus()  # keyboard users keep a place on the page
+
+    def current_page(self) -> str:
+        return self._page
+
+    def focus_search(self) -> None:
+        self.show_page(PAGE_FIND)
+        self._portrait_pane = "search"
+        self._apply_layout()
+        self.search_view.focus_search()
+
+    def open_patient(self, patient_id: str) -> None:
+        """A search result was chosen: open its record (reason, audit), or hand it to the
+        form that asked for a person."""
+        hit = self.search_view.hit_by_id(patient_id)
+        form = self._encounter_form
+        if self._picking_for_form and form is not None:
+            self._picking_for_form = False
+            form.set_patient(patient_id, hit.display_name if hit else "")
+            self.show_page(PAGE_ENCOUNTER)
+            return
+        self.record_view.request_open(patient_id, hit.display_name if hit else None)
+        self._portrait_pane = "record"
+        self._apply_layout()
+
+    def _on_record_shown(self, _patient_id: str) -> None:
+        self._portrait_pane = "record"
+        self._apply_layout()
+
+    def go_back(self) -> None:
+        if self._page != PAGE_FIND:
+            self.show_page(PAGE_FIND)
+        elif not self._landscape and self._portrait_pane == "record":
+            self._portrait_pane = "search"
+            self._apply_layout()
+            self.search_view.focus_search()
+        else:
+            self.record_view.cancel_reason()
+
+    def new_encounter(self) -> None:
+        """Ctrl+N: a form about the open record's person, else a blank one."""
+        pid = self.record_view.patient_id
+        if pid and self._page == PAGE_FIND:
+            self.start_encounter(pid)
+        else:
+            self._open_form()
+
+    # -- errors ------------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        """The standard display for known errors: one line, dismissable, never patient data."""
+        self.error_text.setText(text)
+        self.error_bar.show()
+        self._error_timer.start()
+
+    # -- layout ------------------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._apply_layout()
+
+    def is_landscape(self) -> bool:
+        return self._landscape
+
+    def _apply_layout(self) -> None:
+        self._landscape = self.width() >= LANDSCAPE_MIN_WIDTH
+        self.record_view.set_back_visible(not self._landscape)
+        if self._landscape:
+            self.search_view.setFixedWidth(max(480, int(self.width() * 0.44)))
+            self.search_view.show()
+            self._divider.show()
+            self.record_view.show()
+        else:
+            self.search_view.setMinimumWidth(0)
+            self.search_view.setMaximumWidth(16_777_215)
+            record = self._portrait_pane == "record"
+            self.search_view.setVisible(not record)
+            self._divider.hide()
+            self.record_view.setVisible(record)
+
+    # -- closing -----------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Keep the form's work as a draft, stop sync, let writes finish, close the cache."""
+        self.idle.detach()
+        if self._encounter_form is not None:
+            self._encounter_form.flush_draft()
+        self._stop_sync_controller()
+        self._runner.wait_until_idle(10_000)
+        self._runner.shutdown()
+        self._close_session()
+        self.closed.emit()
+        super().closeEvent(event)
+
+    def setWindowTitle(self, title: str) -> None:
+        """Always just "Kerbside": titles show in task bars and switchers (SECURITY.md 13)."""
+        del title
+        super().setWindowTitle(TITLE)

@@ -1,0 +1,187 @@
+"""Background work for the UI: one runner, results delivered on the main thread.
+
+Modelled on Anki's `CollectionOp`/`QueryOp` and its task manager: a plain callable runs on a
+worker thread; its result (or exception) is queued back to the main thread through a signal,
+where the success or failure callback runs. Usage:
+
+    Op(self, lambda: search_service.refresh()).on_success(self._show).run(self._runner)
+    Op(self, save, writes=True).on_success(self._close_form).run(self._runner)
+
+Rules:
+- The callable never touches a widget. SQLite connections are per thread: a callable that reads
+  or writes the cache opens its own Store (`session.open_store()`) and closes it, or the work is
+  done on the main thread when it is fast (search, opening one record).
+- `writes=True` runs on a one-worker pool, so writers never race each other; reads and network
+  work run on a small general pool.
+- With no failure callback, errors reach one standard display: known errors (`KerbsideError`,
+  `sync.SyncError`) are shown as their one-line text (`Runner.error_shown`); anything else is a
+  bug and goes to the crash handler, which logs the exception type only (no patient data).
+- If the parent widget has been deleted by the time the work finishes, its callbacks are
+  skipped (a closed screen must not be resurrected); errors still reach the standard display.
+- The runner is passed in to each screen, never fetched from a global.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import shiboken6
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtWidgets import QApplication
+
+log = logging.getLogger("kerbside.ui")
+
+T = TypeVar("T")
+
+
+def known_error_types() -> tuple[type[BaseException], ...]:
+    """Errors whose text is safe and useful to show as one line (no traceback)."""
+    from app.errors import KerbsideError
+
+    try:
+        from sync import SyncError
+    except ImportError:  # sync/ is written in parallel; a missing package is not our failure
+        return (KerbsideError,)
+    return (KerbsideError, SyncError)
+
+
+def log_crash(exc: BaseException) -> None:
+    """Default crash handler: the type only, since messages may carry patient data."""
+    log.error("unexpected error in background work: %s", type(exc).__name__)
+
+
+class _Delivery(QObject):
+    """Lives on the main thread; worker threads emit to it and Qt queues the call across."""
+
+    delivered = Signal(object)
+
+
+class _Job(QRunnable):
+    def __init__(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None],
+                 delivery: _Delivery) -> None:
+        super().__init__()
+        self.setAutoDelete(True)
+        self._fn = fn
+        self._done = done
+        self._delivery = delivery
+
+    def run(self) -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = self._fn()
+        except BaseException as exc:
+            error = exc
+        done = self._done
+        self._delivery.delivered.emit(lambda: done(result, error))
+
+
+class Runner(QObject):
+    """Thread pools plus the standard display for errors. Create one per application."""
+
+    error_shown = Signal(str)  # a known error's one-line text, for the standard display
+    changes_applied = Signal(object)  # the result of a successful write op
+    went_idle = Signal()  # no op is running or waiting
+
+    def __init__(self, parent: QObject | None = None, *, workers: int = 2,
+                 crash_handler: Callable[[BaseException], None] | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(max(1, workers))
+        self._db_pool = QThreadPool(self)
+        self._db_pool.setMaxThreadCount(1)
+        self._delivery = _Delivery(self)
+        self._delivery.delivered.connect(self._run_on_main, Qt.ConnectionType.QueuedConnection)
+        self._crash_handler = crash_handler or log_crash
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None],
+               *, writes: bool = False) -> None:
+        """Run `fn` on a worker; `done(result, error)` then runs on the main thread."""
+        self._pending += 1
+        pool = self._db_pool if writes else self._pool
+        pool.start(_Job(fn, done, self._delivery))
+
+    def _run_on_main(self, call: Callable[[], None]) -> None:
+        self._pending -= 1
+        try:
+            call()
+        except Exception as exc:
+            self.report(exc)
+        finally:
+            if self._pending == 0:
+                self.went_idle.emit()
+
+    def report(self, exc: BaseException) -> None:
+        """The standard display: known errors as one line, anything else to the crash handler."""
+        if isinstance(exc, known_error_types()):
+            self.error_shown.emit(str(exc))
+        else:
+            self._crash_handler(exc)
+
+    def wait_until_idle(self, timeout_ms: int = 30_000) -> bool:
+        """Block until every op has finished and its callbacks ran (tests, shutdown)."""
+        import time
+
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self._pending:
+            remaining = int((deadline - time.monotonic()) * 1000)
+            if remaining <= 0:
+                return False
+            self._pool.waitForDone(min(remaining, 50))
+            self._db_pool.waitForDone(min(remaining, 50))
+            QApplication.processEvents()
+        return True
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Stop taking work and wait for running jobs; queued callbacks are dropped."""
+        self._pool.clear()
+        self._db_pool.clear()
+        self._pool.waitForDone(timeout_ms)
+        self._db_pool.waitForDone(timeout_ms)
+
+
+class Op(Generic[T]):
+    """One piece of background work with its callbacks. Build, chain, then `run(runner)`."""
+
+    def __init__(self, parent: QObject | None, fn: Callable[[], T], *, writes: bool = False
+                 ) -> None:
+        self._parent = parent
+        self._fn = fn
+        self._writes = writes
+        self._success: Callable[[T], None] | None = None
+        self._failure: Callable[[BaseException], None] | None = None
+
+    def on_success(self, callback: Callable[[T], None]) -> Op[T]:
+        self._success = callback
+        return self
+
+    def on_failure(self, callback: Callable[[BaseException], None]) -> Op[T]:
+        self._failure = callback
+        return self
+
+    def run(self, runner: Runner) -> None:
+        runner.submit(self._fn, lambda result, error: self._finish(runner, result, error),
+                      writes=self._writes)
+
+    def _parent_alive(self) -> bool:
+        return self._parent is None or shiboken6.isValid(self._parent)
+
+    def _finish(self, runner: Runner, result: Any, error: BaseException | None) -> None:
+        alive = self._parent_alive()
+        if error is not None:
+            if self._failure is not None and alive:
+                self._failure(error)
+            else:
+                runner.report(error)
+            return
+        if self._writes:
+            runner.changes_applied.emit(result)
+        if self._success is not None and alive:
+            self._success(result)

@@ -1,0 +1,526 @@
+"""One person's record, in the order someone on scene needs it.
+
+Alerts first, as full-width bands that cannot be missed (kind colour + icon shape + text);
+then the crisis plan under DOMAIN.md's headings in order, with who-to-call numbers as big
+tappable text; care team contacts; medication and allergies; legal status; last contacts
+(including this device's own field records and their sync state). The "Record encounter"
+button stays pinned at the bottom, in thumb reach.
+
+Opening a record first asks why (Caldicott: justify the purpose). The chooser puts the last
+reason used first and highlighted, so the usual case is one tap; the service audits the
+opening. The record is read on the main thread: one person's resources plus one audit row
+take a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QScrollArea,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.ops import Runner
+
+if TYPE_CHECKING:
+    from app.services.records import CrisisPlanView, PatientRecord, PersonView
+from app.ui.widgets import (
+    AlertBand,
+    BigButton,
+    PatientText,
+    SectionCard,
+    label,
+)
+
+log = logging.getLogger("kerbside.ui")
+
+LONDON = ZoneInfo("Europe/London")
+REASON_SETTING = "access_reason"
+_PHONE = re.compile(r"(?:\+44\s?|0)(?:\d[\s-]?){9,10}\d")
+STALE_AFTER = timedelta(hours=24)
+STATE_TEXT = {
+    "waiting": "Recorded on this device — waiting to sync",
+    "pending": "Recorded on this device — waiting to sync",
+    "sent": "Recorded on this device — sent to the central record",
+    "rejected": "Recorded on this device — REJECTED by the central record",
+    "discarded": "Recorded on this device — discarded after rejection",
+}
+FALLBACK_REASONS: tuple[tuple[str, str], ...] = (
+    ("direct-care", "Direct care on scene"),
+)
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    """The first present attribute (or key) of `obj`: tolerant of view-model spellings."""
+    for name in names:
+        if obj is None:
+            return default
+        if isinstance(obj, dict):
+            if name in obj and obj[name] is not None:
+                return obj[name]
+        elif getattr(obj, name, None) is not None:
+            return getattr(obj, name)
+    return default
+
+
+def format_date(value: Any) -> str:
+    """A date or instant as DD/MM/YYYY (instants in Europe/London)."""
+    if value is None or value == "":
+        return "unknown"
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(LONDON).strftime("%d/%m/%Y")
+    if isinstance(value, date):
+        return value.strftime("%d/%m/%Y")
+    text = str(value)
+    if "T" in text:
+        try:
+            return format_date(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            return text
+    parts = text.split("-")
+    if len(parts) == 3:
+        return f"{parts[2]}/{parts[1]}/{parts[0]}"
+    if len(parts) == 2:
+        return f"{parts[1]}/{parts[0]}"
+    return text
+
+
+def format_when(value: Any) -> str:
+    """An instant as DD/MM/YYYY HH:MM in Europe/London."""
+    if isinstance(value, str) and "T" in value:
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(LONDON).strftime("%d/%m/%Y %H:%M")
+    return format_date(value)
+
+
+def access_reasons() -> list[tuple[str, str]]:
+    """(code, label) pairs from the records service, whatever shape it lists them in."""
+    try:
+        from app.services.records import ACCESS_REASONS
+    except ImportError:
+        return list(FALLBACK_REASONS)
+    if isinstance(ACCESS_REASONS, dict):
+        return [(str(k), str(v)) for k, v in ACCESS_REASONS.items()]
+    out: list[tuple[str, str]] = []
+    for item in ACCESS_REASONS:
+        if isinstance(item, tuple | list):
+            out.append((str(item[0]), str(item[-1])))
+        else:
+            out.append((str(_get(item, "code", default=item)),
+                        str(_get(item, "label", "display", default=item))))
+    return out
+
+
+class PhoneButton(BigButton):
+    """A phone number as large tappable text; tapping asks the platform to dial it."""
+
+    def __init__(self, number: str, who: str | None = None,
+                 parent: QWidget | None = None) -> None:
+        text = f"☎ {number}" + (f"  {who}" if who else "")
+        super().__init__(text, role="link", accessible_name=f"Call {who or ''} {number}".strip(),
+                         parent=parent)
+        self.number = number
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
+        self.clicked.connect(self._dial)
+
+    def _dial(self) -> None:
+        digits = re.sub(r"[^\d+]", "", self.number)
+        QDesktopServices.openUrl(QUrl(f"tel:{digits}"))
+
+
+class ReasonSheet(QFrame):
+    """Why is this record being opened? One tap on the remembered default."""
+
+    chosen = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setProperty("role", "sheet")
+        self.setAccessibleName("Reason for opening the record")
+        self._col = QVBoxLayout(self)
+        self._col.setContentsMargins(20, 18, 20, 18)
+        self._col.setSpacing(10)
+        self._col.addWidget(label("Why are you opening this record?", "h2"))
+        self.person = PatientText("", role="h3")
+        self._col.addWidget(self.person)
+        self._col.addWidget(label("Every opening is recorded for the audit trail.", "muted"))
+        self._buttons: list[BigButton] = []
+        self._button_box = QVBoxLayout()
+        self._button_box.setSpacing(10)
+        self._col.addLayout(self._button_box)
+        cancel = BigButton("Cancel", role="bar", accessible_name="Cancel opening the record")
+        cancel.clicked.connect(self.cancelled)
+        self._col.addWidget(cancel)
+
+    def populate(self, reasons: list[tuple[str, str]], default: str | None,
+                 person: str | None = None) -> None:
+        self.person.setText(f"Opening: {person}" if person else "")
+        self.person.setVisible(bool(person))
+        for button in self._buttons:
+            button.setParent(None)
+            button.deleteLater()
+        self._buttons = []
+        ordered = sorted(reasons, key=lambda r: r[0] != default)
+        for code, text in ordered:
+            button = BigButton(text, accessible_name=f"Reason: {text}")
+            if code == default or (default is None and not self._buttons):
+                button.setProperty("role", "primary")
+                button.setText(f"{text}  ✓")
+            button.setProperty("reason", code)
+            button.clicked.connect(lambda _=False, c=code: self.chosen.emit(c))
+            self._buttons.append(button)
+            self._button_box.addWidget(button)
+        if self._buttons:
+            self._buttons[0].setFocus()
+
+    def buttons(self) -> list[BigButton]:
+        return list(self._buttons)
+
+
+class RecordView(QWidget):
+    back_requested = Signal()
+    encounter_requested = Signal(str)
+    record_shown = Signal(str)
+
+    def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Patient record")
+        self._runner = runner
+        self._session: Any = None
+        self.patient_id: str | None = None
+        self._pending_id: str | None = None
+        self._reason: str | None = None
+        self.record: Any = None
+
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        self._stack = QStackedWidget()
+        col.addWidget(self._stack, 1)
+
+        self._empty = label("Choose a person to see their alerts and crisis plan.", "hint")
+        self._empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._stack.addWidget(self._empty)
+
+        sheet_page = QWidget()
+        sp = QVBoxLayout(sheet_page)
+        sp.setContentsMargins(16, 16, 16, 16)
+        self.reason_sheet = ReasonSheet()
+        self.reason_sheet.chosen.connect(self._open_with_reason)
+        self.reason_sheet.cancelled.connect(self.cancel_reason)
+        sp.addWidget(self.reason_sheet)
+        sp.addStretch(1)
+        self._stack.addWidget(sheet_page)
+
+        record_page = QWidget()
+        rp = QVBoxLayout(record_page)
+        rp.setContentsMargins(0, 0, 0, 0)
+        rp.setSpacing(0)
+        self.back_button = BigButton("◀ Back to search", role="bar",
+                                     accessible_name="Back to search")
+        self.back_button.clicked.connect(self.back_requested)
+        self._back_bar = QFrame()
+        self._back_bar.setProperty("role", "topbar")
+        bb = QHBoxLayout(self._back_bar)
+        bb.setContentsMargins(12, 6, 12, 6)
+        bb.addWidget(self.back_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self._back_bar.hide()
+        rp.addWidget(self._back_bar)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        rp.addWidget(self.scroll, 1)
+        footer = QFrame()
+        footer.setProperty("role", "navbar")
+        fl = QHBoxLayout(footer)
+        fl.setContentsMargins(16, 8, 16, 8)
+        self.encounter_button = BigButton("Record encounter", accessible_name="Record encounter")
+        self.encounter_button.setProperty("role", "primary")
+        self.encounter_button.setProperty("big", True)
+        self.encounter_button.clicked.connect(
+            lambda: self.patient_id and self.encounter_requested.emit(self.patient_id))
+        fl.addWidget(self.encounter_button)
+        rp.addWidget(footer)
+        self._stack.addWidget(record_page)
+
+
+    # -- session -----------------------------------------------------------------------------
+    def set_session(self, session: Any) -> None:
+        self._session = session
+        self.clear()
+
+    def clear(self) -> None:
+        self.patient_id = None
+        self._pending_id = None
+        self.record = None
+        self._drop_page()
+        self._stack.setCurrentIndex(0)
+
+    def _drop_page(self) -> None:
+        """Remove the shown record's widgets."""
+        old = self.scroll.takeWidget()
+        if old is not None:
+            old.deleteLater()
+
+    def set_back_visible(self, visible: bool) -> None:
+        self._back_bar.setVisible(visible)
+
+    # -- opening -----------------------------------------------------------------------------
+    def request_open(self, patient_id: str, display_name: str | None = None) -> None:
+        """Ask for the reason, then open (and audit) the record."""
+        if self._session is None:
+            return
+        self._pending_id = patient_id
+        default = self._session.profile.settings.get(REASON_SETTING)
+        self.reason_sheet.populate(access_reasons(), default, display_name)
+        self._stack.setCurrentIndex(1)
+        self.record_shown.emit(patient_id)
+
+    def showing_reason_sheet(self) -> bool:
+        return self._stack.currentIndex() == 1
+
+    def cancel_reason(self) -> None:
+        if self._stack.currentIndex() != 1:
+            return
+        self._pending_id = None
+        self._stack.setCurrentIndex(2 if self.record is not None else 0)
+        if self.record is None:
+            self.back_requested.emit()
+
+    def _open_with_reason(self, reason: str) -> None:
+        from app.errors import KerbsideError
+        from app.services.records import open_record
+
+        patient_id = self._pending_id
+        if patient_id is None or self._session is None:
+            return
+        if self._session.profile.settings.get(REASON_SETTING) != reason:
+            self._session.profile.update_settings(**{REASON_SETTING: reason})
+        try:
+            record = open_record(self._session, patient_id, reason)
+        except KerbsideError as exc:
+            self._runner.report(exc)
+            self.cancel_reason()
+            return
+        self._pending_id = None
+        self._reason = reason
+        self.show_record(record)
+
+    def reload(self) -> None:
+        """Re-read the open record after a save or sync (no new audit entry)."""
+        if self.patient_id is None or self._session is None:
+            return
+        from app.errors import KerbsideError
+        from app.services.records import open_record
+
+        # The service has no unaudited read: showing the record again is a new, audited view
+        # with the reason given when it was opened.
+        try:
+            record = open_record(self._session, self.patient_id, self._reason or "")
+        except KerbsideError as exc:
+            self._runner.report(exc)
+            return
+        self.show_record(record, keep_scroll=True)
+
+    # -- showing -----------------------------------------------------------------------------
+    def show_record(self, record: PatientRecord, *, keep_scroll: bool = False) -> None:
+        self.record = record
+        self.patient_id = record.person.patient_id
+        position = self.scroll.verticalScrollBar().value() if keep_scroll else 0
+        self._drop_page()
+        self.scroll.setWidget(self._build(record))
+        self._stack.setCurrentIndex(2)
+        self.scroll.verticalScrollBar().setValue(position)
+        self.record_shown.emit(self.patient_id)
+
+    def _build(self, record: PatientRecord) -> QWidget:
+        page = QWidget()
+        col = QVBoxLayout(page)
+        col.setContentsMargins(16, 12, 16, 16)
+        col.setSpacing(12)
+        col.addWidget(self._person_header(record.person))
+        for alert in record.alerts:
+            detail = f"Since {format_date(alert.since)}" if alert.since else None
+            col.addWidget(AlertBand(alert.kind, alert.label, detail))
+        if not record.alerts:
+            col.addWidget(label("No active alerts recorded.", "muted"))
+        col.addWidget(self._identity_card(record.person))
+
+        stale = self._staleness_text(record)
+        if stale:
+            note = label(stale, "stale")
+            note.setAccessibleName("Stale data warning")
+            col.addWidget(note)
+
+
+        col.addWidget(self._crisis_plan_card(record.crisis_plan))
+        col.addWidget(self._contacts_card(record))
+        col.addWidget(self._medical_card(record))
+        col.addWidget(self._legal_card(record))
+        col.addWidget(self._history_card(record))
+        col.addWidget(label(
+            f"Cache last refreshed {format_when(record.last_refreshed)}"
+            if record.last_refreshed else "This cache has never synced.", "muted"))
+        col.addStretch(1)
+        return page
+
+    def _person_header(self, person: PersonView) -> QWidget:
+        """Who this is, in two lines, so the alerts just below stay near the top."""
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(4, 0, 4, 0)
+        col.setSpacing(2)
+        name = PatientText(person.name, role="h1")
+        name.setAccessibleName("Name")
+        col.addWidget(name)
+        known = [*person.known_as, *person.aliases]
+        facts = [f"Born {format_date(person.birth_date)}"
+                 + (f" ({person.age} years)" if person.age is not None else "")]
+        if person.gender:
+            facts.append(person.gender.capitalize())
+        if known:
+            facts.insert(0, "Known as " + ", ".join(f"“{k}”" for k in known))
+        col.addWidget(PatientText("  ·  ".join(facts), role="h3"))
+        return box
+
+    def _identity_card(self, person: PersonView) -> QWidget:
+        card = SectionCard("Identity", accessible_name="Identity details")
+        card.add_text(f"NHS number {person.nhs_number}" if person.nhs_number
+                      else "No NHS number recorded")
+        if person.address:
+            card.add_text(person.address)
+        if person.previous_names:
+            card.add_text("Previously " + ", ".join(person.previous_names), role="muted")
+        for phone in person.phones:
+            card.add(PhoneButton(phone, "(own phone)"))
+        return card
+
+    def _staleness_text(self, record: PatientRecord) -> str | None:
+        """A label when the cache may be behind the central record."""
+        if record.last_refreshed is None:
+            return "This cache has never synced: the information may be incomplete."
+        age = datetime.now(UTC) - record.last_refreshed
+        ttl = getattr(self._session, "cache_ttl", None) if self._session is not None else None
+        limit = min(STALE_AFTER, ttl / 2) if isinstance(ttl, timedelta) else STALE_AFTER
+        if age > limit:
+            hours = int(age.total_seconds() // 3600)
+            ago = f"{hours // 24} days" if hours >= 48 else f"{hours} hours"
+            return f"Not synced for {ago}: this information may be out of date."
+        return None
+
+    def _crisis_plan_card(self, plan: CrisisPlanView | None) -> QWidget:
+        card = SectionCard("Crisis plan", accessible_name="Crisis plan")
+        if plan is None:
+            card.add(label("No crisis plan is held for this person.", "muted"))
+            return card
+        if plan.stale:
+            text = "Plan may be out of date"
+            if plan.review_date:
+                text += f": review was due {format_date(plan.review_date)}"
+            card.add(label(text, "stale"))
+        for section in plan.sections:
+            if not section.text:
+                continue
+            card.add_heading(section.heading)
+            card.add_text(section.text)
+            if section.code == "who-to-contact":
+                for number in _PHONE.findall(section.text):
+                    card.add(PhoneButton(number.strip()))
+        meta = f"Plan dated {format_date(plan.created)}" if plan.created else "Plan date unknown"
+        if plan.author:
+            meta += f", by {plan.author}"
+        if plan.review_date:
+            meta += f". Review by {format_date(plan.review_date)}"
+        card.add(label(meta + ".", "muted"))
+        return card
+
+    def _contacts_card(self, record: PatientRecord) -> QWidget:
+        card = SectionCard("Who to call", accessible_name="Care team and contacts")
+        contacts = list(record.contacts)
+        if not contacts and not record.person.gp:
+            card.add(label("No contacts held.", "muted"))
+        for contact in contacts:
+            card.add_text(contact.name + (f" — {contact.role}" if contact.role else ""),
+                          role="h3")
+            for phone in contact.phones:
+                card.add(PhoneButton(phone))
+        if record.person.gp:
+            card.add_text(f"{record.person.gp} — GP", role="h3")
+            if record.person.gp_phone:
+                card.add(PhoneButton(record.person.gp_phone))
+        return card
+
+    def _medical_card(self, record: PatientRecord) -> QWidget:
+        card = SectionCard("Medication and allergies", accessible_name="Medication and allergies")
+        card.add_heading("Allergies")
+        if record.allergies:
+            for allergy in record.allergies:
+                extra = ", ".join(allergy.reactions)
+                if allergy.criticality:
+                    extra = f"{extra} ({allergy.criticality} criticality)".strip()
+                card.add_text(f"⚠ {allergy.substance}" + (f" — {extra}" if extra else ""))
+        else:
+            card.add(label("No known allergies recorded.", "muted"))
+        card.add_heading("Medication")
+        if record.medications:
+            for med in record.medications:
+                card.add_text(f"• {med.name}" + (f" — {med.dosage}" if med.dosage else ""))
+        else:
+            card.add(label("No current medication recorded.", "muted"))
+        if record.conditions:
+            card.add_heading("Conditions")
+            for condition in record.conditions:
+                extra = f" (since {condition.onset})" if condition.onset else ""
+                card.add_text(f"• {condition.name}{extra}")
+        return card
+
+    def _legal_card(self, record: PatientRecord) -> QWidget:
+        card = SectionCard("Legal status", accessible_name="Legal status")
+        legal = record.legal_status
+        if legal is None:
+            card.add(label("No legal status recorded.", "muted"))
+        else:
+            when = f" (as of {format_date(legal.as_of)})" if legal.as_of else ""
+            card.add_text(legal.display + when)
+        return card
+
+    def _history_card(self, record: PatientRecord) -> QWidget:
+        card = SectionCard("Last contacts", accessible_name="Last contacts")
+        if not record.last_contacts:
+            card.add(label("No recent contacts recorded.", "muted"))
+        for item in record.last_contacts:
+            card.add_text(f"{format_when(item.when)} — {item.description}", role="h3")
+            details = [d for d in (item.provider, item.outcome) if d]
+            if details:
+                card.add_text(" · ".join(details), role="muted")
+            if item.source == "this-device" or item.state:
+                text = STATE_TEXT.get(item.state or "", item.state or "On this device")
+                if item.reason:
+                    text += f": {item.reason}"
+                card.add(label(text, "error" if item.state in ("rejected", "discarded")
+                               else "notice"))
+        return card
+
+    # -- for tests and the window ------------------------------------------------------------
+    def alert_bands(self) -> list[AlertBand]:
+        widget = self.scroll.widget()
+        return widget.findChildren(AlertBand) if widget is not None else []

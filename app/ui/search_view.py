@@ -1,0 +1,534 @@
+"""Find a person: one big search box, results as you type, filters, "did you mean".
+
+Search runs on the main thread: the service answers from the local cache in about a
+millisecond at 100,000 patients (tests/bench/bench_search.py: p95 at or under 10 ms), which is
+below the debounce and far cheaper than a thread hop plus a second connection. If it ever gets
+slow, move `_run_search` into an `Op` with its own Store.
+
+Result rows are painted by a delegate so they stay cheap to rebuild on every keystroke; each
+row is at least 88 px tall (a gloved finger) and reads without colour: alert badges carry an
+icon shape and text as well as their colour.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLineEdit,
+    QListView,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui import theme
+from app.ui.ops import Runner
+from app.ui.widgets import BigButton, ToggleGroup, label, paint_alert_icon
+
+log = logging.getLogger("kerbside.ui")
+
+DEBOUNCE_MS = 120
+RESULT_LIMIT = 20
+EMPTY_HINT = "Type a name, nickname, date of birth, age, NHS number or postcode."
+SEX_OPTIONS: tuple[tuple[str, object], ...] = (
+    ("Any sex", None), ("Female", "female"), ("Male", "male"),
+)
+AGE_OPTIONS: tuple[tuple[str, object], ...] = (
+    ("Any age", None), ("Under 18", (0, 17)), ("18–35", (18, 35)), ("36–60", (36, 60)),
+    ("Over 60", (61, 130)),
+)
+HitRole = Qt.ItemDataRole.UserRole + 1
+
+
+def format_dob(birth_date: str | None) -> str:
+    """FHIR date (YYYY, YYYY-MM or YYYY-MM-DD) as people in the UK write it."""
+    if not birth_date:
+        return "DOB unknown"
+    parts = birth_date.split("-")
+    if len(parts) == 3:
+        return f"{parts[2]}/{parts[1]}/{parts[0]}"
+    if len(parts) == 2:
+        return f"{parts[1]}/{parts[0]}"
+    return parts[0]
+
+
+def format_nhs(nhs_number: str | None) -> str:
+    if not nhs_number:
+        return "No NHS number"
+    from app.nhs_number import format_nhs_number
+
+    return format_nhs_number(nhs_number)
+
+
+def hit_summary(hit: Any) -> str:
+    """The spoken form of a result row (accessible text)."""
+    parts = [hit.display_name]
+    if getattr(hit, "known_as", None):
+        parts.append(f"known as {hit.known_as}")
+    if hit.age is not None:
+        parts.append(f"age {hit.age}")
+    parts.append(f"born {format_dob(hit.birth_date)}")
+    if hit.postcode:
+        parts.append(f"postcode {hit.postcode}")
+    parts.append(f"NHS number {format_nhs(hit.nhs_number)}")
+    if hit.alerts:
+        parts.append("alerts: " + ", ".join(a.label for a in hit.alerts))
+    return ", ".join(parts)
+
+
+class HitModel(QAbstractListModel):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.hits: list[Any] = []
+
+    def set_hits(self, hits: list[Any]) -> None:
+        self.beginResetModel()
+        self.hits = list(hits)
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.hits)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex,
+             role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.hits):
+            return None
+        hit = self.hits[index.row()]
+        if role == HitRole:
+            return hit
+        if role in (Qt.ItemDataRole.AccessibleTextRole, Qt.ItemDataRole.DisplayRole):
+            return hit_summary(hit)
+        return None
+
+
+class HitDelegate(QStyledItemDelegate):
+    """Paints a result row: name and known-as, age and DOB, postcode and NHS number, badges.
+
+    Lines wrap to the width: a wide list puts the NHS number beside age, DOB and postcode; a
+    narrow one gives it its own line rather than cutting anything off.
+    """
+
+    PAD = 14
+    BADGE_H = 36
+    GAP = 4
+
+    def __init__(self, view: QListView) -> None:
+        super().__init__(view)
+        self._view = view
+
+    def _fonts(self, base: QFont) -> tuple[QFont, QFont, QFont]:
+        name = QFont(base)
+        name.setPointSize(19)
+        name.setBold(True)
+        body = QFont(base)
+        body.setPointSize(theme.BODY_PT)
+        badge = QFont(base)
+        badge.setPointSize(theme.BODY_PT)
+        badge.setBold(True)
+        return name, body, badge
+
+    @staticmethod
+    def _facts(hit: Any) -> str:
+        parts = [f"{hit.age} y" if hit.age is not None else None, format_dob(hit.birth_date),
+                 hit.postcode]
+        return "  ·  ".join(p for p in parts if p)
+
+    def _lines(self, hit: Any, body_fm: QFontMetrics, width: int) -> list[tuple[str, bool]]:
+        """(text, muted) lines under the name."""
+        facts = self._facts(hit)
+        nhs = f"NHS {format_nhs(hit.nhs_number)}"
+        together = f"{facts}  ·  {nhs}"
+        if body_fm.horizontalAdvance(together) <= width:
+            return [(together, False)]
+        return [(facts, False), (nhs, True)]
+
+    def _inner_width(self) -> int:
+        return max(200, self._view.viewport().width() - 2 * self.PAD)
+
+    def _badge_rows(self, hit: Any, fm: QFontMetrics, width: int) -> list[list[Any]]:
+        rows: list[list[Any]] = [[]]
+        x = 0
+        for alert in hit.alerts:
+            w = self.BADGE_H + fm.horizontalAdvance(alert.label) + 16
+            if rows[-1] and x + w > width:
+                rows.append([])
+                x = 0
+            rows[-1].append(alert)
+            x += w + 8
+        return rows if hit.alerts else []
+
+    def sizeHint(self, option: QStyleOptionViewItem,
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+        hit = index.data(HitRole)
+        name, body, badge = self._fonts(option.font)
+        width = self._inner_width()
+        height = self.PAD * 2 + QFontMetrics(name).height()
+        if hit is not None:
+            body_fm = QFontMetrics(body)
+            height += len(self._lines(hit, body_fm, width)) * (body_fm.height() + self.GAP)
+            rows = self._badge_rows(hit, QFontMetrics(badge), width)
+            height += len(rows) * (self.BADGE_H + 6) + (6 if rows else 0)
+        return QSize(self._view.viewport().width(), max(height, theme.ROW_HEIGHT_PX))
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        hit = index.data(HitRole)
+        if hit is None:
+            return
+        pal = theme.current()
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRect(option.rect)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.fillRect(rect, QColor(pal.selection if selected else pal.surface))
+        painter.setPen(QPen(QColor(pal.surface_alt), 2))
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+        if selected:
+            painter.fillRect(QRect(rect.left(), rect.top(), 6, rect.height()),
+                             QColor(pal.primary))
+
+        name_font, body_font, badge_font = self._fonts(option.font)
+        inner = rect.adjusted(self.PAD, self.PAD, -self.PAD, -self.PAD)
+        name_fm = QFontMetrics(name_font)
+        body_fm = QFontMetrics(body_font)
+        left = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+
+        painter.setFont(name_font)
+        painter.setPen(QColor(pal.text))
+        name_text = hit.display_name
+        if getattr(hit, "known_as", None):
+            name_text += f"  “{hit.known_as}”"
+        painter.drawText(QRect(inner.left(), inner.top(), inner.width(), name_fm.height()), left,
+                         name_fm.elidedText(name_text, Qt.TextElideMode.ElideRight,
+                                            inner.width()))
+        y = inner.top() + name_fm.height() + self.GAP
+        painter.setFont(body_font)
+        for text, muted in self._lines(hit, body_fm, inner.width()):
+            painter.setPen(QColor(pal.muted if muted else pal.text))
+            painter.drawText(QRect(inner.left(), y, inner.width(), body_fm.height()), left,
+                             body_fm.elidedText(text, Qt.TextElideMode.ElideRight, inner.width()))
+            y += body_fm.height() + self.GAP
+        y += 6
+        for row in self._badge_rows(hit, QFontMetrics(badge_font), inner.width()):
+            self._paint_badges(painter, inner.left(), y, inner.right(), row, badge_font)
+            y += self.BADGE_H + 6
+        painter.restore()
+
+    def _paint_badges(self, painter: QPainter, x: int, y: int, right: int, alerts: Any,
+                      font: QFont) -> None:
+        pal = theme.current()
+        fm = QFontMetrics(font)
+        painter.setFont(font)
+        h = self.BADGE_H
+        for n, alert in enumerate(alerts):
+            colours = pal.alert(alert.kind)
+            text = alert.label
+            width = h + fm.horizontalAdvance(text) + 16
+            if x + width > right:
+                more = f"+{len(alerts) - n} more"
+                painter.setPen(QColor(pal.text))
+                painter.drawText(QRect(x, y, right - x, h),
+                                 int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                                 more)
+                return
+            box = QRectF(x, y, width, h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(colours.bg))
+            painter.drawRoundedRect(box, 8, 8)
+            fg = QColor(colours.fg)
+            paint_alert_icon(painter, QRectF(x + 6, y + 5, h - 10, h - 10), alert.kind, fg)
+            painter.setPen(fg)
+            painter.drawText(QRect(x + h, y, width - h - 8, h),
+                             int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                             text)
+            x += width + 8
+
+
+class _ResultList(QListView):
+    activated_row = Signal(int)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            self.activated_row.emit(self.currentIndex().row())
+            return
+        super().keyPressEvent(event)
+
+
+class _SearchBox(QLineEdit):
+    down_pressed = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Down:
+            self.down_pressed.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class SearchView(QWidget):
+    """The Find pane. Give it a session with `set_session`; it emits the chosen patient id."""
+
+    patient_chosen = Signal(str)
+    unknown_person_requested = Signal()
+
+    def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Find a person")
+        self._runner = runner
+        self._search: Any = None
+        self.last_search_ms: float | None = None
+
+        col = QVBoxLayout(self)
+        col.setContentsMargins(16, 16, 16, 12)
+        col.setSpacing(10)
+
+        self.box = _SearchBox()
+        self.box.setProperty("role", "search")
+        self.box.setPlaceholderText("Search: name, DOB, NHS number, postcode…")
+        self.box.setAccessibleName("Search for a person")
+        self.box.setClearButtonEnabled(True)
+        for clear in self.box.findChildren(QToolButton):  # Qt's built-in clear button
+            clear.setAccessibleName("Clear the search")
+        self.box.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
+        self.box.textChanged.connect(self._schedule)
+        self.box.returnPressed.connect(self._open_first)
+        self.box.down_pressed.connect(self._focus_results)
+        col.addWidget(self.box)
+
+        tools = QHBoxLayout()
+        tools.setSpacing(8)
+        self.filters_button = BigButton("Filters", role="bar",
+                                        accessible_name="Show sex and age filters")
+        self.filters_button.setCheckable(True)
+        self.filters_button.toggled.connect(self._show_filters)
+        tools.addWidget(self.filters_button, 1)
+        self.unknown = BigButton("+ Unknown person", role="bar",
+                                 accessible_name="Record an unknown person")
+        self.unknown.setToolTip("Start a provisional record for someone who cannot be identified")
+        self.unknown.clicked.connect(self.unknown_person_requested)
+        tools.addWidget(self.unknown, 1)
+        col.addLayout(tools)
+
+        self.filters = QFrame()
+        filters = QVBoxLayout(self.filters)
+        filters.setContentsMargins(0, 0, 0, 0)
+        filters.setSpacing(6)
+        self.sex = ToggleGroup(SEX_OPTIONS, accessible_name="Sex filter")
+        self.sex.changed.connect(lambda _v: self._filters_changed())
+        self.age = ToggleGroup(AGE_OPTIONS, accessible_name="Age filter", columns=3)
+        self.age.changed.connect(lambda _v: self._filters_changed())
+        filters.addWidget(self.sex)
+        filters.addWidget(self.age)
+        self.filters.hide()
+        col.addWidget(self.filters)
+
+        self.notice = label("", "notice")
+        self.notice.setAccessibleName("Search notice")
+        self.notice.hide()
+        col.addWidget(self.notice)
+        self.did_you_mean = BigButton("", role="chip", accessible_name="Did you mean")
+        self.did_you_mean.hide()
+        self.did_you_mean.clicked.connect(self._apply_suggestion)
+        col.addWidget(self.did_you_mean, 0, Qt.AlignmentFlag.AlignLeft)
+
+        self._states = QStackedWidget()
+        self.hint = label(EMPTY_HINT, "hint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setAccessibleName("Search hint")
+        self.no_results = label("", "hint")
+        self.no_results.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_results.setAccessibleName("No results")
+        self.model = HitModel(self)
+        self.results = _ResultList()
+        self.results.setAccessibleName("Search results")
+        self.results.setModel(self.model)
+        self.results.setItemDelegate(HitDelegate(self.results))
+        self.results.setUniformItemSizes(False)
+        self.results.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.results.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
+        self.results.clicked.connect(lambda idx: self._choose(idx.row()))
+        self.results.activated_row.connect(self._choose)
+        for page in (self.hint, self.results, self.no_results):
+            self._states.addWidget(page)
+        col.addWidget(self._states, 1)
+
+        self.locked_panel = QFrame()
+        self.locked_panel.setProperty("role", "error")
+        self.locked_text = label("", None)
+        lp = QVBoxLayout(self.locked_panel)
+        lp.addWidget(self.locked_text)
+        self.locked_panel.hide()
+        col.insertWidget(0, self.locked_panel)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._run_search)
+        self._update_filter_label()
+
+    # -- session -----------------------------------------------------------------------------
+    def set_session(self, session: Any) -> None:
+        """Search this session's cache (None: nothing to search; the app is locked)."""
+        self._search = None
+        if session is not None:
+            from app.services.search import PatientSearch
+
+            self._search = PatientSearch(session.store)
+        self.clear()
+
+    def refresh_index(self) -> None:
+        """After a sync or import changed the cache."""
+        if self._search is not None and hasattr(self._search, "refresh"):
+            self._search.refresh()
+        if self.box.text().strip():
+            self._run_search()
+
+    def set_locked(self, message: str | None) -> None:
+        """Lock patient data (cache expired) with a reason, or unlock it (None)."""
+        self.locked_text.setText(message or "")
+        self.locked_panel.setVisible(bool(message))
+        for w in (self.box, self.filters_button, self.filters, self.results):
+            w.setEnabled(not message)
+        if message:
+            self.clear()
+
+    def clear(self) -> None:
+        """Hide every result and the query (lock, user change)."""
+        self._timer.stop()
+        self.box.blockSignals(True)
+        self.box.clear()
+        self.box.blockSignals(False)
+        self.model.set_hits([])
+        self.notice.hide()
+        self.did_you_mean.hide()
+        self._states.setCurrentWidget(self.hint)
+
+    def focus_search(self) -> None:
+        self.box.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.box.selectAll()
+
+    # -- filters -----------------------------------------------------------------------------
+    def _show_filters(self, shown: bool) -> None:
+        self.filters.setVisible(shown)
+        self._update_filter_label()
+
+    def _filters_changed(self) -> None:
+        self._update_filter_label()
+        self._schedule(now=True)
+
+    def _update_filter_label(self) -> None:
+        active = [text for group, options in ((self.sex, SEX_OPTIONS), (self.age, AGE_OPTIONS))
+                  for text, value in options if value is not None and value == group.value()]
+        arrow = "▴" if self.filters.isVisible() else "▾"
+        self.filters_button.setText(
+            f"Filters: {', '.join(active)} {arrow}" if active else f"Filters {arrow}")
+        self.filters_button.setAccessibleName(
+            "Filters: " + (", ".join(active) if active else "none"))
+
+    def clear_filters(self) -> None:
+        self.sex.set_value(None)
+        self.age.set_value(None)
+        self._update_filter_label()
+
+    # -- searching ---------------------------------------------------------------------------
+    def _schedule(self, _text: str = "", *, now: bool = False) -> None:
+        if now:
+            self._timer.stop()
+            self._run_search()
+        else:
+            self._timer.start()
+
+    def search_now(self) -> None:
+        """Run the pending search immediately (tests, Enter)."""
+        self._timer.stop()
+        self._run_search()
+
+    def _run_search(self) -> None:
+        query = self.box.text().strip()
+        if not query or self._search is None:
+            self.model.set_hits([])
+            self.notice.hide()
+            self.did_you_mean.hide()
+            self._states.setCurrentWidget(self.hint)
+            return
+        started = time.perf_counter()
+        try:
+            result = self._search.search(query, limit=RESULT_LIMIT, sex=self.sex.value(),
+                                         age_range=self.age.value())
+        except Exception as exc:  # known errors shown as one line; bugs to the crash handler
+            self._runner.report(exc)
+            return
+        self.last_search_ms = (time.perf_counter() - started) * 1000
+        self.model.set_hits(result.hits)
+        self.notice.setText(result.notice or "")
+        self.notice.setVisible(bool(result.notice))
+        if result.did_you_mean:
+            self.did_you_mean.setText(f"Did you mean “{result.did_you_mean}”?")
+            self.did_you_mean.setAccessibleName(f"Did you mean {result.did_you_mean}")
+            self.did_you_mean.setProperty("suggestion", result.did_you_mean)
+            self.did_you_mean.show()
+        else:
+            self.did_you_mean.hide()
+        if result.hits:
+            self._states.setCurrentWidget(self.results)
+            self.results.setCurrentIndex(self.model.index(0))
+            self.results.scrollToTop()
+        else:
+            filtered = self.sex.value() is not None or self.age.value() is not None
+            self.no_results.setText(
+                "No one in this cache matches."
+                + (" Try clearing the sex or age filter." if filtered else "")
+                + "\nCheck the spelling, try a nickname or date of birth, or record an "
+                "unknown person."
+            )
+            self._states.setCurrentWidget(self.no_results)
+
+    def _apply_suggestion(self) -> None:
+        suggestion = self.did_you_mean.property("suggestion")
+        if suggestion:
+            self.box.setText(str(suggestion))
+            self.search_now()
+
+    def _focus_results(self) -> None:
+        if self.model.rowCount():
+            self.results.setFocus()
+            if not self.results.currentIndex().isValid():
+                self.results.setCurrentIndex(self.model.index(0))
+
+    def _open_first(self) -> None:
+        self.search_now()
+        if self.model.rowCount():
+            self._choose(0)
+
+    def _choose(self, row: int) -> None:
+        if 0 <= row < len(self.model.hits):
+            self.results.setCurrentIndex(self.model.index(row))
+            self.patient_chosen.emit(self.model.hits[row].id)
+
+    def hits(self) -> list[Any]:
+        return list(self.model.hits)
+
+    def hit_by_id(self, patient_id: str) -> Any:
+        return next((h for h in self.model.hits if h.id == patient_id), None)
+
+

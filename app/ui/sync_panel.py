@@ -1,0 +1,517 @@
+"""The sync screen: is the central record reachable, when did we last sync, what is waiting,
+what the server refused and why, and today's encounters.
+
+The panel draws; the `SyncController` (sync_worker.py) runs sync on its own thread. Reads
+(today's list, counts, last sync) and resolutions go through the runner, each on its own
+connection, so nothing here waits on the cache or the network.
+
+Rejected records never vanish: each is listed with the server's reason and two ways out,
+"Retry" (send again as it is, e.g. after the centre fixed a reference) and "Discard" (kept
+on the device, marked discarded, with a reason from `encounters.DISCARD_REASONS`), plus
+"Correct" when the window wires `correct_requested` to the form.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QBoxLayout,
+    QFrame,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.services import encounters
+from app.services.session import Session, read_status
+from app.ui.encounter_form import worker_session
+from app.ui.ops import Op, Runner
+from app.ui.sync_worker import OFFLINE, ONLINE, PROBING, SyncController
+from app.ui.todays_encounters import TodaysEncounters, local_time
+from app.ui.widgets import BigButton, PatientText, SectionCard, label, set_role
+from sync import SyncReport
+
+log = logging.getLogger("kerbside.ui")
+
+LONDON = ZoneInfo("Europe/London")
+
+CONNECTIVITY_TEXT = {
+    ONLINE: ("● Central record reachable", "ok"),
+    OFFLINE: ("○ Offline: records wait on this device", "stale"),
+    PROBING: ("◌ Checking the connection…", "muted"),
+}
+
+# Sync phases (sync/_report.py) as the officer reads them; the type follows the phase word.
+PHASE_TEXT = {
+    "connect": "Connecting",
+    "push": "Sending records",
+    "audit": "Sending the access log",
+    "pull": "Downloading",
+    "deletions": "Checking removals",
+    "reconcile": "Checking the cache",
+    "policy": "Reading device policy",
+}
+TYPE_TEXT = {
+    "Patient": "people", "Flag": "alerts", "CarePlan": "crisis plans",
+    "RelatedPerson": "contacts", "CareTeam": "care teams", "Practitioner": "practitioners",
+    "Organization": "organisations", "AllergyIntolerance": "allergies",
+    "MedicationStatement": "medication", "Condition": "conditions", "Encounter": "contacts",
+}  # fmt: skip
+
+
+def phase_text(phase: str, done: int, total: int) -> str:
+    """ "Downloading people 12,000 of 100,000" from ("pull Patient", 12000, 100000)."""
+    word, _, rtype = phase.partition(" ")
+    text = PHASE_TEXT.get(word, word.capitalize())
+    if rtype:
+        text += " " + TYPE_TEXT.get(rtype, rtype)
+    if total > 0:
+        text += f": {done:,} of {total:,}"
+    elif done > 0:
+        text += f": {done:,}"
+    return text
+
+
+def ago_text(when: datetime | None, now: datetime | None = None) -> str:
+    """ "21:04 (12 min ago)" in Europe/London; "never" when there is no sync yet."""
+    if when is None:
+        return "never"
+    now = now or datetime.now(UTC)
+    minutes = int((now - when).total_seconds() // 60)
+    local = when.astimezone(LONDON)
+    if minutes < 1:
+        rel = "just now"
+    elif minutes < 60:
+        rel = f"{minutes} min ago"
+    elif minutes < 48 * 60:
+        hours = minutes // 60
+        rel = f"{hours} h {minutes % 60} min ago" if hours < 6 else f"{hours} h ago"
+    else:
+        rel = f"{minutes // (24 * 60)} days ago"
+    day = "" if local.date() == now.astimezone(LONDON).date() else f"{local:%a %d %b} "
+    return f"{day}{local:%H:%M} ({rel})"
+
+
+def london_midnight(now: datetime | None = None) -> datetime:
+    """Start of today in Europe/London, as a UTC instant ("today" is the officer's day)."""
+    local = (now or datetime.now(UTC)).astimezone(LONDON)
+    return datetime.combine(local.date(), time(0), tzinfo=LONDON).astimezone(UTC)
+
+
+@dataclass
+class PanelData:
+    """What one background read returns; counts and rows only."""
+
+    today: list[encounters.EncounterSummary] = field(default_factory=list)
+    rejected: list[encounters.EncounterSummary] = field(default_factory=list)
+    drafts: list[encounters.Draft] = field(default_factory=list)
+    waiting: int = 0
+    last_sync: datetime | None = None
+
+
+def load_panel_data(session: Session) -> PanelData:
+    """Runs on a worker with its own connection (see `worker_session`)."""
+    since = london_midnight()
+    rows = encounters.list_encounters(session, since=since)
+    status = read_status(session.profile.directory)
+    raw = status.get("last_sync")
+    last = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
+    return PanelData(
+        today=rows,  # today's, plus older ones still waiting or refused
+        rejected=[r for r in rows if r.state == "rejected"],
+        drafts=encounters.load_drafts(session),
+        waiting=sum(1 for r in rows if r.state == "waiting"),
+        last_sync=last,
+    )
+
+
+class _RejectedRow(QFrame):
+    """One refused record: who, when, the server's reason, and what to do about it."""
+
+    def __init__(self, item: encounters.EncounterSummary, *, can_correct: bool) -> None:
+        super().__init__()
+        set_role(self, "card")
+        self.client_id = item.client_id
+        col = QVBoxLayout(self)
+        col.setContentsMargins(16, 12, 16, 12)
+        col.setSpacing(6)
+        head = QHBoxLayout()
+        head.addWidget(label(f"⚠ {local_time(item.start)}", "h3", wrap=False))
+        who = PatientText(item.patient_display)
+        who.setStyleSheet("font-weight: bold;")
+        head.addWidget(who, 1)
+        col.addLayout(head)
+        self.reason = label(f"Reason given: {item.reason or 'none given'}", None)
+        self.reason.setAccessibleName("Reason the central record gave")
+        col.addWidget(self.reason)
+        col.addWidget(
+            label(
+                "Kept on this device until you decide. Check the record (with the team at base if "
+                "needed), then send it again, or discard it with a reason.",
+                "muted",
+            )
+        )
+        # One full-width button a line: side by side, their labels were cut to "view and
+        # corr" in a 1280x800 column.
+        buttons = QVBoxLayout()
+        buttons.setSpacing(8)
+        self.correct_button: QPushButton | None = None
+        if can_correct:
+            self.correct_button = BigButton(
+                "Review and correct",
+                role="primary",
+                accessible_name="Review and correct the record",
+            )
+            buttons.addWidget(self.correct_button)
+        self.retry_button = BigButton(
+            "Send again as it is", role="toggle", accessible_name="Send the record again as it is"
+        )
+        buttons.addWidget(self.retry_button)
+        self.discard_button = BigButton(
+            "Discard after review", role="toggle", accessible_name="Discard the record after review"
+        )
+        buttons.addWidget(self.discard_button)
+        col.addLayout(buttons)
+        # Discard asks why (kept in the audit chain); hidden until asked for.
+        self.reasons_box = QWidget()
+        reasons = QVBoxLayout(self.reasons_box)
+        reasons.setContentsMargins(0, 4, 0, 0)
+        reasons.addWidget(label("Why discard it?", "h3"))
+        self.reason_buttons: dict[str, QPushButton] = {}
+        for text in encounters.DISCARD_REASONS:
+            button = BigButton(text, role="toggle", accessible_name=f"Discard: {text}")
+            self.reason_buttons[text] = button
+            reasons.addWidget(button)
+        self.keep_button = BigButton("Keep it", role="toggle", accessible_name="Keep the record")
+        self.keep_button.clicked.connect(lambda: self.reasons_box.hide())
+        reasons.addWidget(self.keep_button)
+        self.reasons_box.hide()
+        self.discard_button.clicked.connect(self.reasons_box.show)
+        col.addWidget(self.reasons_box)
+
+
+class SyncPanel(QWidget):
+    """The sync screen.
+
+    Args:
+        session: the unlocked session (reads open their own connection from it).
+        runner: the app's `ops.Runner`.
+        controller: the `SyncController` that runs sync and watches connectivity; the panel
+            calls `controller.start()` the first time it is shown if nobody has.
+        can_correct: offer "Review and correct" on rejected records (the window opens the
+            form for them when `correct_requested` fires).
+
+    Signals:
+        correct_requested(str): open this rejected record (client id) in the form.
+        draft_chosen(str): continue this draft (draft id) in the form.
+        refreshed(): the panel's data was reloaded (tests, screenshots).
+        resolved(str): a rejected record was settled (client id).
+    """
+
+    correct_requested = Signal(str)
+    draft_chosen = Signal(str)
+    refreshed = Signal()
+    resolved = Signal(str)
+
+    def __init__(
+        self,
+        session: Session,
+        runner: Runner,
+        controller: SyncController,
+        *,
+        can_correct: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("syncPanel")
+        self.setAccessibleName("Sync")
+        self._session = session
+        self._runner = runner
+        self._controller = controller
+        self._can_correct = can_correct
+        self._last_sync: datetime | None = None
+        self._loading = False
+        self._reload_again = False
+        self._started_controller = False
+        self.data = PanelData()
+        self.rejected_rows: list[_RejectedRow] = []
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        body.setObjectName("workspace")
+        self._columns = QBoxLayout(QBoxLayout.Direction.LeftToRight, body)
+        self._columns.setContentsMargins(20, 16, 20, 20)
+        self._columns.setSpacing(20)
+        left = QVBoxLayout()
+        left.setSpacing(16)
+        left.addWidget(self._build_status_card())
+        left.addWidget(self._build_rejected_card())
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.setSpacing(16)
+        today = SectionCard("Today's encounters")
+        self.today = TodaysEncounters()
+        self.today.draft_chosen.connect(self.draft_chosen)
+        today.add(self.today)
+        right.addWidget(today)
+        right.addStretch(1)
+        self._columns.addLayout(left, 1)
+        self._columns.addLayout(right, 1)
+        self._left, self._right = left, right
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+
+        controller.connectivity_changed.connect(self._show_connectivity)
+        controller.sync_started.connect(self._on_started)
+        controller.progress_changed.connect(self._on_progress)
+        controller.sync_finished.connect(self._on_finished)
+        controller.sync_failed.connect(self._on_failed)
+        controller.sync_cancelled.connect(self._on_cancelled)
+        controller.running_changed.connect(self._show_running)
+        controller.cache_wiped.connect(self._on_wiped)
+        runner.changes_applied.connect(self._refresh_soon)  # a bound slot: dropped with the panel
+
+        self._tick = QTimer(self)  # "12 min ago" moves on by itself
+        self._tick.setInterval(30_000)
+        self._tick.timeout.connect(self._show_last_sync)
+        self._tick.start()
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(self.refresh)
+
+        self._show_connectivity(controller.connectivity)
+        self._show_running(controller.is_running)
+        self.refresh()
+
+    # -- building ------------------------------------------------------------------------
+    def _build_status_card(self) -> QWidget:
+        card = SectionCard("Sync with the central record")
+        self.connectivity = label("", None)
+        self.connectivity.setAccessibleName("Connection")
+        card.add(self.connectivity)
+        self.last_sync = label("Last sync: …", None)
+        self.last_sync.setAccessibleName("Last successful sync")
+        card.add(self.last_sync)
+        self.waiting = label("", "h3")
+        self.waiting.setAccessibleName("Records waiting to be sent")
+        card.add(self.waiting)
+        self.phase = label("", None)
+        self.phase.setAccessibleName("Sync progress")
+        card.add(self.phase)
+        self.progress = QProgressBar()
+        self.progress.setMinimumHeight(32)
+        self.progress.setTextVisible(False)
+        self.progress.setAccessibleName("Sync progress bar")
+        card.add(self.progress)
+        self.outcome = label("", None)
+        self.outcome.setAccessibleName("Last sync result")
+        self.outcome.hide()
+        card.add(self.outcome)
+        row = QHBoxLayout()
+        row.setSpacing(12)
+        self.sync_button = BigButton("Sync now", role="primary", accessible_name="Sync now")
+        self.sync_button.clicked.connect(self.sync_now)
+        self.cancel_button = BigButton("Cancel sync", role="toggle", accessible_name="Cancel sync")
+        self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(self.sync_button, 2)
+        row.addWidget(self.cancel_button, 1)
+        card.body.addLayout(row)
+        return card
+
+    def _build_rejected_card(self) -> QWidget:
+        self.rejected_card = SectionCard("Refused by the central record")
+        self._rejected_box = QVBoxLayout()
+        self._rejected_box.setSpacing(10)
+        self.rejected_card.body.addLayout(self._rejected_box)
+        self.rejected_card.hide()
+        return self.rejected_card
+
+    # -- actions -------------------------------------------------------------------------
+    def sync_now(self) -> None:
+        if not self._controller.start_sync():
+            self.outcome.setText("A sync is already running.")
+            self.outcome.show()
+
+    def cancel(self) -> None:
+        self._controller.cancel()
+        self.cancel_button.setEnabled(False)
+        self.phase.setText("Stopping after the current step…")
+
+    def refresh(self) -> None:
+        """Reload counts, lists and last sync off the UI thread."""
+        if self._loading:
+            self._reload_again = True
+            return
+        self._loading = True
+        session = self._session
+        Op(self, lambda: worker_session(session, load_panel_data)).on_success(
+            self._loaded
+        ).on_failure(self._load_failed).run(self._runner)
+
+    def _refresh_soon(self) -> None:
+        self._debounce.start()
+
+    def _loaded(self, data: PanelData) -> None:
+        self._loading = False
+        self.data = data
+        self._last_sync = data.last_sync
+        self._show_last_sync()
+        self.waiting.setText(
+            "Nothing waiting to be sent"
+            if data.waiting == 0
+            else f"{data.waiting} record{'s' if data.waiting != 1 else ''} waiting to be sent"
+        )
+        self._show_rejected(data.rejected)
+        self.today.set_rows(data.today, data.drafts)
+        if self._reload_again:  # asked again while this read ran: it may be stale already
+            self._reload_again = False
+            self.refresh()
+            return
+        self.refreshed.emit()
+
+    def _load_failed(self, exc: BaseException) -> None:
+        self._loading = False
+        self._runner.report(exc)
+
+    def _show_rejected(self, rejected: list[encounters.EncounterSummary]) -> None:
+        """Rows still refused are kept as they are: a reload (after a sync, a save elsewhere)
+        must not fold away the "Why discard it?" choices the officer has just opened."""
+        old = {row.client_id: row for row in self.rejected_rows}
+        wanted = {item.client_id for item in rejected}
+        for client_id, row in old.items():
+            if client_id not in wanted:
+                self._rejected_box.removeWidget(row)
+                row.deleteLater()
+        self.rejected_rows = []
+        for item in rejected:
+            kept = old.get(item.client_id)
+            if kept is not None:
+                self._rejected_box.removeWidget(kept)  # re-added below, in the new order
+                self._rejected_box.addWidget(kept)
+                kept.setEnabled(True)  # still refused: a resolve that failed may be tried again
+                self.rejected_rows.append(kept)
+                continue
+            row = _RejectedRow(item, can_correct=self._can_correct)
+            cid = item.client_id
+            row.retry_button.clicked.connect(lambda _=False, c=cid: self.resolve(c, "retry"))
+            for text, button in row.reason_buttons.items():
+                button.clicked.connect(
+                    lambda _=False, c=cid, t=text: self.resolve(c, "discard", reason=t)
+                )
+            if row.correct_button is not None:
+                row.correct_button.clicked.connect(
+                    lambda _=False, c=cid: self.correct_requested.emit(c)
+                )
+            self._rejected_box.addWidget(row)
+            self.rejected_rows.append(row)
+        self.rejected_card.setVisible(bool(rejected))
+        self.rejected_card.title.setText(f"Refused by the central record ({len(rejected)})")
+
+    def resolve(self, client_id: str, action: str, *, reason: str | None = None) -> None:
+        """Settle a rejected record through the service, then refresh (and send a retry)."""
+        session = self._session
+
+        def work() -> None:
+            worker_session(
+                session, lambda s: encounters.resolve_rejected(s, client_id, action, reason=reason)
+            )  # type: ignore[arg-type]
+
+        def done(_result: Any) -> None:
+            self.resolved.emit(client_id)
+            self.refresh()
+            if action == "retry" and self._controller.connectivity == ONLINE:
+                self._controller.start_sync()
+
+        for row in self.rejected_rows:
+            if row.client_id == client_id:
+                row.setEnabled(False)
+        Op(self, work, writes=True).on_success(done).on_failure(
+            lambda exc: (self._runner.report(exc), self.refresh())
+        ).run(self._runner)
+
+    # -- controller signals -------------------------------------------------------------
+    def _show_connectivity(self, state: str) -> None:
+        text, role = CONNECTIVITY_TEXT.get(state, (state, "muted"))
+        self.connectivity.setText(text)
+        set_role(self.connectivity, role)
+
+    def _show_running(self, running: bool) -> None:
+        self.sync_button.setEnabled(not running)
+        self.sync_button.setText("Syncing…" if running else "Sync now")
+        self.cancel_button.setVisible(running)
+        self.cancel_button.setEnabled(running)
+        self.progress.setVisible(running)
+        self.phase.setVisible(running)
+
+    def _on_started(self) -> None:
+        self.outcome.hide()
+        self.phase.setText("Starting…")
+        self.progress.setRange(0, 0)  # busy until the first count arrives
+
+    def _on_progress(self, phase: str, done: int, total: int) -> None:
+        self.phase.setText(phase_text(phase, done, total))
+        if total > 0:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(done, total))
+        else:
+            self.progress.setRange(0, 0)
+
+    def _on_finished(self, report: SyncReport) -> None:
+        parts = [f"{report.pushed} sent", f"{report.pulled:,} updated from the centre"]
+        if report.rejected:
+            parts.append(f"{report.rejected} refused")
+        self._show_outcome("✓ Sync complete: " + ", ".join(parts) + ".", "ok")
+        self.refresh()
+
+    def _on_failed(self, message: str) -> None:
+        self._show_outcome(f"Sync stopped: {message}", "error")
+        self.refresh()
+
+    def _on_cancelled(self) -> None:
+        self._show_outcome("Sync cancelled. What was already downloaded is kept.", "notice")
+        self.refresh()
+
+    def _on_wiped(self, message: str) -> None:
+        self._show_outcome(message, "error")
+        self.sync_button.setEnabled(False)
+
+    def _show_outcome(self, text: str, role: str) -> None:
+        self.outcome.setText(text)
+        set_role(self.outcome, role)
+        self.outcome.show()
+
+    def _show_last_sync(self) -> None:
+        self.last_sync.setText(f"Last successful sync: {ago_text(self._last_sync)}")
+
+    # -- Qt events -------------------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._started_controller:
+            self._started_controller = True
+            self._controller.start()
+        self.refresh()
+        super().showEvent(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        wide = event.size().width() > event.size().height() and event.size().width() >= 1000
+        self._columns.setDirection(
+            QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom
+        )
+        # Stacked, each column is as tall as its cards: no gap before today's encounters.
+        self._columns.setStretch(0, 1 if wide else 0)
+        self._columns.setStretch(1, 1 if wide else 0)
+        super().resizeEvent(event)
