@@ -13,9 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	packaging/linux/qt-runtime-deps.sh --gui
 	$(BIN)/kerbside demo
 
 test: $(STAMP)
+	packaging/linux/qt-runtime-deps.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
 lint: $(STAMP)
