@@ -20,7 +20,7 @@ _COMMAND_MODULES = (
     "app.cli._record_cmds",
     "app.cli._sync_cmds",
     "app.cli._reference",
-    "app.cli._app_cmds",
+    "app.cli._gui",
 )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from app.cli._app_cmds import DEMO_CLIENT_ID, DemoEnvironment, open_demo_window
+from app.cli._gui import DEMO_CLIENT_ID, DemoEnvironment, open_demo_window
 from app.security import Profile, client_secret
 from tests.gui.conftest import type_search, unlock
 

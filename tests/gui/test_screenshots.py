@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QColor, QImage
 
-from app.cli._app_cmds import SCENES, SCREEN_SIZES, render_screenshots
+from app.cli._gui import SCENES, SCREEN_SIZES, render_screenshots
 
 
 def _stats(image: QImage) -> tuple[int, float]:
