@@ -63,6 +63,8 @@ log = logging.getLogger("kerbside.sync")
 ORIGIN_KEY = "sync.pull-origin."  # + type: "" = from the beginning, else an instant
 DELETIONS_KEY = "sync.deletions-since."  # + type: history cursor
 RECONCILED_KEY = "sync.reconciled-run."  # + type: run number of the last reconciliation
+# The history cursor is advanced (one commit) only once it lags by this much, or on deletions.
+HISTORY_ADVANCE_MIN = timedelta(minutes=2)
 ID_CHUNK = 50  # ids per `_id=` query: keeps URLs well under common 8 KB limits
 
 
@@ -355,7 +357,14 @@ class Puller:
             if not stored:
                 self.store.set_state(DELETIONS_KEY + rtype, since)
             return since
-        nxt = format_instant(first_date - timedelta(seconds=self.options.history_margin_s))
+        nxt_key = first_date - timedelta(seconds=self.options.history_margin_s)
+        since_key = _key(since)
+        if (stored and not deleted and since_key is not None
+                and nxt_key - since_key < HISTORY_ADVANCE_MIN):
+            # Nothing deleted and the window is still short: keeping it costs a few more
+            # history entries next time, writing it costs a commit (an fsync) per type per run.
+            return since
+        nxt = format_instant(nxt_key)
         self.store.set_state(DELETIONS_KEY + rtype, nxt)
         return nxt
 

@@ -1,0 +1,189 @@
+"""Sync benchmark: initial sync of a generated cohort from the reference server on loopback,
+the "limit" (the same pages downloaded and parsed by the same client, nothing stored), and an
+incremental sync with nothing changed, at 10,000 and at N patients.
+
+    .venv/bin/python tests/bench/bench_sync.py --patients 100000
+
+The cohort and the seeded server database are cached under bench-data/. The server runs in its
+own process, so the figures (and peak RSS) are the tablet's alone. Prints figures, then ONE
+JSON line. Targets (DESIGN.md 8): initial < 60 s and >= half the limit's speed; no-op < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+TABLET = ("bench-tablet", "bench-tablet-secret-0123456789")
+ADMIN = ("bench-admin", "bench-admin-secret-0123456789")
+
+
+def cohort(patients: int, seed: int) -> Path:
+    from app.synthetic import generate_cohort
+
+    out = ROOT / "bench-data" / f"sync-cohort-{patients}-{seed}"
+    if not (out / "Patient.ndjson").exists():
+        started = time.perf_counter()
+        generate_cohort(patients, seed, out)
+        print(f"generated {patients} patients in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def _serve(data_dir: str, seed_dir: str, queue: Any) -> None:
+    from sync.reference import ReferenceConfig, ReferenceServer
+
+    server = ReferenceServer(
+        ReferenceConfig(
+            data_dir=Path(data_dir),
+            seed_dir=Path(seed_dir),
+            clients=[TABLET],
+            admin_clients=[ADMIN],
+            token_lifetime_s=3600,
+        )
+    ).start(timeout_s=1200)
+    queue.put(server.base_url)
+    while True:
+        time.sleep(3600)
+
+
+def start_server(patients: int, seed: int) -> tuple[mp.Process, str]:
+    seed_dir = cohort(patients, seed)
+    data_dir = ROOT / "bench-data" / f"sync-central-{patients}-{seed}"
+    queue: Any = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(
+        target=_serve, args=(str(data_dir), str(seed_dir), queue), daemon=True
+    )
+    started = time.perf_counter()
+    proc.start()
+    base_url = queue.get(timeout=1200)
+    print(f"reference server up ({patients} patients) in {time.perf_counter() - started:.1f} s")
+    return proc, base_url
+
+
+def tablet(base_url: str, workdir: Path) -> Any:
+    import keyring
+
+    from app.security import KdfParams, ServerSettings, store_client_secret
+    from app.services.session import enrol
+    from tests.conftest import MemoryKeyring
+
+    os.environ["KERBSIDE_ALLOW_INSECURE_KEYRING"] = "1"
+    keyring.set_keyring(MemoryKeyring())
+    session = enrol(
+        workdir / "profile",
+        "pc101",
+        "246810",
+        kdf=KdfParams(time_cost=1, memory_kib=8192, parallelism=1),
+    )
+    session.profile.set_server(
+        ServerSettings(base_url=base_url, client_id=TABLET[0], token_url=None)
+    )
+    store_client_secret(session.profile.profile_id, TABLET[1])
+    return session
+
+
+def limit(session: Any, page_size: int) -> tuple[float, int]:
+    """Download and `orjson.loads` the same pages with the same client; store nothing."""
+    from app.fhir import CACHED_TYPES
+    from app.services.syncing import build_client
+
+    client = build_client(session.profile)
+    started = time.perf_counter()
+    count = 0
+    for rtype in CACHED_TYPES:
+        url: str | None = client.url(rtype)
+        params: dict[str, str] | None = {"_count": str(page_size), "_sort": "_lastUpdated"}
+        while url:
+            body = client.get(url, params=params, label="bench").body
+            count += len(body.get("entry", []))
+            url = next(
+                (
+                    client.resolve(link["url"])
+                    for link in body.get("link", [])
+                    if link["relation"] == "next"
+                ),
+                None,
+            )
+            params = None
+    return time.perf_counter() - started, count
+
+
+def measure(patients: int, seed: int, page_size: int, *, noop_only: bool = False) -> dict[str, Any]:
+    from app.services.syncing import run_sync, sync_options
+
+    proc, base_url = start_server(patients, seed)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            session = tablet(base_url, Path(tmp))
+            options = sync_options(session.profile, page_size=page_size)
+            started = time.perf_counter()
+            report = run_sync(session, options=options)
+            initial_s = time.perf_counter() - started
+            out: dict[str, Any] = {
+                "patients": patients,
+                "resources": report.pulled,
+                "initial_s": round(initial_s, 2),
+            }
+            print(
+                f"initial sync: {report.pulled} resources in {initial_s:.2f} s "
+                f"({report.pulled / initial_s:.0f}/s, {report.pages} pages)"
+            )
+            noops = []
+            for _ in range(3):
+                started = time.perf_counter()
+                quiet = run_sync(session, options=options)
+                noops.append(time.perf_counter() - started)
+                assert quiet.pulled == 0 and quiet.deleted == 0
+            out["noop_s"] = round(sorted(noops)[1], 3)
+            print(
+                f"no-op sync: median {out['noop_s']:.3f} s of {[round(n, 3) for n in noops]}"
+                f" ({quiet.requests} requests, {quiet.received} resources re-sent)"
+            )
+            if not noop_only:
+                limit_s, seen = limit(session, page_size)
+                out.update(
+                    limit_s=round(limit_s, 2),
+                    ratio_to_limit=round(limit_s / initial_s, 3),
+                    resources_per_s=round(report.pulled / initial_s),
+                )
+                print(
+                    f"limit (download + parse {seen} resources): {limit_s:.2f} s; "
+                    f"sync runs at {limit_s / initial_s:.0%} of it"
+                )
+            session.close()
+    finally:
+        proc.kill()
+        proc.join(10)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--page-size", type=int, default=1000)
+    args = parser.parse_args()
+    result = measure(args.patients, args.seed, args.page_size)
+    if args.patients != 10_000:
+        result["noop_s_10k"] = measure(10_000, args.seed, args.page_size, noop_only=True)["noop_s"]
+    else:
+        result["noop_s_10k"] = result["noop_s"]
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["cpus"] = os.cpu_count()
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

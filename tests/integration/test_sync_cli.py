@@ -1,0 +1,123 @@
+"""`kerbside enrol --server` and `kerbside sync` as an officer's machine runs them: separate
+processes, a keyring that outlives them (keyrings.alt's file backend under a temporary
+XDG_DATA_HOME, the OS keyring being outside the product), the reference server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sync.reference import ReferenceServer
+from tests.conftest import TEST_PIN
+from tests.integration.conftest import TABLET_CLIENT
+from tests.integration.test_sync_support import (
+    UNIDENTIFIED,
+    encounter_json,
+    held_on_server,
+    search_all,
+)
+
+USER = "pc101"
+CLI = "import sys; from app.cli import main; sys.exit(main())"  # the `kerbside` entry point
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+            "XDG_DATA_HOME": str(tmp_path / "xdg"),
+            "KERBSIDE_ALLOW_INSECURE_KEYRING": "1",
+        }
+    )
+    return env
+
+
+def kerbside(
+    args: list[str], stdin: str, env: dict[str, str], *, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def enrol_and_record(
+    tmp_path: Path, reference: ReferenceServer, encounters: list[Any]
+) -> tuple[Path, dict[str, str], list[str]]:
+    """Enrol a profile against `reference` (token URL discovered), sync once so patients are
+    cached, then record `encounters` (patient choices; ints index the server's Patients)."""
+    env = cli_env(tmp_path)
+    profile = tmp_path / "profile"
+    common = ["--profile", str(profile), "--user", USER, "--pin-stdin"]
+    kerbside(
+        ["enrol", *common, "--server", reference.base_url, "--client-id", TABLET_CLIENT[0]],
+        f"{TEST_PIN}\n{TABLET_CLIENT[1]}\n",
+        env,
+    )
+    saved = json.loads((profile / "profile.json").read_text())
+    assert TABLET_CLIENT[1] not in json.dumps(saved)  # the secret went to the keyring only
+    kerbside(["sync", *common, "--quiet"], f"{TEST_PIN}\n", env)
+    patients = [
+        r["id"] for r in search_all(reference.session(admin=True), f"{reference.base_url}/Patient")
+    ]
+    body = [encounter_json({"id": patients[p]} if isinstance(p, int) else p) for p in encounters]
+    (tmp_path / "encounters.json").write_text(json.dumps(body))
+    done = kerbside(
+        ["record", *common, "--from-json", str(tmp_path / "encounters.json")], f"{TEST_PIN}\n", env
+    )
+    return profile, env, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_enrol_discovers_the_token_url_and_sync_prints_progress_then_one_json_line(
+    tmp_path: Path, reference: ReferenceServer
+) -> None:
+    profile, env, client_ids = enrol_and_record(tmp_path, reference, [0, UNIDENTIFIED])
+    server = json.loads((profile / "profile.json").read_text())["server"]
+    assert server["token_url"] == reference.token_url
+    reference.clear_requests()
+    done = kerbside(
+        ["sync", "--profile", str(profile), "--user", USER, "--pin-stdin"], f"{TEST_PIN}\n", env
+    )
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"pulled", "pushed", "rejected", "deleted", "seconds"} <= set(summary)
+    assert (summary["pushed"], summary["rejected"], summary["deleted"]) == (2, 0, 0)
+    # The server's copies came back in the push answers, so the pull finds nothing newer.
+    assert summary["pulled"] == 0
+    assert isinstance(summary["seconds"], float) and summary["seconds"] > 0
+    progress = done.stderr.splitlines()
+    assert any(line.startswith("push: ") for line in progress)
+    assert any(line.startswith("pull Patient: ") for line in progress)
+    admin = reference.session(admin=True)
+    for client_id in client_ids:
+        assert all(
+            len(v) == 1 for v in held_on_server(admin, reference.base_url, client_id).values()
+        )
+    assert not any(TABLET_CLIENT[1] in r["query"] for r in reference.requests())
+
+
+def test_sync_fails_with_one_line_and_exit_1_when_the_server_is_gone(
+    tmp_path: Path, reference: ReferenceServer
+) -> None:
+    profile, env, _ = enrol_and_record(tmp_path, reference, [1])
+    reference.stop()
+    done = kerbside(
+        ["sync", "--profile", str(profile), "--user", USER, "--pin-stdin", "--quiet"],
+        f"{TEST_PIN}\n",
+        env,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("kerbside: ")
+    assert "Traceback" not in done.stderr

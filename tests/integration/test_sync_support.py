@@ -1,0 +1,127 @@
+"""Helpers shared by the sync tests (no tests here): what the server holds, what the cache
+holds, a digest of the whole cache, and recording encounters the way the app does."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import requests
+
+from app.fhir import CACHED_TYPES, FIELD_RECORD_ID_SYSTEM
+from app.services.encounters import parse_encounter_json, record_many
+from app.store import Store
+from sync.reference import ReferenceServer
+
+# Types a pushed encounter creates on the server, and the suffix of each client identifier.
+PUSHED = (("Encounter", None), ("QuestionnaireResponse", "form"), ("Provenance", "provenance"))
+
+
+def search_all(
+    http: requests.Session, url: str, params: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every resource of a search, following `next` (faults apply to the test's own reads
+    too: callers clear them first)."""
+    out: list[dict[str, Any]] = []
+    query: dict[str, str] | None = {"_count": "1000", **(params or {})}
+    next_url: str | None = url
+    while next_url:
+        resp = http.get(next_url, params=query, timeout=30)
+        resp.raise_for_status()
+        bundle = resp.json()
+        out += [e["resource"] for e in bundle.get("entry", [])]
+        next_url = next(
+            (link["url"] for link in bundle.get("link", []) if link["relation"] == "next"), None
+        )
+        query = None
+    return out
+
+
+def server_cohort(
+    reference: ReferenceServer, http: requests.Session, types: tuple[str, ...] = CACHED_TYPES
+) -> dict[str, dict[str, bytes]]:
+    """type -> id -> the resource as the server serves it (compact JSON bytes)."""
+    return {
+        rtype: {r["id"]: orjson.dumps(r) for r in search_all(http, f"{reference.base_url}/{rtype}")}
+        for rtype in types
+    }
+
+
+def cache_cohort(
+    store: Store, types: tuple[str, ...] = CACHED_TYPES
+) -> dict[str, dict[str, bytes]]:
+    """type -> id -> the JSON bytes the cache keeps for it."""
+    out: dict[str, dict[str, bytes]] = {t: {} for t in types}
+    for rtype, rid, body in store.conn.execute("SELECT type, id, json FROM resource"):
+        if rtype in out:
+            out[rtype][rid] = bytes(body)
+    return out
+
+
+def store_digest(store: Store) -> str:
+    """SHA-256 over every row of every table (search index and FTS shadow tables included)."""
+    digest = hashlib.sha256()
+    names = [
+        n
+        for (n,) in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        )
+    ]
+    for name in names:
+        rows = store.conn.execute(f'SELECT * FROM "{name}"').fetchall()
+        digest.update(name.encode())
+        for row in sorted(repr(r) for r in rows):
+            digest.update(row.encode())
+    return digest.hexdigest()
+
+
+def encounter_json(
+    patient: dict[str, Any], *, now: datetime | None = None, risk: str | None = "high"
+) -> dict[str, Any]:
+    """One valid encounter in the `kerbside record` JSON format."""
+    now = now or datetime.now(UTC)
+    return {
+        "patient": patient,
+        "start": (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+        "end": (now - timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+        "location": "Bus station, Moor Street",
+        "location_type": "public-place",
+        "police_incident_ref": "WMP-2026-11-20-1042",
+        "presenting_situation": "Distressed in a public place",
+        "section_136": False,
+        "outcome": "referred-crisis-team",
+        "narrative": "Synthetic test narrative",
+        "risk_to_self": risk,
+    }
+
+
+UNIDENTIFIED = {
+    "unidentified": {"description": "Tall, red coat", "apparent_age": 30, "sex": "female"}
+}
+
+
+def record_encounters(session: Any, patients: list[dict[str, Any]]) -> list[str]:
+    """Record one encounter per patient choice; returns their client ids (committed)."""
+    inputs = [parse_encounter_json(encounter_json(p), session) for p in patients]
+    return [r.client_id for r in record_many(session, inputs)]
+
+
+def held_on_server(
+    http: requests.Session, base_url: str, client_id: str
+) -> dict[str, list[dict[str, Any]]]:
+    """What the server holds for one field record, found by its client identifiers."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for rtype, suffix in PUSHED:
+        value = client_id if suffix is None else f"{client_id}-{suffix}"
+        param = "_tag" if rtype == "Provenance" else "identifier"
+        found[rtype] = search_all(
+            http, f"{base_url}/{rtype}", {param: f"{FIELD_RECORD_ID_SYSTEM}|{value}"}
+        )
+    found["Observation"] = search_all(
+        http,
+        f"{base_url}/Observation",
+        {"identifier": f"{FIELD_RECORD_ID_SYSTEM}|{client_id}-risk-self"},
+    )
+    return found
