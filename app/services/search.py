@@ -93,8 +93,10 @@ class _HasConnection(Protocol):
 EXACT = 1.0
 NICKNAME = 0.9
 PREFIX_BASE, PREFIX_SPAN = 0.72, 0.08  # + span x typed share of the word
-PHONETIC_BASE, PHONETIC_SPAN = 0.6, 0.1  # + span x similarity
-FUZZY_BASE, FUZZY_SPAN = 0.5, 0.1
+# Sound-alikes and typos share one scale, + span x Indel similarity of the spellings: a one-key
+# slip ("nigl" for Nigel) must beat a distant sound-alike ("nigl" ~ Nicola, both NKL).
+PHONETIC_BASE, PHONETIC_SPAN = 0.5, 0.2
+FUZZY_BASE, FUZZY_SPAN = 0.5, 0.2
 INITIAL = 0.6
 FIELD_WEIGHT = {
     Field.GIVEN: 1.0,
@@ -122,8 +124,14 @@ _PREFIX_SCAN = 400  # vocabulary entries looked at for one prefix
 _PREFIX_KEEP = 60  # most common completions kept
 _PHONETIC_KEEP = 40
 _FUZZY_KEEP = 30
-_RERANK_MIN = 50
-_RERANK_PER_HIT = 3  # rows re-ranked per hit asked for
+_RERANK_MIN = 30  # rows fetched and re-ranked (each is a page to decrypt when cold) ...
+_RERANK_SPARE = 10  # ... or this many more than the hits asked for
+_ONE_WORD_FAST_FROM = 3000  # postings of a lone word above which only its best are scored
+
+
+def warm_up() -> None:
+    """Build the per-process tables now (any thread), not in the first search after unlock."""
+    _nicknames()
 
 
 @cache
@@ -180,12 +188,15 @@ class _Vocabulary:
 
     def typo_candidates(self, word: str, max_distance: int) -> list[tuple[str, int]]:
         choices: list[str] = []
-        for length in range(len(word) - max_distance, len(word) + max_distance + 1):
+        # A three-letter word is only taken as a four-letter one with a key missed ("hoe" for
+        # Howe): other slips of three letters hit too many short names.
+        shortest = len(word) + 1 if len(word) <= 3 else len(word) - max_distance
+        for length in range(shortest, len(word) + max_distance + 1):
             choices.extend(self.buckets.get((word[0], length), ()))
-        found = process.extract(
+        matches = process.extract(
             word, choices, scorer=OSA.distance, score_cutoff=max_distance, limit=None
         )
-        found = [(term, dist) for term, dist, _ in found if term != word]
+        found = [(term, int(dist)) for term, dist, _ in matches if term != word]
         if len(found) > _FUZZY_KEEP:
             found.sort(key=lambda td: (td[1], -self.count[td[0]]))
             found = found[:_FUZZY_KEEP]
@@ -193,7 +204,7 @@ class _Vocabulary:
 
 
 def _max_typos(word: str) -> int:
-    if len(word) <= 3:
+    if len(word) <= 2:
         return 0
     return 1 if len(word) <= 5 else 2
 
@@ -259,6 +270,15 @@ class PatientSearch:
         criteria = self._criteria(parsed, today, notices)
         filters = self._filters(sex, age_range, today)
         terms = {t for tok in tokens for t in tok.expansions}
+        # Expansions that may not match an address: their ADDRESS posting is never read (for
+        # a sound-alike like "road" it is a list of half the cohort).
+        no_address = terms - {
+            t
+            for tok in tokens
+            if not tok.initial
+            for t in tok.expansions
+            if _address_match(tok.word.text, t)
+        }
         exact: set[tuple[str, int]] = set()
         for c in (*criteria, *filters):
             for term, f, _ in c.keys:
@@ -266,7 +286,8 @@ class PatientSearch:
                     exact.add((term, f))
                 else:
                     terms.add(term)
-        postings = self._reader.postings(terms, exact)
+                    no_address.discard(term)
+        postings = self._reader.postings(terms, exact, skip_address=no_address)
         self._attach(tokens, criteria, filters, postings)
         if (
             any(c.kind == "nhs" for c in criteria)
@@ -275,11 +296,15 @@ class PatientSearch:
         ):
             notices.append(NOTICE_NHS_NOT_FOUND)
 
-        candidates = self._candidates(tokens, criteria)
-        if not candidates:
-            return SearchResult([], _one(notices), self._did_you_mean(query, tokens))
-        for f in filters:
-            candidates = _restrict(candidates, f.lists)
+        keep = max(_RERANK_MIN, limit + _RERANK_SPARE)
+        if len(tokens) == 1 and tokens[0].size > _ONE_WORD_FAST_FROM:
+            candidates = self._one_common_word(tokens[0], criteria, filters, keep)
+        else:
+            candidates = self._candidates(tokens, criteria)
+            if not candidates:
+                return SearchResult([], _one(notices), self._did_you_mean(query, tokens))
+            for hard in filters:
+                candidates = _restrict(candidates, hard.lists)
         word_scores = self._word_scores(tokens, candidates)
         bonuses = [_bonus_map(c.lists, candidates) for c in criteria]
         prelim: dict[int, float] = {}
@@ -291,7 +316,6 @@ class PatientSearch:
             for b in bonuses:
                 total += b.get(pid, 0.0)
             prelim[pid] = total
-        keep = max(_RERANK_MIN, _RERANK_PER_HIT * limit)
         top = heapq.nlargest(keep, prelim, key=prelim.__getitem__)
         rows = self._reader.patients(top)
         hits = self._rerank(rows, tokens, criteria, bonuses, age_range, today)
@@ -355,9 +379,8 @@ class PatientSearch:
                 put(term, PHONETIC_BASE + PHONETIC_SPAN * sim)
         k = _max_typos(word)
         if k:
-            for term, dist in vocab.typo_candidates(word, k):
-                sim = 1.0 - dist / max(len(word), len(term))
-                put(term, FUZZY_BASE + FUZZY_SPAN * sim)
+            for term, _ in vocab.typo_candidates(word, k):
+                put(term, FUZZY_BASE + FUZZY_SPAN * Indel.normalized_similarity(word, term))
         return out
 
     # -- structured criteria ------------------------------------------------------------------
@@ -443,7 +466,7 @@ class PatientSearch:
         postings: dict[tuple[str, int], array],
     ) -> None:
         for tok in tokens:
-            fields = (Field.INITIAL,) if tok.initial else _WORD_FIELDS
+            fields: tuple[Field, ...] = (Field.INITIAL,) if tok.initial else _WORD_FIELDS
             for term, kind_weight in tok.expansions.items():
                 for f in fields:
                     if f == Field.ADDRESS and not _address_match(tok.word.text, term):
@@ -453,8 +476,8 @@ class PatientSearch:
                         tok.lists.append((arr, kind_weight * FIELD_WEIGHT[f]))
                         tok.size += len(arr)
         for c in (*criteria, *filters):
-            for term, f, bonus in c.keys:
-                arr = postings.get((term, f))
+            for term, key_field, bonus in c.keys:
+                arr = postings.get((term, key_field))
                 if arr:
                     c.lists.append((arr, bonus))
 
@@ -462,7 +485,7 @@ class PatientSearch:
     def _candidates(self, tokens: list[_Token], criteria: list[_Criterion]) -> set[int]:
         """Patients matching every word (or, failing that, all but one); with no words, those
         matching the most typed facts. NHS-number matches always stay in."""
-        nhs = set()
+        nhs: set[int] = set()
         for c in criteria:
             if c.kind == "nhs":
                 for arr, _ in c.lists:
@@ -490,13 +513,50 @@ class PatientSearch:
         return both or set.union(*sets)
 
     @staticmethod
+    def _one_common_word(
+        tok: _Token, criteria: list[_Criterion], filters: list[_Criterion], keep: int
+    ) -> set[int]:
+        """The candidates that can reach the top `keep` when one common word ("smith",
+        "john") is all the name typed: everyone matching a typed fact and the word (NHS-number
+        matches whatever the word), plus the `keep` best word matches. Anyone else has no bonus
+        and a word weight no higher than those kept, so scoring them all (thousands) would
+        change nothing but the time taken."""
+
+        def passes(pid: int) -> bool:
+            return all(any(_contains(arr, pid) for arr, _ in f.lists) for f in filters)
+
+        picked: set[int] = set()
+        holders: set[int] = set()
+        for c in criteria:
+            for arr, _ in c.lists:
+                if c.kind == "nhs":
+                    picked.update(arr)
+                else:
+                    holders.update(arr)
+        if len(holders) > _BISECT_RATIO * tok.size:
+            holders.intersection_update(_union(tok.lists))
+        else:
+            holders = set(_best_weights(holders, tok.lists))
+        picked.update(holders)
+        picked = {p for p in picked if passes(p)}
+        found = 0
+        for arr, _ in sorted(tok.lists, key=lambda aw: -aw[1]):
+            for pid in arr:
+                if pid not in picked and passes(pid):
+                    picked.add(pid)
+                    found += 1
+                    if found >= keep:
+                        return picked
+        return picked
+
+    @staticmethod
     def _strict(tokens: list[_Token]) -> set[int]:
         order = sorted(tokens, key=lambda t: t.size)
         if not order[0].lists:
             return set()
         cands = _union(order[0].lists)
         for tok in order[1:]:
-            cands = set(_best_weights(cands, tok.lists))
+            cands = _restrict(cands, tok.lists)
             if not cands:
                 break
         return cands
@@ -644,8 +704,7 @@ def _best_weights(cands: set[int], lists: list[tuple[array, float]]) -> dict[int
     remaining = set(cands)
     for arr, weight in sorted(lists, key=lambda aw: -aw[1]):
         found = _members(remaining, arr)
-        for pid in found:
-            out[pid] = weight
+        out.update(dict.fromkeys(found, weight))
         remaining.difference_update(found)
         if not remaining:
             break
@@ -653,8 +712,16 @@ def _best_weights(cands: set[int], lists: list[tuple[array, float]]) -> dict[int
 
 
 def _restrict(candidates: set[int], lists: list[tuple[array, float]]) -> set[int]:
-    """Candidates present in at least one of the lists (a hard filter)."""
-    return set(_best_weights(candidates, lists))
+    """Candidates present in at least one of the lists (a hard filter; set work in C)."""
+    out: set[int] = set()
+    remaining = set(candidates)
+    for arr, _ in lists:
+        found = _members(remaining, arr)
+        out.update(found)
+        remaining.difference_update(found)
+        if not remaining:
+            break
+    return out
 
 
 def _bonus_map(lists: list[tuple[array, float]], candidates: set[int]) -> dict[int, float]:

@@ -361,8 +361,8 @@ class _Deriver:
             if isinstance(address.get("district"), str):
                 places.append(address["district"])
             for part in places:
-                for w in self.address_terms(part):
-                    terms[(w, _ADDRESS)] = None
+                for word in self.address_terms(part):
+                    terms[(word, _ADDRESS)] = None
             raw_postcode = address.get("postalCode")
             if isinstance(raw_postcode, str) and raw_postcode.strip():
                 postcode = raw_postcode.strip().upper()
@@ -431,10 +431,10 @@ def flag_alert(flag: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
             return c["code"], label, kind, end
     text = code.get("text")
     first = codings[0] if codings else {}
-    label = text or first.get("display") or first.get("code")
-    if not label:
+    local = text or first.get("display") or first.get("code")
+    if not local:
         return None
-    return str(first.get("code") or label), str(label), "other", end
+    return str(first.get("code") or local), str(local), "other", end
 
 
 def _alerts_json(alerts: Iterable[tuple[str, str, str, str | None]]) -> bytes | None:
@@ -722,7 +722,7 @@ def _apply_vocab(conn: Connection, delta: dict[str, list[int]]) -> None:
             tuple(chunk),
         ):
             held[term] = (n, a)
-    upserts = []
+    upserts: list[tuple[str, int, int, str | None, str | None]] = []
     deletes = []
     created = False
     for term, dn, da in changes:
@@ -789,18 +789,28 @@ class PatientIndexReader:
         ).fetchall()
 
     def postings(
-        self, terms: Iterable[str], keys: Iterable[tuple[str, int]] = ()
+        self,
+        terms: Iterable[str],
+        keys: Iterable[tuple[str, int]] = (),
+        *,
+        skip_address: Iterable[str] = (),
     ) -> dict[tuple[str, int], array]:
-        """Posting lists, keyed (term, field): every field of each of `terms`, plus the exact
-        (value, field) `keys` of `COLUMN_FIELDS` (NHS number, birth date, full postcode)."""
+        """Posting lists, keyed (term, field): every field of each of `terms` (but not the
+        ADDRESS field of those also in `skip_address`: a common address word's list is large
+        and costly to decrypt), plus the exact (value, field) `keys` of `COLUMN_FIELDS` (NHS
+        number, birth date, full postcode)."""
         out: dict[tuple[str, int], array] = {}
-        for chunk in _chunks(sorted(set(terms))):
-            marks = ",".join("?" * len(chunk))
-            for term, field, blob in self._conn.execute(
-                f"SELECT term, field, pids FROM search_posting WHERE term IN ({marks})",
-                tuple(chunk),
-            ):
-                out[(term, field)] = decode_pids(blob)
+        wanted = set(terms)
+        skipped = wanted.intersection(skip_address)
+        for group, extra in ((wanted - skipped, ""), (skipped, " AND field != ?")):
+            params: tuple[Any, ...] = (int(Field.ADDRESS),) if extra else ()
+            for chunk in _chunks(sorted(group)):
+                marks = ",".join("?" * len(chunk))
+                for term, field, blob in self._conn.execute(
+                    f"SELECT term, field, pids FROM search_posting WHERE term IN ({marks}){extra}",
+                    (*chunk, *params),
+                ):
+                    out[(term, field)] = decode_pids(blob)
         by_field: dict[int, set[str]] = defaultdict(set)
         for value, field in keys:
             by_field[field].add(value)
@@ -829,8 +839,19 @@ class PatientIndexReader:
                 tuple(chunk),
             ):
                 alerts = tuple(tuple(a) for a in orjson.loads(row[9])) if row[9] else ()
-                out[row[0]] = IndexedPatient(
-                    *row[:9],
+                pid, rid, display_name, known_as, birth_date, gender, nhs, postcode, address = row[
+                    :9
+                ]
+                out[pid] = IndexedPatient(
+                    pid=pid,
+                    id=rid,
+                    display_name=display_name,
+                    known_as=known_as,
+                    birth_date=birth_date,
+                    gender=gender,
+                    nhs_number=nhs,
+                    postcode=postcode,
+                    address=address,
                     alerts=alerts,  # type: ignore[arg-type]
                     names=tuple(row[10].split("|")) if row[10] else (),
                     terms=tuple(parse_terms(row[11])),
