@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         runner.error_shown.connect(self.show_error)
         self._build_shortcuts()
         self.resize(1280, 800)
+        QTimer.singleShot(0, _prewarm_in_background)
 
     # -- building ----------------------------------------------------------------------------
     def _build_workspace(self) -> QWidget:
@@ -762,3 +763,40 @@ class MainWindow(QMainWindow):
         """Always just "Kerbside": titles show in task bars and switchers (SECURITY.md 13)."""
         del title
         super().setWindowTitle(TITLE)
+
+
+# What unlocking needs but the unlock screen does not: sync, search and the form pull in
+# `requests`, the store and the nickname table (about 0.4 s). Loaded while the officer types
+# the PIN, so the PIN leads straight to the search box (DESIGN.md 8: unlock under 0.7 s).
+# Plain-Python modules load on a thread; modules that define Qt classes only on the GUI
+# thread (PySide's import machinery is not thread-safe: importing one off-thread can crash).
+_PREWARM_OFF_THREAD = ("app.services.search", "app.services.syncing")
+_PREWARM_GUI_THREAD = ("app.ui.sync_worker", "app.ui.sync_panel", "app.ui.encounter_form")
+_PREWARM_GUI_DELAY_MS = 400  # after the unlock screen has painted and settled
+
+
+def _prewarm_in_background() -> None:
+    import threading
+
+    threading.Thread(target=_prewarm, name="kerbside-prewarm", daemon=True).start()
+    QTimer.singleShot(_PREWARM_GUI_DELAY_MS, _prewarm_gui_modules)
+
+
+def _prewarm() -> None:
+    import importlib
+
+    try:
+        for name in _PREWARM_OFF_THREAD:
+            importlib.import_module(name)
+        from app.services.search import warm_up
+
+        warm_up()
+    except Exception as exc:  # only a head start: unlocking imports whatever is missing
+        log.debug("prewarm stopped: %s", type(exc).__name__)
+
+
+def _prewarm_gui_modules() -> None:
+    import importlib
+
+    for name in _PREWARM_GUI_THREAD:
+        importlib.import_module(name)
