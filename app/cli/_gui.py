@@ -46,6 +46,7 @@ DEMO_PIN = "280461"  # shown on the demo unlock screen; synthetic data only
 DEMO_CLIENT_ID = "demo-tablet"
 DEMO_ADMIN_ID = "demo-admin"
 DEMO_SEED = 1
+DEMO_TEAM = "Riverside Street Triage (demo)"  # synthetic: no ODS code, no real team
 SCREEN_SIZES = ((1280, 800), (800, 1280))
 SCENES = ("unlock", "search", "record", "encounter", "sync")
 
@@ -180,6 +181,7 @@ class DemoEnvironment:
         """Generate (or reuse) the cohort, start a fresh server on it, enrol a fresh profile
         (`kdf`: the PIN's Argon2 cost; production's unless a throwaway profile says less)."""
         from app.security import Profile, ServerSettings, store_client_secret
+        from app.services.encounters import make_team, set_team
         from app.services.session import enrol
         from sync.reference import ReferenceConfig, ReferenceServer
 
@@ -205,6 +207,7 @@ class DemoEnvironment:
             profile = directory / "profile"
             enrol(profile, DEMO_USER, DEMO_PIN, kdf=kdf).close()
             loaded = Profile.load(profile)
+            set_team(loaded, make_team(DEMO_TEAM))
             store_client_secret(loaded.profile_id, client_secret)
             loaded.set_server(
                 ServerSettings(

@@ -1,4 +1,4 @@
-"""Profile commands: enrol, users and PINs, import, search, status."""
+"""Profile commands: enrol, users and PINs, the team, import, search, status."""
 
 from __future__ import annotations
 
@@ -10,16 +10,41 @@ from pathlib import Path
 from app.cli._common import Secrets, add_profile_arg, add_user_args, profile_dir
 from app.cli._sync_cmds import add_server_args, prepare_server, save_server
 
+TEAM_HELP = "street-triage team named on each new encounter, e.g. 'Bolton Street Triage'"
+TEAM_CODE_HELP = "the team's ODS organisation code, e.g. RXV (needs a team name)"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("enrol", help="create a profile, its encrypted cache and first user")
     add_user_args(p)
     add_server_args(p)
-    p.add_argument("--max-pin-failures", type=int, default=10, metavar="N",
-                   help="wrong PINs in a row before the cache is wiped (default 10)")
-    p.add_argument("--idle-minutes", type=float, default=5.0, metavar="M",
-                   help="lock the app after this many idle minutes (default 5)")
+    p.add_argument(
+        "--max-pin-failures",
+        type=int,
+        default=10,
+        metavar="N",
+        help="wrong PINs in a row before the cache is wiped (default 10)",
+    )
+    p.add_argument(
+        "--idle-minutes",
+        type=float,
+        default=5.0,
+        metavar="M",
+        help="lock the app after this many idle minutes (default 5)",
+    )
+    p.add_argument("--team", metavar="NAME", help=TEAM_HELP)
+    p.add_argument("--team-code", metavar="CODE", help=TEAM_CODE_HELP)
     p.set_defaults(func=_enrol)
+
+    p = subparsers.add_parser(
+        "set-team", help="set or clear the team every new encounter is recorded for"
+    )
+    add_user_args(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("team", nargs="?", metavar="NAME", help=TEAM_HELP)
+    which.add_argument("--clear", action="store_true", help="record no team from now on")
+    p.add_argument("--team-code", metavar="CODE", help=TEAM_CODE_HELP)
+    p.set_defaults(func=_set_team)
 
     p = subparsers.add_parser("add-user", help="enrol another user on an existing profile")
     add_user_args(p)
@@ -63,12 +88,16 @@ def _unlock(args: argparse.Namespace, secrets: Secrets | None = None):  # type: 
 def _enrol(args: argparse.Namespace) -> int:
     from app.errors import InvalidInput
     from app.security import LockoutPolicy
+    from app.services.encounters import make_team, set_team
     from app.services.session import enrol
 
     if not 3 <= args.max_pin_failures <= 20:
         raise InvalidInput("--max-pin-failures must be between 3 and 20", field="max_pin_failures")
     if not 0.5 <= args.idle_minutes <= 30:
         raise InvalidInput("--idle-minutes must be between 0.5 and 30", field="idle_minutes")
+    if args.team_code is not None and args.team is None:
+        raise InvalidInput("--team-code needs --team", field="team_code")
+    team = make_team(args.team, args.team_code) if args.team is not None else None
     secrets = Secrets(args.pin_stdin)
     pin = secrets.next("PIN")
     if not args.pin_stdin and secrets.next("PIN again") != pin:
@@ -78,9 +107,28 @@ def _enrol(args: argparse.Namespace) -> int:
     lockout = LockoutPolicy(max_failures=args.max_pin_failures)
     with enrol(profile_dir(args), args.user, pin, lockout=lockout) as session:
         session.profile.update_settings(idle_lock_minutes=args.idle_minutes)
+        if team is not None:
+            set_team(session.profile, team)
         if server is not None:
             save_server(session.profile, server)
         print(f"enrolled {args.user} on profile {session.profile.profile_id}")
+    return 0
+
+
+def _set_team(args: argparse.Namespace) -> int:
+    """Change the default team; the PIN proves an enrolled user asked (a wrong one counts)."""
+    from app.errors import InvalidInput
+    from app.services.encounters import make_team, set_team
+
+    if args.clear and args.team_code is not None:
+        raise InvalidInput("--clear takes no --team-code", field="team_code")
+    team = None if args.clear else make_team(args.team, args.team_code)  # before the PIN
+    with _unlock(args) as session:
+        set_team(session.profile, team)
+    if team is None:
+        print("no team: new encounters will name none")
+    else:
+        print(f"team set to {team.name}" + (f" ({team.code})" if team.code else ""))
     return 0
 
 

@@ -48,8 +48,13 @@ Optional:
   `high`.
 - `referrals` (array of strings, each at most once): `crisis-team`, `cmht`, `gp`,
   `substance-misuse`, `social-care`, `other`.
+- `team` (string, up to 200): the street-triage team that attended, recorded as the
+  Encounter's `serviceProvider`. Left out, it is the profile's team (`kerbside enrol --team`,
+  `kerbside set-team`), identified by its ODS code if one was set; a different name is recorded
+  by name only; `null` or `""` records no team.
 
-Optional fields may be left out or given as `null`; nothing is assumed for a missing one.
+Optional fields may be left out or given as `null`; nothing is assumed for a missing one
+except `team`.
 Example:
 
     [{"patient": {"nhs_number": "943 476 5870"}, "start": "2026-11-20T22:15:00Z",

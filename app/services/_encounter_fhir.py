@@ -34,6 +34,7 @@ from app.fhir import (
     LEGAL_STATUS_SYSTEM,
     LOCATION_TYPE_SYSTEM,
     LOCATION_TYPES,
+    ODS_ORG_SYSTEM,
     OUTCOME_CODES,
     OUTCOME_SYSTEM,
     PERSON_DESCRIPTION_EXT,
@@ -116,6 +117,7 @@ FORM: tuple[FormSection, ...] = (
         FormItem("end", "End", "dateTime", required=True),
         FormItem("response_mode", "Response", "choice", _LABELS["response_mode"],
                  RESPONSE_MODE_SYSTEM),
+        FormItem("team", "Team", "string", max_length=200),
         FormItem("location", "Location", "string", required=True, max_length=500),
         FormItem("location_type", "Type of location", "choice", _LABELS["location_type"],
                  LOCATION_TYPE_SYSTEM),
@@ -300,12 +302,15 @@ def build_transaction(
     user_id: str,
     device_id: str,
     recorded_at: datetime,
+    team_code: str | None = None,
     new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> dict[str, Any]:
     """The transaction Bundle for one validated encounter.
 
     `patient_id` is the cached Patient's id, or None when `inp.patient` is an unidentified
     person: a provisional Patient is then created in the same Bundle and referenced by urn.
+    `team_code` is the ODS code of `inp.team`, if known: the team is then identified on
+    `serviceProvider`, not only named (the device holds no Organization to point at).
     """
     entries: list[dict[str, Any]] = []
 
@@ -382,6 +387,12 @@ def build_transaction(
         encounter["location"][0]["physicalType"] = _concept(
             LOCATION_TYPE_SYSTEM, kind, _LABELS["location_type"][kind]
         )
+    team = (inp.team or "").strip()
+    if team:
+        provider: dict[str, Any] = {"display": team}
+        if team_code:
+            provider["identifier"] = {"system": ODS_ORG_SYSTEM, "value": team_code}
+        encounter["serviceProvider"] = provider
     if inp.section_136:
         encounter["extension"] = [_legal_status_s136()]
         if inp.place_of_safety:

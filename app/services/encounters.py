@@ -43,6 +43,7 @@ from app.fhir import (
 )
 from app.nhs_number import is_valid as nhs_number_is_valid
 from app.nhs_number import normalise as normalise_nhs_number
+from app.security import Profile
 from app.services import _encounter_fhir as fhir_out
 from app.services._encounter_fhir import FORM, FORM_ITEMS, FormItem, FormSection
 from app.services.session import Session
@@ -56,6 +57,10 @@ MAX_DURATION = timedelta(hours=24)  # longer is almost surely a mistyped date
 MAX_APPARENT_AGE = 120
 ADULT_AGE = 18
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+# Profile settings naming the officer's team (set at enrolment or by `kerbside set-team`).
+TEAM_SETTING = "team"
+TEAM_CODE_SETTING = "team_code"
+_ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")  # organisation (e.g. RXV) or site (e.g. RXV01) code
 
 # What the officer picks when discarding a rejected record (kept in the audit chain).
 DISCARD_REASONS: tuple[str, ...] = (
@@ -86,11 +91,13 @@ __all__ = [
     "KnownPatient",
     "PatientByNhsNumber",
     "RecordedEncounter",
+    "Team",
     "UnidentifiedPerson",
     "discard_draft",
     "field_records_for_patient",
     "list_encounters",
     "load_drafts",
+    "make_team",
     "new_draft_id",
     "parse_encounter",
     "parse_encounter_json",
@@ -99,6 +106,8 @@ __all__ = [
     "recorded_answers",
     "resolve_rejected",
     "save_draft",
+    "set_team",
+    "team_of",
     "validate",
 ]
 
@@ -155,7 +164,9 @@ class EncounterInput:
     """One street-triage encounter as the form or the JSON gives it (DOMAIN.md field list).
 
     Times are timezone-aware (stored as UTC). Optional fields left as None are not recorded
-    rather than defaulted: a clinical record should not claim what nobody entered.
+    rather than defaulted: a clinical record should not claim what nobody entered. The one
+    default, `team`, is filled in by the callers (the form, `parse_encounter`) from the
+    profile's setting: it says who recorded the contact, not anything about the person.
     """
 
     patient: PatientChoice
@@ -179,6 +190,7 @@ class EncounterInput:
     place_of_safety: str | None = None
     conveyance: str | None = None
     referrals: tuple[str, ...] = ()
+    team: str | None = None
 
 
 REQUIRED_FIELDS = ("patient", *(i.link_id for i in FORM_ITEMS.values() if i.required))
@@ -285,7 +297,8 @@ def parse_encounter(
     """Check a JSON object (the input format, or a form draft) and build the input from it.
 
     Returns every error found. Field types are checked first; values and rules (the same
-    `validate` the form uses) only once every field has the right type.
+    `validate` the form uses) only once every field has the right type. With a session, an
+    absent `team` is the profile's team (`null` or "" records none).
     """
     if not isinstance(obj, dict):
         return None, [FieldError("encounter", "must be a JSON object")]
@@ -303,6 +316,9 @@ def parse_encounter(
             values[name] = _parse_value(item, obj[name], errors)
     if errors:
         return None, errors
+    team = team_of(session.profile) if session is not None else None
+    if "team" not in obj and team is not None:
+        values["team"] = team.name
     inp = EncounterInput(**values)
     errors = validate(inp, session, now=now)
     return (None, errors) if errors else (inp, [])
@@ -339,7 +355,7 @@ def _check(
     _check_times(inp, now, errors)
     for name in ("location", "police_incident_ref", "presenting_situation"):
         _check_text(name, getattr(inp, name), errors, required=True)
-    for name in ("narrative", "consulted_with"):
+    for name in ("narrative", "consulted_with", "team"):
         _check_text(name, getattr(inp, name), errors, required=False)
     for name, allowed in _CODES.items():
         value = getattr(inp, name)
@@ -564,6 +580,9 @@ def _prepare(
     errors, patient_id = _check(inp, session, now)
     if errors:
         raise InvalidEncounter(errors)
+    team = team_of(session.profile)
+    # The code identifies the profile's team; a team typed in instead is recorded by name only.
+    team_code = team.code if team is not None and (inp.team or "").strip() == team.name else None
     bundle = fhir_out.build_transaction(
         inp,
         client_id=client_id,
@@ -571,6 +590,7 @@ def _prepare(
         user_id=session.user_id,
         device_id=session.profile.profile_id,
         recorded_at=now,
+        team_code=team_code,
     )
     return orjson.dumps(bundle), patient_id
 
@@ -659,6 +679,7 @@ class EncounterSummary:
     reason: str | None  # the server's reason, for rejected and discarded rows
     attempts: int
     resolved_by: str | None = None
+    team: str | None = None  # the team that recorded it, as entered
 
 
 def _cache_usable(session: Session) -> bool:
@@ -696,6 +717,7 @@ def _summary(session: Session, row: OutboxRow, names_visible: bool) -> Encounter
         reason=row.reason if row.state in ("rejected", "discarded") else None,
         attempts=row.attempts,
         resolved_by=row.resolved_by,
+        team=answers.get("team"),
     )
 
 
@@ -797,6 +819,56 @@ def resolve_rejected(
     else:
         raise InvalidInput("the action must be retry or discard", field="action")
     log.info("rejected encounter %s resolved: %s", client_id, action)
+
+
+# -- the officer's team (a profile setting; the default for every record) -------------------
+@dataclass(frozen=True, slots=True)
+class Team:
+    """The street-triage team this device records for; `code` is its ODS code, if known."""
+
+    name: str
+    code: str | None = None
+
+
+def team_of(profile: Profile) -> Team | None:
+    """The profile's team, or None if none was set (records then name no team)."""
+    settings = profile.settings
+    name = settings.get(TEAM_SETTING)
+    if not isinstance(name, str) or not name.strip():
+        return None
+    code = settings.get(TEAM_CODE_SETTING)
+    return Team(name.strip(), code if isinstance(code, str) and code else None)
+
+
+def make_team(name: str, code: str | None = None) -> Team:
+    """A team as the officer typed it, checked: one line of at most the form's `team` length,
+    and an ODS-shaped code (upper-cased) if any. Messages never echo the value."""
+    limit = FORM_ITEMS["team"].max_length or 0
+    name = name.strip()
+    if not name:
+        raise InvalidInput("the team name must not be empty", field=TEAM_SETTING)
+    if len(name) > limit:
+        raise InvalidInput(f"the team name is longer than {limit} characters", field=TEAM_SETTING)
+    if not name.isprintable():
+        raise InvalidInput("the team name must be one line of text", field=TEAM_SETTING)
+    if code is not None:
+        code = code.strip().upper()
+        if not _ODS_CODE.fullmatch(code):
+            raise InvalidInput(
+                "the team code must be an ODS code: 3 to 10 letters and digits, e.g. RXV",
+                field=TEAM_CODE_SETTING,
+            )
+    return Team(name, code)
+
+
+def set_team(profile: Profile, team: Team | None) -> None:
+    """Make `team` (from `make_team`; None: no team) the default for new records.
+
+    Name and code are replaced together: a code left over from the previous team would
+    identify the wrong organisation on every later record.
+    """
+    name, code = (team.name, team.code) if team is not None else (None, None)
+    profile.update_settings(**{TEAM_SETTING: name, TEAM_CODE_SETTING: code})
 
 
 # -- drafts (the form autosaves; a crash restores them) ---------------------------------------

@@ -560,7 +560,7 @@ def _last_contacts(
         LastContact(
             when=r.start,
             description="Street triage (this device)",
-            provider=None,
+            provider=r.team,
             outcome=r.outcome_display,
             source="this-device",
             state=r.state,

@@ -93,7 +93,7 @@ DWELLING_NOTE = (
 FIELD_ORDER = (
     "patient", "patient.id", "patient.nhs_number", "patient.unidentified.description",
     "patient.unidentified.apparent_age", "patient.unidentified.sex",
-    "patient.unidentified.place_found", "start", "end", "response_mode", "location",
+    "patient.unidentified.place_found", "start", "end", "response_mode", "team", "location",
     "location_type", "police_incident_ref", "presenting_situation", "known_to_services",
     "crisis_plan_consulted", *RISK_TOPICS, "section_136", "health_professional_consulted",
     "consulted_with", "place_of_safety", "conveyance", "outcome", "referrals", "narrative",
@@ -540,6 +540,11 @@ class EncounterForm(QWidget):
         )
         self.response_mode.set_value("face-to-face")
         card.add(self._field("response_mode", self.response_mode, "Response"))
+        self.team = _line("team", "Your street-triage team")
+        self.team.setAccessibleName("Team")
+        default_team = encounters.team_of(self._session.profile)
+        self.team.setText(default_team.name if default_team is not None else "")
+        card.add(self._field("team", self.team))
         self.location = _line("location", "Street, landmark or address")
         card.add(self._field("location", self.location))
         self.location_type = SegmentedChoice(
@@ -554,6 +559,7 @@ class EncounterForm(QWidget):
             self.start.changed,
             self.end.changed,
             self.response_mode.changed,
+            self.team.textChanged,
             self.location.textChanged,
             self.location_type.changed,
             self.police_incident_ref.textChanged,
@@ -726,6 +732,7 @@ class EncounterForm(QWidget):
             ("police_incident_ref", self.police_incident_ref),
         ):
             out[name] = edit.text()
+        out["team"] = self.team.text().strip()  # kept even when cleared: "" records no team
         out["presenting_situation"] = self.presenting_situation.toPlainText()
         out["narrative"] = self.narrative.toPlainText()
         for name, choice in (
@@ -780,6 +787,8 @@ class EncounterForm(QWidget):
             self.end.set_value(_parse_iso(data.get("end")))
             self.location.setText(str(data.get("location", "")))
             self.police_incident_ref.setText(str(data.get("police_incident_ref", "")))
+            if "team" in data:  # else keep the profile's team the form opened with
+                self.team.setText(str(data["team"] or ""))
             self.presenting_situation.setPlainText(str(data.get("presenting_situation", "")))
             self.narrative.setPlainText(str(data.get("narrative", "")))
             for name, choice in (
@@ -840,6 +849,7 @@ class EncounterForm(QWidget):
             outcome=data.get("outcome", "other"),
             narrative=data["narrative"],
             referrals=tuple(data["referrals"]),
+            team=data["team"] or None,
             **optional,
         )
 

@@ -436,6 +436,62 @@ def test_discarding_the_offered_draft_removes_it(
     assert not form._banner.isVisible() and _drafts(cohort_session) == []
 
 
+# -- the officer's team ----------------------------------------------------------------------
+def _provider(session: Session, client_id: str) -> Any:
+    (row,) = [r for r in _outbox(session) if r.client_id == client_id]
+    return fhir_out.encounter_of(orjson.loads(row.payload)).get("serviceProvider")
+
+
+def test_the_profiles_team_is_prefilled_and_saved_with_its_code(
+    qtbot: QtBot,
+    make_form: FormFactory,
+    cohort_session: Session,
+    cohort_patient: dict[str, Any],
+) -> None:
+    team = encounters.make_team("Bolton Street Triage", "RXV")
+    encounters.set_team(cohort_session.profile, team)
+    form = make_form()
+    assert form.team.text() == "Bolton Street Triage" and form.team.isVisible()
+    assert form.team.accessibleName() == "Team" and form.team.height() >= 48
+    _fill_required(qtbot, form, cohort_patient["nhs_number"])
+    with qtbot.waitSignal(form.saved, timeout=10_000) as saved:
+        _tap(qtbot, form.save_button)
+    assert _provider(cohort_session, saved.args[0]) == {
+        "display": "Bolton Street Triage",
+        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RXV"},
+    }
+
+
+def test_an_edited_team_is_kept_in_the_draft_and_saved_by_name(
+    qtbot: QtBot,
+    make_form: FormFactory,
+    runner: Runner,
+    cohort_session: Session,
+    cohort_patient: dict[str, Any],
+) -> None:
+    encounters.set_team(cohort_session.profile, encounters.make_team("Bolton Street Triage", "RXV"))
+    form = make_form()
+    form.team.setFocus()
+    form.team.selectAll()
+    qtbot.keyClicks(form.team, "Salford Street Triage")  # covering another team's shift
+    form.flush_draft()
+    runner.wait_until_idle(5_000)
+    (draft,) = _drafts(cohort_session)
+    assert draft.data["team"] == "Salford Street Triage"
+
+    again = make_form()  # a later form offers the draft; resuming brings the edit back
+    assert again.team.text() == "Bolton Street Triage"
+    _tap(qtbot, again.resume_button)
+    assert again.team.text() == "Salford Street Triage"
+    _fill_required(qtbot, again, cohort_patient["nhs_number"])
+    with qtbot.waitSignal(again.saved, timeout=10_000) as saved:
+        _tap(qtbot, again.save_button)
+    runner.wait_until_idle(5_000)
+    assert _drafts(cohort_session) == []
+    # Another team's ODS code is not this device's to claim: recorded by name only.
+    assert _provider(cohort_session, saved.args[0]) == {"display": "Salford Street Triage"}
+
+
 # -- the unknown person -----------------------------------------------------------------------
 def test_an_unknown_person_gets_a_provisional_record_from_the_description(
     qtbot: QtBot,

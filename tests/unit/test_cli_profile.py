@@ -163,8 +163,18 @@ def test_enrol_sets_the_wipe_threshold_and_idle_lock(
     from app.security import Profile
 
     profile = tmp_path / "p"
-    args = ["enrol", "--profile", str(profile), "--user", "pc1", "--pin-stdin",
-            "--max-pin-failures", "5", "--idle-minutes", "2"]
+    args = [
+        "enrol",
+        "--profile",
+        str(profile),
+        "--user",
+        "pc1",
+        "--pin-stdin",
+        "--max-pin-failures",
+        "5",
+        "--idle-minutes",
+        "2",
+    ]
     code, _out, _err = run(args, "246810\n", monkeypatch, capsys)
     assert code == 0
     loaded = Profile.load(profile)
@@ -175,8 +185,68 @@ def test_enrol_sets_the_wipe_threshold_and_idle_lock(
 def test_enrol_refuses_a_wipe_threshold_out_of_range(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["enrol", "--profile", str(tmp_path / "p"), "--user", "pc1", "--pin-stdin",
-            "--max-pin-failures", "1"]
+    args = [
+        "enrol",
+        "--profile",
+        str(tmp_path / "p"),
+        "--user",
+        "pc1",
+        "--pin-stdin",
+        "--max-pin-failures",
+        "1",
+    ]
     code, _out, err = run(args, "246810\n", monkeypatch, capsys)
     assert code == 1 and "--max-pin-failures" in err
+    assert not (tmp_path / "p" / "profile.json").exists()
+
+
+def test_enrol_sets_the_team_and_set_team_changes_it_with_a_pin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.security import Profile
+
+    profile = tmp_path / "p"
+    base = ["--profile", str(profile), "--user", "pc1", "--pin-stdin"]
+    args = ["enrol", *base, "--team", " Bolton Street Triage ", "--team-code", "rxv"]
+    code, _out, err = run(args, "246810\n", monkeypatch, capsys)
+    assert code == 0, err
+    settings = Profile.load(profile).settings
+    assert (settings["team"], settings["team_code"]) == ("Bolton Street Triage", "RXV")
+
+    # A wrong PIN changes nothing (and counts as a failure).
+    salford = ["set-team", *base, "Salford Street Triage"]
+    code, _out, err = run(salford, "975310\n", monkeypatch, capsys)
+    assert code == 1 and "wrong user or PIN" in err
+    assert Profile.load(profile).settings["team"] == "Bolton Street Triage"
+    assert Profile.load(profile).failures == 1
+
+    # A new name without a code drops the old team's code: it would name the wrong organisation.
+    code, out, _err = run(salford, "246810\n", monkeypatch, capsys)
+    assert code == 0 and "Salford Street Triage" in out
+    settings = Profile.load(profile).settings
+    assert (settings["team"], settings["team_code"]) == ("Salford Street Triage", None)
+
+    code, _out, _err = run(["set-team", *base, "--clear"], "246810\n", monkeypatch, capsys)
+    assert code == 0 and Profile.load(profile).settings["team"] is None
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--team-code", "RXV"], "--team-code needs --team"),
+        (["--team", "  "], "must not be empty"),
+        (["--team", "x" * 201], "longer than 200"),
+        (["--team", "Bolton", "--team-code", "RX-V!"], "ODS code"),
+    ],
+)
+def test_enrol_refuses_a_bad_team_before_creating_anything(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    fragment: str,
+) -> None:
+    args = ["enrol", "--profile", str(tmp_path / "p"), "--user", "pc1", "--pin-stdin", *extra]
+    code, _out, err = run(args, "246810\n", monkeypatch, capsys)
+    assert code == 1 and fragment in err and "Traceback" not in err
     assert not (tmp_path / "p" / "profile.json").exists()

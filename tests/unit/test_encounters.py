@@ -4,6 +4,7 @@ rejections, on a real encrypted cache."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import json
 import uuid
@@ -22,12 +23,13 @@ from app.fhir import (
     FIELD_RECORD_ID_SYSTEM,
     LEGAL_STATUS_EXT,
     NHS_NUMBER_SYSTEM,
+    ODS_ORG_SYSTEM,
     POLICE_INCIDENT_SYSTEM,
     RECORD_STATUS_SYSTEM,
     STREET_TRIAGE_QUESTIONNAIRE,
 )
 from app.services import encounters
-from app.services._encounter_fhir import build_transaction, questionnaire_resource
+from app.services._encounter_fhir import build_transaction, encounter_of, questionnaire_resource
 from app.services.encounters import (
     EncounterInput,
     InvalidEncounter,
@@ -36,6 +38,7 @@ from app.services.encounters import (
     UnidentifiedPerson,
     list_encounters,
     load_drafts,
+    make_team,
     parse_encounter,
     parse_encounter_json,
     record,
@@ -43,6 +46,8 @@ from app.services.encounters import (
     recorded_answers,
     resolve_rejected,
     save_draft,
+    set_team,
+    team_of,
     validate,
 )
 from app.services.session import Session, unlock
@@ -91,6 +96,7 @@ FULL = {
     "risk_to_others": "low",
     "risk_from_others": "medium",
     "referrals": ["crisis-team", "gp"],
+    "team": "Bolton Street Triage",
 }
 
 
@@ -144,6 +150,10 @@ def test_each_required_field_is_named_when_missing(name: str) -> None:
         ({"referrals": ["gp", "vet"]}, "referrals[1]", "must be one of"),
         ({"referrals": ["gp", "gp"]}, "referrals[1]", "twice"),
         ({"risk_to_self": None, "referrals": []}, None, None),
+        ({"team": "x" * 201}, "team", "longer than 200"),
+        ({"team": 5}, "team", "string"),
+        ({"team": None}, None, None),
+        ({"team": ""}, None, None),
         # Section 136: the law and its record.
         ({**S136, "location_type": "dwelling"}, "section_136", "dwelling"),
         ({**S136, "location_type": None}, "location_type", "required when section 136 is used"),
@@ -683,3 +693,84 @@ def test_the_recorded_payload_reads_back_as_the_input(session: Session) -> None:
     answers = recorded_answers(session, saved.client_id)
     expected = copy.deepcopy(obj)
     assert answers == expected
+
+
+# -- the officer's team ---------------------------------------------------------------------
+TEAM = "Bolton Street Triage"
+
+
+def test_the_team_is_the_encounters_service_provider_with_its_ods_code() -> None:
+    inp = parse_encounter_json(valid(team=f"  {TEAM} "), now=NOW)
+    kwargs: dict[str, Any] = {"client_id": "c1", "patient_id": None, "user_id": "pc101"}
+    kwargs |= {"device_id": "dev-1", "recorded_at": NOW}
+    coded = encounter_of(build_transaction(inp, team_code="RXV", **kwargs))
+    assert coded["serviceProvider"] == {
+        "display": TEAM,
+        "identifier": {"system": ODS_ORG_SYSTEM, "value": "RXV"},
+    }
+    _model("Encounter").model_validate(coded)
+    named = encounter_of(build_transaction(inp, **kwargs))
+    assert named["serviceProvider"] == {"display": TEAM}
+    blank = parse_encounter_json(valid(team=" "), now=NOW)
+    assert "serviceProvider" not in encounter_of(build_transaction(blank, **kwargs))
+
+
+def test_a_missing_team_is_the_profiles_and_only_that_team_gets_its_code(
+    session: Session,
+) -> None:
+    assert parse_encounter_json(valid(), session, now=NOW).team is None  # no team set
+    set_team(session.profile, make_team(TEAM, "rxv"))
+    assert team_of(session.profile) == encounters.Team(TEAM, "RXV")
+    assert parse_encounter_json(valid(), now=NOW).team is None  # no session, no default
+    ours = parse_encounter_json(valid(), session, now=NOW)
+    theirs = parse_encounter_json(valid(team="Salford Street Triage"), session, now=NOW)
+    nobody = parse_encounter_json(valid(team=None), session, now=NOW)
+    assert (ours.team, theirs.team, nobody.team) == (TEAM, "Salford Street Triage", None)
+    saved = record_many(session, [ours, theirs, nobody], now=NOW)
+    payloads = {r.client_id: orjson.loads(r.payload) for r in _outbox(session)}
+    providers = [encounter_of(payloads[s.client_id]).get("serviceProvider") for s in saved]
+    assert providers == [
+        {"display": TEAM, "identifier": {"system": ODS_ORG_SYSTEM, "value": "RXV"}},
+        {"display": "Salford Street Triage"},
+        None,
+    ]
+    assert recorded_answers(session, saved[0].client_id)["team"] == TEAM
+    assert "team" not in recorded_answers(session, saved[2].client_id)
+    by_id = {e.client_id: e.team for e in list_encounters(session)}
+    assert [by_id[s.client_id] for s in saved] == [TEAM, "Salford Street Triage", None]
+
+
+def test_a_too_long_team_is_refused_by_name_and_nothing_is_stored(session: Session) -> None:
+    set_team(session.profile, make_team(TEAM))
+    long = dataclasses.replace(parse_encounter_json(valid(), session, now=NOW), team="T" * 201)
+    with pytest.raises(InvalidEncounter) as caught:
+        record(session, long, now=NOW)
+    assert [(e.field, e.message) for e in caught.value.errors] == [
+        ("team", "is longer than 200 characters")
+    ]
+    assert _outbox(session) == []
+
+
+@pytest.mark.parametrize(
+    "name, code, field, fragment",
+    [
+        ("  ", None, "team", "must not be empty"),
+        ("x" * 201, None, "team", "longer than 200"),
+        ("Bolton\nStreet Triage", None, "team", "one line"),
+        (TEAM, "R", "team_code", "ODS code"),
+        (TEAM, "RXV 01", "team_code", "ODS code"),
+    ],
+)
+def test_a_bad_team_setting_is_refused_by_name(
+    name: str, code: str | None, field: str, fragment: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        make_team(name, code)
+    assert caught.value.field == field and fragment in str(caught.value)
+
+
+def test_clearing_the_team_drops_its_code_too(session: Session) -> None:
+    set_team(session.profile, make_team(TEAM, "RXV01"))
+    set_team(session.profile, None)
+    assert team_of(session.profile) is None
+    assert session.profile.settings["team_code"] is None

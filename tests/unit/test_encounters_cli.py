@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from app.cli import main
+from app.fhir import ODS_ORG_SYSTEM
+from app.services._encounter_fhir import encounter_of
+from app.services.encounters import make_team, set_team
 from app.services.session import Session
 from tests.conftest import TEST_PIN
 
@@ -95,6 +99,7 @@ def test_record_prints_the_client_ids_and_queues_each(
         ({"colour": "blue"}, "[1].colour: unknown field"),
         ({"patient": {"nhs_number": "485 777 3457"}}, "[1].patient.nhs_number: matches no person"),
         ({"patient": {"id": "nobody"}}, "[1].patient.id: matches no person"),
+        ({"team": "x" * 201}, "[1].team: is longer than 200 characters"),
     ],
 )
 def test_one_bad_encounter_stores_nothing_and_names_index_and_field(
@@ -133,3 +138,29 @@ def test_a_bad_file_is_refused_before_the_pin(
     code, out, err = _run(session, profile_dir, content, tmp_path, monkeypatch, capsys)
     assert code == 1 and out == "" and expected in err
     assert session.profile.failures == 0
+
+
+def test_a_missing_team_is_the_profiles_and_a_given_one_is_kept(
+    session: Session,
+    profile_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    set_team(session.profile, make_team("Bolton Street Triage", "RXV"))
+    person = {"unidentified": {"description": "Grey hoodie", "apparent_age": 25, "sex": "male"}}
+    batch = [
+        _encounter(person),
+        _encounter(person, team="Salford Street Triage"),
+        _encounter(person, team=None),
+    ]
+    code, out, err = _run(session, profile_dir, batch, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    payloads = {r.client_id: orjson.loads(r.payload) for r in session.store.outbox_rows()}
+    providers = [encounter_of(payloads[cid]).get("serviceProvider") for cid in json.loads(out)]
+    ours = {"system": ODS_ORG_SYSTEM, "value": "RXV"}
+    assert providers == [
+        {"display": "Bolton Street Triage", "identifier": ours},
+        {"display": "Salford Street Triage"},  # another team's code is not ours to guess
+        None,
+    ]

@@ -354,7 +354,12 @@ def test_last_contacts_merge_central_and_this_devices_records(card_session: Sess
         "outcome": "advice-signposting",
         "narrative": "",
     }
-    earlier = {**obj, "start": "2026-11-20T21:00:00Z", "end": "2026-11-20T21:30:00Z"}
+    earlier = {
+        **obj,
+        "start": "2026-11-20T21:00:00Z",
+        "end": "2026-11-20T21:30:00Z",
+        "team": "Bolton Street Triage",
+    }
     mine = record(card_session, parse_encounter_json(earlier, card_session, now=NOW), now=NOW)
     echoed = record(card_session, parse_encounter_json(obj, card_session, now=NOW), now=NOW)
     # The centre's copy of `echoed` has come back in a pull: show it once, as the centre has it.
@@ -370,6 +375,7 @@ def test_last_contacts_merge_central_and_this_devices_records(card_session: Sess
         ("central", None, None),  # e-old-s3 (e-error is never shown)
     ]
     assert contacts[1].outcome == "Advice / signposting"
+    assert contacts[1].provider == "Bolton Street Triage"  # the team that recorded it
     assert contacts[0].description == "Outpatient appointment"
     assert [c.when for c in contacts] == sorted((c.when for c in contacts), reverse=True)
 
