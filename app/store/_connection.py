@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlcipher3
 
@@ -38,8 +39,11 @@ _KNOWN_CODES = {
     26: "the cache cannot be read with this key",
 }
 
-Connection = sqlcipher3.dbapi2.Connection
-DatabaseError = sqlcipher3.dbapi2.DatabaseError
+if TYPE_CHECKING:  # sqlcipher3 mirrors the sqlite3 DB-API and ships no type stubs
+    from sqlite3 import Connection, DatabaseError
+else:
+    Connection = sqlcipher3.dbapi2.Connection
+    DatabaseError = sqlcipher3.dbapi2.DatabaseError
 
 
 def translate_error(exc: BaseException) -> BaseException:
