@@ -170,35 +170,53 @@ CACHED_TYPES: tuple[str, ...] = (
 )
 
 
+# Outside data (the central record, imports) may be malformed in any field. Readers go through
+# these three, so a wrong shape reads as "absent" instead of crashing a sync or an import.
+def obj(value: Any) -> dict[str, Any]:
+    """A FHIR complex element, or {} when it is missing or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
+def objs(value: Any) -> list[dict[str, Any]]:
+    """The objects of a repeating element; anything else in it (or instead of it) is dropped."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def strs(value: Any) -> list[str]:
+    """The strings of a repeating primitive element (e.g. `given`, `line`)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def patient_ref_of(resource: dict[str, Any]) -> str | None:
     """The Patient id a resource is about, or None (e.g. Practitioner)."""
     if resource.get("resourceType") == "Patient":
         return resource.get("id")
     for key in ("subject", "patient", "beneficiary"):
-        ref = (resource.get(key) or {}).get("reference", "")
-        if ref.startswith("Patient/"):
+        ref = obj(resource.get(key)).get("reference")
+        if isinstance(ref, str) and ref.startswith("Patient/"):
             return ref[len("Patient/") :]
     return None
 
 
 def nhs_number_of(patient: dict[str, Any]) -> str | None:
-    for ident in patient.get("identifier", ()):
-        if ident.get("system") == NHS_NUMBER_SYSTEM and ident.get("value"):
+    for ident in objs(patient.get("identifier")):
+        if ident.get("system") == NHS_NUMBER_SYSTEM and isinstance(ident.get("value"), str):
             return str(ident["value"])
     return None
 
 
 def human_name_text(name: dict[str, Any]) -> str:
     """A HumanName as people say it: its `text`, else given names then family."""
-    if name.get("text"):
+    if isinstance(name.get("text"), str) and name["text"]:
         return str(name["text"])
-    parts = [*name.get("given", ()), name.get("family", "")]
-    return " ".join(str(p) for p in parts if p)
+    family = name.get("family")
+    parts = [*strs(name.get("given")), family if isinstance(family, str) else ""]
+    return " ".join(p for p in parts if p)
 
 
 def display_name_of(patient: dict[str, Any]) -> str:
     """The name to show for a Patient: official (or the first usable) name, never empty."""
-    names = [n for n in patient.get("name", ()) if n.get("use") not in ("old", "anonymous")]
+    names = [n for n in objs(patient.get("name")) if n.get("use") not in ("old", "anonymous")]
     names.sort(key=lambda n: n.get("use") != "official")
     for name in names:
         text = human_name_text(name)

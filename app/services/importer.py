@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,29 @@ def _read_ndjson(path: Path, rtype: str) -> Iterator[dict[str, Any]]:
                 res = orjson.loads(line)
             except orjson.JSONDecodeError:
                 raise InvalidInput(f"{path.name} line {number}: not valid JSON") from None
-            if not isinstance(res, dict) or res.get("resourceType") != rtype or not res.get("id"):
-                raise InvalidInput(
-                    f"{path.name} line {number}: expected a {rtype} resource with an id"
-                )
+            if not isinstance(res, dict) or res.get("resourceType") != rtype:
+                raise InvalidInput(f"{path.name} line {number}: expected a {rtype} resource")
+            problem = _shape_problem(res)
+            if problem:
+                raise InvalidInput(f"{path.name} line {number}: {problem}")
             yield res
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _shape_problem(res: dict[str, Any]) -> str | None:
+    """What the store relies on: a FHIR id, and a `meta` object with string version fields."""
+    rid = res.get("id")
+    if not isinstance(rid, str) or not _FHIR_ID.fullmatch(rid):
+        return "the resource has no valid FHIR id"
+    meta = res.get("meta", {})
+    if not isinstance(meta, dict):
+        return "meta is not an object"
+    for name in ("versionId", "lastUpdated"):
+        if name in meta and not isinstance(meta[name], str):
+            return f"meta.{name} is not a string"
+    return None
 
 
 def ndjson_files(directory: Path) -> list[tuple[str, Path]]:

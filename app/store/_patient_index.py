@@ -38,7 +38,7 @@ from typing import Any
 import jellyfish
 import orjson
 
-from app.fhir import ALERT_CODES, SNOMED, nhs_number_of, patient_ref_of
+from app.fhir import ALERT_CODES, SNOMED, nhs_number_of, obj, objs, patient_ref_of, strs
 from app.nhs_number import normalise as normalise_nhs_number
 from app.store._connection import Connection, run_script
 
@@ -240,7 +240,7 @@ class _Doc:
 
 
 def _name_text(name: dict[str, Any]) -> tuple[list[str], str]:
-    given = [g for g in name.get("given") or () if isinstance(g, str)]
+    given = strs(name.get("given"))
     family = name.get("family") if isinstance(name.get("family"), str) else ""
     if not given and not family and isinstance(name.get("text"), str):
         *given, family = name["text"].split() or [""]
@@ -248,8 +248,8 @@ def _name_text(name: dict[str, Any]) -> tuple[list[str], str]:
 
 
 def _pick_address(patient: dict[str, Any]) -> dict[str, Any] | None:
-    addresses = [a for a in patient.get("address") or () if isinstance(a, dict)]
-    current = [a for a in addresses if not (a.get("period") or {}).get("end")]
+    addresses = objs(patient.get("address"))
+    current = [a for a in addresses if not obj(a.get("period")).get("end")]
     for pool in (current, addresses):
         for a in pool:
             if a.get("use") in (None, "home", "temp"):
@@ -296,7 +296,7 @@ class _Deriver:
 
     def derive(self, patient: dict[str, Any]) -> _Doc:
         """Display fields and index terms of one Patient resource."""
-        names = [n for n in patient.get("name") or () if isinstance(n, dict)]
+        names = objs(patient.get("name"))
         official = None
         for n in names:
             if n.get("use") == "official":
@@ -352,7 +352,7 @@ class _Deriver:
         address = _pick_address(patient)
         postcode = postcode_key = address_text = None
         if address is not None:
-            lines = [x for x in address.get("line") or () if isinstance(x, str)]
+            lines = strs(address.get("line"))
             if not lines and isinstance(address.get("text"), str):
                 lines = [address["text"]]  # e.g. "No fixed abode"
             city = address.get("city") if isinstance(address.get("city"), str) else None
@@ -422,9 +422,9 @@ def flag_alert(flag: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
     """
     if flag.get("status") != "active":
         return None
-    code = flag.get("code") or {}
-    codings = [c for c in code.get("coding") or () if isinstance(c, dict)]
-    end = (flag.get("period") or {}).get("end")
+    code = obj(flag.get("code"))
+    codings = objs(code.get("coding"))
+    end = obj(flag.get("period")).get("end")
     for c in codings:
         if c.get("system") == SNOMED and c.get("code") in ALERT_CODES:
             label, kind = ALERT_CODES[c["code"]]

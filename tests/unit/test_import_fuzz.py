@@ -26,13 +26,29 @@ lines = st.one_of(
     st.builds(
         lambda i, extra: orjson.dumps({"resourceType": "Patient", "id": f"p{i}", **extra}),
         st.integers(0, 5),
-        st.dictionaries(st.sampled_from(["name", "meta", "birthDate"]), json_values, max_size=2),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "name",
+                    "meta",
+                    "birthDate",
+                    "identifier",
+                    "address",
+                    "gender",
+                    "telecom",
+                    "active",
+                    "deceasedBoolean",
+                ]
+            ),
+            json_values,
+            max_size=2,
+        ),
     ),
 )
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(body=st.lists(lines, min_size=1, max_size=6))
 def test_import_never_crashes_or_half_writes(
