@@ -2,7 +2,10 @@
 
 `open_record` audits first (Caldicott: a reason for each record opened, every access audited)
 and only then reads: one query for the person's resources, plus the few Practitioners and
-Organizations they point at. The result is plain dataclasses for the UI; no Qt here.
+Organizations they point at. `refresh_record` re-reads a record that is already open (after a
+sync or a save) without a second audit entry: the officer did not open it again, and a log
+full of openings nobody made would hide the real ones. The result is plain dataclasses for
+the UI; no Qt here.
 
 Dates are `date` objects and instants UTC `datetime`s; the UI shows them in Europe/London.
 """
@@ -182,6 +185,25 @@ def open_record(
         reason=reason,
         event_id=event_id,
     )
+    return _read_record(session, patient_id, event_id, now)
+
+
+def refresh_record(
+    session: Session, record: PatientRecord, *, now: datetime | None = None
+) -> PatientRecord:
+    """Read an open record again (new data after a sync or a save), without auditing.
+
+    Only for a record `open_record` returned in this session: the refresh belongs to that
+    audited opening and keeps its `audit_event_id`. A cache past its time-to-live raises
+    CacheExpired, as opening does.
+    """
+    session.check_fresh()
+    return _read_record(session, record.person.patient_id, record.audit_event_id, now)
+
+
+def _read_record(
+    session: Session, patient_id: str, event_id: str, now: datetime | None
+) -> PatientRecord:
     by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in _PATIENT_TYPES}
     for res in session.store.resources_for_patient(patient_id, _PATIENT_TYPES):
         by_type[res["resourceType"]].append(res)

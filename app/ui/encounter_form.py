@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QHideEvent, QIntValidator, QResizeEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLineEdit,
@@ -257,8 +258,10 @@ class _AgeField(QWidget):
 
 
 def _line(name: str, placeholder: str = "") -> QLineEdit:
+    """A one-line field for the form item `name`, named as its label reads (a screen
+    reader says "Police incident reference", never the key)."""
     edit = QLineEdit()
-    edit.setAccessibleName(name)
+    edit.setAccessibleName(FIELD_LABELS[name])
     edit.setPlaceholderText(placeholder)
     edit.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)  # no copy menu (SEC 14)
     item = _FORM_ITEMS.get(name)
@@ -476,7 +479,6 @@ class EncounterForm(QWidget):
         known.addWidget(self.patient_name, 1)
         card.add(self._field("patient.id", self._known_box, "Person from the record"))
         self.nhs_number = _line("patient.nhs_number", "e.g. 943 476 5870")
-        self.nhs_number.setAccessibleName("NHS number")
         self.nhs_number.setInputMethodHints(Qt.InputMethodHint.ImhDigitsOnly)
         self.nhs_number.setMaxLength(14)
         nhs_row = QWidget()
@@ -487,8 +489,10 @@ class EncounterForm(QWidget):
             "Find in search", role="toggle", accessible_name="Find the person in search"
         )
         self.search_button.clicked.connect(self.patient_search_requested)
-        self.search_button.setVisible(offer_search)
         nhs_layout.addWidget(self.search_button)
+        # Only once it has a parent: showing a parentless widget makes it a window of its
+        # own, which takes the activation from the main window (and its shortcuts with it).
+        self.search_button.setVisible(offer_search)
         card.add(self._field("patient.nhs_number", nhs_row))
         # Unknown person
         self._unknown_box = QWidget()
@@ -541,7 +545,6 @@ class EncounterForm(QWidget):
         self.response_mode.set_value("face-to-face")
         card.add(self._field("response_mode", self.response_mode, "Response"))
         self.team = _line("team", "Your street-triage team")
-        self.team.setAccessibleName("Team")
         default_team = encounters.team_of(self._session.profile)
         self.team.setText(default_team.name if default_team is not None else "")
         card.add(self._field("team", self.team))
@@ -690,6 +693,7 @@ class EncounterForm(QWidget):
         again = BigButton("Start another encounter", accessible_name="Start another encounter")
         again.clicked.connect(self.new_encounter_requested)
         col.addWidget(again, 0, Qt.AlignmentFlag.AlignCenter)
+        self._again_button = again
         col.addStretch(2)
         return page
 
@@ -1138,8 +1142,11 @@ class EncounterForm(QWidget):
         self._scroll.hide()
         self._saved_page.show()
         self.save_button.setText("Saved ✓")
+        focus = QApplication.focusWidget()
         self.save_button.setEnabled(False)
         self.discard_button.setEnabled(False)
+        if focus is None or focus is self or self.isAncestorOf(focus):
+            self._again_button.setFocus(Qt.FocusReason.OtherFocusReason)  # not a hidden field
         self.missing.setText("")
         log.info("encounter %s saved", recorded.client_id)
         self.saved.emit(recorded.client_id)
@@ -1184,6 +1191,26 @@ class EncounterForm(QWidget):
     def saved_client_id(self) -> str | None:
         return self._saved_client_id
 
+    def focus_first_field(self) -> None:
+        """Keyboard focus on the form's first field, where the officer starts: the NHS
+        number or the description while empty, else the chosen "who is this about" button
+        at the top (Tab goes on down the form, scrolling as it goes); "Start another" once
+        saved. Never scrolls: the top of the form, who it is about, stays in view."""
+        if self._saved_page.isVisibleTo(self):
+            self._again_button.setFocus(Qt.FocusReason.OtherFocusReason)
+            return
+        mode = self.person_mode.value()
+        first: QLineEdit | QPlainTextEdit | None = {
+            "nhs": self.nhs_number,
+            "unknown": self.description,
+        }.get(mode or "")
+        if first is not None and first.isVisibleTo(self) and not _text_of(first).strip():
+            first.setFocus(Qt.FocusReason.OtherFocusReason)
+        elif mode is not None:
+            self.person_mode.button(mode).setFocus(Qt.FocusReason.OtherFocusReason)
+        else:
+            self.person_mode.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def _scroll_to(self, field: str) -> None:
         key = _base_field(field)
         widget = self.fields.get(key) or self.fields.get("patient.id")
@@ -1205,6 +1232,10 @@ class EncounterForm(QWidget):
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _text_of(edit: QLineEdit | QPlainTextEdit) -> str:
+    return edit.text() if isinstance(edit, QLineEdit) else edit.toPlainText()
 
 
 def _iso(when: datetime | None) -> str | None:

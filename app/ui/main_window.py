@@ -296,8 +296,8 @@ class MainWindow(QMainWindow):
         add("F5", lambda: self._when_unlocked(self.start_sync))
         add("Ctrl+Q", self.close)
         add("Ctrl+1", lambda: self._when_unlocked(self.focus_search))
-        add("Ctrl+2", lambda: self._when_unlocked(lambda: self.show_page(PAGE_ENCOUNTER)))
-        add("Ctrl+3", lambda: self._when_unlocked(lambda: self.show_page(PAGE_SYNC)))
+        add("Ctrl+2", lambda: self._when_unlocked(lambda: self.go_to_page(PAGE_ENCOUNTER)))
+        add("Ctrl+3", lambda: self._when_unlocked(lambda: self.go_to_page(PAGE_SYNC)))
 
     @property
     def runner(self) -> Runner:
@@ -399,8 +399,7 @@ class MainWindow(QMainWindow):
         self._layers.setCurrentIndex(1)
         self._apply_layout()
         self.idle.arm()
-        if self._page == PAGE_FIND and (self._landscape or self._portrait_pane == "search"):
-            self.focus_search()
+        self.focus_page()  # the unlock screen that had the focus is hidden now
 
     def _on_wiped(self) -> None:
         self._close_session()
@@ -456,7 +455,9 @@ class MainWindow(QMainWindow):
         controller.sync_finished.connect(self._on_sync_finished)
         controller.cache_wiped.connect(self._on_cache_wiped)
         self.sync_controller = controller
-        panel = SyncPanel(session, self._runner, controller, can_correct=True)
+        panel = SyncPanel(
+            session, self._runner, controller, can_correct=True, parent=self._sync_slot
+        )
         panel.correct_requested.connect(self.open_correction)
         panel.draft_chosen.connect(self.open_draft)
         panel.resolved.connect(lambda _cid: self.record_view.reload())
@@ -586,7 +587,9 @@ class MainWindow(QMainWindow):
 
         assert self.session is not None
         self._drop_form()
-        form = EncounterForm(self.session, self._runner, **kwargs)
+        # Made inside its slot: a child shown while the form had no parent would flash up
+        # as a window of its own and take the activation (and the shortcuts) from this one.
+        form = EncounterForm(self.session, self._runner, parent=self._encounter_slot, **kwargs)
         form.saved.connect(self._on_encounter_saved)
         form.discarded.connect(self._on_encounter_discarded)
         form.patient_search_requested.connect(self._pick_patient_for_form)
@@ -594,8 +597,10 @@ class MainWindow(QMainWindow):
         self._encounter_form = form
         self._encounter_empty.hide()
         self._encounter_slot.layout().addWidget(form)
+        form.show()  # now, not on the next turn of the event loop: it takes the focus below
         self._picking_for_form = False
         self.show_page(PAGE_ENCOUNTER)
+        self.focus_page()
         self.form_opened.emit(form)
         return form
 
@@ -659,7 +664,11 @@ class MainWindow(QMainWindow):
 
     # -- navigation --------------------------------------------------------------------------
     def show_page(self, page: str) -> None:
-        """Switch the page (find, encounter, sync); leaving Find ends a search-for-the-form."""
+        """Switch the page (find, encounter, sync); leaving Find ends a search-for-the-form.
+
+        The keyboard focus stays on a nav button the officer used (tap or Tab and Space);
+        anywhere else, or nowhere, it goes to the page's first control (`focus_page`).
+        """
         if page != PAGE_FIND:
             self._picking_for_form = False
         self._page = page
@@ -667,15 +676,53 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentIndex(index)
         self.nav_buttons[page].setChecked(True)
         focused = QApplication.focusWidget()
-        if not self._is_locked and (focused is None or not focused.isVisible()):
-            self.nav_buttons[page].setFocus()  # keyboard users keep a place on the page
+        if focused is None or focused not in self.nav_buttons.values():
+            self.focus_page()
+
+    def go_to_page(self, page: str) -> None:
+        """Ctrl+1/2/3: the page, with the focus on its first control."""
+        self.show_page(page)
+        self.focus_page()
+
+    def focus_page(self) -> None:
+        """Put the keyboard focus where the shown page starts: the search box on Find (or
+        the record, in portrait), the form's first field, "Sync now".
+
+        Without this, hiding or disabling the focused widget (a locked screen, a page
+        switch, a button disabled while it works) leaves the focus on whatever is next in
+        Qt's chain, or nowhere.
+        """
+        if self._is_locked:
+            return
+        targets: list[QWidget | None]
+        if self._page == PAGE_FIND:
+            if self._landscape or self._portrait_pane == "search":
+                targets = [self.search_view.box, self.search_view.results]
+            else:
+                targets = [self.record_view.focus_target()]
+        elif self._page == PAGE_ENCOUNTER:
+            form = self._encounter_form
+            if form is not None and form.isVisibleTo(self):
+                form.focus_first_field()
+                if QApplication.focusWidget() is not None and form.isAncestorOf(
+                    QApplication.focusWidget()
+                ):
+                    return
+            targets = [self.new_form_button]
+        else:
+            panel = self._sync_panel
+            targets = [panel.sync_button, panel.cancel_button] if panel is not None else []
+        for target in [*targets, self.nav_buttons[self._page]]:
+            if target is not None and target.isVisibleTo(self) and target.isEnabled():
+                target.setFocus(Qt.FocusReason.OtherFocusReason)
+                return
 
     def current_page(self) -> str:
         return self._page
 
     def focus_search(self) -> None:
-        self.show_page(PAGE_FIND)
         self._portrait_pane = "search"
+        self.show_page(PAGE_FIND)
         self._apply_layout()
         self.search_view.focus_search()
 
@@ -731,8 +778,16 @@ class MainWindow(QMainWindow):
         return self._landscape
 
     def _apply_layout(self) -> None:
+        focused = QApplication.focusWidget()
+        panes = (self.search_view, self.record_view)
+        had_focus = [p for p in panes if focused is not None and p.isAncestorOf(focused)]
         self._landscape = self.width() >= LANDSCAPE_MIN_WIDTH
         self.record_view.set_back_visible(not self._landscape)
+        self._show_panes()
+        if had_focus and not had_focus[0].isVisibleTo(self) and self._page == PAGE_FIND:
+            self.focus_page()  # portrait swapped panes: follow to the one now shown
+
+    def _show_panes(self) -> None:
         if self._landscape:
             self.search_view.setFixedWidth(max(480, int(self.width() * 0.44)))
             self.search_view.show()

@@ -56,9 +56,7 @@ STATE_TEXT = {
     "rejected": "Recorded on this device — REJECTED by the central record",
     "discarded": "Recorded on this device — discarded after rejection",
 }
-FALLBACK_REASONS: tuple[tuple[str, str], ...] = (
-    ("direct-care", "Direct care on scene"),
-)
+FALLBACK_REASONS: tuple[tuple[str, str], ...] = (("direct-care", "Direct care on scene"),)
 
 
 def _get(obj: Any, *names: str, default: Any = None) -> Any:
@@ -123,19 +121,22 @@ def access_reasons() -> list[tuple[str, str]]:
         if isinstance(item, tuple | list):
             out.append((str(item[0]), str(item[-1])))
         else:
-            out.append((str(_get(item, "code", default=item)),
-                        str(_get(item, "label", "display", default=item))))
+            out.append(
+                (
+                    str(_get(item, "code", default=item)),
+                    str(_get(item, "label", "display", default=item)),
+                )
+            )
     return out
 
 
 class PhoneButton(BigButton):
     """A phone number as large tappable text; tapping asks the platform to dial it."""
 
-    def __init__(self, number: str, who: str | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, number: str, who: str | None = None, parent: QWidget | None = None) -> None:
         text = f"☎ {number}" + (f"  {who}" if who else "")
-        super().__init__(text, role="link", accessible_name=f"Call {who or ''} {number}".strip(),
-                         parent=parent)
+        name = f"Call {number}" + (f" {who}" if who else "")
+        super().__init__(text, role="link", accessible_name=name, parent=parent)
         self.number = number
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
         self.clicked.connect(self._dial)
@@ -170,8 +171,9 @@ class ReasonSheet(QFrame):
         cancel.clicked.connect(self.cancelled)
         self._col.addWidget(cancel)
 
-    def populate(self, reasons: list[tuple[str, str]], default: str | None,
-                 person: str | None = None) -> None:
+    def populate(
+        self, reasons: list[tuple[str, str]], default: str | None, person: str | None = None
+    ) -> None:
         self.person.setText(f"Opening: {person}" if person else "")
         self.person.setVisible(bool(person))
         for button in self._buttons:
@@ -207,7 +209,6 @@ class RecordView(QWidget):
         self._session: Any = None
         self.patient_id: str | None = None
         self._pending_id: str | None = None
-        self._reason: str | None = None
         self.record: Any = None
 
         col = QVBoxLayout(self)
@@ -234,8 +235,9 @@ class RecordView(QWidget):
         rp = QVBoxLayout(record_page)
         rp.setContentsMargins(0, 0, 0, 0)
         rp.setSpacing(0)
-        self.back_button = BigButton("◀ Back to search", role="bar",
-                                     accessible_name="Back to search")
+        self.back_button = BigButton(
+            "◀ Back to search", role="bar", accessible_name="Back to search"
+        )
         self.back_button.clicked.connect(self.back_requested)
         self._back_bar = QFrame()
         self._back_bar.setProperty("role", "topbar")
@@ -257,11 +259,11 @@ class RecordView(QWidget):
         self.encounter_button.setProperty("role", "primary")
         self.encounter_button.setProperty("big", True)
         self.encounter_button.clicked.connect(
-            lambda: self.patient_id and self.encounter_requested.emit(self.patient_id))
+            lambda: self.patient_id and self.encounter_requested.emit(self.patient_id)
+        )
         fl.addWidget(self.encounter_button)
         rp.addWidget(footer)
         self._stack.addWidget(record_page)
-
 
     # -- session -----------------------------------------------------------------------------
     def set_session(self, session: Any) -> None:
@@ -298,6 +300,14 @@ class RecordView(QWidget):
     def showing_reason_sheet(self) -> bool:
         return self._stack.currentIndex() == 1
 
+    def focus_target(self) -> QWidget | None:
+        """Where the keyboard starts here: the first reason, or the record (arrow keys
+        scroll it); None with nothing shown."""
+        if self.showing_reason_sheet():
+            buttons = self.reason_sheet.buttons()
+            return buttons[0] if buttons else None
+        return self.scroll if self.record is not None else None
+
     def cancel_reason(self) -> None:
         if self._stack.currentIndex() != 1:
             return
@@ -322,20 +332,18 @@ class RecordView(QWidget):
             self.cancel_reason()
             return
         self._pending_id = None
-        self._reason = reason
         self.show_record(record)
 
     def reload(self) -> None:
         """Re-read the open record after a save or sync (no new audit entry)."""
-        if self.patient_id is None or self._session is None:
+        if self.record is None or self._session is None:
             return
         from app.errors import KerbsideError
-        from app.services.records import open_record
+        from app.services.records import refresh_record
 
-        # The service has no unaudited read: showing the record again is a new, audited view
-        # with the reason given when it was opened.
+        # The same opening, new data: the audit log holds only the openings the officer made.
         try:
-            record = open_record(self._session, self.patient_id, self._reason or "")
+            record = refresh_record(self._session, self.record)
         except KerbsideError as exc:
             self._runner.report(exc)
             return
@@ -371,15 +379,19 @@ class RecordView(QWidget):
             note.setAccessibleName("Stale data warning")
             col.addWidget(note)
 
-
         col.addWidget(self._crisis_plan_card(record.crisis_plan))
         col.addWidget(self._contacts_card(record))
         col.addWidget(self._medical_card(record))
         col.addWidget(self._legal_card(record))
         col.addWidget(self._history_card(record))
-        col.addWidget(label(
-            f"Cache last refreshed {format_when(record.last_refreshed)}"
-            if record.last_refreshed else "This cache has never synced.", "muted"))
+        col.addWidget(
+            label(
+                f"Cache last refreshed {format_when(record.last_refreshed)}"
+                if record.last_refreshed
+                else "This cache has never synced.",
+                "muted",
+            )
+        )
         col.addStretch(1)
         return page
 
@@ -393,8 +405,10 @@ class RecordView(QWidget):
         name.setAccessibleName("Name")
         col.addWidget(name)
         known = [*person.known_as, *person.aliases]
-        facts = [f"Born {format_date(person.birth_date)}"
-                 + (f" ({person.age} years)" if person.age is not None else "")]
+        facts = [
+            f"Born {format_date(person.birth_date)}"
+            + (f" ({person.age} years)" if person.age is not None else "")
+        ]
         if person.gender:
             facts.append(person.gender.capitalize())
         if known:
@@ -404,8 +418,9 @@ class RecordView(QWidget):
 
     def _identity_card(self, person: PersonView) -> QWidget:
         card = SectionCard("Identity", accessible_name="Identity details")
-        card.add_text(f"NHS number {person.nhs_number}" if person.nhs_number
-                      else "No NHS number recorded")
+        card.add_text(
+            f"NHS number {person.nhs_number}" if person.nhs_number else "No NHS number recorded"
+        )
         if person.address:
             card.add_text(person.address)
         if person.previous_names:
@@ -459,8 +474,7 @@ class RecordView(QWidget):
         if not contacts and not record.person.gp:
             card.add(label("No contacts held.", "muted"))
         for contact in contacts:
-            card.add_text(contact.name + (f" — {contact.role}" if contact.role else ""),
-                          role="h3")
+            card.add_text(contact.name + (f" — {contact.role}" if contact.role else ""), role="h3")
             for phone in contact.phones:
                 card.add(PhoneButton(phone))
         if record.person.gp:
@@ -516,8 +530,9 @@ class RecordView(QWidget):
                 text = STATE_TEXT.get(item.state or "", item.state or "On this device")
                 if item.reason:
                     text += f": {item.reason}"
-                card.add(label(text, "error" if item.state in ("rejected", "discarded")
-                               else "notice"))
+                card.add(
+                    label(text, "error" if item.state in ("rejected", "discarded") else "notice")
+                )
         return card
 
     # -- for tests and the window ------------------------------------------------------------

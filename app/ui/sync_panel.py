@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QBoxLayout,
     QFrame,
     QHBoxLayout,
@@ -349,6 +350,8 @@ class SyncPanel(QWidget):
 
     def cancel(self) -> None:
         self._controller.cancel()
+        if self.cancel_button.hasFocus():
+            self.setFocus(Qt.FocusReason.OtherFocusReason)  # "Sync now" takes it back after
         self.cancel_button.setEnabled(False)
         self.phase.setText("Stopping after the current step…")
 
@@ -451,10 +454,26 @@ class SyncPanel(QWidget):
         set_role(self.connectivity, role)
 
     def _show_running(self, running: bool) -> None:
-        self.sync_button.setEnabled(not running)
+        """Swap "Sync now" and "Cancel sync", handing the keyboard focus between them.
+
+        A focused button that is disabled or hidden passes the focus down Qt's chain (to the
+        header, the nav bar...): hand it over first, so Enter and Space stay on this card.
+        """
+        focused = QApplication.focusWidget()
+        hand_over = focused is not None and focused in (self.sync_button, self.cancel_button, self)
+        if running:
+            self.cancel_button.setVisible(True)
+            self.cancel_button.setEnabled(True)
+            if hand_over:
+                self.cancel_button.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.sync_button.setEnabled(False)
+        else:
+            self.sync_button.setEnabled(True)
+            if hand_over:
+                self.sync_button.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.cancel_button.setVisible(False)
+            self.cancel_button.setEnabled(False)
         self.sync_button.setText("Syncing…" if running else "Sync now")
-        self.cancel_button.setVisible(running)
-        self.cancel_button.setEnabled(running)
         self.progress.setVisible(running)
         self.phase.setVisible(running)
 

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QLineEdit, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QApplication,
+    QLineEdit,
+    QPlainTextEdit,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from app.fhir import FIELD_RECORD_ID_SYSTEM, NHS_NUMBER_SYSTEM
@@ -108,8 +114,8 @@ def sync_now(qtbot: QtBot, window: Any, *, timeout: int = 30_000) -> Any:
 
 
 def fill_encounter(qtbot: QtBot, form: QWidget, *, incident: str, narrative: str) -> None:
-    type_into(qtbot, form, "location", "Bus station, Moor Street")
-    type_into(qtbot, form, "police_incident_ref", incident)
+    type_into(qtbot, form, "Location", "Bus station, Moor Street")
+    type_into(qtbot, form, "Police incident reference", incident)
     type_into(qtbot, form, "Presenting situation", "Distressed, talking of jumping")
     tap(qtbot, form, "Outcome: Referred to crisis team")
     type_into(qtbot, form, "Narrative", narrative)
@@ -245,7 +251,7 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     tap(qtbot, window, "Find page")
     tap(qtbot, window.record_view, "Record encounter")
     form = window.encounter_form
-    type_into(qtbot, form, "location", "Canal towpath")
+    type_into(qtbot, form, "Location", "Canal towpath")
     window.idle.set_minutes(0.002)  # ~120 ms of no input
     window.idle.arm()
     qtbot.waitUntil(lambda: window.is_locked, timeout=5_000)
@@ -254,8 +260,9 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     window.idle.set_minutes(5)
     unlock(qtbot, window)
     assert window.current_page() == "encounter" and window.encounter_form is form
-    assert _named(qtbot, form, (QLineEdit,), "location").text() == "Canal towpath"
-    type_into(qtbot, form, "police_incident_ref", "WMP-1002")
+    assert QApplication.activeWindow() is window  # still the active window: shortcuts work
+    assert _named(qtbot, form, (QLineEdit,), "Location").text() == "Canal towpath"
+    type_into(qtbot, form, "Police incident reference", "WMP-1002")
     type_into(qtbot, form, "Presenting situation", "Found again, cold and wet")
     tap(qtbot, form, "Outcome: Referred to crisis team")
     type_into(qtbot, form, "Narrative", "Taken home by a friend.")
@@ -299,3 +306,10 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     ]
     assert server_encounters(central, refused) == []
     assert window.windowTitle() == "Kerbside"
+    # Four syncs later, the audit log still holds the one opening the officer made.
+    store = window.session.open_store()
+    try:
+        openings = [e.reason for e in store.audit_entries() if e.action == OPEN_RECORD_ACTION]
+    finally:
+        store.close()
+    assert openings == ["Street triage: person in crisis"]

@@ -13,10 +13,17 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
-from app.services.records import ACCESS_REASONS
+from app.services.records import ACCESS_REASONS, OPEN_RECORD_ACTION
 from app.services.session import LAST_REFRESH
 from app.ui.widgets import SectionCard
-from tests.gui.conftest import Person, WindowFactory, open_first_with_reason, type_search, unlock
+from tests.gui.conftest import (
+    Person,
+    WindowFactory,
+    enrol_against,
+    open_first_with_reason,
+    type_search,
+    unlock,
+)
 
 # DOMAIN.md "Crisis plans", in the order someone on scene needs them.
 DOMAIN_HEADINGS = [
@@ -261,3 +268,51 @@ def test_portrait_shows_one_pane_at_a_time_and_back_returns_to_search(
     assert window.record_view.back_button.isVisible()
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert window.search_view.isVisible() and not window.record_view.isVisible()
+
+
+def _openings(store: Any) -> list[tuple[str, str | None, str | None]]:
+    """The audited record openings: (event id, patient, reason)."""
+    return [
+        (e.event_id, e.patient_id, e.reason)
+        for e in store.audit_entries()
+        if e.action == OPEN_RECORD_ACTION
+    ]
+
+
+def test_a_sync_refreshes_the_open_record_without_a_false_audit_entry(
+    qtbot: QtBot,
+    tmp_path: Path,
+    central: Any,
+    alerted_person: Person,
+    make_window: WindowFactory,
+) -> None:
+    """A sync that pulls a change shows it in the open record, but the audit log holds only
+    the opening the officer made (with their reason), not one per sync."""
+    window = make_window(enrol_against(tmp_path / "profile", central))
+    unlock(qtbot, window)
+    with qtbot.waitSignal(window.sync_finished, timeout=60_000) as first:
+        window.start_sync()
+    assert first.args[0].pulled > 0
+    _open(qtbot, window, alerted_person)
+    store = window.session.store
+    opened = _openings(store)
+    assert [(pid, reason) for _, pid, reason in opened] == [(alerted_person.id, ACCESS_REASONS[0])]
+    assert "Sparrow" not in "\n".join(_texts(window.record_view.scroll.widget()))
+
+    # The centre adds the street name the team now knows the person by.
+    url = f"{central.base_url}/Patient/{alerted_person.id}"
+    with central.session(admin=True) as http:
+        patient = http.get(url, timeout=30).json()
+        patient["name"].append({"use": "nickname", "given": ["Sparrow"]})
+        resp = http.put(
+            url, json=patient, headers={"Content-Type": "application/fhir+json"}, timeout=30
+        )
+    assert resp.status_code == 200, resp.status_code
+    with qtbot.waitSignal(window.sync_finished, timeout=60_000) as second:
+        window.start_sync()
+    assert second.args[0].pulled > 0
+
+    assert window.record_view.patient_id == alerted_person.id
+    assert "“Sparrow”" in "\n".join(_texts(window.record_view.scroll.widget()))
+    assert _openings(store) == opened
+    assert store.verify_audit_chain() is None
