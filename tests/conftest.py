@@ -18,6 +18,7 @@ import keyring.backend
 import pytest
 
 from app.security import KdfParams, LockoutPolicy
+from sync.reference import ReferenceConfig, ReferenceServer
 
 # Cheap Argon2 for speed in tests; production defaults are exercised in test_security.py.
 TEST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
@@ -94,3 +95,45 @@ def cohort_session(session: Any, cohort_dir: Path) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+# -- the reference central record (real HTTP on 127.0.0.1, real disk) -------------------------
+TABLET_CLIENT = ("tablet-1", "tablet-secret-0123456789")
+ADMIN_CLIENT = ("admin-1", "admin-secret-0123456789")
+
+
+def reference_config(data_dir: Path, seed_dir: Path | None, **overrides: Any) -> ReferenceConfig:
+    """The test server's start-up options; overrides are `ReferenceConfig` fields."""
+    return ReferenceConfig(
+        data_dir=data_dir,
+        seed_dir=seed_dir,
+        clients=[TABLET_CLIENT],
+        admin_clients=[ADMIN_CLIENT],
+        **overrides,
+    )
+
+
+@pytest.fixture
+def reference(tmp_path: Path, cohort_dir: Path) -> Iterator[ReferenceServer]:
+    """A running reference server seeded with the small cohort (stopped after the test)."""
+    server = ReferenceServer(reference_config(tmp_path / "central", cohort_dir)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tablet(session: Any, reference: ReferenceServer) -> Any:
+    """`session` (user pc101) enrolled against `reference` as the tablet client."""
+    from app.security import ServerSettings, store_client_secret
+
+    session.profile.set_server(
+        ServerSettings(
+            base_url=reference.base_url,
+            client_id=TABLET_CLIENT[0],
+            token_url=None,
+        )
+    )
+    store_client_secret(session.profile.profile_id, TABLET_CLIENT[1])
+    return session

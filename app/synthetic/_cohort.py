@@ -19,24 +19,13 @@ from typing import Any, BinaryIO
 import orjson
 
 from app.errors import InvalidInput
+from app.fhir import CACHED_TYPES
 from app.synthetic._common import DEFAULT_AS_OF
 from app.synthetic._people import MAX_PATIENTS
 from app.synthetic._records import CohortBuilder
 
-# File order: the pull order of app.fhir.CACHED_TYPES (referenced before referrer).
-RESOURCE_TYPES: tuple[str, ...] = (
-    "Organization",
-    "Practitioner",
-    "Patient",
-    "RelatedPerson",
-    "CareTeam",
-    "Flag",
-    "CarePlan",
-    "AllergyIntolerance",
-    "MedicationStatement",
-    "Condition",
-    "Encounter",
-)
+# File order: the pull order (referenced before referrer); the tablet caches exactly these.
+RESOURCE_TYPES: tuple[str, ...] = CACHED_TYPES
 _WRITE_BUFFER = 1 << 20
 _CHUNK = 2000  # patients per unit of work: ~16 MB of NDJSON
 _PARALLEL_FROM = 5000  # below this, starting processes costs more than it saves

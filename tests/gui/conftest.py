@@ -14,7 +14,6 @@ from pytestqt.qtbot import QtBot
 
 from app.security import KdfParams, LockoutPolicy
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
-from tests.integration.conftest import reference, tablet  # noqa: F401  (fixtures: sync panel)
 
 USER = "pc101"
 COHORT_SIZE = 150
@@ -180,23 +179,16 @@ def open_first_with_reason(qtbot: QtBot, window: Any, patient_id: str) -> None:
 
 
 @pytest.fixture
-def central(tmp_path: Path, cohort_dir: Path) -> Iterator[Any]:
-    """A real reference central record on 127.0.0.1 seeded with the GUI cohort."""
-    from sync.reference import ReferenceServer
-    from tests.integration.conftest import reference_config
-
-    server = ReferenceServer(reference_config(tmp_path / "central", cohort_dir)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def central(reference: Any) -> Any:
+    """The GUI tests' name for the reference central record (tests/conftest.py)."""
+    return reference
 
 
 def enrol_against(directory: Path, server: Any, **settings: Any) -> Path:
     """An empty profile enrolled against `server` as the tablet client (secret in the test
     keyring), as `kerbside enrol --server ... --client-id ...` leaves it."""
     from app.security import Profile, ServerSettings, store_client_secret
-    from tests.integration.conftest import TABLET_CLIENT
+    from tests.conftest import TABLET_CLIENT
 
     make_profile(directory, None, **settings)
     profile = Profile.load(directory)

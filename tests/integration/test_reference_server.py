@@ -23,7 +23,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
 
 from sync.reference import ReferenceServer
-from tests.integration.conftest import ADMIN_CLIENT, TABLET_CLIENT
+from tests.conftest import ADMIN_CLIENT, TABLET_CLIENT
 
 FHIR_JSON = "application/fhir+json"
 PROVISIONAL = {

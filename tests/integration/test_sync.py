@@ -19,7 +19,7 @@ from app.security import Profile
 from app.services.syncing import run_sync, sync_options
 from sync import Cancelled, RetryPolicy, SyncError, outcome_text
 from sync.reference import ReferenceServer
-from tests.integration.conftest import TABLET_CLIENT
+from tests.conftest import TABLET_CLIENT
 from tests.integration.test_sync_support import (
     UNIDENTIFIED,
     cache_cohort,

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.reference import ReferenceServer
-from tests.conftest import TEST_PIN
-from tests.integration.conftest import TABLET_CLIENT
+from tests.conftest import TABLET_CLIENT, TEST_PIN
 from tests.integration.test_sync_support import (
     UNIDENTIFIED,
     encounter_json,

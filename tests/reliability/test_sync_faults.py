@@ -40,7 +40,7 @@ from app.security import ServerSettings, store_client_secret
 from app.services.syncing import StoreSyncPort, build_client, sync_options
 from sync import FhirClient, RetryPolicy, SyncEngine, SyncError
 from sync.reference import ReferenceServer
-from tests.integration.conftest import TABLET_CLIENT, reference_config
+from tests.conftest import TABLET_CLIENT, reference_config
 from tests.integration.test_sync_support import (
     UNIDENTIFIED,
     cache_cohort,

@@ -10,36 +10,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sync.reference import ReferenceServer
 from tests.conftest import TEST_PIN
-from tests.integration.conftest import reference_config
 from tests.integration.test_sync_cli import CLI, USER, enrol_and_record, kerbside
 from tests.integration.test_sync_support import UNIDENTIFIED, held_on_server
 
 
-@pytest.fixture
-def central(tmp_path: Path, cohort_dir: Path) -> Iterator[ReferenceServer]:
-    server = ReferenceServer(reference_config(tmp_path / "central", cohort_dir)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_sigkill_mid_push_then_restart_leaves_every_encounter_once(
-    tmp_path: Path, central: ReferenceServer
+    tmp_path: Path, reference: ReferenceServer
 ) -> None:
     profile, env, client_ids = enrol_and_record(
-        tmp_path, central, [0, 1, UNIDENTIFIED, 2, 3, UNIDENTIFIED, 4, 5]
+        tmp_path, reference, [0, 1, UNIDENTIFIED, 2, 3, UNIDENTIFIED, 4, 5]
     )
-    central.inject("latency", path="/fhir", method="POST", delay_s=0.4)
-    central.clear_requests()
+    reference.inject("latency", path="/fhir", method="POST", delay_s=0.4)
+    reference.clear_requests()
     args = ["sync", "--profile", str(profile), "--user", USER, "--pin-stdin", "--quiet"]
     child = subprocess.Popen(
         [sys.executable, "-c", CLI, *args],
@@ -57,7 +46,7 @@ def test_sigkill_mid_push_then_restart_leaves_every_encounter_once(
     while time.monotonic() < deadline and child.poll() is None:
         written = sum(
             1
-            for r in central.requests()
+            for r in reference.requests()
             if r["method"] == "POST" and r["path"] == "/fhir" and r["status"] == 200
         )
         if written >= 1:
@@ -67,17 +56,19 @@ def test_sigkill_mid_push_then_restart_leaves_every_encounter_once(
     os.kill(child.pid, signal.SIGKILL)
     child.wait(30)
     assert child.returncode == -signal.SIGKILL
-    admin = central.session(admin=True)
-    landed = sum(1 for c in client_ids if held_on_server(admin, central.base_url, c)["Encounter"])
+    admin = reference.session(admin=True)
+    landed = sum(1 for c in client_ids if held_on_server(admin, reference.base_url, c)["Encounter"])
     assert 1 <= landed < len(client_ids)  # killed mid-push: some sent, some not
 
-    central.clear_faults()
+    reference.clear_faults()
     done = kerbside(args, f"{TEST_PIN}\n", env)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["rejected"] == 0
     assert summary["pushed"] >= len(client_ids) - landed
     for client_id in client_ids:
-        counts = {t: len(v) for t, v in held_on_server(admin, central.base_url, client_id).items()}
+        counts = {
+            t: len(v) for t, v in held_on_server(admin, reference.base_url, client_id).items()
+        }
         assert counts == {
             "Encounter": 1,
             "QuestionnaireResponse": 1,

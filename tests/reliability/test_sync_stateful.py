@@ -9,11 +9,9 @@ gets a fresh tablet profile, so the checks only ever look at that tablet's own r
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -32,8 +30,7 @@ from app.services.session import Session, enrol, unlock
 from app.services.syncing import run_sync
 from sync import RetryPolicy, SyncError
 from sync.reference import ReferenceServer
-from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
-from tests.integration.conftest import TABLET_CLIENT, reference_config
+from tests.conftest import TABLET_CLIENT, TEST_KDF, TEST_LOCKOUT, TEST_PIN
 from tests.integration.test_sync_support import (
     UNIDENTIFIED,
     cache_cohort,
@@ -157,17 +154,8 @@ class TabletAndCentralRecord(RuleBasedStateMachine):
         )
 
 
-@pytest.fixture
-def central(tmp_path: Path, cohort_dir: Path) -> Iterator[ReferenceServer]:
-    server = ReferenceServer(reference_config(tmp_path / "central", cohort_dir)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_records_survive_any_shift(central: ReferenceServer, tmp_path: Path) -> None:
-    TabletAndCentralRecord.server = central
+def test_records_survive_any_shift(reference: ReferenceServer, tmp_path: Path) -> None:
+    TabletAndCentralRecord.server = reference
     TabletAndCentralRecord.workdir = tmp_path
     run_state_machine_as_test(
         TabletAndCentralRecord,

@@ -40,9 +40,8 @@ from app.services.session import Session, enrol, unlock
 from app.services.syncing import run_sync
 from sync import RetryPolicy, SyncError
 from sync.reference import ReferenceServer
-from tests.conftest import TEST_KDF, MemoryKeyring
+from tests.conftest import TABLET_CLIENT, TEST_KDF, MemoryKeyring, reference_config
 from tests.gui.conftest import make_window  # noqa: F401  (the real window, for the GUI part)
-from tests.integration.conftest import TABLET_CLIENT, reference_config
 
 CANARY_GIVEN = "Quenbritha"
 CANARY_FAMILY = "Zorvandeller"
