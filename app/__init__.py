@@ -1,1 +1,2 @@
-"""Kerbside: the tablet side. ui -> services -> store/security; nothing here imports sync internals."""
+"""Kerbside: the tablet side. ui -> services -> store/security; nothing here imports sync
+internals."""

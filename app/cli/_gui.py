@@ -557,7 +557,7 @@ def _shoot_all(
     buttons = window.record_view.reason_sheet.buttons()
     buttons[0].click()
     _wait(lambda: window.record_view.patient_id == showcase)
-    window.record_view.scroll.verticalScrollBar().setValue(0)
+    window.record_view.scroll_area.verticalScrollBar().setValue(0)
     shoot("record")
     window.start_encounter(showcase)
     shoot("encounter")

@@ -56,8 +56,7 @@ def prepare_server(args: argparse.Namespace, secrets: Secrets) -> PendingServer 
         return None
     if not args.server or not args.client_id:
         raise InvalidInput("--server and --client-id go together", field="server")
-    from sync import new_http_session
-    from sync import check_url_allowed, discover_token_url
+    from sync import check_url_allowed, discover_token_url, new_http_session
 
     base_url = args.server.rstrip("/")
     check_url_allowed(base_url)

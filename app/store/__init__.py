@@ -3,6 +3,7 @@ sync cursors, drafts and schema migrations. Imports nothing from services, ui or
 
 from app.store._audit import AuditEntry
 from app.store._connection import Connection
+from app.store._outbox import OutboxRow
 from app.store._patient_index import (
     Field,
     IndexedPatient,
@@ -11,7 +12,6 @@ from app.store._patient_index import (
     fold,
     phonetic_keys,
 )
-from app.store._outbox import OutboxRow
 from app.store._resources import Indexer
 from app.store._store import SCHEMA_VERSION, Store, utc_now
 

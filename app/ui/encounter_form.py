@@ -1200,10 +1200,11 @@ class EncounterForm(QWidget):
             self._again_button.setFocus(Qt.FocusReason.OtherFocusReason)
             return
         mode = self.person_mode.value()
-        first: QLineEdit | QPlainTextEdit | None = {
+        fields: dict[str, QLineEdit | QPlainTextEdit] = {
             "nhs": self.nhs_number,
             "unknown": self.description,
-        }.get(mode or "")
+        }
+        first = fields.get(mode or "")
         if first is not None and first.isVisibleTo(self) and not _text_of(first).strip():
             first.setFocus(Qt.FocusReason.OtherFocusReason)
         elif mode is not None:

@@ -14,11 +14,17 @@ from PySide6.QtGui import QGuiApplication
 DEFAULT_IDLE_MINUTES = 5.0
 DEACTIVATE_GRACE_MS = 700  # another window took the focus: lock unless it comes straight back
 
-_ACTIVITY = frozenset({
-    QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove,
-    QEvent.Type.TouchBegin, QEvent.Type.TouchUpdate, QEvent.Type.Wheel,
-    QEvent.Type.TabletPress,
-})
+_ACTIVITY = frozenset(
+    {
+        QEvent.Type.KeyPress,
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseMove,
+        QEvent.Type.TouchBegin,
+        QEvent.Type.TouchUpdate,
+        QEvent.Type.Wheel,
+        QEvent.Type.TabletPress,
+    }
+)
 
 
 class IdleLock(QObject):
@@ -26,8 +32,14 @@ class IdleLock(QObject):
 
     lock_requested = Signal(str)  # the reason: "idle" or "hidden"
 
-    def __init__(self, app: QGuiApplication, minutes: float = DEFAULT_IDLE_MINUTES,
-                 *, lock_on_deactivate: bool = True, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        app: QGuiApplication,
+        minutes: float = DEFAULT_IDLE_MINUTES,
+        *,
+        lock_on_deactivate: bool = True,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self._app = app
         self._timer = QTimer(self)
@@ -81,8 +93,10 @@ class IdleLock(QObject):
         if active:
             self._away.stop()
         elif self._armed and self._lock_on_deactivate:
-            if state in (Qt.ApplicationState.ApplicationHidden,
-                         Qt.ApplicationState.ApplicationSuspended):
+            if state in (
+                Qt.ApplicationState.ApplicationHidden,
+                Qt.ApplicationState.ApplicationSuspended,
+            ):
                 self.lock_requested.emit("hidden")  # task switcher, screen off: at once
             elif self._was_active:
                 # "Inactive" also flickers while windows are (re)activated, and some
@@ -93,8 +107,10 @@ class IdleLock(QObject):
     def _still_away(self) -> bool:
         from PySide6.QtWidgets import QApplication
 
-        return (self._app.applicationState() != Qt.ApplicationState.ApplicationActive
-                and QApplication.activeWindow() is None)
+        return (
+            self._app.applicationState() != Qt.ApplicationState.ApplicationActive
+            and QApplication.activeWindow() is None
+        )
 
     def _check_away(self) -> None:
         if self._armed and self._still_away():

@@ -200,12 +200,14 @@ class MainWindow(QMainWindow):
         self._encounter_slot.setAccessibleName("Encounter")
         slot = QVBoxLayout(self._encounter_slot)
         slot.setContentsMargins(0, 0, 0, 0)
+        self._encounter_slot_layout = slot
         self._encounter_empty = self._build_encounter_start()
         slot.addWidget(self._encounter_empty)
         self.pages.addWidget(self._encounter_slot)
         self._sync_slot = QWidget()
         self._sync_slot.setAccessibleName("Sync")
-        QVBoxLayout(self._sync_slot).setContentsMargins(0, 0, 0, 0)
+        self._sync_slot_layout = QVBoxLayout(self._sync_slot)
+        self._sync_slot_layout.setContentsMargins(0, 0, 0, 0)
         self.pages.addWidget(self._sync_slot)
         col.addWidget(self.pages, 1)
         col.addWidget(self._build_navbar())
@@ -462,7 +464,7 @@ class MainWindow(QMainWindow):
         panel.draft_chosen.connect(self.open_draft)
         panel.resolved.connect(lambda _cid: self.record_view.reload())
         self._sync_panel = panel
-        self._sync_slot.layout().addWidget(panel)
+        self._sync_slot_layout.addWidget(panel)
         self._show_sync_summary()
         controller.start()
 
@@ -596,7 +598,7 @@ class MainWindow(QMainWindow):
         form.new_encounter_requested.connect(lambda: self._open_form())
         self._encounter_form = form
         self._encounter_empty.hide()
-        self._encounter_slot.layout().addWidget(form)
+        self._encounter_slot_layout.addWidget(form)
         form.show()  # now, not on the next turn of the event loop: it takes the focus below
         self._picking_for_form = False
         self.show_page(PAGE_ENCOUNTER)
@@ -704,9 +706,8 @@ class MainWindow(QMainWindow):
             form = self._encounter_form
             if form is not None and form.isVisibleTo(self):
                 form.focus_first_field()
-                if QApplication.focusWidget() is not None and form.isAncestorOf(
-                    QApplication.focusWidget()
-                ):
+                focused = QApplication.focusWidget()
+                if focused is not None and form.isAncestorOf(focused):
                     return
             targets = [self.new_form_button]
         else:

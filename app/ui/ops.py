@@ -59,8 +59,12 @@ class _Delivery(QObject):
 
 
 class _Job(QRunnable):
-    def __init__(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None],
-                 delivery: _Delivery) -> None:
+    def __init__(
+        self,
+        fn: Callable[[], Any],
+        done: Callable[[Any, BaseException | None], None],
+        delivery: _Delivery,
+    ) -> None:
         super().__init__()
         self.setAutoDelete(True)
         self._fn = fn
@@ -85,8 +89,13 @@ class Runner(QObject):
     changes_applied = Signal(object)  # the result of a successful write op
     went_idle = Signal()  # no op is running or waiting
 
-    def __init__(self, parent: QObject | None = None, *, workers: int = 2,
-                 crash_handler: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        *,
+        workers: int = 2,
+        crash_handler: Callable[[BaseException], None] | None = None,
+    ) -> None:
         super().__init__(parent)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max(1, workers))
@@ -101,8 +110,13 @@ class Runner(QObject):
     def pending(self) -> int:
         return self._pending
 
-    def submit(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], None],
-               *, writes: bool = False) -> None:
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        done: Callable[[Any, BaseException | None], None],
+        *,
+        writes: bool = False,
+    ) -> None:
         """Run `fn` on a worker; `done(result, error)` then runs on the main thread."""
         self._pending += 1
         pool = self._db_pool if writes else self._pool
@@ -150,8 +164,9 @@ class Runner(QObject):
 class Op(Generic[T]):
     """One piece of background work with its callbacks. Build, chain, then `run(runner)`."""
 
-    def __init__(self, parent: QObject | None, fn: Callable[[], T], *, writes: bool = False
-                 ) -> None:
+    def __init__(
+        self, parent: QObject | None, fn: Callable[[], T], *, writes: bool = False
+    ) -> None:
         self._parent = parent
         self._fn = fn
         self._writes = writes
@@ -167,8 +182,9 @@ class Op(Generic[T]):
         return self
 
     def run(self, runner: Runner) -> None:
-        runner.submit(self._fn, lambda result, error: self._finish(runner, result, error),
-                      writes=self._writes)
+        runner.submit(
+            self._fn, lambda result, error: self._finish(runner, result, error), writes=self._writes
+        )
 
     def _parent_alive(self) -> bool:
         return self._parent is None or shiboken6.isValid(self._parent)

@@ -246,11 +246,11 @@ class RecordView(QWidget):
         bb.addWidget(self.back_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._back_bar.hide()
         rp.addWidget(self._back_bar)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        rp.addWidget(self.scroll, 1)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        rp.addWidget(self.scroll_area, 1)
         footer = QFrame()
         footer.setProperty("role", "navbar")
         fl = QHBoxLayout(footer)
@@ -279,7 +279,7 @@ class RecordView(QWidget):
 
     def _drop_page(self) -> None:
         """Remove the shown record's widgets."""
-        old = self.scroll.takeWidget()
+        old = self.scroll_area.takeWidget()
         if old is not None:
             old.deleteLater()
 
@@ -306,7 +306,7 @@ class RecordView(QWidget):
         if self.showing_reason_sheet():
             buttons = self.reason_sheet.buttons()
             return buttons[0] if buttons else None
-        return self.scroll if self.record is not None else None
+        return self.scroll_area if self.record is not None else None
 
     def cancel_reason(self) -> None:
         if self._stack.currentIndex() != 1:
@@ -353,11 +353,11 @@ class RecordView(QWidget):
     def show_record(self, record: PatientRecord, *, keep_scroll: bool = False) -> None:
         self.record = record
         self.patient_id = record.person.patient_id
-        position = self.scroll.verticalScrollBar().value() if keep_scroll else 0
+        position = self.scroll_area.verticalScrollBar().value() if keep_scroll else 0
         self._drop_page()
-        self.scroll.setWidget(self._build(record))
+        self.scroll_area.setWidget(self._build(record))
         self._stack.setCurrentIndex(2)
-        self.scroll.verticalScrollBar().setValue(position)
+        self.scroll_area.verticalScrollBar().setValue(position)
         self.record_shown.emit(self.patient_id)
 
     def _build(self, record: PatientRecord) -> QWidget:
@@ -537,5 +537,5 @@ class RecordView(QWidget):
 
     # -- for tests and the window ------------------------------------------------------------
     def alert_bands(self) -> list[AlertBand]:
-        widget = self.scroll.widget()
+        widget = self.scroll_area.widget()
         return widget.findChildren(AlertBand) if widget is not None else []

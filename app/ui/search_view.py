@@ -52,10 +52,15 @@ DEBOUNCE_MS = 120
 RESULT_LIMIT = 20
 EMPTY_HINT = "Type a name, nickname, date of birth, age, NHS number or postcode."
 SEX_OPTIONS: tuple[tuple[str, object], ...] = (
-    ("Any sex", None), ("Female", "female"), ("Male", "male"),
+    ("Any sex", None),
+    ("Female", "female"),
+    ("Male", "male"),
 )
 AGE_OPTIONS: tuple[tuple[str, object], ...] = (
-    ("Any age", None), ("Under 18", (0, 17)), ("18–35", (18, 35)), ("36–60", (36, 60)),
+    ("Any age", None),
+    ("Under 18", (0, 17)),
+    ("18–35", (18, 35)),
+    ("36–60", (36, 60)),
     ("Over 60", (61, 130)),
 )
 HitRole = Qt.ItemDataRole.UserRole + 1
@@ -110,8 +115,9 @@ class HitModel(QAbstractListModel):
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.hits)
 
-    def data(self, index: QModelIndex | QPersistentModelIndex,
-             role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if not index.isValid() or index.row() >= len(self.hits):
             return None
         hit = self.hits[index.row()]
@@ -150,8 +156,11 @@ class HitDelegate(QStyledItemDelegate):
 
     @staticmethod
     def _facts(hit: Any) -> str:
-        parts = [f"{hit.age} y" if hit.age is not None else None, format_dob(hit.birth_date),
-                 hit.postcode]
+        parts = [
+            f"{hit.age} y" if hit.age is not None else None,
+            format_dob(hit.birth_date),
+            hit.postcode,
+        ]
         return "  ·  ".join(p for p in parts if p)
 
     def _lines(self, hit: Any, body_fm: QFontMetrics, width: int) -> list[tuple[str, bool]]:
@@ -178,8 +187,9 @@ class HitDelegate(QStyledItemDelegate):
             x += w + 8
         return rows if hit.alerts else []
 
-    def sizeHint(self, option: QStyleOptionViewItem,
-                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
         hit = index.data(HitRole)
         name, body, badge = self._fonts(option.font)
         width = self._inner_width()
@@ -191,8 +201,12 @@ class HitDelegate(QStyledItemDelegate):
             height += len(rows) * (self.BADGE_H + 6) + (6 if rows else 0)
         return QSize(self._view.viewport().width(), max(height, theme.ROW_HEIGHT_PX))
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
         hit = index.data(HitRole)
         if hit is None:
             return
@@ -205,8 +219,7 @@ class HitDelegate(QStyledItemDelegate):
         painter.setPen(QPen(QColor(pal.surface_alt), 2))
         painter.drawLine(rect.bottomLeft(), rect.bottomRight())
         if selected:
-            painter.fillRect(QRect(rect.left(), rect.top(), 6, rect.height()),
-                             QColor(pal.primary))
+            painter.fillRect(QRect(rect.left(), rect.top(), 6, rect.height()), QColor(pal.primary))
 
         name_font, body_font, badge_font = self._fonts(option.font)
         inner = rect.adjusted(self.PAD, self.PAD, -self.PAD, -self.PAD)
@@ -219,15 +232,20 @@ class HitDelegate(QStyledItemDelegate):
         name_text = hit.display_name
         if getattr(hit, "known_as", None):
             name_text += f"  “{hit.known_as}”"
-        painter.drawText(QRect(inner.left(), inner.top(), inner.width(), name_fm.height()), left,
-                         name_fm.elidedText(name_text, Qt.TextElideMode.ElideRight,
-                                            inner.width()))
+        painter.drawText(
+            QRect(inner.left(), inner.top(), inner.width(), name_fm.height()),
+            left,
+            name_fm.elidedText(name_text, Qt.TextElideMode.ElideRight, inner.width()),
+        )
         y = inner.top() + name_fm.height() + self.GAP
         painter.setFont(body_font)
         for text, muted in self._lines(hit, body_fm, inner.width()):
             painter.setPen(QColor(pal.muted if muted else pal.text))
-            painter.drawText(QRect(inner.left(), y, inner.width(), body_fm.height()), left,
-                             body_fm.elidedText(text, Qt.TextElideMode.ElideRight, inner.width()))
+            painter.drawText(
+                QRect(inner.left(), y, inner.width(), body_fm.height()),
+                left,
+                body_fm.elidedText(text, Qt.TextElideMode.ElideRight, inner.width()),
+            )
             y += body_fm.height() + self.GAP
         y += 6
         for row in self._badge_rows(hit, QFontMetrics(badge_font), inner.width()):
@@ -235,8 +253,9 @@ class HitDelegate(QStyledItemDelegate):
             y += self.BADGE_H + 6
         painter.restore()
 
-    def _paint_badges(self, painter: QPainter, x: int, y: int, right: int, alerts: Any,
-                      font: QFont) -> None:
+    def _paint_badges(
+        self, painter: QPainter, x: int, y: int, right: int, alerts: Any, font: QFont
+    ) -> None:
         pal = theme.current()
         fm = QFontMetrics(font)
         painter.setFont(font)
@@ -248,9 +267,11 @@ class HitDelegate(QStyledItemDelegate):
             if x + width > right:
                 more = f"+{len(alerts) - n} more"
                 painter.setPen(QColor(pal.text))
-                painter.drawText(QRect(x, y, right - x, h),
-                                 int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
-                                 more)
+                painter.drawText(
+                    QRect(x, y, right - x, h),
+                    int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                    more,
+                )
                 return
             box = QRectF(x, y, width, h)
             painter.setPen(Qt.PenStyle.NoPen)
@@ -259,9 +280,11 @@ class HitDelegate(QStyledItemDelegate):
             fg = QColor(colours.fg)
             paint_alert_icon(painter, QRectF(x + 6, y + 5, h - 10, h - 10), alert.kind, fg)
             painter.setPen(fg)
-            painter.drawText(QRect(x + h, y, width - h - 8, h),
-                             int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
-                             text)
+            painter.drawText(
+                QRect(x + h, y, width - h - 8, h),
+                int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                text,
+            )
             x += width + 8
 
 
@@ -317,13 +340,15 @@ class SearchView(QWidget):
 
         tools = QHBoxLayout()
         tools.setSpacing(8)
-        self.filters_button = BigButton("Filters", role="bar",
-                                        accessible_name="Show sex and age filters")
+        self.filters_button = BigButton(
+            "Filters", role="bar", accessible_name="Show sex and age filters"
+        )
         self.filters_button.setCheckable(True)
         self.filters_button.toggled.connect(self._show_filters)
         tools.addWidget(self.filters_button, 1)
-        self.unknown = BigButton("+ Unknown person", role="bar",
-                                 accessible_name="Record an unknown person")
+        self.unknown = BigButton(
+            "+ Unknown person", role="bar", accessible_name="Record an unknown person"
+        )
         self.unknown.setToolTip("Start a provisional record for someone who cannot be identified")
         self.unknown.clicked.connect(self.unknown_person_requested)
         tools.addWidget(self.unknown, 1)
@@ -437,13 +462,19 @@ class SearchView(QWidget):
         self._schedule(now=True)
 
     def _update_filter_label(self) -> None:
-        active = [text for group, options in ((self.sex, SEX_OPTIONS), (self.age, AGE_OPTIONS))
-                  for text, value in options if value is not None and value == group.value()]
+        active = [
+            text
+            for group, options in ((self.sex, SEX_OPTIONS), (self.age, AGE_OPTIONS))
+            for text, value in options
+            if value is not None and value == group.value()
+        ]
         arrow = "▴" if self.filters.isVisible() else "▾"
         self.filters_button.setText(
-            f"Filters: {', '.join(active)} {arrow}" if active else f"Filters {arrow}")
+            f"Filters: {', '.join(active)} {arrow}" if active else f"Filters {arrow}"
+        )
         self.filters_button.setAccessibleName(
-            "Filters: " + (", ".join(active) if active else "none"))
+            "Filters: " + (", ".join(active) if active else "none")
+        )
 
     def clear_filters(self) -> None:
         self.sex.set_value(None)
@@ -473,8 +504,9 @@ class SearchView(QWidget):
             return
         started = time.perf_counter()
         try:
-            result = self._search.search(query, limit=RESULT_LIMIT, sex=self.sex.value(),
-                                         age_range=self.age.value())
+            result = self._search.search(
+                query, limit=RESULT_LIMIT, sex=self.sex.value(), age_range=self.age.value()
+            )
         except Exception as exc:  # known errors shown as one line; bugs to the crash handler
             self._runner.report(exc)
             return
@@ -530,5 +562,3 @@ class SearchView(QWidget):
 
     def hit_by_id(self, patient_id: str) -> Any:
         return next((h for h in self.model.hits if h.id == patient_id), None)
-
-

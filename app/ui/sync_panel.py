@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -425,14 +425,16 @@ class SyncPanel(QWidget):
         self.rejected_card.setVisible(bool(rejected))
         self.rejected_card.title.setText(f"Refused by the central record ({len(rejected)})")
 
-    def resolve(self, client_id: str, action: str, *, reason: str | None = None) -> None:
+    def resolve(
+        self, client_id: str, action: Literal["retry", "discard"], *, reason: str | None = None
+    ) -> None:
         """Settle a rejected record through the service, then refresh (and send a retry)."""
         session = self._session
 
         def work() -> None:
             worker_session(
                 session, lambda s: encounters.resolve_rejected(s, client_id, action, reason=reason)
-            )  # type: ignore[arg-type]
+            )
 
         def done(_result: Any) -> None:
             self.resolved.emit(client_id)
@@ -443,9 +445,12 @@ class SyncPanel(QWidget):
         for row in self.rejected_rows:
             if row.client_id == client_id:
                 row.setEnabled(False)
-        Op(self, work, writes=True).on_success(done).on_failure(
-            lambda exc: (self._runner.report(exc), self.refresh())
-        ).run(self._runner)
+
+        def failed(exc: BaseException) -> None:
+            self._runner.report(exc)
+            self.refresh()
+
+        Op(self, work, writes=True).on_success(done).on_failure(failed).run(self._runner)
 
     # -- controller signals -------------------------------------------------------------
     def _show_connectivity(self, state: str) -> None:

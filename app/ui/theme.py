@@ -146,8 +146,12 @@ ALERT_KIND_TEXT = {
     "safeguarding": "Safeguarding",
     "other": "Alert",
 }
-ALERT_KIND_SHAPE = {"self": "circle", "others": "triangle", "safeguarding": "shield",
-                    "other": "square"}
+ALERT_KIND_SHAPE = {
+    "self": "circle",
+    "others": "triangle",
+    "safeguarding": "shield",
+    "other": "square",
+}
 
 _current: Palette = DAY_PALETTE
 
@@ -160,7 +164,8 @@ def current() -> Palette:
 def render(palette: Palette) -> str:
     """The style sheet for one palette."""
     values: dict[str, str | int] = {
-        k: v for k, v in ((f, getattr(palette, f)) for f in palette.__dataclass_fields__)
+        k: v
+        for k, v in ((f, getattr(palette, f)) for f in palette.__dataclass_fields__)
         if isinstance(v, str)
     }
     for kind, colours in palette.alerts.items():

@@ -48,6 +48,7 @@ class _Row(QFrame):
         set_role(self, "card")
         self.state = state
         row = QHBoxLayout(self)
+        self._row = row
         row.setContentsMargins(14, 8, 14, 8)
         row.setSpacing(14)
         time_label = label(when, "h3", wrap=False)
@@ -71,7 +72,7 @@ class _Row(QFrame):
 
     def add_action(self, text: str) -> QPushButton:
         self.action = BigButton(text, role="toggle", accessible_name=text)
-        self.layout().addWidget(self.action)
+        self._row.addWidget(self.action)
         return self.action
 
 

@@ -41,8 +41,14 @@ def set_role(widget: QWidget, role: str, **props: Any) -> None:
 class BigButton(QPushButton):
     """A push button sized for a gloved finger, with an accessible name."""
 
-    def __init__(self, text: str, *, role: str = "big", accessible_name: str | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        *,
+        role: str = "big",
+        accessible_name: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(text, parent)
         self.setProperty("role", role)
         self.setAccessibleName(accessible_name or text.replace("&", ""))
@@ -54,8 +60,9 @@ class BigButton(QPushButton):
 class PatientText(QLabel):
     """A label for patient data: word-wrapped, not selectable, no context menu to copy from."""
 
-    def __init__(self, text: str = "", *, role: str | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, text: str = "", *, role: str | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(text, parent)
         self.setTextFormat(Qt.TextFormat.PlainText)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
@@ -65,8 +72,9 @@ class PatientText(QLabel):
             self.setProperty("role", role)
 
 
-def label(text: str, role: str | None = None, *, wrap: bool = True,
-          parent: QWidget | None = None) -> QLabel:
+def label(
+    text: str, role: str | None = None, *, wrap: bool = True, parent: QWidget | None = None
+) -> QLabel:
     """A plain (non-patient) label with a style role."""
     lab = QLabel(text, parent)
     lab.setTextFormat(Qt.TextFormat.PlainText)
@@ -135,17 +143,35 @@ def paint_alert_icon(painter: QPainter, rect: QRectF, kind: str, colour: QColor)
     if shape == "circle":
         painter.drawEllipse(r)
     elif shape == "triangle":
-        painter.drawPolygon(QPolygonF([QPointF(r.center().x(), r.top()),
-                                       QPointF(r.right(), r.bottom()),
-                                       QPointF(r.left(), r.bottom())]))
+        painter.drawPolygon(
+            QPolygonF(
+                [
+                    QPointF(r.center().x(), r.top()),
+                    QPointF(r.right(), r.bottom()),
+                    QPointF(r.left(), r.bottom()),
+                ]
+            )
+        )
     elif shape == "shield":
         path = QPainterPath()
         path.moveTo(r.center().x(), r.top())
         path.lineTo(r.right(), r.top() + r.height() * 0.2)
-        path.cubicTo(r.right(), r.top() + r.height() * 0.7, r.center().x() + r.width() * 0.1,
-                     r.bottom(), r.center().x(), r.bottom())
-        path.cubicTo(r.center().x() - r.width() * 0.1, r.bottom(), r.left(),
-                     r.top() + r.height() * 0.7, r.left(), r.top() + r.height() * 0.2)
+        path.cubicTo(
+            r.right(),
+            r.top() + r.height() * 0.7,
+            r.center().x() + r.width() * 0.1,
+            r.bottom(),
+            r.center().x(),
+            r.bottom(),
+        )
+        path.cubicTo(
+            r.center().x() - r.width() * 0.1,
+            r.bottom(),
+            r.left(),
+            r.top() + r.height() * 0.7,
+            r.left(),
+            r.top() + r.height() * 0.2,
+        )
         path.closeSubpath()
         painter.drawPath(path)
     else:
@@ -194,8 +220,9 @@ class AlertBadge(QFrame):
 class AlertBand(QFrame):
     """A full-width alert at the top of a record: impossible to miss, readable without colour."""
 
-    def __init__(self, kind: str, label_text: str, detail: str | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, kind: str, label_text: str, detail: str | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         kind = kind if kind in theme.ALERT_KIND_TEXT else "other"
         self.setProperty("role", "alert")
@@ -222,8 +249,9 @@ class AlertBand(QFrame):
 class SectionCard(QFrame):
     """A titled card; add rows with `add`/`add_text`."""
 
-    def __init__(self, title: str, *, accessible_name: str | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, title: str, *, accessible_name: str | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.setProperty("role", "card")
         self.setAccessibleName(accessible_name or title)
@@ -253,8 +281,14 @@ class ToggleGroup(QWidget):
 
     changed = Signal(object)
 
-    def __init__(self, options: Sequence[tuple[str, object]], *, accessible_name: str,
-                 columns: int = 0, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        options: Sequence[tuple[str, object]],
+        *,
+        accessible_name: str,
+        columns: int = 0,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setAccessibleName(accessible_name)
         grid = QGridLayout(self)
@@ -292,7 +326,6 @@ def rule() -> QFrame:
     line = QFrame()
     line.setProperty("role", "rule")
     return line
-
 
 
 class SegmentedChoice(QWidget):

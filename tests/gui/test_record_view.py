@@ -46,7 +46,7 @@ def _ndjson(cohort: Path, rtype: str, patient_id: str) -> list[dict[str, Any]]:
 
 
 def _card(window: Any, name: str) -> SectionCard:
-    page = window.record_view.scroll.widget()
+    page = window.record_view.scroll_area.widget()
     cards = [c for c in page.findChildren(SectionCard) if c.accessibleName() == name]
     assert len(cards) == 1, f"no single {name!r} card"
     return cards[0]
@@ -194,12 +194,12 @@ def test_stale_data_is_labelled(
     window = make_window(gui_profile)
     unlock(qtbot, window)
     _open(qtbot, window, alerted_person)
-    page_text = "\n".join(_texts(window.record_view.scroll.widget()))
+    page_text = "\n".join(_texts(window.record_view.scroll_area.widget()))
     assert "Not synced for" not in page_text
     old = (datetime.now(UTC) - timedelta(hours=30)).isoformat().replace("+00:00", "Z")
     window.session.store.set_meta(LAST_REFRESH, old)
     window.record_view.reload()
-    page = window.record_view.scroll.widget()
+    page = window.record_view.scroll_area.widget()
     stale = [
         lab for lab in page.findChildren(QLabel) if lab.accessibleName() == "Stale data warning"
     ]
@@ -297,7 +297,7 @@ def test_a_sync_refreshes_the_open_record_without_a_false_audit_entry(
     store = window.session.store
     opened = _openings(store)
     assert [(pid, reason) for _, pid, reason in opened] == [(alerted_person.id, ACCESS_REASONS[0])]
-    assert "Sparrow" not in "\n".join(_texts(window.record_view.scroll.widget()))
+    assert "Sparrow" not in "\n".join(_texts(window.record_view.scroll_area.widget()))
 
     # The centre adds the street name the team now knows the person by.
     url = f"{central.base_url}/Patient/{alerted_person.id}"
@@ -313,6 +313,6 @@ def test_a_sync_refreshes_the_open_record_without_a_false_audit_entry(
     assert second.args[0].pulled > 0
 
     assert window.record_view.patient_id == alerted_person.id
-    assert "“Sparrow”" in "\n".join(_texts(window.record_view.scroll.widget()))
+    assert "“Sparrow”" in "\n".join(_texts(window.record_view.scroll_area.widget()))
     assert _openings(store) == opened
     assert store.verify_audit_chain() is None

@@ -101,7 +101,7 @@ def test_idle_lock_hides_patient_data_and_unlock_returns_to_the_same_place(
     hits = type_search(qtbot, window, alerted_person.family)
     assert any(h.id == alerted_person.id for h in hits)
     open_first_with_reason(qtbot, window, alerted_person.id)
-    scroll = window.record_view.scroll.verticalScrollBar()
+    scroll = window.record_view.scroll_area.verticalScrollBar()
     scroll.setValue(scroll.maximum() // 2)
     position = scroll.value()
 
@@ -117,7 +117,7 @@ def test_idle_lock_hides_patient_data_and_unlock_returns_to_the_same_place(
     unlock(qtbot, window)
     assert window.record_view.patient_id == alerted_person.id
     assert window.current_page() == "find"
-    assert window.record_view.scroll.verticalScrollBar().value() == position
+    assert window.record_view.scroll_area.verticalScrollBar().value() == position
 
 
 def test_hidden_app_locks_at_once(
