@@ -38,7 +38,9 @@ So the engine detects the move and re-reads just that range:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,8 +56,8 @@ from sync._bundles import (
 )
 from sync._capabilities import Capabilities
 from sync._client import Answer, FhirClient
-from sync._exceptions import ServerRejected
-from sync._ports import SyncStore
+from sync._exceptions import BadResponse, DeviceRevoked, ServerRejected, SyncError
+from sync._ports import HeldVersion, SyncStore
 from sync._report import Progress, SyncOptions, SyncReport
 
 log = logging.getLogger("kerbside.sync")
@@ -63,6 +65,7 @@ log = logging.getLogger("kerbside.sync")
 ORIGIN_KEY = "sync.pull-origin."  # + type: "" = from the beginning, else an instant
 DELETIONS_KEY = "sync.deletions-since."  # + type: history cursor
 RECONCILED_KEY = "sync.reconciled-run."  # + type: run number of the last reconciliation
+SETTLED_KEY = "sync.cursor-settled."  # + type: a cursor whose whole tie set has been read
 # The history cursor is advanced (one commit) only once it lags by this much, or on deletions.
 HISTORY_ADVANCE_MIN = timedelta(minutes=2)
 ID_CHUNK = 50  # ids per `_id=` query: keeps URLs well under common 8 KB limits
@@ -80,6 +83,9 @@ class _Pass:
     rescan: tuple[datetime, str] | None = None  # earliest evidence (old lastUpdated)
     first_date: datetime | None = None
     cursor_written: str | None = None  # the cursor this pass last stored, if any
+    # Pages read but not yet committed (see `_flush`): id -> resource, and their cursor.
+    batch: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch_cursor: str | None = None
 
 
 @dataclass
@@ -134,10 +140,14 @@ class Puller:
         )
         sortable = self.caps.can_sort(rtype)
         start = cursor
+        settled = store.get_state(SETTLED_KEY + rtype) if cursor else None
+        # `gt` only from a cursor whose tie set a clean pass read completely (see `_settles`);
+        # after a crash (marker set) or with an overlap, `ge` as always.
+        exclusive = bool(cursor) and settled == cursor and marker is None
         run_t0: datetime | None = None
         owes_reconcile = had_data
         for number in range(1, self.options.max_passes + 1):
-            p = self._pass(run, start, sortable)
+            p = self._pass(run, start, sortable, exclusive=exclusive and number == 1)
             if run_t0 is None:
                 run_t0 = p.first_date
             if history:
@@ -154,6 +164,9 @@ class Puller:
                 written = p.cursor_written if p.cursor_written is not None else start
                 if p.max_updated is not None and p.max_updated != written:
                     store.apply_page(rtype, [], p.max_updated)
+                final = p.max_updated if p.max_updated is not None else written
+                if final and final != settled and self._settles(final, p.first_date):
+                    store.set_state(SETTLED_KEY + rtype, final)
                 if run.marker_written:
                     store.set_state(ORIGIN_KEY + rtype, None)
                 break
@@ -181,18 +194,34 @@ class Puller:
         elif self._reconcile_due(rtype, int(reconciled)):
             self.reconcile(rtype)
 
-    def _pass(self, run: _TypeRun, start: str | None, sortable: bool) -> _Pass:
+    def _settles(self, cursor: str, server_date: datetime | None) -> bool:
+        """Whether every resource stamped `cursor` had been committed when the pass that
+        ended on it began: the server's clock (its `Date`, floored to the second) was past
+        the end of the cursor's precision (a server stamping whole seconds can stamp more
+        resources with that second until it is over) by `settle_s` (clock skew between
+        nodes). Such a tie set was read completely, so the next run asks `gt`: a no-op run
+        then downloads nothing, however many resources share the cursor's instant."""
+        key = _key(cursor)
+        if key is None or server_date is None:
+            return False
+        return server_date >= key + _precision(cursor) + timedelta(
+            seconds=self.options.settle_s)
+
+    def _pass(self, run: _TypeRun, start: str | None, sortable: bool, *,
+              exclusive: bool = False) -> _Pass:
         rtype = run.rtype
         p = _Pass(start=start, sorted_ok=sortable, start_key=_key(start))
         p.max_key = p.start_key
         p.max_updated = start
         params = {"_count": str(self.options.page_size)}
         query_from = start
+        prefix = "gt" if exclusive else "ge"
         if start is not None and self.options.overlap_s:
+            prefix = "ge"
             query_from = format_instant(instant_key(start) - timedelta(
                 seconds=self.options.overlap_s))
         if query_from is not None:
-            params["_lastUpdated"] = f"ge{query_from}"
+            params["_lastUpdated"] = f"{prefix}{query_from}"
         if sortable:
             params["_sort"] = "_lastUpdated"
         prev_max: datetime | None = None
@@ -200,26 +229,40 @@ class Puller:
         phase = f"pull {rtype}"
         total = self._server_count(rtype) if start is None else None
         self.progress(phase, 0, total)
-        for answer, page in self._pages(rtype, params, phase):
-            if p.first_date is None:
-                p.first_date = answer.server_date
-            if total is None and page.total is not None:
-                total = page.total
-            if p.sorted_ok and (not page.ascending or (
-                    prev_max is not None and page.min_key is not None
-                    and page.min_key < prev_max)):
-                self._unsorted(run, p)
-            if page.max_key is not None:
-                prev_max = page.max_key if prev_max is None else max(prev_max, page.max_key)
-            self._apply(run, p, page)
-            done += len(page.resources)
-            self.progress(phase, done, total)
+        try:
+            for answer, page in self._pages(rtype, params, phase):
+                if p.first_date is None:
+                    p.first_date = answer.server_date
+                if total is None and page.total is not None:
+                    total = page.total
+                if p.sorted_ok and (not page.ascending or (
+                        prev_max is not None and page.min_key is not None
+                        and page.min_key < prev_max)):
+                    self._unsorted(run, p)
+                if page.max_key is not None:
+                    prev_max = page.max_key if prev_max is None else max(prev_max,
+                                                                         page.max_key)
+                self._apply(run, p, page)
+                done += len(page.resources)
+                self.progress(phase, done, total)
+        except SyncError as exc:
+            # The network failed mid-pass: keep what was read (as a commit per page would
+            # have), unless the device is being wiped anyway.
+            if not isinstance(exc, DeviceRevoked):
+                try:
+                    self._flush(run, p)
+                except Exception as store_exc:  # report the sync error, not this one
+                    log.warning("pull %s: pages read before the failure were not kept (%s)",
+                                rtype, type(store_exc).__name__)
+            raise
+        self._flush(run, p)
         return p
 
     def _unsorted(self, run: _TypeRun, p: _Pass) -> None:
         """The server did not sort after all: stop advancing the cursor page by page and take
         back any advance already made (later pages may hold older resources)."""
         p.sorted_ok = False
+        p.batch_cursor = None  # pages not yet committed keep their resources, not the cursor
         if p.cursor_written is not None and p.cursor_written != p.start:
             self.store.apply_page(run.rtype, [], p.start or "")
             p.cursor_written = None
@@ -233,11 +276,14 @@ class Puller:
             return
         held = self.store.held_versions(rtype, [r["id"] for r in resources])
         seen = run.seen
+        batch = p.batch
         fresh: list[dict[str, Any]] = []
         for res in resources:
             meta = res["meta"]
             key = instant_key(meta["lastUpdated"])
-            h = held.get(res["id"])
+            queued = batch.get(res["id"])  # read earlier, not committed yet: as if held
+            h = held.get(res["id"]) if queued is None else HeldVersion(
+                queued["meta"]["versionId"], queued["meta"]["lastUpdated"])
             if h is None or h.version_id != meta["versionId"]:
                 fresh.append(res)
                 if h is not None and h.last_updated:
@@ -254,7 +300,8 @@ class Puller:
             cursor = p.max_updated
             if p.rescan is not None and p.max_key is not None and p.rescan[0] < p.max_key:
                 cursor = p.rescan[1]
-            if cursor == (p.cursor_written if p.cursor_written is not None else p.start):
+            last = p.batch_cursor if p.batch_cursor is not None else p.cursor_written
+            if cursor == (last if last is not None else p.start):
                 cursor = None
         if not fresh and cursor is None:
             return  # an overlap page of versions we hold: nothing to write
@@ -263,7 +310,28 @@ class Puller:
         if not run.marker_written:
             self.store.set_state(ORIGIN_KEY + rtype, run.origin or "")
             run.marker_written = True
-        stored = self.store.apply_page(rtype, fresh, cursor)
+        for res in fresh:
+            queued = batch.get(res["id"])
+            if queued is None or instant_key(res["meta"]["lastUpdated"]) >= instant_key(
+                    queued["meta"]["lastUpdated"]):
+                batch[res["id"]] = res  # an older copy never replaces a newer one
+        if cursor is not None:
+            p.batch_cursor = cursor
+        if len(batch) >= self.options.write_batch:
+            self._flush(run, p)
+
+    def _flush(self, run: _TypeRun, p: _Pass) -> None:
+        """Commit the pages read since the last commit, with their cursor, in one local
+        transaction. The cursor still advances only with the resources it covers, and the
+        pass treats queued resources as held, so batching changes no decision; it only
+        spares the random-id index pages being rewritten once per server page."""
+        if not p.batch and p.batch_cursor is None:
+            return
+        rtype = run.rtype
+        cursor = p.batch_cursor
+        stored = self.store.apply_page(rtype, list(p.batch.values()), cursor)
+        p.batch = {}
+        p.batch_cursor = None
         if cursor is not None:
             p.cursor_written = cursor
         self.report.pulled += stored
@@ -466,17 +534,55 @@ class Puller:
     # -- paging ------------------------------------------------------------------------------
     def _pages(self, rtype: str, params: dict[str, str], phase: str, *,
                versioned: bool = True) -> Iterator[tuple[Answer, Page]]:
-        """Each validated page of a search, following `next` exactly as the server gave it."""
+        """Each validated page of a search, following `next` exactly as the server gave it.
+
+        With `options.prefetch`, the next page is downloaded and parsed on a worker thread
+        while the caller applies this one (the socket and SQLite release the GIL), so a pull
+        runs near the speed of the network instead of network + store. Only the worker uses
+        the client while the caller iterates, errors surface where they did without it
+        (after the previous page), and leaving the loop waits for the request in flight.
+        """
         label = f"search {rtype}"
-        url: str | None = self.client.url(rtype)
-        query: dict[str, str] | None = params
-        while url is not None:
-            self.client.check_cancel()
+
+        def fetch(url: str, query: dict[str, str] | None) -> tuple[Answer, Page]:
             answer = self.client.get(url, params=query, label=label)
-            page = read_searchset(answer.body, rtype, label, versioned=versioned)
-            yield answer, page
-            url = self.client.resolve(page.next_link) if page.next_link else None
-            query = None
+            return answer, read_searchset(answer.body, rtype, label, versioned=versioned)
+
+        url: str | None = self.client.url(rtype)
+        if not self.options.prefetch:
+            query: dict[str, str] | None = params
+            while url is not None:
+                self.client.check_cancel()
+                answer, page = fetch(url, query)
+                yield answer, page
+                url = self.client.resolve(page.next_link) if page.next_link else None
+                query = None
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerbside-fetch")
+        ahead: Future[tuple[Answer, Page]] | None = None
+        try:
+            self.client.check_cancel()
+            ahead = pool.submit(fetch, url, params)
+            while ahead is not None:
+                answer, page = ahead.result()
+                ahead = None
+                self.client.check_cancel()  # a page that arrived after a cancel is dropped
+                bad_link: BadResponse | None = None
+                if page.next_link:
+                    try:
+                        nxt = self.client.resolve(page.next_link)
+                    except BadResponse as exc:
+                        bad_link = exc
+                    else:
+                        self.client.check_cancel()
+                        ahead = pool.submit(fetch, nxt, None)
+                yield answer, page
+                if bad_link is not None:
+                    raise bad_link
+        finally:
+            if ahead is not None and not ahead.cancel():
+                wait([ahead])  # its answer (or error) is dropped: nobody reads it
+            pool.shutdown(wait=True)
 
 
 def _key(value: str | None) -> datetime | None:
@@ -486,6 +592,16 @@ def _key(value: str | None) -> datetime | None:
         return instant_key(value)
     except ValueError:
         return None
+
+
+_FRACTION_RE = re.compile(r"T\d{2}:\d{2}:\d{2}\.(\d+)")
+
+
+def _precision(instant: str) -> timedelta:
+    """How long the instant as written lasts: 1 s for `...:05Z`, 1 ms for `...:05.123Z`."""
+    match = _FRACTION_RE.search(instant)
+    digits = len(match.group(1)) if match else 0
+    return timedelta(microseconds=10 ** max(0, 6 - digits))
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -41,6 +41,15 @@ class SyncOptions:
     overlap_s: float = 0.0
     # Look-back on the history cursor, for clock skew between a server's nodes.
     history_margin_s: float = 5.0
+    # A cursor's tie set (resources sharing its lastUpdated) counts as completely read, so
+    # the next run may ask `gt` instead of `ge`, only once the server's clock was this far
+    # past the end of the cursor's timestamp when the pass began.
+    settle_s: float = 5.0
+    # Pages are fetched one ahead on a worker thread while the current one is applied, and
+    # applied in local transactions of up to this many resources (fewer, larger commits:
+    # random-id index pages are written once per commit, not once per server page).
+    write_batch: int = 10_000
+    prefetch: bool = True
     outbox_batch: int = 50
     audit_batch: int = 100
     push: bool = True

@@ -55,9 +55,10 @@ from ._model import (
     etag,
     http_date,
     instant,
+    instant_us,
     operation_outcome,
 )
-from ._search import PageTokens, Query, parse_search, since_ms
+from ._search import PageTokens, Query, parse_search, since_us
 from ._storage import Store
 from ._writes import Entry, Outcome, apply, entries_from_bundle, parse_if_match
 
@@ -538,7 +539,7 @@ class _Handlers:
         count, offset = self.s.config.default_count, None
         for name, value in request.query_params.multi_items():
             if name == "_since":
-                since_ms(value)  # validate now, 400 if bad
+                since_us(value)  # validate now, 400 if bad
                 used.append((name, value))
             elif name == "_count":
                 try:
@@ -572,7 +573,7 @@ class _Handlers:
         if not self.s.settings.history:
             raise FhirError(404, "not-supported", "this server keeps no history")
         base = self.base(request)
-        since = next((since_ms(v) for k, v in used if k == "_since"), None)
+        since = next((since_us(v) for k, v in used if k == "_since"), None)
         newest_first = self.s.settings.history_order == "newest-first"
         rows = (
             self.s.store.history(
@@ -621,7 +622,7 @@ class _Handlers:
                     + b',"request":'
                     + dumps({"method": "DELETE", "url": f"{rtype}/{v.rid}"})
                     + b',"response":'
-                    + dumps({"status": "204 No Content", "lastModified": instant(v.lu)})
+                    + dumps({"status": "204 No Content", "lastModified": instant_us(v.lu)})
                     + b"}"
                 )
                 continue
@@ -632,7 +633,7 @@ class _Handlers:
             response_part = {
                 "status": "201 Created" if v.vid == 1 else "200 OK",
                 "etag": etag(v.vid),
-                "lastModified": instant(v.lu),
+                "lastModified": instant_us(v.lu),
             }
             entries.append(
                 b'{"fullUrl":'
@@ -671,7 +672,7 @@ class _Handlers:
             raise FhirError(404, "not-found", f"no {rtype} with this id")
         if current.deleted:
             raise FhirError(410, "deleted", f"this {rtype} has been deleted")
-        headers = {"ETag": etag(current.vid), "Last-Modified": http_date(current.lu)}
+        headers = {"ETag": etag(current.vid), "Last-Modified": http_date(current.lu // 1000)}
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
         assert current.body is not None
@@ -691,7 +692,8 @@ class _Handlers:
         if version.body is None:
             raise FhirError(410, "deleted", "this version is a deletion")
         return fhir_response(
-            version.body, headers={"ETag": etag(vid), "Last-Modified": http_date(version.lu)}
+            version.body,
+            headers={"ETag": etag(vid), "Last-Modified": http_date(version.lu // 1000)},
         )
 
     # writes
@@ -715,7 +717,7 @@ class _Handlers:
         assert outcome.vid is not None and outcome.lu is not None
         headers = {
             "ETag": etag(outcome.vid),
-            "Last-Modified": http_date(outcome.lu),
+            "Last-Modified": http_date(outcome.lu // 1000),
             "Location": f"{base}/{e.rtype}/{outcome.rid}/_history/{outcome.vid}",
         }
         mode = _prefer(request).get("return", "representation")
@@ -771,7 +773,7 @@ class _Handlers:
             if o.status != 204 or o.vid is not None:
                 response["location"] = f"{e.rtype}/{o.rid}/_history/{o.vid}"
                 response["etag"] = etag(o.vid or 0)
-                response["lastModified"] = instant(o.lu or 0)
+                response["lastModified"] = instant_us(o.lu or 0)
             item = b'{"fullUrl":' + dumps(f"{self.base(request)}/{e.rtype}/{o.rid}")
             if representation and o.body is not None:
                 item += b',"resource":' + o.body

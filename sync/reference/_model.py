@@ -157,6 +157,15 @@ def instant(ms: int) -> str:
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
+def instant_us(us: int) -> str:
+    """`meta.lastUpdated` of a version: UTC, microsecond precision (...T22:15:00.123456Z).
+
+    Microseconds let every write get its own instant (see `Store.next_instant`), as on real
+    servers, instead of thousands of resources sharing a millisecond."""
+    dt = datetime.fromtimestamp(us // 1_000_000, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{us % 1_000_000:06d}Z"
+
+
 def http_date(ms: int) -> str:
     return format_datetime(datetime.fromtimestamp(ms / 1000, UTC), usegmt=True)
 

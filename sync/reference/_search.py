@@ -32,15 +32,12 @@ _CONTROL = frozenset({"_count", "_sort", "_total", "_offset", "_summary"})
 
 @dataclass(frozen=True)
 class DateCondition:
-    """One `_lastUpdated` value: prefix plus the millisecond bounds of its written precision.
-
-    Stored instants have millisecond precision, so `t >= lo` becomes `t_ms >= ceil(lo/1000)`:
-    `lo_ms`/`hi_ms` are those ceilings of the value's range [lo, hi) in microseconds.
-    """
+    """One `_lastUpdated` value: prefix plus the bounds [lo, hi) of its written precision,
+    in microseconds since the epoch (the precision instants are stored with)."""
 
     prefix: str
-    lo_ms: int
-    hi_ms: int
+    lo_us: int
+    hi_us: int
 
 
 @dataclass
@@ -115,10 +112,6 @@ def date_bounds(value: str) -> tuple[int, int]:
     return (lo - epoch) // timedelta(microseconds=1), (hi - epoch) // timedelta(microseconds=1)
 
 
-def _ceil_ms(us: int) -> int:
-    return -(-us // 1000)
-
-
 def parse_date_condition(raw: str) -> DateCondition:
     prefix = "eq"
     if raw[:2] in _PREFIXES and raw[2:3].isdigit():
@@ -126,12 +119,12 @@ def parse_date_condition(raw: str) -> DateCondition:
     if prefix in ("sa", "eb", "ap"):
         raise FhirError(400, "not-supported", f"date prefix {prefix!r} is not supported")
     lo, hi = date_bounds(raw)
-    return DateCondition(prefix, _ceil_ms(lo), _ceil_ms(hi))
+    return DateCondition(prefix, lo, hi)
 
 
-def since_ms(raw: str) -> int:
-    """`_since` is an instant: versions at or after its lower bound."""
-    return _ceil_ms(date_bounds(raw)[0])
+def since_us(raw: str) -> int:
+    """`_since` is an instant: versions at or after its lower bound (microseconds)."""
+    return date_bounds(raw)[0]
 
 
 def _token(raw: str) -> tuple[str | None, str | None]:

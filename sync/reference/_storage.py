@@ -32,14 +32,14 @@ from ._model import (
     dumps,
     index_references,
     index_tokens,
-    instant,
+    instant_us,
     stamp,
 )
 from ._search import Query
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `lu` in microseconds (1: milliseconds)
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS version (
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS version (
     rtype TEXT NOT NULL,
     rid TEXT NOT NULL,
     vid INTEGER NOT NULL,
-    lu INTEGER NOT NULL,                -- meta.lastUpdated, ms since the epoch, UTC
+    lu INTEGER NOT NULL,                -- meta.lastUpdated, µs since the epoch, UTC
     method TEXT NOT NULL,               -- POST (create), PUT (update), DELETE
     body BLOB,                          -- the resource as served; NULL for a deletion
     current INTEGER NOT NULL            -- 1 for the latest version of its resource
@@ -145,8 +145,8 @@ class Store:
         self._empty = self.conn.execute("SELECT 1 FROM version LIMIT 1").fetchone() is None
         if not self._empty:
             self._create_indexes()
-        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._last_ms = int(self._meta("last_ms") or b"0")
+        self._upgrade()
+        self._last_us = int(self._meta("last_us") or b"0")
         key = self._meta("page_key")
         if key is None:
             key = secrets.token_bytes(32)
@@ -154,6 +154,22 @@ class Store:
         self.page_key: bytes = key
         row = self.conn.execute("SELECT max(seq) FROM version").fetchone()
         self._next_seq = int(row[0] or 0) + 1
+
+    def _upgrade(self) -> None:
+        """Schema 1 stored `lu` in milliseconds: scale it (stored bodies keep their text)."""
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 1:
+            last_ms = int(self._meta("last_ms") or b"0")
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("UPDATE version SET lu = lu * 1000")
+            self.conn.execute("DELETE FROM meta WHERE key = 'last_ms'")
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_us', ?)", (str(last_ms * 1000),)
+            )
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        elif version == 0:
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _create_indexes(self) -> None:
         for sql in _INDEXES:
@@ -176,28 +192,29 @@ class Store:
             self._create_indexes()
             self._empty = False
         self.conn.execute("BEGIN IMMEDIATE")
-        next_seq, last_ms = self._next_seq, self._last_ms
+        next_seq, last_us = self._next_seq, self._last_us
         try:
             yield self.conn
             self.conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('last_ms', ?)", (str(self._last_ms),)
+                "INSERT OR REPLACE INTO meta VALUES ('last_us', ?)", (str(self._last_us),)
             )
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
-            self._next_seq, self._last_ms = next_seq, last_ms
+            self._next_seq, self._last_us = next_seq, last_us
             raise
 
     # -- time ------------------------------------------------------------------------------
 
     def next_instant(self) -> int:
-        """Now in ms, never before the last instant handed out (the wall clock may step back).
+        """Now in µs, strictly after the last instant handed out (the wall clock may step
+        back, and two quick writes may read the same clock tick).
 
-        Equal values are allowed: a transaction stamps all its entries with one instant and
-        two quick writes can share a millisecond, as on any real server.
+        Every write (and every seeded resource) gets its own instant, as on HAPI and the
+        cloud servers; only the entries of one transaction share theirs.
         """
-        self._last_ms = max(time.time_ns() // 1_000_000, self._last_ms)
-        return self._last_ms
+        self._last_us = max(time.time_ns() // 1000, self._last_us + 1)
+        return self._last_us
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -243,22 +260,22 @@ class Store:
             for d in ors:
                 if d.prefix == "ge":
                     parts.append("v.lu >= ?")
-                    args.append(d.lo_ms)
+                    args.append(d.lo_us)
                 elif d.prefix == "gt":
                     parts.append("v.lu >= ?")
-                    args.append(d.hi_ms)
+                    args.append(d.hi_us)
                 elif d.prefix == "lt":
                     parts.append("v.lu < ?")
-                    args.append(d.lo_ms)
+                    args.append(d.lo_us)
                 elif d.prefix == "le":
                     parts.append("v.lu < ?")
-                    args.append(d.hi_ms)
+                    args.append(d.hi_us)
                 elif d.prefix == "eq":
                     parts.append("(v.lu >= ? AND v.lu < ?)")
-                    args += [d.lo_ms, d.hi_ms]
+                    args += [d.lo_us, d.hi_us]
                 else:  # ne
                     parts.append("(v.lu < ? OR v.lu >= ?)")
-                    args += [d.lo_ms, d.hi_ms]
+                    args += [d.lo_us, d.hi_us]
             clauses.append("(" + " OR ".join(parts) + ")")
         for ids in q.ids:
             clauses.append(f"v.rid IN ({','.join('?' * len(ids))})")
@@ -397,7 +414,7 @@ class Store:
         created = row is None or bool(row[2])
         if row is not None:
             self.conn.execute("UPDATE version SET current = 0 WHERE seq = ?", (row[0],))
-        body = None if resource is None else dumps(stamp(resource, rid, vid, instant(lu)))
+        body = None if resource is None else dumps(stamp(resource, rid, vid, instant_us(lu)))
         seq = self._next_seq
         self._next_seq += 1
         self.conn.execute(
@@ -430,8 +447,8 @@ class Store:
         """Load `*.ndjson` (one resource a line, FHIR Bulk Data style) in one transaction.
 
         Ids are kept (or minted when absent); versionId is 1 and lastUpdated is the server
-        time at which each chunk is written, so later pulls with `_lastUpdated` behave as
-        they would after a real bulk import: clusters of equal instants, never in the future.
+        time at which each resource is loaded (one microsecond apart at least), as after a
+        real bulk import.
         """
         files = sorted(seed_dir.glob("*.ndjson"))
         if not files:
@@ -458,7 +475,7 @@ class Store:
                     except sqlite3.IntegrityError:
                         raise FhirError(400, "duplicate", "the same id appears twice") from None
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('last_ms', ?)", (str(self._last_ms),)
+                    "INSERT OR REPLACE INTO meta VALUES ('last_us', ?)", (str(self._last_us),)
                 )
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -471,8 +488,6 @@ class Store:
         return counts
 
     def _parse_chunk(self, lines: list[bytes], name: str, counts: dict[str, int]) -> _Rows:
-        lu = self.next_instant()
-        lu_text = instant(lu)
         versions, tokens, refs = [], [], []
         for line in lines:
             try:
@@ -487,8 +502,9 @@ class Store:
                 raise FhirError(400, "invalid", f"{name}: a resource has an invalid id")
             seq = self._next_seq
             self._next_seq += 1
+            lu = self.next_instant()
             versions.append(
-                (seq, rtype, rid, 1, lu, "POST", dumps(stamp(resource, rid, 1, lu_text)))
+                (seq, rtype, rid, 1, lu, "POST", dumps(stamp(resource, rid, 1, instant_us(lu))))
             )
             tokens += [
                 (rtype, p, value, system, seq) for p, system, value in index_tokens(rtype, resource)

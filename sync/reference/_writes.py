@@ -154,7 +154,7 @@ def apply(
                 expression=f"{e.resource_where}.id",
             )
     with store.transaction():
-        lu = store.next_instant() - backdate_ms
+        lu = store.next_instant() - backdate_ms * 1000
         plans, mapping = _resolve(store, entries, max_count)
         for plan in plans:
             if plan.resource is not None and plan.existing is None:

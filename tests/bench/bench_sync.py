@@ -59,7 +59,8 @@ def _serve(data_dir: str, seed_dir: str, queue: Any) -> None:
 
 def start_server(patients: int, seed: int) -> tuple[mp.Process, str]:
     seed_dir = cohort(patients, seed)
-    data_dir = ROOT / "bench-data" / f"sync-central-{patients}-{seed}"
+    # "-us": seeded with one microsecond instant per resource (reference schema 2).
+    data_dir = ROOT / "bench-data" / f"sync-central-{patients}-{seed}-us"
     queue: Any = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(
         target=_serve, args=(str(data_dir), str(seed_dir), queue), daemon=True
