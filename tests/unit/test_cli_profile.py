@@ -28,6 +28,21 @@ def run(
     return code, out, err
 
 
+def enrolled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """A profile with user pc101 (PIN 246810), enrolled through the CLI; returns its path."""
+    prof = str(tmp_path / "prof")
+    code, _out, _err = run(
+        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
+        "246810\n",
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0
+    return prof
+
+
 def _write_ndjson(directory: Path) -> None:
     directory.mkdir()
     patients = [
@@ -82,13 +97,7 @@ def test_enrol_import_status(
 def test_wrong_pin_is_one_line_and_nonzero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prof = str(tmp_path / "prof")
-    run(
-        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
-        "246810\n",
-        monkeypatch,
-        capsys,
-    )
+    prof = enrolled(tmp_path, monkeypatch, capsys)
     code, _out, err = run(
         ["import", "--profile", prof, "--user", "pc101", "--pin-stdin", str(tmp_path)],
         "975310\n",
@@ -103,13 +112,7 @@ def test_wrong_pin_is_one_line_and_nonzero(
 def test_bad_import_file_is_refused_with_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prof = str(tmp_path / "prof")
-    run(
-        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
-        "246810\n",
-        monkeypatch,
-        capsys,
-    )
+    prof = enrolled(tmp_path, monkeypatch, capsys)
     gen = tmp_path / "gen"
     gen.mkdir()
     (gen / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "a"}\n{"trunc')
@@ -125,13 +128,7 @@ def test_bad_import_file_is_refused_with_its_line(
 def test_add_user_and_change_pin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prof = str(tmp_path / "prof")
-    run(
-        ["enrol", "--profile", prof, "--user", "pc101", "--pin-stdin"],
-        "246810\n",
-        monkeypatch,
-        capsys,
-    )
+    prof = enrolled(tmp_path, monkeypatch, capsys)
     code, _, _ = run(
         ["add-user", "--profile", prof, "--user", "pc101", "--new-user", "rmn202", "--pin-stdin"],
         "246810\n864209\n",
