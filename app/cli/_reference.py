@@ -129,6 +129,14 @@ def _register_serve(subparsers: Any) -> None:
         dest="history_order",
     )
     p.add_argument(
+        "--timestamp-precision",
+        choices=("us", "ms", "s"),
+        default="us",
+        dest="timestamp_precision",
+        help="meta.lastUpdated precision: us gives every write its own instant (default); "
+        "ms and s truncate, as coarser servers do (many resources then share one)",
+    )
+    p.add_argument(
         "--token-lifetime",
         type=_positive,
         default=300.0,
@@ -193,6 +201,7 @@ def _serve(args: argparse.Namespace) -> int:
         paging=args.paging,
         history=args.history,
         history_order=args.history_order,
+        timestamp_precision=args.timestamp_precision,
         token_lifetime_s=args.token_lifetime,
         fault_seed=args.fault_seed,
     )

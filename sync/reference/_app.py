@@ -50,12 +50,12 @@ from ._model import (
     ID_RE,
     SUPPORTED_TYPES,
     FhirError,
+    Precision,
     check_structure,
     dumps,
     etag,
     http_date,
     instant,
-    instant_us,
     operation_outcome,
 )
 from ._search import PageTokens, Query, parse_search, since_us
@@ -91,6 +91,9 @@ class ReferenceConfig:
     max_count: int = 1000
     base_path: str = "/fhir"
     journal_size: int = 10_000
+    # meta.lastUpdated precision: "us" (each write its own instant), or "ms"/"s" truncated,
+    # as a coarser server stamps (many resources then share a timestamp).
+    timestamp_precision: Precision = "us"
 
 
 @dataclass
@@ -142,7 +145,7 @@ class ReferenceState:
 
     def open(self) -> None:
         """Open the store, seed an empty one, and register the configured clients."""
-        store = Store(self.config.data_dir)
+        store = Store(self.config.data_dir, self.config.timestamp_precision)
         self._store = store
         self._auth = Auth(store)
         self._tokens = PageTokens(store.page_key, self.config.page_token_ttl_s)
@@ -613,6 +616,7 @@ class _Handlers:
             "link": [{"relation": r, "url": u} for r, u in links],
         }
         entries = []
+        stamped = self.s.store.instant_text
         for v in rows:
             full = dumps(f"{base}/{rtype}/{v.rid}")
             if v.body is None:
@@ -622,7 +626,7 @@ class _Handlers:
                     + b',"request":'
                     + dumps({"method": "DELETE", "url": f"{rtype}/{v.rid}"})
                     + b',"response":'
-                    + dumps({"status": "204 No Content", "lastModified": instant_us(v.lu)})
+                    + dumps({"status": "204 No Content", "lastModified": stamped(v.lu)})
                     + b"}"
                 )
                 continue
@@ -633,7 +637,7 @@ class _Handlers:
             response_part = {
                 "status": "201 Created" if v.vid == 1 else "200 OK",
                 "etag": etag(v.vid),
-                "lastModified": instant_us(v.lu),
+                "lastModified": stamped(v.lu),
             }
             entries.append(
                 b'{"fullUrl":'
@@ -773,7 +777,7 @@ class _Handlers:
             if o.status != 204 or o.vid is not None:
                 response["location"] = f"{e.rtype}/{o.rid}/_history/{o.vid}"
                 response["etag"] = etag(o.vid or 0)
-                response["lastModified"] = instant_us(o.lu or 0)
+                response["lastModified"] = self.s.store.instant_text(o.lu or 0)
             item = b'{"fullUrl":' + dumps(f"{self.base(request)}/{e.rtype}/{o.rid}")
             if representation and o.body is not None:
                 item += b',"resource":' + o.body

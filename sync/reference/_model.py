@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -164,6 +164,24 @@ def instant_us(us: int) -> str:
     servers, instead of thousands of resources sharing a millisecond."""
     dt = datetime.fromtimestamp(us // 1_000_000, UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{us % 1_000_000:06d}Z"
+
+
+# How finely the server stamps `meta.lastUpdated`: "us" gives every write its own instant (as
+# HAPI and the cloud servers do); "ms" and "s" stand in for coarser servers, where many
+# resources share one timestamp and a write can land in an instant a client already read.
+Precision = Literal["us", "ms", "s"]
+PRECISION_US: dict[str, int] = {"us": 1, "ms": 1000, "s": 1_000_000}
+
+
+def instant_at(us: int, precision: Precision) -> str:
+    """`meta.lastUpdated` text of `us` (already truncated) written at `precision`:
+    `...T22:15:00.123456Z`, `...T22:15:00.123Z` or `...T22:15:00Z`."""
+    if precision == "us":
+        return instant_us(us)
+    dt = datetime.fromtimestamp(us // 1_000_000, UTC)
+    if precision == "ms":
+        return f"{dt:%Y-%m-%dT%H:%M:%S}.{us % 1_000_000 // 1000:03d}Z"
+    return f"{dt:%Y-%m-%dT%H:%M:%S}Z"
 
 
 def http_date(ms: int) -> str:

@@ -27,12 +27,14 @@ import orjson
 
 from ._model import (
     ID_RE,
+    PRECISION_US,
     SUPPORTED_TYPES,
     FhirError,
+    Precision,
     dumps,
     index_references,
     index_tokens,
-    instant_us,
+    instant_at,
     stamp,
 )
 from ._search import Query
@@ -129,7 +131,11 @@ class ClientRow:
 
 
 class Store:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, precision: Precision = "us") -> None:
+        if precision not in PRECISION_US:
+            raise ValueError(f"timestamp precision must be one of {', '.join(PRECISION_US)}")
+        self.precision: Precision = precision
+        self._unit_us = PRECISION_US[precision]
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / "central-record.sqlite3"
         # Only the event-loop thread uses the connection, but that is not always the thread
@@ -215,6 +221,15 @@ class Store:
         """
         self._last_us = max(time.time_ns() // 1000, self._last_us + 1)
         return self._last_us
+
+    def instant_text(self, us: int) -> str:
+        """`meta.lastUpdated` text of a stored (truncated) instant, at the store's precision."""
+        return instant_at(us, self.precision)
+
+    def coarse(self, us: int) -> int:
+        """`us` truncated to the stamping precision: what a coarse server stores and serves
+        (the clock behind `next_instant` stays fine-grained, so order is kept)."""
+        return us - us % self._unit_us
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -404,7 +419,10 @@ class Store:
     def write(
         self, rtype: str, rid: str, resource: dict[str, Any] | None, lu: int, *, method: str
     ) -> Written:
-        """Add a version (a deletion when `resource` is None) and index its search keys."""
+        """Add a version (a deletion when `resource` is None) and index its search keys.
+
+        `lu` is truncated to the store's precision here, so every writer stamps alike."""
+        lu = self.coarse(lu)
         row = self.conn.execute(
             "SELECT seq, vid, body IS NULL FROM version WHERE rtype = ? AND rid = ?"
             " ORDER BY vid DESC LIMIT 1",
@@ -414,7 +432,7 @@ class Store:
         created = row is None or bool(row[2])
         if row is not None:
             self.conn.execute("UPDATE version SET current = 0 WHERE seq = ?", (row[0],))
-        body = None if resource is None else dumps(stamp(resource, rid, vid, instant_us(lu)))
+        body = None if resource is None else dumps(stamp(resource, rid, vid, self.instant_text(lu)))
         seq = self._next_seq
         self._next_seq += 1
         self.conn.execute(
@@ -502,10 +520,9 @@ class Store:
                 raise FhirError(400, "invalid", f"{name}: a resource has an invalid id")
             seq = self._next_seq
             self._next_seq += 1
-            lu = self.next_instant()
-            versions.append(
-                (seq, rtype, rid, 1, lu, "POST", dumps(stamp(resource, rid, 1, instant_us(lu))))
-            )
+            lu = self.coarse(self.next_instant())
+            body = dumps(stamp(resource, rid, 1, self.instant_text(lu)))
+            versions.append((seq, rtype, rid, 1, lu, "POST", body))
             tokens += [
                 (rtype, p, value, system, seq) for p, system, value in index_tokens(rtype, resource)
             ]
