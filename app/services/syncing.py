@@ -43,6 +43,11 @@ log = logging.getLogger("kerbside.services")
 
 AUDIT_EVENT_TAG_SYSTEM = f"{KERBSIDE}/Id/audit-event"
 REVOKED_REASON = "device revoked"
+# Resources per local commit when the app syncs behind the UI: each commit holds the GIL for a
+# moment the GUI thread feels. Measured at 100k patients (bench_ui_stall): 10,000 (the engine's
+# default, best for throughput) stalls the GUI up to 98 ms, 6,000 up to 85 ms for a sync ~20%
+# longer, 4,000 up to 75 ms but ~50% longer. DESIGN.md section 8 allows 100 ms.
+UI_WRITE_BATCH = 6_000
 
 
 class StoreSyncPort:
@@ -195,8 +200,10 @@ def sync_on_worker(
 ) -> SyncReport:
     """`run_sync` for a worker thread (QThread/pool): opens and closes its own Store."""
     store = session.open_store()
+    options = sync_options(session.profile, write_batch=UI_WRITE_BATCH)
     try:
-        return run_sync(session, store=store, progress=progress, cancel=cancel, http=http)
+        return run_sync(session, store=store, progress=progress, cancel=cancel, http=http,
+                        options=options)
     finally:
         store.close()  # a second close (after a wipe closed it) is a no-op
 
