@@ -10,7 +10,9 @@ JSON (`application/json`), errors are OperationOutcomes like everywhere else. Ne
     POST   /admin/clients/{id}/revoke           revoke a device (its calls get device-revoked)
     POST   /admin/clients/{id}/reinstate        undo a revocation
     POST   /admin/tokens/expire                 expire all tokens, or {client_id} only
-    GET    /admin/settings                      {paging, history, history_order, token_lifetime_s}
+    GET    /admin/settings                      {paging, history, history_order, token_lifetime_s,
+                                                 bulk_export, export_ranges, export_fault,
+                                                 export_retry_after_s}
     PATCH  /admin/settings                      change any of those
     GET    /admin/faults                        fault rules with hits/remaining
     POST   /admin/faults                        add a rule (FaultRule fields as JSON) -> 201
@@ -33,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ._auth import ADMIN, DEFAULT_POLICY, TABLET
+from ._export import EXPORT_FAULTS
 from ._faults import FaultRule
 from ._model import FhirError, dumps, instant
 from ._storage import ClientRow
@@ -161,7 +164,16 @@ class _Admin:
 
 def apply_settings(state: ReferenceState, changes: dict[str, Any]) -> None:
     """Validate then apply live settings (shared by the admin endpoint and the test API)."""
-    unknown = set(changes) - {"paging", "history", "history_order", "token_lifetime_s"}
+    unknown = set(changes) - {
+        "paging",
+        "history",
+        "history_order",
+        "token_lifetime_s",
+        "bulk_export",
+        "export_ranges",
+        "export_fault",
+        "export_retry_after_s",
+    }
     if unknown:
         raise FhirError(400, "invalid", f"unknown settings: {', '.join(sorted(unknown))}")
     paging = changes.get("paging", state.settings.paging)
@@ -176,6 +188,20 @@ def apply_settings(state: ReferenceState, changes: dict[str, Any]) -> None:
         raise FhirError(400, "invalid", "history_order must be newest-first or oldest-first")
     if not isinstance(lifetime, (int, float)) or lifetime <= 0:
         raise FhirError(400, "invalid", "token_lifetime_s must be a positive number")
+    bulk = changes.get("bulk_export", state.settings.bulk_export)
+    ranges = changes.get("export_ranges", state.settings.export_ranges)
+    fault = changes.get("export_fault", state.settings.export_fault)
+    retry_after = changes.get("export_retry_after_s", state.settings.export_retry_after_s)
+    if not isinstance(bulk, bool) or not isinstance(ranges, bool):
+        raise FhirError(400, "invalid", "bulk_export and export_ranges must be true or false")
+    if fault not in EXPORT_FAULTS:
+        raise FhirError(400, "invalid", f"export_fault must be one of {', '.join(EXPORT_FAULTS)}")
+    if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
+        raise FhirError(400, "invalid", "export_retry_after_s must be a whole number >= 0")
+    state.settings.bulk_export = bulk
+    state.settings.export_ranges = ranges
+    state.settings.export_fault = fault
+    state.settings.export_retry_after_s = retry_after
     state.settings.paging = paging
     state.settings.history = history
     state.settings.history_order = order

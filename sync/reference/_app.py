@@ -16,6 +16,9 @@ Routes (base path `/fhir` by default):
     POST /fhir/T                                create (If-None-Exist honoured)
     GET|PUT|DELETE /fhir/T/id                   read / update (If-Match) / delete
     GET  /fhir/T/id/_history/vid                vread
+    GET  /fhir/$export, /fhir/Group/id/$export  Bulk Data kick-off (see _export.py)
+    GET|DELETE /fhir/_bulk/status/job           export status / cancel
+    GET  /fhir/_bulk/files/job/name             export output (NDJSON, Range)
     /admin/...                                  see _admin.py
 """
 
@@ -36,13 +39,24 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _admin
 from ._auth import ADMIN, TABLET, Auth, Principal, scopes_for
 from ._capability import capability_statement, smart_configuration
+from ._export import (
+    FILES_PATH,
+    NDJSON,
+    STATUS_PATH,
+    ExportFault,
+    ExportJobs,
+    manifest,
+    parse_kickoff,
+    parse_range,
+    read_file,
+)
 from ._faults import FaultInjector, FaultMiddleware
 from ._model import (
     DEVICE_POLICY_DEFINITION,
@@ -102,6 +116,12 @@ class Settings:
     history: bool
     history_order: HistoryOrder
     token_lifetime_s: float
+    # Bulk Data: offered at all (off: a server without it), Range requests on its files,
+    # a deliberately broken export, and the Retry-After (whole seconds) of a running job.
+    bulk_export: bool = True
+    export_ranges: bool = True
+    export_fault: ExportFault = "none"
+    export_retry_after_s: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +129,10 @@ class Settings:
             "history": self.history,
             "history_order": self.history_order,
             "token_lifetime_s": self.token_lifetime_s,
+            "bulk_export": self.bulk_export,
+            "export_ranges": self.export_ranges,
+            "export_fault": self.export_fault,
+            "export_retry_after_s": self.export_retry_after_s,
         }
 
 
@@ -126,6 +150,12 @@ class ReferenceState:
         self._store: Store | None = None
         self._auth: Auth | None = None
         self._tokens: PageTokens | None = None
+        self._exports: ExportJobs | None = None
+
+    @property
+    def exports(self) -> ExportJobs:
+        assert self._exports is not None
+        return self._exports
 
     @property
     def store(self) -> Store:
@@ -149,6 +179,7 @@ class ReferenceState:
         self._store = store
         self._auth = Auth(store)
         self._tokens = PageTokens(store.page_key, self.config.page_token_ttl_s)
+        self._exports = ExportJobs(store, self.config.data_dir)
         seed = self.config.seed_dir
         if seed is not None:
             if store.is_empty():
@@ -168,6 +199,9 @@ class ReferenceState:
             self.auth.register(client_id, secret, ADMIN)
 
     def close(self) -> None:
+        if self._exports is not None:
+            self._exports.close()
+            self._exports = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -195,6 +229,10 @@ def create_app(state: ReferenceState) -> ASGIApp:
         Route(f"{b}/.well-known/smart-configuration", handlers.smart, methods=["GET"]),
         Route("/oauth/token", handlers.token, methods=["POST"]),
         Route(f"{b}/$device-policy", handlers.device_policy, methods=["GET", "POST"]),
+        Route(f"{b}/$export", handlers.export_kickoff, methods=["GET"]),
+        Route(f"{b}/Group/{{gid}}/$export", handlers.export_kickoff, methods=["GET"]),
+        Route(f"{b}/{STATUS_PATH}/{{job}}", handlers.export_status, methods=["GET", "DELETE"]),
+        Route(f"{b}/{FILES_PATH}/{{job}}/{{name}}", handlers.export_file, methods=["GET"]),
         Route(b, handlers.system, methods=["GET", "POST"]),
         Route(f"{b}/", handlers.system, methods=["GET", "POST"]),
         Route(f"{b}/{{rtype}}/_history", handlers.type_history, methods=["GET"]),
@@ -352,6 +390,7 @@ class _Handlers:
                 self.base(request),
                 f"{self.root(request)}/oauth/token",
                 history=self.s.settings.history,
+                bulk_export=self.s.settings.bulk_export,
                 now=instant(int(time.time() * 1000)),
             )
         )
@@ -396,6 +435,82 @@ class _Handlers:
                 "parameter": params,
             }
         )
+
+    # Bulk Data export (IG v2; see _export.py)
+    async def export_kickoff(self, request: Request) -> Response:
+        if not self.s.settings.bulk_export:
+            raise FhirError(404, "not-supported", "$export is not offered by this server")
+        accept = request.headers.get("accept", "")
+        if accept and not any(t in accept for t in ("application/fhir+json", "*/*")):
+            raise FhirError(
+                400, "not-supported", "$export kick-off takes Accept: application/fhir+json"
+            )
+        prefer = _prefer(request)
+        if "respond-async" not in prefer:
+            raise FhirError(400, "invalid", "$export needs Prefer: respond-async")
+        principal = self.principal(request)
+        group_id = request.path_params.get("gid")
+        if group_id is not None:
+            self.require(principal, "Group", "r")
+        asked, since = parse_kickoff(
+            request.query_params.multi_items(),
+            lenient=prefer.get("handling") == "lenient",
+            group=group_id is not None,
+        )
+        types = asked or tuple(t for t in SUPPORTED_TYPES if principal.may(t, "r"))
+        for rtype in types:
+            self.require(principal, rtype, "r")
+        job = self.s.exports.start(
+            client_id=principal.client_id,
+            request_url=str(request.url),
+            types=types,
+            since=since,
+            group_id=group_id,
+            fault=self.s.settings.export_fault,
+        )
+        status_url = f"{self.base(request)}/{STATUS_PATH}/{job.id}"
+        return Response(status_code=202, headers={"Content-Location": status_url})
+
+    async def export_status(self, request: Request) -> Response:
+        principal = self.principal(request)
+        job_id = request.path_params["job"]
+        if request.method == "DELETE":
+            self.s.exports.cancel(job_id, principal.client_id)
+            return Response(status_code=202)
+        job = self.s.exports.get(job_id, principal.client_id)
+        if job.state == "in-progress":
+            return Response(
+                status_code=202,
+                headers={
+                    "X-Progress": f"{job.types_done} of {len(job.types)} types",
+                    "Retry-After": str(self.s.settings.export_retry_after_s),
+                },
+            )
+        if job.state == "failed":
+            outcome = operation_outcome(
+                "exception", job.failure or "the export failed", severity="fatal"
+            )
+            return fhir_response(outcome, 500)
+        body = manifest(job, f"{self.base(request)}/{FILES_PATH}")
+        return Response(dumps(body), media_type="application/json")
+
+    async def export_file(self, request: Request) -> Response:
+        principal = self.principal(request)
+        path = self.s.exports.file_path(
+            request.path_params["job"], principal.client_id, request.path_params["name"]
+        )
+        size = path.stat().st_size
+        headers = {"Content-Type": NDJSON}
+        offset = None
+        if self.s.settings.export_ranges:
+            headers["Accept-Ranges"] = "bytes"
+            offset = parse_range(request.headers.get("range"), size)
+        if offset is None:
+            headers["Content-Length"] = str(size)
+            return StreamingResponse(read_file(path, 0), headers=headers)
+        headers["Content-Length"] = str(size - offset)
+        headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
+        return StreamingResponse(read_file(path, offset), status_code=206, headers=headers)
 
     # [base]
     async def system(self, request: Request) -> Response:

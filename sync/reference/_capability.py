@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._export import BULK_CAPABILITY, EXPORT_DEFINITION, GROUP_EXPORT_DEFINITION
 from ._model import (
     DEVICE_POLICY_DEFINITION,
     DEVICE_POLICY_OPERATION,
@@ -54,7 +55,7 @@ def _search_params(rtype: str) -> list[dict[str, Any]]:
 
 
 def capability_statement(
-    base_url: str, token_url: str, *, history: bool, now: str
+    base_url: str, token_url: str, *, history: bool, now: str, bulk_export: bool = True
 ) -> dict[str, Any]:
     interactions = ["read", "vread", "search-type", "create", "update", "delete"]
     if history:
@@ -74,7 +75,27 @@ def capability_statement(
         }
         for rtype in SUPPORTED_TYPES
     ]
-    return {
+    operations: list[dict[str, Any]] = [
+        {
+            "name": DEVICE_POLICY_OPERATION,
+            "definition": DEVICE_POLICY_DEFINITION,
+            "documentation": "Kerbside-specific: the calling device's policy "
+            "(cache TTL, purge, idle lock) as Parameters.",
+        }
+    ]
+    if bulk_export:
+        operations.append(
+            {
+                "name": "export",
+                "definition": EXPORT_DEFINITION,
+                "documentation": "FHIR Bulk Data Access v2 system-level export: NDJSON, "
+                "_type, _since; files need the bearer token and honour Range.",
+            }
+        )
+        for res in resources:
+            if res["type"] == "Group":
+                res["operation"] = [{"name": "export", "definition": GROUP_EXPORT_DEFINITION}]
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "id": "kerbside-reference",
         "name": "KerbsideReferenceCentralRecord",
@@ -115,17 +136,13 @@ def capability_statement(
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}],
-                "operation": [
-                    {
-                        "name": DEVICE_POLICY_OPERATION,
-                        "definition": DEVICE_POLICY_DEFINITION,
-                        "documentation": "Kerbside-specific: the calling device's policy "
-                        "(cache TTL, purge, idle lock) as Parameters.",
-                    }
-                ],
+                "operation": operations,
             }
         ],
     }
+    if bulk_export:
+        statement["instantiates"] = [BULK_CAPABILITY]
+    return statement
 
 
 def smart_configuration(token_url: str, scopes: list[str]) -> dict[str, Any]:
