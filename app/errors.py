@@ -8,6 +8,7 @@
      +-- CacheWiped               too many failures or revoked: the cache is gone
      +-- KeyringRefused           the OS keyring is missing, insecure or changed
      +-- ProfileError             profile missing, already exists, unknown user...
+     |    +-- ProfileTampered     profile.json fails its MAC or was rolled back to an old copy
      +-- InvalidInput             bad user input: says which field and why
      +-- CacheExpired             not synced within its time-to-live: patient data locked
 
@@ -59,6 +60,11 @@ class KeyringRefused(KerbsideError):
 
 class ProfileError(KerbsideError):
     pass
+
+
+class ProfileTampered(ProfileError):
+    """profile.json was edited outside Kerbside or replaced by an older copy: the settings and
+    counters that guard the cache cannot be trusted, so it stays closed."""
 
 
 class InvalidInput(KerbsideError):

@@ -137,3 +137,27 @@ def client_secret(profile_id: str) -> str | None:
 
 def delete_client_secret(profile_id: str) -> None:
     _delete(f"client-secret/{profile_id}")
+
+
+def profile_generation(profile_id: str) -> int | None:
+    """The generation of the last profile.json written on this device (None: never recorded).
+
+    profile.json can be replaced by an older copy (resetting the wrong-PIN counter or
+    bringing back a removed user's key slot); the keyring copy is what a restored file is
+    compared against (SECURITY.md 26).
+    """
+    value = _get(f"profile-generation/{profile_id}")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise KeyringRefused("the OS keyring holds a damaged profile record") from None
+
+
+def set_profile_generation(profile_id: str, generation: int) -> None:
+    _set(f"profile-generation/{profile_id}", str(generation))
+
+
+def delete_profile_generation(profile_id: str) -> None:
+    _delete(f"profile-generation/{profile_id}")

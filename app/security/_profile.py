@@ -7,19 +7,32 @@ A copied profile directory is useless without the keyring's device secret, and a
 secret still leaves a memory-hard KDF per PIN guess.
 
 `profile.json` holds no patient data: key slots, lockout counters, server address, policy.
+It is guarded three ways (SECURITY.md 26, issue 12 findings 3 and 4):
+- a MAC over the whole document, keyed from the device secret in the OS keyring, so editing
+  the failure counter, the token URL or a limit makes the profile refuse to open;
+- a generation number under the MAC with a monotonic copy in the keyring, so restoring an
+  older copy of the file (to reset the counter or bring back a removed user) is refused;
+- an exclusive lock file around every read-modify-write, unique temporary names and an atomic
+  replace, so parallel wrong-PIN attempts are each counted and none trips over another.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import itertools
 import json
 import logging
 import os
 import re
 import secrets
+import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +43,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from app.errors import CacheWiped, InvalidInput, LockedOut, ProfileError, UnlockFailed
+from app.errors import (
+    CacheWiped,
+    InvalidInput,
+    LockedOut,
+    ProfileError,
+    ProfileTampered,
+    UnlockFailed,
+)
 from app.security import _keyring
 
 log = logging.getLogger("kerbside.security")
@@ -38,6 +58,16 @@ log = logging.getLogger("kerbside.security")
 PROFILE_FILE = "profile.json"
 CACHE_FILE = "cache.db"
 STATUS_FILE = "status.json"
+LOCK_FILE = "profile.lock"
+MAC_FIELD = "mac"
+TAMPERED = (
+    "the profile file fails its integrity check (edited outside Kerbside?); "
+    "the cache stays closed: ask Trust IT to re-enrol this tablet"
+)
+ROLLED_BACK = (
+    "the profile file is older than the last one this tablet saved (restored from a copy?); "
+    "the cache stays closed: ask Trust IT to re-enrol this tablet"
+)
 FORMAT = 1
 _USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
@@ -105,12 +135,66 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode())
 
 
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An OS advisory lock on `path`, held until the block ends (released if we die)."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if os.name == "nt":  # pragma: no cover - exercised on the Windows tablets
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after ~10 s; keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _canonical(data: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in data.items() if k != MAC_FIELD}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _mac_key(device_secret: bytes, profile_id: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"kerbside/profile-mac/v1/{profile_id}".encode(),
+    ).derive(device_secret)
+
+
+def profile_mac(data: dict[str, Any], device_secret: bytes) -> str:
+    """HMAC-SHA256 over every field but the MAC itself: all of profile.json is guarded, so a
+    field added later is covered without anyone remembering to list it."""
+    key = _mac_key(device_secret, str(data["profile_id"]))
+    return hmac.new(key, _canonical(data), hashlib.sha256).hexdigest()
+
+
 class Profile:
     """A profile directory. Load with `Profile.load`, make with `Profile.create`."""
 
     def __init__(self, directory: Path, data: dict[str, Any]) -> None:
         self.directory = directory
         self._data = data
+        self._lock = threading.RLock()
+        self._lock_depth = 0
 
     # -- paths and plain facts ---------------------------------------------------------------
     @property
@@ -155,13 +239,19 @@ class Profile:
         """Non-secret preferences and centre policy (night mode, idle lock, cache TTL)."""
         return dict(self._data.get("settings", {}))
 
+    @property
+    def generation(self) -> int:
+        return int(self._data.get("generation", 0))
+
     def update_settings(self, **values: Any) -> None:
-        self._data.setdefault("settings", {}).update(values)
-        self._save()
+        with self._locked():
+            self._data.setdefault("settings", {}).update(values)
+            self._save()
 
     def set_server(self, server: ServerSettings | None) -> None:
-        self._data["server"] = asdict(server) if server else None
-        self._save()
+        with self._locked():
+            self._data["server"] = asdict(server) if server else None
+            self._save()
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -170,6 +260,16 @@ class Profile:
 
     @classmethod
     def load(cls, directory: Path) -> Profile:
+        """Read and verify profile.json (ProfileTampered if its MAC or generation is wrong)."""
+        if not cls.exists(directory):
+            raise ProfileError("no Kerbside profile here; enrol first (kerbside enrol)")
+        profile = cls(directory, {})
+        with profile._locked():
+            pass
+        return profile
+
+    @staticmethod
+    def _read(directory: Path) -> dict[str, Any]:
         path = directory / PROFILE_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -179,7 +279,57 @@ class Profile:
             raise ProfileError("the profile file cannot be read") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ProfileError("the profile file is not in a format this Kerbside reads")
-        return cls(directory, data)
+        if not isinstance(data.get("profile_id"), str):
+            raise ProfileError("the profile file is not in a format this Kerbside reads")
+        return data
+
+    def _verify(self) -> None:
+        """Check the MAC and that the file is not older than the last one saved here.
+
+        A wiped profile is not checked: its key slots and device secret are gone, so nothing
+        in it opens anything. A profile written before MACs existed (no MAC, no generation in
+        the keyring) is accepted once and gains both at its next save, which every unlock
+        attempt makes.
+        """
+        if self.wiped:
+            return
+        recorded = _keyring.profile_generation(self.profile_id)
+        mac = self._data.get(MAC_FIELD)
+        if mac is None and recorded is None:
+            return
+        secret = self._device_secret()
+        if not isinstance(mac, str) or not hmac.compare_digest(
+            mac, profile_mac(self._data, secret)
+        ):
+            log.warning("profile.json failed its integrity check")
+            raise ProfileTampered(TAMPERED)
+        if recorded is not None and self.generation < recorded:
+            log.warning("profile.json is older than the last saved generation")
+            raise ProfileTampered(ROLLED_BACK)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the profile lock and work on a freshly read, verified copy of the file.
+
+        Another process may have written since we last read (a parallel unlock attempt), so
+        every read-modify-write starts from the disk. Nested use joins the outer lock.
+        """
+        with self._lock:
+            if self._lock_depth:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
+            with _exclusive(self.directory / LOCK_FILE):
+                self._lock_depth = 1
+                try:
+                    self._data = self._read(self.directory)
+                    self._verify()
+                    yield
+                finally:
+                    self._lock_depth = 0
 
     @classmethod
     def create(
@@ -197,9 +347,22 @@ class Profile:
         backend = _keyring.check_backend()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
+        with _exclusive(directory / LOCK_FILE):
+            return cls._create_locked(directory, user_id, pin, backend, kdf, lockout)
+
+    @classmethod
+    def _create_locked(
+        cls,
+        directory: Path,
+        user_id: str,
+        pin: str,
+        backend: str,
+        kdf: KdfParams | None,
+        lockout: LockoutPolicy | None,
+    ) -> tuple[Profile, bytes]:
         previous: dict[str, Any] | None = None
         if cls.exists(directory):
-            previous = cls.load(directory)._data
+            previous = cls._read(directory)
             if not previous.get("wiped"):
                 raise ProfileError("a profile already exists here")
         if (directory / CACHE_FILE).exists():
@@ -221,7 +384,11 @@ class Profile:
         device_secret = _keyring.create_device_secret(profile_id)
         data_key = secrets.token_bytes(32)
         data["users"][user_id] = profile._wrap(user_id, pin, data_key, device_secret)
-        profile._save()
+        profile._lock_depth = 1  # the caller holds the directory lock
+        try:
+            profile._save()
+        finally:
+            profile._lock_depth = 0
         return profile, data_key
 
     # -- key slots ---------------------------------------------------------------------------
@@ -290,43 +457,52 @@ class Profile:
             )
 
     def unlock(self, user_id: str, pin: str, *, now: float | None = None) -> bytes:
-        """The data key for a correct PIN. Wrong PINs count towards delays and the wipe."""
-        self._refuse_if_wiped()
-        now = time.time() if now is None else now
-        wait = self.locked_until - now
-        if wait > 0:
-            raise LockedOut(
-                f"too many wrong PINs: try again in {int(wait + 0.999)} s",
-                failures=self.failures,
-                retry_after_s=wait,
-                attempts_left=self.lockout.max_failures - self.failures,
-            )
-        secret = self._device_secret()
-        data_key = self._try_unwrap(user_id, pin, secret)
-        if data_key is not None:
-            if self.failures or self.locked_until:
+        """The data key for a correct PIN. Wrong PINs count towards delays and the wipe.
+
+        The attempt is counted (and its delay set) on disk *before* the KDF runs and cleared
+        only when the PIN proves right, so killing the process mid-guess still costs a guess.
+        The profile lock is held throughout: parallel guesses queue and each one counts.
+        """
+        with self._locked():
+            self._refuse_if_wiped()
+            now = time.time() if now is None else now
+            policy = self.lockout
+            if self.failures >= policy.max_failures:  # a guesser died before the wipe
+                self._wipe_for_failures()
+            wait = self.locked_until - now
+            if wait > 0:
+                raise LockedOut(
+                    f"too many wrong PINs: try again in {int(wait + 0.999)} s",
+                    failures=self.failures,
+                    retry_after_s=wait,
+                    attempts_left=policy.max_failures - self.failures,
+                )
+            secret = self._device_secret()
+            failures = self.failures + 1
+            delay = policy.delay_after(failures)
+            self._data["failures"] = failures
+            self._data["locked_until"] = now + delay if delay else 0.0
+            self._save()
+            data_key = self._try_unwrap(user_id, pin, secret)
+            if data_key is not None:
                 self._data["failures"] = 0
                 self._data["locked_until"] = 0.0
                 self._save()
-            return data_key
-        return self._record_failure(now)
+                return data_key
+            if failures >= policy.max_failures:
+                self._wipe_for_failures()
+            left = policy.max_failures - failures
+            text = (
+                f"wrong user or PIN; {left} attempt{'s' if left != 1 else ''} left before the wipe"
+            )
+            if delay:
+                text += f"; wait {int(delay)} s"
+            raise UnlockFailed(text, failures=failures, retry_after_s=delay, attempts_left=left)
 
-    def _record_failure(self, now: float) -> bytes:
-        policy = self.lockout
-        failures = self.failures + 1
-        self._data["failures"] = failures
-        if failures >= policy.max_failures:
-            log.warning("wrong PIN limit reached: wiping the cache")
-            self.wipe("too many wrong PINs")
-            raise CacheWiped("too many wrong PINs: the cache has been wiped; enrol again and sync")
-        delay = policy.delay_after(failures)
-        self._data["locked_until"] = now + delay if delay else 0.0
-        self._save()
-        left = policy.max_failures - failures
-        text = f"wrong user or PIN; {left} attempt{'s' if left != 1 else ''} left before the wipe"
-        if delay:
-            text += f"; wait {int(delay)} s"
-        raise UnlockFailed(text, failures=failures, retry_after_s=delay, attempts_left=left)
+    def _wipe_for_failures(self) -> None:
+        log.warning("wrong PIN limit reached: wiping the cache")
+        self.wipe("too many wrong PINs")
+        raise CacheWiped("too many wrong PINs: the cache has been wiped; enrol again and sync")
 
     def verify_pin(self, user_id: str, pin: str) -> bytes:
         """`unlock` under another name, for actions that ask for a PIN again (add a user...)."""
@@ -335,28 +511,33 @@ class Profile:
     def add_user(self, by_user: str, by_pin: str, new_user: str, new_pin: str) -> None:
         check_user_id(new_user)
         check_pin(new_pin)
-        if new_user in self._data["users"]:
-            raise ProfileError("that user is already enrolled on this profile")
-        data_key = self.unlock(by_user, by_pin)
-        self._data["users"][new_user] = self._wrap(
-            new_user, new_pin, data_key, self._device_secret()
-        )
-        self._save()
+        with self._locked():
+            if new_user in self._data["users"]:
+                raise ProfileError("that user is already enrolled on this profile")
+            data_key = self.unlock(by_user, by_pin)
+            self._data["users"][new_user] = self._wrap(
+                new_user, new_pin, data_key, self._device_secret()
+            )
+            self._save()
 
     def change_pin(self, user_id: str, old_pin: str, new_pin: str) -> None:
         check_pin(new_pin)
-        data_key = self.unlock(user_id, old_pin)
-        self._data["users"][user_id] = self._wrap(user_id, new_pin, data_key, self._device_secret())
-        self._save()
+        with self._locked():
+            data_key = self.unlock(user_id, old_pin)
+            self._data["users"][user_id] = self._wrap(
+                user_id, new_pin, data_key, self._device_secret()
+            )
+            self._save()
 
     def remove_user(self, by_user: str, by_pin: str, user_id: str) -> None:
-        if user_id not in self._data["users"]:
-            raise ProfileError("no such user on this profile")
-        if len(self._data["users"]) == 1:
-            raise ProfileError("cannot remove the last user; wipe the profile instead")
-        self.unlock(by_user, by_pin)
-        del self._data["users"][user_id]
-        self._save()
+        with self._locked():
+            if user_id not in self._data["users"]:
+                raise ProfileError("no such user on this profile")
+            if len(self._data["users"]) == 1:
+                raise ProfileError("cannot remove the last user; wipe the profile instead")
+            self.unlock(by_user, by_pin)
+            del self._data["users"][user_id]
+            self._save()
 
     # -- wipe --------------------------------------------------------------------------------
     def wipe(self, reason: str) -> None:
@@ -365,13 +546,19 @@ class Profile:
         Deleting files alone is not enough on flash storage; without the slots and the secret
         the ciphertext left in free blocks cannot be read.
         """
+        with self._locked():
+            self._wipe_locked(reason)
+
+    def _wipe_locked(self, reason: str) -> None:
         self._data["users"] = {}
         self._data["wiped"] = {"reason": reason, "at": time.time()}
         self._data["failures"] = 0
         self._data["locked_until"] = 0.0
+        self._data.pop(MAC_FIELD, None)
         self._save()
         _keyring.delete_device_secret(self.profile_id)
         _keyring.delete_client_secret(self.profile_id)
+        _keyring.delete_profile_generation(self.profile_id)
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
                 (self.directory / (CACHE_FILE + suffix)).unlink()
@@ -384,22 +571,41 @@ class Profile:
 
     # -- persistence -------------------------------------------------------------------------
     def _save(self) -> None:
-        """Atomic replace: a crash leaves the old or the new file, never half of one."""
+        """MAC, then an atomic replace from a uniquely named temporary file; call under the lock.
+
+        A crash leaves the old or the new file, never half of one. The keyring's generation is
+        raised only after the file is in place: a crash between the two leaves the file one
+        generation ahead, which is accepted, never behind.
+        """
+        if not self._lock_depth:
+            raise RuntimeError("profile.json is written under the profile lock only")
+        generation: int | None = None
+        if not self.wiped:
+            recorded = _keyring.profile_generation(self.profile_id) or 0
+            generation = max(self.generation, recorded) + 1
+            self._data["generation"] = generation
+            self._data[MAC_FIELD] = profile_mac(self._data, self._device_secret())
         path = self.directory / PROFILE_FILE
-        tmp = path.with_suffix(".json.tmp")
         body = json.dumps(self._data, indent=1, sort_keys=True).encode()
-        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".profile-", suffix=".tmp")
         try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            try:
+                os.write(fd, body)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
         try:
             dir_fd = os.open(self.directory, os.O_RDONLY)
         except OSError:  # Windows cannot open directories
-            return
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            dir_fd = None
+        if dir_fd is not None:
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        if generation is not None:
+            _keyring.set_profile_generation(self.profile_id, generation)
