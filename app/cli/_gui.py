@@ -24,13 +24,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keyring
 import keyring.backend
 
+from app import times
 from app.cli._common import add_profile_arg, profile_dir
 from app.errors import InvalidInput
 
@@ -400,10 +401,8 @@ def _pick_showcase(cohort: Path) -> tuple[str, str, str]:
 
 
 def _field_record(patient: dict[str, Any], minutes_ago: int) -> dict[str, Any]:
-    now = datetime.now(UTC).replace(microsecond=0)
-
-    def iso(when: datetime) -> str:
-        return when.isoformat().replace("+00:00", "Z")
+    now = times.now()
+    iso = times.iso_instant
 
     return {
         "patient": patient,

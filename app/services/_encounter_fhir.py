@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from app.fhir import (
@@ -58,6 +58,7 @@ from app.fhir import (
     USER_ID_SYSTEM,
     V3_ACT_CODE,
 )
+from app.times import iso_instant
 
 if TYPE_CHECKING:
     from app.services.encounters import EncounterInput, UnidentifiedPerson
@@ -206,7 +207,7 @@ def questionnaire_resource() -> dict[str, Any]:
 # -- building the Bundle ----------------------------------------------------------------------
 def fhir_instant(when: datetime) -> str:
     """UTC, second precision, `Z`: the form the store and the server compare as text."""
-    return when.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return iso_instant(when)
 
 
 def _coding(system: str, code: str, display: str) -> dict[str, str]:

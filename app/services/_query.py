@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from app.store import fold
+from app.textkeys import fold
 
 MAX_QUERY_CHARS = 200
 MAX_WORDS = 8

@@ -48,6 +48,7 @@ from app.services import _encounter_fhir as fhir_out
 from app.services._encounter_fhir import FORM, FORM_ITEMS, FormItem, FormSection
 from app.services.session import Session
 from app.store import OutboxRow
+from app.times import iso_instant, parse_instant
 
 log = logging.getLogger("kerbside.services")
 
@@ -216,11 +217,7 @@ def _name(key: object) -> str:
 
 
 def _parse_time(raw: str) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
+    return parse_instant(raw, naive="reject")
 
 
 def _parse_patient(raw: Any, errors: list[FieldError]) -> PatientChoice | None:
@@ -571,7 +568,7 @@ class RecordedEncounter:
 
 
 def _instant(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_instant(when, timespec="milliseconds")
 
 
 def _prepare(

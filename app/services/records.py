@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from app.errors import InvalidInput
 from app.fhir import (
@@ -38,8 +37,8 @@ from app.fhir import (
 from app.nhs_number import format_nhs_number
 from app.services.encounters import EncounterSummary, field_records_for_patient
 from app.services.session import Session
+from app.times import london_today, parse_instant
 
-LONDON = ZoneInfo("Europe/London")
 ACCESS_REASONS: tuple[str, ...] = (
     "Street triage: person in crisis",
     "Police request for information",
@@ -209,7 +208,7 @@ def _read_record(
         by_type[res["resourceType"]].append(res)
     if not by_type["Patient"]:
         raise InvalidInput("no such person in this device's cache", field="patient_id")
-    today = (now or datetime.now(UTC)).astimezone(LONDON).date()
+    today = london_today(now)
     lookup = _Lookup(session)
     care_teams = [t for t in by_type["CareTeam"] if t.get("status", "active") == "active"]
     return PatientRecord(
@@ -270,13 +269,7 @@ def _date(value: Any) -> date | None:
 
 
 def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    return parse_instant(value)
 
 
 def _concept_text(concept: Mapping[str, Any] | None) -> str | None:
@@ -307,7 +300,7 @@ def _phones(telecom: Iterable[Mapping[str, Any]] | None) -> tuple[str, ...]:
 
 def _ended(element: Mapping[str, Any]) -> bool:
     end = _date((element.get("period") or {}).get("end"))
-    return end is not None and end < datetime.now(UTC).astimezone(LONDON).date()
+    return end is not None and end < london_today()
 
 
 def _age(birth: date | None, today: date) -> int | None:

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from typing import Any, Protocol
+from typing import Protocol
 
 from nicknames import NickNamer
 from rapidfuzz import fuzz, process
@@ -47,7 +47,8 @@ from rapidfuzz.distance import OSA, Indel
 from app.fhir import ALERT_KINDS
 from app.nhs_number import check_digit, is_valid
 from app.services._query import ParsedQuery, Word, parse_query
-from app.store import Field, IndexedPatient, PatientIndexReader, phonetic_keys
+from app.store import Field, IndexedPatient, PatientIndexReader
+from app.textkeys import phonetic_keys
 
 __all__ = ["Alert", "PatientHit", "PatientSearch", "SearchResult"]
 
@@ -84,8 +85,10 @@ class SearchResult:
     did_you_mean: str | None = None
 
 
-class _HasConnection(Protocol):
-    conn: Any
+class _Indexed(Protocol):
+    """A Session or a Store: anything that hands out its search index."""
+
+    def patient_index(self) -> PatientIndexReader: ...
 
 
 # -- weights ----------------------------------------------------------------------------------
@@ -232,8 +235,10 @@ class _Criterion:
 class PatientSearch:
     """Search over one open cache. Use from the thread that owns the store's connection."""
 
-    def __init__(self, store: _HasConnection) -> None:
-        self._reader = PatientIndexReader(store.conn)
+    def __init__(self, source: _Indexed | PatientIndexReader) -> None:
+        """`source` is a session or an open cache, or (benchmarks) an index reader on any
+        connection."""
+        self._reader = source if isinstance(source, PatientIndexReader) else source.patient_index()
         self._generation = -1
         self._vocab = _Vocabulary(())
         _nicknames()  # once per process, now rather than in the first search

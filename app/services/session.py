@@ -16,7 +16,8 @@ from typing import Any
 
 from app.errors import CacheExpired, ProfileError
 from app.security import KdfParams, LockoutPolicy, Profile
-from app.store import SCHEMA_VERSION, Store, utc_now
+from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
+from app.times import parse_instant
 
 log = logging.getLogger("kerbside.services")
 
@@ -32,12 +33,19 @@ class Session:
     store: Store
     _data_key: bytes = field(repr=False)
     _marker: Path | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False, compare=False)
 
     def open_store(self) -> Store:
         """A second connection to the same cache, for use on another thread."""
         return Store.open(self.profile.cache_path, self._data_key)
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran (a wipe or a lock closes the session under the screens)."""
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         self.store.close()
         if self._marker is not None:
             self._marker.unlink(missing_ok=True)
@@ -57,7 +65,7 @@ class Session:
 
     def last_refresh(self) -> datetime | None:
         value = self.store.get_meta(LAST_REFRESH)
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+        return parse_instant(value)
 
     def check_fresh(self, now: datetime | None = None) -> None:
         """Refuse patient data when the cache has not matched the centre within its TTL."""
@@ -69,6 +77,14 @@ class Session:
                 "until it syncs with the central record"
             )
 
+    def last_sync(self) -> datetime | None:
+        """When sync last completed; None when never or when the session is closed."""
+        return None if self._closed else parse_instant(self.store.get_meta(LAST_SYNC))
+
+    def patient_index(self) -> PatientIndexReader:
+        """The search index of this session's cache (for `PatientSearch`)."""
+        return self.store.patient_index()
+
     def mark_refreshed(self, *, synced: bool) -> None:
         now = utc_now()
         self.store.set_meta(LAST_REFRESH, now)
@@ -79,7 +95,7 @@ class Session:
     def write_status(self) -> dict[str, Any]:
         """Counts only, so `kerbside status` and Trust IT can see state without a PIN."""
         counts = self.store.count_by_type()
-        outbox = dict(self.store.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state"))
+        outbox = self.store.outbox_counts()
         summary = {
             "schema_version": self.store.schema_version,
             "patients": counts.get("Patient", 0),
@@ -87,9 +103,7 @@ class Session:
             "last_sync": self.store.get_meta(LAST_SYNC),
             "last_refresh": self.store.get_meta(LAST_REFRESH),
             "outbox": {s: outbox.get(s, 0) for s in ("pending", "rejected", "sent")},
-            "audit_not_uploaded": self.store.conn.execute(
-                "SELECT count(*) FROM audit WHERE uploaded_at IS NULL"
-            ).fetchone()[0],
+            "audit_not_uploaded": self.store.audit_not_uploaded(),
             "updated_at": utc_now(),
         }
         path = self.profile.status_path
@@ -126,6 +140,25 @@ def read_status(profile_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         log.warning("status summary unreadable; showing profile facts only")
     return status
+
+
+def load_profile(profile_dir: Path) -> Profile:
+    """The profile without a PIN (users, lockout, wiped?), for the unlock screen."""
+    return Profile.load(profile_dir)
+
+
+def profile_settings(profile_dir: Path) -> dict[str, Any]:
+    """The device settings (night mode, idle minutes...) readable without a PIN; empty when
+    there is no readable profile yet, so a first start shows the defaults."""
+    try:
+        return Profile.load(profile_dir).settings
+    except ProfileError:
+        return {}
+
+
+def save_profile_settings(profile_dir: Path, **values: Any) -> None:
+    """Remember device settings in the profile (not secrets: no PIN needed)."""
+    Profile.load(profile_dir).update_settings(**values)
 
 
 def _open_marker(profile: Profile) -> tuple[Path, bool]:

@@ -72,7 +72,7 @@ class StoreSyncPort:
         return self.store.resource_ids(rtype)
 
     def count(self, rtype: str) -> int:
-        return self.store.count_of_type(rtype)
+        return self.store.count_by_type(rtype).get(rtype, 0)
 
     def get_state(self, key: str) -> str | None:
         return self.store.get_meta(key)

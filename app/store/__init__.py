@@ -9,8 +9,6 @@ from app.store._patient_index import (
     IndexedPatient,
     PatientIndexer,
     PatientIndexReader,
-    fold,
-    phonetic_keys,
 )
 from app.store._resources import Indexer
 from app.store._store import SCHEMA_VERSION, Store, utc_now
@@ -26,7 +24,5 @@ __all__ = [
     "PatientIndexReader",
     "PatientIndexer",
     "Store",
-    "fold",
-    "phonetic_keys",
     "utc_now",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from app.store._connection import Connection
+from app.times import iso_instant
 
 SCHEMA = """
 CREATE TABLE audit (
@@ -62,7 +63,7 @@ def append(
     at: datetime | None = None,
 ) -> int:
     """Append one entry; call inside a transaction so the chain head cannot race."""
-    when = (at or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    when = iso_instant(at or datetime.now(UTC), timespec="milliseconds")
     row = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     prev = row[0] if row else GENESIS
     fields = {

@@ -21,8 +21,9 @@ from app.store._connection import (
     run_script,
     translate_error,
 )
-from app.store._patient_index import PatientIndexer
+from app.store._patient_index import PatientIndexer, PatientIndexReader
 from app.store._resources import Indexer
+from app.times import iso_instant
 
 log = logging.getLogger("kerbside.store")
 
@@ -59,7 +60,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now as the cache stores it: UTC text, millisecond precision."""
+    return iso_instant(datetime.now(UTC), timespec="milliseconds")
 
 
 class Store:
@@ -174,8 +176,29 @@ class Store:
         for (rid,) in self.conn.execute("SELECT id FROM resource WHERE type = ?", (rtype,)):
             yield rid
 
-    def count_by_type(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT type, count(*) FROM resource GROUP BY type"))
+    def count_by_type(self, *types: str) -> dict[str, int]:
+        """Resources held per type; only `types` when given (a type with none is absent)."""
+        if not types:
+            return dict(self.conn.execute("SELECT type, count(*) FROM resource GROUP BY type"))
+        marks = ",".join("?" * len(types))
+        return dict(
+            self.conn.execute(
+                f"SELECT type, count(*) FROM resource WHERE type IN ({marks}) GROUP BY type", types
+            )
+        )
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows per state (pending, rejected, sent, discarded): counts only."""
+        return dict(self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state"))
+
+    def audit_not_uploaded(self) -> int:
+        """Access-log entries not yet acknowledged by the centre."""
+        row = self.conn.execute("SELECT count(*) FROM audit WHERE uploaded_at IS NULL").fetchone()
+        return int(row[0])
+
+    def patient_index(self) -> PatientIndexReader:
+        """The search index's reads, on this store's connection (use from its thread)."""
+        return PatientIndexReader(self.conn)
 
     # -- small key-value state ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -318,9 +341,6 @@ class Store:
                       ) -> dict[str, tuple[str | None, str | None]]:
         """id -> (versionId, lastUpdated) for the ids the cache holds."""
         return _sync_state.held_versions(self.conn, rtype, ids)
-
-    def count_of_type(self, rtype: str) -> int:
-        return _sync_state.count(self.conn, rtype)
 
     def pending_outbox(self, limit: int) -> list[tuple[int, str, str, str | None, bytes, int]]:
         return _sync_state.pending(self.conn, limit)

@@ -30,10 +30,6 @@ def held_versions(conn: Connection, rtype: str, ids: Sequence[str]
     return held
 
 
-def count(conn: Connection, rtype: str) -> int:
-    return int(conn.execute("SELECT count(*) FROM resource WHERE type = ?", (rtype,)).fetchone()[0])
-
-
 def pending(conn: Connection, limit: int) -> list[tuple[int, str, str, str | None, bytes, int]]:
     """(seq, client_id, kind, patient_id, payload, attempts) of pending rows, oldest first."""
     return [

@@ -21,6 +21,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
+from app.services.session import profile_settings
 from app.ui import theme
 from app.ui.main_window import MainWindow
 from app.ui.ops import Runner
@@ -83,13 +84,8 @@ def build_window(
     app = create_application()
     crash = CrashHandler()
     runner = Runner(app, crash_handler=crash)
-    night = False
-    try:
-        from app.security import Profile
-
-        night = bool(Profile.load(profile_dir).settings.get("night_mode", False))
-    except Exception:  # no profile or unreadable: the unlock screen explains; day theme
-        night = False
+    # No profile or an unreadable one: the day theme; the unlock screen explains.
+    night = bool(profile_settings(profile_dir).get("night_mode", False))
     theme.apply(app, theme.NIGHT if night else theme.DAY)
     window = MainWindow(
         profile_dir,

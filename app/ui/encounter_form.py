@@ -24,9 +24,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QHideEvent, QIntValidator, QResizeEvent
@@ -43,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import times
 from app.fhir import (
     CONVEYANCE_CODES,
     KNOWN_TO_SERVICES_CODES,
@@ -53,6 +53,7 @@ from app.fhir import (
 )
 from app.services import encounters
 from app.services.session import Session
+from app.times import clock_text, iso_instant, parse_instant, short_day_text
 from app.ui.ops import Op, Runner
 from app.ui.widgets import (
     BigButton,
@@ -66,7 +67,6 @@ from app.ui.widgets import (
 
 log = logging.getLogger("kerbside.ui")
 
-LONDON = ZoneInfo("Europe/London")
 AUTOSAVE_DELAY_MS = 1000
 MISSING_SHOWN = 3  # field names in the Save bar before "and N more"
 T = TypeVar("T")
@@ -112,13 +112,8 @@ FIELD_LABELS = {
 }
 
 
-def to_london(when: datetime) -> datetime:
-    return when.astimezone(LONDON)
-
-
 def _london_text(when: datetime) -> tuple[str, str]:
-    local = to_london(when)
-    return f"{local:%H:%M}", f"{local:%a %d %b}"
+    return clock_text(when), short_day_text(when)
 
 
 def error_text(field: str, message: str) -> str:
@@ -161,7 +156,7 @@ class _TimeField(QWidget):
         super().__init__(parent)
         self._name = name
         self._optional = optional
-        self._value: datetime | None = None if optional else _now()
+        self._value: datetime | None = None if optional else times.now()
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(6)
@@ -190,17 +185,17 @@ class _TimeField(QWidget):
         return self._value
 
     def set_value(self, when: datetime | None) -> None:
-        self._value = None if when is None and self._optional else (when or _now())
+        self._value = None if when is None and self._optional else (when or times.now())
         self._refresh()
 
     def nudge(self, minutes: int) -> None:
-        base = self._value or _now()
+        base = self._value or times.now()
         self._value = (base + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
         self._refresh()
         self.changed.emit()
 
     def reset(self) -> None:
-        self._value = None if self._optional else _now()
+        self._value = None if self._optional else times.now()
         self._refresh()
         self.changed.emit()
 
@@ -787,8 +782,8 @@ class EncounterForm(QWidget):
             else:
                 self.person_mode.set_value("nhs")
                 self.nhs_number.setText(str(patient.get("nhs_number", "")))
-            self.start.set_value(_parse_iso(data.get("start")))
-            self.end.set_value(_parse_iso(data.get("end")))
+            self.start.set_value(parse_instant(data.get("start"), naive="reject"))
+            self.end.set_value(parse_instant(data.get("end"), naive="reject"))
             self.location.setText(str(data.get("location", "")))
             self.police_incident_ref.setText(str(data.get("police_incident_ref", "")))
             if "team" in data:  # else keep the profile's team the form opened with
@@ -822,7 +817,7 @@ class EncounterForm(QWidget):
     def to_input(self, now: datetime | None = None) -> encounters.EncounterInput:
         """The form as an EncounterInput; unset required values get neutral stand-ins that
         `errors()` then reports as missing (so validate can still check everything else)."""
-        now = now or _now()
+        now = now or times.now()
         data = self.data()
         patient = data.get("patient") or {}
         person: encounters.PatientChoice
@@ -859,7 +854,7 @@ class EncounterForm(QWidget):
 
     def errors(self, now: datetime | None = None) -> list[encounters.FieldError]:
         """The service's validation of the current form, with "choose one" for unset choices."""
-        now = now or _now()
+        now = now or times.now()
         missing: list[encounters.FieldError] = []
         if self.person_mode.value() == "known" and not self._patient_id:
             missing.append(encounters.FieldError("patient.id", "is required: pick the person"))
@@ -999,7 +994,7 @@ class EncounterForm(QWidget):
             return draft_id
 
         def done(saved_id: str) -> None:
-            self.draft_status.setText(f"Draft kept {to_london(_now()):%H:%M}")
+            self.draft_status.setText(f"Draft kept {clock_text(times.now())}")
             self.draft_saved.emit(saved_id)
 
         def failed(exc: BaseException) -> None:
@@ -1026,11 +1021,11 @@ class EncounterForm(QWidget):
             if not self._drafts or not self._pristine:
                 return
             newest = self._drafts[0]
-            when = _parse_iso(newest.updated_at)
+            when = parse_instant(newest.updated_at, naive="reject")
             more = len(self._drafts) - 1
             text = "An unsaved encounter was found"
             if when is not None:
-                text += f", last changed {to_london(when):%H:%M %a %d %b}"
+                text += f", last changed {clock_text(when)} {short_day_text(when)}"
             if more:
                 text += f" (and {more} older)"
             self._banner_text.setText(text + ".")
@@ -1100,7 +1095,7 @@ class EncounterForm(QWidget):
         """Validate, then record through the DB worker; "Saved" only once COMMIT returned."""
         if self._saving or self._saved_client_id is not None:
             return
-        now = _now()
+        now = times.now()
         self._show_errors = True
         self._revalidate()
         if self._errors:
@@ -1119,7 +1114,7 @@ class EncounterForm(QWidget):
 
                 def correct(s: Session) -> encounters.RecordedEncounter:
                     encounters.resolve_rejected(s, amend, "retry", corrected=inp)
-                    return encounters.RecordedEncounter(amend, _iso(_now()) or "", None, False)
+                    return encounters.RecordedEncounter(amend, _iso(times.now()) or "", None, False)
 
                 return worker_session(session, correct)
             return worker_session(session, lambda s: encounters.record(s, inp, draft_id=draft_id))
@@ -1132,10 +1127,10 @@ class EncounterForm(QWidget):
         self._saving = False
         self._saved_client_id = recorded.client_id
         self._draft_id = None
-        when = _parse_iso(recorded.created_at) or _now()
+        when = parse_instant(recorded.created_at, naive="reject") or times.now()
         self.saved_title.setText("Saved")
         self.saved_detail.setText(
-            f"Recorded at {to_london(when):%H:%M}. It will go to the central record at the "
+            f"Recorded at {clock_text(when)}. It will go to the central record at the "
             "next sync; until then it is kept, encrypted, on this device."
         )
         self.draft_status.setText("Saved")
@@ -1231,10 +1226,6 @@ class EncounterForm(QWidget):
         super().resizeEvent(event)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 def _text_of(edit: QLineEdit | QPlainTextEdit) -> str:
     return edit.text() if isinstance(edit, QLineEdit) else edit.toPlainText()
 
@@ -1242,17 +1233,7 @@ def _text_of(edit: QLineEdit | QPlainTextEdit) -> str:
 def _iso(when: datetime | None) -> str | None:
     if when is None:
         return None
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_iso(raw: Any) -> datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
+    return iso_instant(when)
 
 
 def _order(field: str) -> int:

@@ -43,6 +43,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.services.session import profile_settings, save_profile_settings
+from app.times import clock_text
 from app.ui import theme
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
 from app.ui.ops import Runner
@@ -310,12 +312,7 @@ class MainWindow(QMainWindow):
     def _profile_settings(self) -> dict[str, Any]:
         if self.session is not None:
             return self.session.profile.settings
-        try:
-            from app.security import Profile
-
-            return Profile.load(self._profile_dir).settings
-        except Exception:  # no profile yet: defaults
-            return {}
+        return profile_settings(self._profile_dir)
 
     def _setting(self, key: str, default: Any) -> Any:
         return self._profile_settings().get(key, default)
@@ -325,9 +322,7 @@ class MainWindow(QMainWindow):
             if self.session is not None:
                 self.session.profile.update_settings(**values)
             else:
-                from app.security import Profile
-
-                Profile.load(self._profile_dir).update_settings(**values)
+                save_profile_settings(self._profile_dir, **values)
         except Exception as exc:
             self._runner.report(exc)
 
@@ -538,21 +533,8 @@ class MainWindow(QMainWindow):
 
     def _last_sync_text(self) -> str:
         """HH:MM (Europe/London) of the last successful sync, or "" when never."""
-        if self.session is None:
-            return ""
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        from app.services.session import LAST_SYNC
-
-        try:
-            raw = self.session.store.get_meta(LAST_SYNC)
-        except Exception:  # the cache was closed under us (wipe): no time to show
-            return ""
-        if not raw:
-            return ""
-        when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-        return f"{when.astimezone(ZoneInfo('Europe/London')):%H:%M}"
+        when = self.session.last_sync() if self.session is not None else None
+        return "" if when is None else clock_text(when)
 
     def set_sync_summary(self, text: str) -> None:
         self.sync_summary.setText(text)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.times import uk_date, uk_date_time
 from app.ui.ops import Runner
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ from app.ui.widgets import (
 
 log = logging.getLogger("kerbside.ui")
 
-LONDON = ZoneInfo("Europe/London")
 REASON_SETTING = "access_reason"
 _PHONE = re.compile(r"(?:\+44\s?|0)(?:\d[\s-]?){9,10}\d")
 STALE_AFTER = timedelta(hours=24)
@@ -72,40 +71,8 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def format_date(value: Any) -> str:
-    """A date or instant as DD/MM/YYYY (instants in Europe/London)."""
-    if value is None or value == "":
-        return "unknown"
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(LONDON).strftime("%d/%m/%Y")
-    if isinstance(value, date):
-        return value.strftime("%d/%m/%Y")
-    text = str(value)
-    if "T" in text:
-        try:
-            return format_date(datetime.fromisoformat(text.replace("Z", "+00:00")))
-        except ValueError:
-            return text
-    parts = text.split("-")
-    if len(parts) == 3:
-        return f"{parts[2]}/{parts[1]}/{parts[0]}"
-    if len(parts) == 2:
-        return f"{parts[1]}/{parts[0]}"
-    return text
-
-
-def format_when(value: Any) -> str:
-    """An instant as DD/MM/YYYY HH:MM in Europe/London."""
-    if isinstance(value, str) and "T" in value:
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(LONDON).strftime("%d/%m/%Y %H:%M")
-    return format_date(value)
+format_date = uk_date  # DD/MM/YYYY (instants by their London date)
+format_when = uk_date_time  # DD/MM/YYYY HH:MM on London's clock
 
 
 def access_reasons() -> list[tuple[str, str]]:

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.times import uk_date
 from app.ui import theme
 from app.ui.ops import Runner
 from app.ui.widgets import BigButton, ToggleGroup, label, paint_alert_icon
@@ -68,14 +69,7 @@ HitRole = Qt.ItemDataRole.UserRole + 1
 
 def format_dob(birth_date: str | None) -> str:
     """FHIR date (YYYY, YYYY-MM or YYYY-MM-DD) as people in the UK write it."""
-    if not birth_date:
-        return "DOB unknown"
-    parts = birth_date.split("-")
-    if len(parts) == 3:
-        return f"{parts[2]}/{parts[1]}/{parts[0]}"
-    if len(parts) == 2:
-        return f"{parts[1]}/{parts[0]}"
-    return parts[0]
+    return uk_date(birth_date, unknown="DOB unknown")
 
 
 def format_nhs(nhs_number: str | None) -> str:
@@ -418,7 +412,7 @@ class SearchView(QWidget):
         if session is not None:
             from app.services.search import PatientSearch
 
-            self._search = PatientSearch(session.store)
+            self._search = PatientSearch(session)
         self.clear()
 
     def refresh_index(self) -> None:

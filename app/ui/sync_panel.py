@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent, QShowEvent
@@ -35,6 +34,14 @@ from PySide6.QtWidgets import (
 
 from app.services import encounters
 from app.services.session import Session, read_status
+from app.times import (
+    clock_text,
+    in_london,
+    london_midnight,
+    london_today,
+    parse_instant,
+    short_day_text,
+)
 from app.ui.encounter_form import worker_session
 from app.ui.ops import Op, Runner
 from app.ui.sync_worker import OFFLINE, ONLINE, PROBING, SyncController
@@ -44,7 +51,6 @@ from sync import SyncReport
 
 log = logging.getLogger("kerbside.ui")
 
-LONDON = ZoneInfo("Europe/London")
 
 CONNECTIVITY_TEXT = {
     ONLINE: ("● Central record reachable", "ok"),
@@ -89,7 +95,7 @@ def ago_text(when: datetime | None, now: datetime | None = None) -> str:
         return "never"
     now = now or datetime.now(UTC)
     minutes = int((now - when).total_seconds() // 60)
-    local = when.astimezone(LONDON)
+    local = in_london(when)
     if minutes < 1:
         rel = "just now"
     elif minutes < 60:
@@ -99,14 +105,8 @@ def ago_text(when: datetime | None, now: datetime | None = None) -> str:
         rel = f"{hours} h {minutes % 60} min ago" if hours < 6 else f"{hours} h ago"
     else:
         rel = f"{minutes // (24 * 60)} days ago"
-    day = "" if local.date() == now.astimezone(LONDON).date() else f"{local:%a %d %b} "
-    return f"{day}{local:%H:%M} ({rel})"
-
-
-def london_midnight(now: datetime | None = None) -> datetime:
-    """Start of today in Europe/London, as a UTC instant ("today" is the officer's day)."""
-    local = (now or datetime.now(UTC)).astimezone(LONDON)
-    return datetime.combine(local.date(), time(0), tzinfo=LONDON).astimezone(UTC)
+    day = "" if local.date() == london_today(now) else f"{short_day_text(when)} "
+    return f"{day}{clock_text(when)} ({rel})"
 
 
 @dataclass
@@ -125,8 +125,7 @@ def load_panel_data(session: Session) -> PanelData:
     since = london_midnight()
     rows = encounters.list_encounters(session, since=since)
     status = read_status(session.profile.directory)
-    raw = status.get("last_sync")
-    last = datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
+    last = parse_instant(status.get("last_sync"))
     return PanelData(
         today=rows,  # today's, plus older ones still waiting or refused
         rejected=[r for r in rows if r.state == "rejected"],

@@ -8,16 +8,14 @@ in non-selectable `PatientText` labels and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from app.services.encounters import Draft, EncounterSummary
+from app.times import clock_text, parse_instant
 from app.ui.widgets import BigButton, PatientText, label, set_role
-
-LONDON = ZoneInfo("Europe/London")
 
 # State -> (badge text, style role). Text and a symbol, so the state reads without colour.
 STATE_BADGES = {
@@ -31,13 +29,8 @@ STATE_BADGES = {
 
 def local_time(instant: datetime | str | None) -> str:
     """`21:04` in Europe/London, for a UTC instant (datetime or ISO text)."""
-    if instant is None:
-        return "--:--"
-    if isinstance(instant, str):
-        instant = datetime.fromisoformat(instant.replace("Z", "+00:00"))
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return f"{instant.astimezone(LONDON):%H:%M}"
+    when = instant if isinstance(instant, datetime) else parse_instant(instant)
+    return "--:--" if when is None else clock_text(when)
 
 
 class _Row(QFrame):

@@ -142,10 +142,10 @@ class UnlockView(QWidget):
     def reload(self) -> None:
         """Read the profile (users, wiped?) without a PIN and show the right page."""
         from app.errors import KerbsideError
-        from app.security import Profile
+        from app.services.session import load_profile
 
         try:
-            profile = Profile.load(self._profile_dir)
+            profile = load_profile(self._profile_dir)
         except KerbsideError as exc:
             self._show_message("Kerbside cannot start", str(exc), retry=True)
             return

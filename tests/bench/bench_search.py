@@ -30,7 +30,6 @@ import time
 from datetime import date
 from pathlib import Path
 from random import Random
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +41,8 @@ from rapidfuzz import fuzz, process  # noqa: E402
 from app.fhir import NHS_NUMBER_SYSTEM  # noqa: E402
 from app.nhs_number import check_digit, format_nhs_number  # noqa: E402
 from app.services.search import PatientSearch  # noqa: E402
-from app.store import PatientIndexer, Store, fold  # noqa: E402
+from app.store import PatientIndexer, PatientIndexReader, Store  # noqa: E402
+from app.textkeys import fold  # noqa: E402
 
 TODAY = date(2026, 11, 20)  # the generator's default as_of: ages stay stable across runs
 BATCH = 5000
@@ -443,7 +443,7 @@ def main() -> int:
                 print(f"  miss {kind:16} {q!r} rank={rank} top={top}")
 
     plain_conn = plain_copy(store, directory / "plain.db")
-    plain = run_mix(PatientSearch(SimpleNamespace(conn=plain_conn)), queries, args.passes)
+    plain = run_mix(PatientSearch(PatientIndexReader(plain_conn)), queries, args.passes)
     plain_conn.close()
     print("plain sqlite:", json.dumps(plain), flush=True)
     scan = run_python_scan(store, queries)
