@@ -1,8 +1,8 @@
 """The `kerbside` command: one entry point for the app, the demo, sync, the reference server
 and benchmark data. Each area registers its subcommands from its own module below.
 
-Known errors (KerbsideError, SyncError) print one line on stderr and exit non-zero; anything
-else is a bug and keeps its traceback.
+Known errors (`app.services.known_errors`: KerbsideError, SyncError) print one line on stderr
+and exit non-zero; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -35,19 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from app.errors import KerbsideError
     from app.logs import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(verbose=getattr(args, "verbose", False))
-    known: tuple[type[BaseException], ...] = (KerbsideError,)
-    try:
-        from sync import SyncError
+    from app.services.known_errors import KNOWN_ERRORS as known
 
-        known = (KerbsideError, SyncError)
-    except ImportError:  # pragma: no cover - sync is part of the same distribution
-        pass
     try:
         return int(args.func(args) or 0)
     except known as exc:

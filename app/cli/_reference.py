@@ -175,8 +175,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sync.reference import FaultInjector, FaultRule, ReferenceConfig, serve
-    from sync.reference._model import FhirError
+    from sync.reference import FaultInjector, FaultRule, FhirError, ReferenceConfig, serve
 
     if not 0 <= args.port <= 65535:
         raise InvalidInput("--port must be 0-65535", field="port")

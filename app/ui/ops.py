@@ -13,9 +13,10 @@ Rules:
   done on the main thread when it is fast (search, opening one record).
 - `writes=True` runs on a one-worker pool, so writers never race each other; reads and network
   work run on a small general pool.
-- With no failure callback, errors reach one standard display: known errors (`KerbsideError`,
-  `sync.SyncError`) are shown as their one-line text (`Runner.error_shown`); anything else is a
-  bug and goes to the crash handler, which logs the exception type only (no patient data).
+- With no failure callback, errors reach one standard display: known errors
+  (`app.services.known_errors.KNOWN_ERRORS`) are shown as their one-line text
+  (`Runner.error_shown`); anything else is a bug and goes to the crash handler, which logs
+  the exception type only (no patient data).
 - If the parent widget has been deleted by the time the work finishes, its callbacks are
   skipped (a closed screen must not be resurrected); errors still reach the standard display.
 - The runner is passed in to each screen, never fetched from a global.
@@ -34,17 +35,6 @@ from PySide6.QtWidgets import QApplication
 log = logging.getLogger("kerbside.ui")
 
 T = TypeVar("T")
-
-
-def known_error_types() -> tuple[type[BaseException], ...]:
-    """Errors whose text is safe and useful to show as one line (no traceback)."""
-    from app.errors import KerbsideError
-
-    try:
-        from sync import SyncError
-    except ImportError:  # sync/ is written in parallel; a missing package is not our failure
-        return (KerbsideError,)
-    return (KerbsideError, SyncError)
 
 
 def log_crash(exc: BaseException) -> None:
@@ -134,7 +124,9 @@ class Runner(QObject):
 
     def report(self, exc: BaseException) -> None:
         """The standard display: known errors as one line, anything else to the crash handler."""
-        if isinstance(exc, known_error_types()):
+        from app.services.known_errors import KNOWN_ERRORS  # not at import: sync is heavy
+
+        if isinstance(exc, KNOWN_ERRORS):
             self.error_shown.emit(str(exc))
         else:
             self._crash_handler(exc)

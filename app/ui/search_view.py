@@ -52,17 +52,18 @@ log = logging.getLogger("kerbside.ui")
 DEBOUNCE_MS = 120
 RESULT_LIMIT = 20
 EMPTY_HINT = "Type a name, nickname, date of birth, age, NHS number or postcode."
-SEX_OPTIONS: tuple[tuple[str, object], ...] = (
-    ("Any sex", None),
-    ("Female", "female"),
-    ("Male", "male"),
+# (value, text), as every choice widget takes them; None is "no filter".
+SEX_OPTIONS: tuple[tuple[object, str], ...] = (
+    (None, "Any sex"),
+    ("female", "Female"),
+    ("male", "Male"),
 )
-AGE_OPTIONS: tuple[tuple[str, object], ...] = (
-    ("Any age", None),
-    ("Under 18", (0, 17)),
-    ("18–35", (18, 35)),
-    ("36–60", (36, 60)),
-    ("Over 60", (61, 130)),
+AGE_OPTIONS: tuple[tuple[object, str], ...] = (
+    (None, "Any age"),
+    ((0, 17), "Under 18"),
+    ((18, 35), "18–35"),
+    ((36, 60), "36–60"),
+    ((61, 130), "Over 60"),
 )
 HitRole = Qt.ItemDataRole.UserRole + 1
 
@@ -459,7 +460,7 @@ class SearchView(QWidget):
         active = [
             text
             for group, options in ((self.sex, SEX_OPTIONS), (self.age, AGE_OPTIONS))
-            for text, value in options
+            for value, text in options
             if value is not None and value == group.value()
         ]
         arrow = "▴" if self.filters.isVisible() else "▾"

@@ -37,11 +37,12 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
 from PySide6.QtNetwork import QNetworkInformation
 
-from app.errors import CacheWiped, KerbsideError
+from app.errors import CacheWiped
 from app.services import syncing
+from app.services.known_errors import KNOWN_ERRORS
 from app.services.session import Session
 from app.ui.ops import Op, Runner
-from sync import Cancelled, SyncError, SyncReport, TransientError
+from sync import Cancelled, SyncReport, TransientError
 
 log = logging.getLogger("kerbside.ui")
 
@@ -345,7 +346,7 @@ class SyncController(QObject):
             self.stop()
             self.cache_wiped.emit(str(exc))
             return
-        if isinstance(exc, (SyncError, KerbsideError)):
+        if isinstance(exc, KNOWN_ERRORS):
             message = str(exc)
         else:
             message = "sync stopped because of an unexpected error; it will try again later"

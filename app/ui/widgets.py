@@ -277,13 +277,14 @@ class SectionCard(QFrame):
 
 
 class ToggleGroup(QWidget):
-    """Exclusive big toggles (a segmented control); `changed` carries the chosen value."""
+    """Exclusive big toggles (a segmented control); `changed` carries the chosen value.
+    Options are (value, text) pairs, as `SegmentedChoice` takes them; the first starts chosen."""
 
     changed = Signal(object)
 
     def __init__(
         self,
-        options: Sequence[tuple[str, object]],
+        options: Sequence[tuple[object, str]],
         *,
         accessible_name: str,
         columns: int = 0,
@@ -299,7 +300,7 @@ class ToggleGroup(QWidget):
         self._group.setExclusive(True)
         self._values: list[object] = []
         self.buttons: list[QPushButton] = []
-        for index, (text, value) in enumerate(options):
+        for index, (value, text) in enumerate(options):
             button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
             button.setCheckable(True)
             self._group.addButton(button, index)

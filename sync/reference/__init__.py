@@ -4,18 +4,21 @@ OAuth2 client credentials, a device registry and switchable fault injection (tes
 Imports nothing from `app` (it may be run without the tablet code); seeding reads NDJSON.
 """
 
-from sync.reference._app import ReferenceConfig, ReferenceState, create_app
+from sync.reference._app import create_app
 from sync.reference._faults import (
     FaultInjector,
     FaultRule,
     fault_params,
     parse_fault_spec,
 )
+from sync.reference._model import FhirError
 from sync.reference._server import ReferenceServer, serve
+from sync.reference._state import ReferenceConfig, ReferenceState
 
 __all__ = [
     "FaultInjector",
     "FaultRule",
+    "FhirError",
     "ReferenceConfig",
     "ReferenceServer",
     "ReferenceState",

@@ -27,7 +27,7 @@ Policy keys: cache-ttl-hours, purge-after-hours, idle-lock-minutes (non-negative
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -38,10 +38,8 @@ from ._auth import ADMIN, DEFAULT_POLICY, TABLET
 from ._export import EXPORT_FAULTS
 from ._faults import FaultRule
 from ._model import FhirError, dumps, instant
+from ._state import ReferenceState
 from ._storage import ClientRow
-
-if TYPE_CHECKING:
-    from ._app import ReferenceState
 
 _ORDERS = ("newest-first", "oldest-first")
 

@@ -27,12 +27,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import orjson
@@ -44,27 +41,24 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _admin
-from ._auth import ADMIN, TABLET, Auth, Principal, scopes_for
+from ._auth import ADMIN, TABLET, Principal, scopes_for
 from ._capability import capability_statement, smart_configuration
 from ._export import (
     FILES_PATH,
     NDJSON,
     STATUS_PATH,
-    ExportFault,
-    ExportJobs,
     manifest,
     parse_kickoff,
     parse_range,
     read_file,
 )
-from ._faults import FaultInjector, FaultMiddleware
+from ._faults import FaultMiddleware
 from ._model import (
     DEVICE_POLICY_DEFINITION,
     FHIR_JSON,
     ID_RE,
     SUPPORTED_TYPES,
     FhirError,
-    Precision,
     check_structure,
     dumps,
     etag,
@@ -72,139 +66,15 @@ from ._model import (
     instant,
     operation_outcome,
 )
-from ._search import PageTokens, Query, parse_search, since_us
-from ._storage import Store
+from ._search import Query, parse_search, since_us
+from ._state import ReferenceState
 from ._writes import Entry, Outcome, apply, entries_from_bundle, parse_if_match
 
 log = logging.getLogger("sync.reference")
 
-Paging = Literal["keyset", "offset"]
-HistoryOrder = Literal["newest-first", "oldest-first"]
 _CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
-
-
-@dataclass
-class ReferenceConfig:
-    """Start-up options (the `serve-reference` flags); `Settings` holds what changes live."""
-
-    data_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 0
-    seed_dir: Path | None = None
-    clients: list[tuple[str, str]] = field(default_factory=list)
-    admin_clients: list[tuple[str, str]] = field(default_factory=list)
-    paging: Paging = "keyset"
-    history: bool = True
-    history_order: HistoryOrder = "newest-first"
-    token_lifetime_s: float = 300.0
-    page_token_ttl_s: float = 3600.0
-    fault_seed: int = 0
-    default_count: int = 100
-    max_count: int = 1000
-    base_path: str = "/fhir"
-    journal_size: int = 10_000
-    # meta.lastUpdated precision: "us" (each write its own instant), or "ms"/"s" truncated,
-    # as a coarser server stamps (many resources then share a timestamp).
-    timestamp_precision: Precision = "us"
-
-
-@dataclass
-class Settings:
-    paging: Paging
-    history: bool
-    history_order: HistoryOrder
-    token_lifetime_s: float
-    # Bulk Data: offered at all (off: a server without it), Range requests on its files,
-    # a deliberately broken export, and the Retry-After (whole seconds) of a running job.
-    bulk_export: bool = True
-    export_ranges: bool = True
-    export_fault: ExportFault = "none"
-    export_retry_after_s: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "paging": self.paging,
-            "history": self.history,
-            "history_order": self.history_order,
-            "token_lifetime_s": self.token_lifetime_s,
-            "bulk_export": self.bulk_export,
-            "export_ranges": self.export_ranges,
-            "export_fault": self.export_fault,
-            "export_retry_after_s": self.export_retry_after_s,
-        }
-
-
-class ReferenceState:
-    """Everything a running server holds; the store opens in the app's lifespan."""
-
-    def __init__(self, config: ReferenceConfig, faults: FaultInjector | None = None) -> None:
-        self.config = config
-        self.faults = faults or FaultInjector(config.fault_seed)
-        self.settings = Settings(
-            config.paging, config.history, config.history_order, config.token_lifetime_s
-        )
-        self.journal: deque[dict[str, Any]] = deque(maxlen=config.journal_size)
-        self.startup_error: BaseException | None = None
-        self._store: Store | None = None
-        self._auth: Auth | None = None
-        self._tokens: PageTokens | None = None
-        self._exports: ExportJobs | None = None
-
-    @property
-    def exports(self) -> ExportJobs:
-        assert self._exports is not None
-        return self._exports
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the reference server is not running")
-        return self._store
-
-    @property
-    def auth(self) -> Auth:
-        assert self._auth is not None
-        return self._auth
-
-    @property
-    def tokens(self) -> PageTokens:
-        assert self._tokens is not None
-        return self._tokens
-
-    def open(self) -> None:
-        """Open the store, seed an empty one, and register the configured clients."""
-        store = Store(self.config.data_dir, self.config.timestamp_precision)
-        self._store = store
-        self._auth = Auth(store)
-        self._tokens = PageTokens(store.page_key, self.config.page_token_ttl_s)
-        self._exports = ExportJobs(store, self.config.data_dir)
-        seed = self.config.seed_dir
-        if seed is not None:
-            if store.is_empty():
-                started = time.perf_counter()
-                counts = store.seed_ndjson(seed)
-                log.info(
-                    "seeded %d resources (%s) in %.1f s",
-                    sum(counts.values()),
-                    ", ".join(f"{t} {n}" for t, n in sorted(counts.items())),
-                    time.perf_counter() - started,
-                )
-            else:
-                log.info("store already holds data: seed directory ignored")
-        for client_id, secret in self.config.clients:
-            self.auth.register(client_id, secret, TABLET)
-        for client_id, secret in self.config.admin_clients:
-            self.auth.register(client_id, secret, ADMIN)
-
-    def close(self) -> None:
-        if self._exports is not None:
-            self._exports.close()
-            self._exports = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 def create_app(state: ReferenceState) -> ASGIApp:

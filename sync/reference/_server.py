@@ -20,9 +20,10 @@ import requests
 import uvicorn
 
 from ._admin import apply_settings, client_json
-from ._app import ReferenceConfig, ReferenceState, create_app
+from ._app import create_app
 from ._auth import TABLET
 from ._faults import FaultInjector, FaultRule, TrackingH11Protocol
+from ._state import ReferenceConfig, ReferenceState
 
 log = logging.getLogger("sync.reference")
 T = TypeVar("T")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,10 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
 def _files(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
@@ -32,7 +37,8 @@ FORBIDDEN = {
     "app/security": ("app.store", "app.services", "app.ui", "app.cli", "sync", "PySide6"),
     "app/services": ("app.ui", "app.cli", "PySide6", "requests", "sqlcipher3"),
     "app/synthetic": ("app.store", "app.services", "app.ui", "sync", "PySide6"),
-    "app/ui": ("app.store._", "sqlcipher3", "requests", "sync._"),
+    # The UI reaches the cache and the profile through services only.
+    "app/ui": ("app.store", "app.security", "sqlcipher3", "requests", "sync._"),
 }
 
 
@@ -87,3 +93,33 @@ def test_extension_loading_is_never_enabled() -> None:
     for pkg in ("app", "sync"):
         for path in _files(pkg):
             assert "enable_load_extension" not in path.read_text(encoding="utf-8"), path
+
+
+def test_sql_runs_only_in_the_store() -> None:
+    """Services and screens ask the store by method; SQL text stays in app/store."""
+    offences = [
+        p.relative_to(ROOT).as_posix()
+        for p in _files("app")
+        if not p.is_relative_to(ROOT / "app" / "store")
+        and re.search(r"\bconn\.execute|\.execute\(\s*[\"'](SELECT|INSERT|UPDATE|DELETE)", _text(p))
+    ]
+    assert offences == []
+
+
+def _private_imports(path: Path) -> set[str]:
+    """Modules named with a private part (`x._y`), from absolute imports."""
+    return {name for name in _imports(path) if any(p.startswith("_") for p in name.split(".")[1:])}
+
+
+def test_no_package_imports_another_packages_private_modules() -> None:
+    """`sync.reference._model` from the CLI is a private name leaking: packages export what
+    others may use in `__init__`. A package may use its own private modules."""
+    offences = []
+    for pkg in ("app", "sync"):
+        for path in _files(pkg):
+            here = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+            for name in _private_imports(path):
+                owner = name.split("._")[0]
+                if owner != here and not name.startswith(here + "."):
+                    offences.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offences == []
