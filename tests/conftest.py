@@ -18,6 +18,8 @@ import keyring.backend
 import pytest
 
 from app.security import KdfParams, LockoutPolicy
+from app.security._keyring import MemoryKeyringBase
+from app.security._keyring import memory_keyring as make_memory_keyring
 from sync.reference import ReferenceConfig, ReferenceServer
 
 # Cheap Argon2 for speed in tests; production defaults are exercised in test_security.py.
@@ -26,32 +28,18 @@ TEST_LOCKOUT = LockoutPolicy(max_failures=10, free_attempts=3, base_delay_s=0.0,
 TEST_PIN = "246810"
 
 
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A dict standing in for the OS keychain."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.secrets.pop((service, username), None)
+# The product's in-memory backend (a KeyringBackend only once made, so nothing registers
+# with keyring's automatic choice at import; see app/security/_keyring.py).
+MemoryKeyring = MemoryKeyringBase
 
 
 @pytest.fixture(autouse=True)
 def memory_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
-    backend = MemoryKeyring()
+    backend = make_memory_keyring()
     previous = keyring.get_keyring()
     keyring.set_keyring(backend)
     monkeypatch.setenv("KERBSIDE_ALLOW_INSECURE_KEYRING", "1")
-    yield backend
+    yield backend  # type: ignore[misc]
     keyring.set_keyring(previous)
 
 

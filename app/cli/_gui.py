@@ -9,7 +9,9 @@ its device secret and client secret must not pile up in the officer's real keych
 demo machines (CI, containers, kiosks) have no keychain at all. So the demo, and only the
 demo, installs an in-process keyring and sets KERBSIDE_ALLOW_INSECURE_KEYRING=1; the window
 then shows a DEMO banner and the unlock screen shows the demo PIN. `kerbside gui` never does
-this: without a platform keychain it refuses to start (SECURITY.md).
+this: without a platform keychain it refuses to start (SECURITY.md). The in-memory backend is
+made when the demo starts, never at import: a backend class defined at import would join
+keyring's automatic choice for every command (app/security/_keyring.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keyring
-import keyring.backend
 
 from app import times
 from app.cli._common import add_profile_arg, profile_dir
@@ -114,31 +115,13 @@ def _gui(args: argparse.Namespace) -> int:
 
 
 # -- the demo environment ----------------------------------------------------------------------
-class DemoKeyring(keyring.backend.KeyringBackend):
-    """Secrets in this process's memory only: gone when the demo exits (see module doc)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self._secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self._secrets.pop((service, username), None)
-
-
 def use_demo_keyring() -> None:
     """Opt in to the in-memory keyring (demo and screenshots only)."""
     from app.security import INSECURE_ENV
+    from app.security._keyring import memory_keyring
 
     os.environ[INSECURE_ENV] = "1"
-    keyring.set_keyring(DemoKeyring())
+    keyring.set_keyring(memory_keyring())
 
 
 def default_demo_dir() -> Path:

@@ -4,6 +4,17 @@ On a headless Linux box `keyring` silently picks the `fail` backend, and with ke
 installed it silently picks a plaintext file (SECURITY.md 10). Both would defeat the device
 secret, so only the platform keychains are accepted unless KERBSIDE_ALLOW_INSECURE_KEYRING=1
 is set for tests, headless scripts and the demo, and then we warn loudly.
+
+Kerbside registers no keyring backend of its own: a `KeyringBackend` subclass defined at import
+time joins keyring's automatic choice, which then chains it with the real keychain and the
+chain is refused. The demo and the tests make their in-memory backend when they need it and
+pass it to `keyring.set_keyring`. Otherwise the backend is keyring's own automatic choice; when
+that is a chain mixing OS keychains with plaintext stores (keyrings.alt installed beside a
+desktop keychain), the choice is made again among the OS keychains only.
+
+profile.json records the *kind* of store ("secret-service", "kwallet", ...), not a class name:
+a keyring upgrade that moves Secret Service from one class to another must not lock officers
+out of their cache.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import sys
 
 import keyring
 import keyring.backend
+import keyring.core
 from keyring.errors import KeyringError
 
 from app.errors import KeyringRefused
@@ -23,18 +35,19 @@ log = logging.getLogger("kerbside.security")
 
 SERVICE = "kerbside"
 INSECURE_ENV = "KERBSIDE_ALLOW_INSECURE_KEYRING"
+CHAINER = "keyring.backends.chainer.ChainerBackend"
+UNTRUSTED_PREFIX = "untrusted:"
 
-# module.qualname of backends that keep secrets in an OS-protected store.
-TRUSTED_BACKENDS = frozenset(
-    {
-        "keyring.backends.Windows.WinVaultKeyring",
-        "keyring.backends.macOS.Keyring",
-        "keyring.backends.SecretService.Keyring",
-        "keyring.backends.libsecret.Keyring",
-        "keyring.backends.kwallet.DBusKeyring",
-        "keyring.backends.kwallet.DBusKeyringKWallet4",
-    }
-)
+# module.qualname of backends that keep secrets in an OS-protected store -> the store's kind.
+STORE_KINDS: dict[str, str] = {
+    "keyring.backends.Windows.WinVaultKeyring": "windows-credential-locker",
+    "keyring.backends.macOS.Keyring": "macos-keychain",
+    "keyring.backends.SecretService.Keyring": "secret-service",
+    "keyring.backends.libsecret.Keyring": "secret-service",
+    "keyring.backends.kwallet.DBusKeyring": "kwallet",
+    "keyring.backends.kwallet.DBusKeyringKWallet4": "kwallet",
+}
+TRUSTED_BACKENDS = frozenset(STORE_KINDS)
 
 _warned = False
 
@@ -51,19 +64,49 @@ def _leaf_backends(backend: keyring.backend.KeyringBackend) -> list[keyring.back
     return [leaf for b in inner for leaf in _leaf_backends(b)]
 
 
+def _trusted(backend: keyring.backend.KeyringBackend) -> bool:
+    return backend_name(backend) in TRUSTED_BACKENDS
+
+
+def store_kind(class_name: str) -> str | None:
+    """The kind of store a backend class (as profile format 1 recorded it) writes to; None
+    for a chain, whose members the name does not say."""
+    if class_name == CHAINER:
+        return None
+    return STORE_KINDS.get(class_name, f"{UNTRUSTED_PREFIX}{class_name}")
+
+
 def insecure_allowed() -> bool:
     return os.environ.get(INSECURE_ENV) == "1"
 
 
-def check_backend() -> str:
-    """The name of the backend in use, or KeyringRefused if it cannot protect a secret."""
-    global _warned
+def _os_keychain_or_chosen() -> keyring.backend.KeyringBackend:
+    """keyring's backend; a chain with plaintext members is narrowed to its OS keychains."""
     backend = keyring.get_keyring()
+    leaves = _leaf_backends(backend)
+    if backend_name(backend) == CHAINER and any(map(_trusted, leaves)):
+        if not all(map(_trusted, leaves)):
+            keyring.core.init_backend(limit=lambda b: backend_name(b) == CHAINER or _trusted(b))
+            backend = keyring.get_keyring()
+    return backend
+
+
+def current_kinds() -> list[str]:
+    """The kinds of store the backend in use reads from, the one it writes to first."""
+    leaves = _leaf_backends(_os_keychain_or_chosen())
+    kinds = [store_kind(backend_name(leaf)) or CHAINER for leaf in leaves]
+    return list(dict.fromkeys(kinds))
+
+
+def check_backend() -> str:
+    """The kind of store in use ("secret-service"...), or KeyringRefused if it cannot protect
+    a secret. With the insecure opt-in, "untrusted:<class>"."""
+    global _warned
+    backend = _os_keychain_or_chosen()
     name = backend_name(backend)
     leaves = _leaf_backends(backend)
-    trusted = bool(leaves) and all(backend_name(leaf) in TRUSTED_BACKENDS for leaf in leaves)
-    if trusted:
-        return name
+    if leaves and all(map(_trusted, leaves)):
+        return current_kinds()[0]
     if insecure_allowed():
         if not _warned:
             _warned = True
@@ -72,12 +115,60 @@ def check_backend() -> str:
                 "protect the device secret. Use only with synthetic data (tests, demo)."
             )
             print(message, file=sys.stderr)
-        return name
+        return f"{UNTRUSTED_PREFIX}{name}"
     raise KeyringRefused(
         f"the OS keyring backend ({name}) cannot protect the device secret; unlock the "
         "system keychain (Secret Service, KWallet, Windows Credential Locker or macOS "
-        f"Keychain), or set {INSECURE_ENV}=1 for tests with synthetic data only"
+        "Keychain) and try again, or ask IT to check this device (kerbside doctor)"
     )
+
+
+def check_same_store(recorded: str | None) -> None:
+    """Refuse to look for a profile's secrets in another kind of store than it was made with
+    (a swapped keychain would otherwise read as a missing device secret)."""
+    check_backend()
+    kinds = current_kinds()
+    if recorded is not None and recorded not in kinds:
+        raise KeyringRefused(
+            f"this profile's device secret is kept in the {recorded} store, but the OS keyring "
+            f"in use now is {', '.join(kinds)}; the cache cannot be opened"
+        )
+
+
+class MemoryKeyringBase:
+    """Secrets in this process's memory only. Not a KeyringBackend until `memory_keyring()`
+    makes one, so importing this module registers nothing with keyring (see module doc)."""
+
+    priority = -1.0  # never keyring's automatic choice, even once registered
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+def memory_keyring() -> keyring.backend.KeyringBackend:
+    """A fresh in-memory backend for the demo (and tests) to pass to `keyring.set_keyring`."""
+    global _MemoryKeyring
+    if _MemoryKeyring is None:
+
+        class MemoryKeyring(MemoryKeyringBase, keyring.backend.KeyringBackend):
+            pass
+
+        MemoryKeyring.__qualname__ = "MemoryKeyring"  # its name in profile.json
+        _MemoryKeyring = MemoryKeyring
+    return _MemoryKeyring()
+
+
+_MemoryKeyring: type[keyring.backend.KeyringBackend] | None = None
 
 
 def _get(account: str) -> str | None:

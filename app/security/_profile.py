@@ -68,7 +68,11 @@ ROLLED_BACK = (
     "the profile file is older than the last one this tablet saved (restored from a copy?); "
     "the cache stays closed: ask Trust IT to re-enrol this tablet"
 )
-FORMAT = 1
+# profile.json's layout. 2: the keyring is recorded as the kind of store ("keyring_store"),
+# not format 1's backend class name ("keyring_backend"). Older formats migrate forward once
+# verified (`_migrate`; the next save writes them); a newer one is refused, since this
+# Kerbside cannot know what it means.
+FORMAT = 2
 _USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
@@ -187,6 +191,22 @@ def profile_mac(data: dict[str, Any], device_secret: bytes) -> str:
     return hmac.new(key, _canonical(data), hashlib.sha256).hexdigest()
 
 
+def _recorded_store(data: dict[str, Any]) -> str | None:
+    """The kind of keyring store the profile's device secret is in (None: not known)."""
+    if data["format"] == 1:
+        return _keyring.store_kind(str(data.get("keyring_backend", "")))
+    return data.get("keyring_store")
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """profile.json brought forward to FORMAT, in memory."""
+    if data["format"] == 1:
+        data["keyring_store"] = _recorded_store(data)
+        data.pop("keyring_backend", None)
+        data["format"] = 2
+    return data
+
+
 class Profile:
     """A profile directory. Load with `Profile.load`, make with `Profile.create`."""
 
@@ -277,9 +297,14 @@ class Profile:
             raise ProfileError("no Kerbside profile here; enrol first (kerbside enrol)") from None
         except (OSError, ValueError) as exc:
             raise ProfileError("the profile file cannot be read") from exc
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not isinstance(data, dict) or not isinstance(data.get("format"), int):
             raise ProfileError("the profile file is not in a format this Kerbside reads")
-        if not isinstance(data.get("profile_id"), str):
+        if data["format"] > FORMAT:
+            raise ProfileError(
+                f"this profile was made by a newer Kerbside (profile format {data['format']}, "
+                f"this app reads up to {FORMAT}); update the app"
+            )
+        if data["format"] < 1 or not isinstance(data.get("profile_id"), str):
             raise ProfileError("the profile file is not in a format this Kerbside reads")
         return data
 
@@ -326,7 +351,8 @@ class Profile:
                 self._lock_depth = 1
                 try:
                     self._data = self._read(self.directory)
-                    self._verify()
+                    self._verify()  # the MAC covers the file as written, so before _migrate
+                    self._data = _migrate(self._data)
                     yield
                 finally:
                     self._lock_depth = 0
@@ -371,7 +397,7 @@ class Profile:
         data: dict[str, Any] = {
             "format": FORMAT,
             "profile_id": profile_id,
-            "keyring_backend": backend,
+            "keyring_store": backend,
             "kdf": asdict(kdf or KdfParams()),
             "lockout": asdict(lockout or LockoutPolicy()),
             "failures": 0,
@@ -442,13 +468,13 @@ class Profile:
 
     def _device_secret(self) -> bytes:
         self._refuse_if_wiped()
-        backend = _keyring.check_backend()
-        if backend != self._data["keyring_backend"]:
-            raise _keyring.KeyringRefused(
-                "the OS keyring backend has changed since this profile was made; "
-                "the cache cannot be opened"
-            )
-        return _keyring.device_secret(self.profile_id)
+        recorded = _recorded_store(self._data)
+        _keyring.check_same_store(recorded)
+        secret = _keyring.device_secret(self.profile_id)
+        if recorded is None and self._data["format"] == FORMAT:
+            # Format 1 named only a chain: now we know its kind (written by the next save).
+            self._data["keyring_store"] = _keyring.check_backend()
+        return secret
 
     def _refuse_if_wiped(self) -> None:
         if self.wiped:

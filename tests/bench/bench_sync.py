@@ -76,11 +76,11 @@ def tablet(base_url: str, workdir: Path) -> Any:
     import keyring
 
     from app.security import KdfParams, ServerSettings, store_client_secret
+    from app.security._keyring import memory_keyring
     from app.services.session import enrol
-    from tests.conftest import MemoryKeyring
 
     os.environ["KERBSIDE_ALLOW_INSECURE_KEYRING"] = "1"
-    keyring.set_keyring(MemoryKeyring())
+    keyring.set_keyring(memory_keyring())
     session = enrol(
         workdir / "profile",
         "pc101",

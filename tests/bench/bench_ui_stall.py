@@ -95,15 +95,16 @@ def measure(profile_dir: Path, base_url: str, tick_ms: int) -> dict[str, Any]:
     from PySide6.QtCore import QTimer
 
     from app.security import KdfParams, ServerSettings, store_client_secret
+    from app.security._keyring import memory_keyring
     from app.services.session import enrol
     from app.ui import theme
     from app.ui.app import create_application
     from app.ui.ops import Runner
     from app.ui.sync_panel import SyncPanel
     from app.ui.sync_worker import SyncController
-    from tests.conftest import TEST_LOCKOUT, MemoryKeyring
+    from tests.conftest import TEST_LOCKOUT
 
-    keyring.set_keyring(MemoryKeyring())  # outside the product; see tests/conftest.py
+    keyring.set_keyring(memory_keyring())  # outside the product; see tests/conftest.py
     session = enrol(
         profile_dir,
         "pc101",

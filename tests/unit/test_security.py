@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keyring
@@ -10,8 +12,16 @@ import keyring.backends.fail
 import pytest
 from keyrings.alt.file import PlaintextKeyring
 
-from app.errors import CacheWiped, InvalidInput, KeyringRefused, LockedOut, UnlockFailed
+from app.errors import (
+    CacheWiped,
+    InvalidInput,
+    KeyringRefused,
+    LockedOut,
+    ProfileError,
+    UnlockFailed,
+)
 from app.security import KdfParams, LockoutPolicy, Profile, check_backend
+from app.security._keyring import MemoryKeyringBase
 from app.services.session import enrol, unlock
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN, MemoryKeyring
 
@@ -152,17 +162,92 @@ def test_cache_cannot_be_opened_without_the_device_secret(
         unlock(profile_dir, "pc101", TEST_PIN)
 
 
-def test_changed_keyring_backend_is_refused(profile_dir: Path) -> None:
+def test_another_kind_of_keyring_store_is_refused(profile_dir: Path) -> None:
     _enrol(profile_dir)
-    other = MemoryKeyring()
+    assert json.loads((profile_dir / "profile.json").read_text())["keyring_store"] == (
+        "untrusted:app.security._keyring.MemoryKeyring"
+    )
 
-    class OtherKeyring(MemoryKeyring):
+    class OtherKeyring(MemoryKeyringBase, keyring.backend.KeyringBackend):
         pass
 
     keyring.set_keyring(OtherKeyring())
-    with pytest.raises(KeyringRefused, match="changed"):
+    with pytest.raises(KeyringRefused, match=r"kept in the untrusted:.*MemoryKeyring store"):
         unlock(profile_dir, "pc101", TEST_PIN)
-    del other
+
+
+def test_profile_records_the_kind_of_store_not_the_class(
+    profile_dir: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An allow-listed class maps to its kind; another class of the same kind (a keyring
+    upgrade moving Secret Service from one class to another) still opens the cache."""
+    import app.security._keyring as kr
+
+    name = kr.backend_name(memory_keyring)  # type: ignore[arg-type]
+    monkeypatch.setattr(kr, "STORE_KINDS", {**kr.STORE_KINDS, name: "secret-service"})
+    monkeypatch.setattr(kr, "TRUSTED_BACKENDS", frozenset(kr.STORE_KINDS))
+    monkeypatch.delenv("KERBSIDE_ALLOW_INSECURE_KEYRING")
+    _enrol(profile_dir)
+    saved = json.loads((profile_dir / "profile.json").read_text())
+    assert saved["keyring_store"] == "secret-service" and "keyring_backend" not in saved
+    assert saved["format"] == 2
+
+    class UpgradedSecretService(MemoryKeyringBase, keyring.backend.KeyringBackend):
+        pass
+
+    moved = UpgradedSecretService()
+    moved.secrets.update(memory_keyring.secrets)
+    monkeypatch.setattr(
+        kr, "STORE_KINDS", {**kr.STORE_KINDS, kr.backend_name(moved): "secret-service"}
+    )
+    monkeypatch.setattr(kr, "TRUSTED_BACKENDS", frozenset(kr.STORE_KINDS))
+    keyring.set_keyring(moved)
+    unlock(profile_dir, "pc101", TEST_PIN).close()
+
+
+def test_format_1_profile_migrates_its_keyring_class_to_a_kind(profile_dir: Path) -> None:
+    _enrol(profile_dir)
+    path = profile_dir / "profile.json"
+    data = json.loads(path.read_text())
+    data["format"] = 1
+    data["keyring_backend"] = "keyring.backends.SecretService.Keyring"
+    del data["keyring_store"]
+    path.write_text(json.dumps(data))
+    assert Profile.load(profile_dir)._data["keyring_store"] == "secret-service"
+    data["keyring_backend"] = "keyring.backends.chainer.ChainerBackend"
+    path.write_text(json.dumps(data))
+    assert Profile.load(profile_dir)._data["keyring_store"] is None  # learnt at next unlock
+    unlock(profile_dir, "pc101", TEST_PIN).close()
+    saved = json.loads(path.read_text())
+    assert saved["format"] == 2
+    assert saved["keyring_store"] == "untrusted:app.security._keyring.MemoryKeyring"
+
+
+def test_a_newer_profile_format_says_to_update_the_app(profile_dir: Path) -> None:
+    _enrol(profile_dir)
+    path = profile_dir / "profile.json"
+    data = json.loads(path.read_text())
+    data["format"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"newer Kerbside.*update the app"):
+        Profile.load(profile_dir)
+
+
+def test_importing_the_app_registers_no_keyring_backend() -> None:
+    """A backend class defined at import joins keyring's automatic choice (issue 9)."""
+    code = (
+        "import importlib, pkgutil, keyring.backend, app, sync, app.cli\n"
+        "app.cli.build_parser()\n"
+        "for pkg in (app, sync):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "mods = {c.__module__ for c in keyring.backend.KeyringBackend._classes}\n"
+        "print(sorted(m for m in mods if not m.startswith('keyring.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("backend", [keyring.backends.fail.Keyring(), PlaintextKeyring()])
@@ -171,7 +256,7 @@ def test_insecure_keyring_is_refused_without_the_opt_in(
 ) -> None:
     monkeypatch.delenv("KERBSIDE_ALLOW_INSECURE_KEYRING")
     keyring.set_keyring(backend)
-    with pytest.raises(KeyringRefused, match="KERBSIDE_ALLOW_INSECURE_KEYRING"):
+    with pytest.raises(KeyringRefused, match="cannot protect the device secret"):
         check_backend()
     with pytest.raises(KeyringRefused):
         enrol(profile_dir, "pc101", TEST_PIN, kdf=TEST_KDF)
