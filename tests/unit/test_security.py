@@ -205,10 +205,17 @@ def test_profile_records_the_kind_of_store_not_the_class(
     unlock(profile_dir, "pc101", TEST_PIN).close()
 
 
-def test_format_1_profile_migrates_its_keyring_class_to_a_kind(profile_dir: Path) -> None:
+def test_format_1_profile_migrates_its_keyring_class_to_a_kind(
+    profile_dir: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """Format 1 as release 708b559 wrote it: a class name, no MAC, no generation."""
     _enrol(profile_dir)
     path = profile_dir / "profile.json"
     data = json.loads(path.read_text())
+    for field in ("mac", "generation"):
+        data.pop(field, None)
+    for key in [k for k in memory_keyring.secrets if k[1].startswith("profile-generation/")]:
+        del memory_keyring.secrets[key]
     data["format"] = 1
     data["keyring_backend"] = "keyring.backends.SecretService.Keyring"
     del data["keyring_store"]
