@@ -17,9 +17,8 @@ import keyring
 import keyring.backend
 import pytest
 
-from app.security import KdfParams, LockoutPolicy
-from app.security._keyring import MemoryKeyringBase
-from app.security._keyring import memory_keyring as make_memory_keyring
+from app.security import KdfParams, LockoutPolicy, MemoryKeyringBase
+from app.security import memory_keyring as make_memory_keyring
 from sync.reference import ReferenceConfig, ReferenceServer
 
 # Cheap Argon2 for speed in tests; production defaults are exercised in test_security.py.

@@ -117,8 +117,7 @@ def _gui(args: argparse.Namespace) -> int:
 # -- the demo environment ----------------------------------------------------------------------
 def use_demo_keyring() -> None:
     """Opt in to the in-memory keyring (demo and screenshots only)."""
-    from app.security import INSECURE_ENV
-    from app.security._keyring import memory_keyring
+    from app.security import INSECURE_ENV, memory_keyring
 
     os.environ[INSECURE_ENV] = "1"
     keyring.set_keyring(memory_keyring())

@@ -4,8 +4,10 @@ Imports nothing from store, services or ui."""
 from app.security._keyring import (
     INSECURE_ENV,
     TRUSTED_BACKENDS,
+    MemoryKeyringBase,
     check_backend,
     client_secret,
+    memory_keyring,
     store_client_secret,
 )
 from app.security._profile import (
@@ -24,11 +26,13 @@ __all__ = [
     "TRUSTED_BACKENDS",
     "KdfParams",
     "LockoutPolicy",
+    "MemoryKeyringBase",
     "Profile",
     "ServerSettings",
     "check_backend",
     "check_pin",
     "check_user_id",
     "client_secret",
+    "memory_keyring",
     "store_client_secret",
 ]

@@ -75,8 +75,7 @@ def start_server(patients: int, seed: int) -> tuple[mp.Process, str]:
 def tablet(base_url: str, workdir: Path) -> Any:
     import keyring
 
-    from app.security import KdfParams, ServerSettings, store_client_secret
-    from app.security._keyring import memory_keyring
+    from app.security import KdfParams, ServerSettings, memory_keyring, store_client_secret
     from app.services.session import enrol
 
     os.environ["KERBSIDE_ALLOW_INSECURE_KEYRING"] = "1"

@@ -94,8 +94,7 @@ def measure(profile_dir: Path, base_url: str, tick_ms: int) -> dict[str, Any]:
     import keyring
     from PySide6.QtCore import QTimer
 
-    from app.security import KdfParams, ServerSettings, store_client_secret
-    from app.security._keyring import memory_keyring
+    from app.security import KdfParams, ServerSettings, memory_keyring, store_client_secret
     from app.services.session import enrol
     from app.ui import theme
     from app.ui.app import create_application

@@ -20,8 +20,7 @@ from app.errors import (
     ProfileError,
     UnlockFailed,
 )
-from app.security import KdfParams, LockoutPolicy, Profile, check_backend
-from app.security._keyring import MemoryKeyringBase
+from app.security import KdfParams, LockoutPolicy, MemoryKeyringBase, Profile, check_backend
 from app.services.session import enrol, unlock
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN, MemoryKeyring
 
