@@ -61,7 +61,7 @@ from app.fhir import (
 from app.times import iso_instant
 
 if TYPE_CHECKING:
-    from app.services.encounters import EncounterInput, UnidentifiedPerson
+    from app.services._encounter_input import EncounterInput, UnidentifiedPerson
 
 UCUM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"

@@ -1,5 +1,11 @@
 """Recording a street-triage encounter offline: validation, the outbox, drafts, rejections.
 
+This module records and lists encounters and resolves rejections; it is also the one import for
+callers, re-exporting the parts that live beside it: the input types (`_encounter_input`),
+validation (`_encounter_rules`), the JSON input format (`_encounter_parse`), drafts
+(`_encounter_drafts`), the team setting (`_encounter_team`) and the FHIR mapping
+(`_encounter_fhir`).
+
 One validation serves the GUI form (`validate` on a typed `EncounterInput`, errors shown
 inline) and `kerbside record` (`parse_encounter_json` on the JSON input format documented in
 app/cli/_record_cmds.py, which then runs the same `validate`).
@@ -18,50 +24,59 @@ one transaction (SECURITY.md 17). Invalid input stores nothing.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 
 from app.errors import CacheExpired, InvalidInput
 from app.fhir import (
-    CONVEYANCE_CODES,
-    KNOWN_TO_SERVICES_CODES,
-    LOCATION_TYPES,
     OUTCOME_CODES,
-    PLACE_OF_SAFETY_CODES,
-    REFERRAL_CODES,
-    RESPONSE_MODES,
-    RISK_LEVELS,
-    RISK_TOPICS,
-    SEX_CODES,
     display_name_of,
 )
-from app.nhs_number import is_valid as nhs_number_is_valid
-from app.nhs_number import normalise as normalise_nhs_number
-from app.security import Profile
 from app.services import _encounter_fhir as fhir_out
-from app.services._encounter_fhir import FORM, FORM_ITEMS, FormItem, FormSection
+from app.services._encounter_drafts import (
+    Draft,
+    discard_draft,
+    load_drafts,
+    new_draft_id,
+    save_draft,
+)
+from app.services._encounter_fhir import FORM, FormItem, FormSection
+from app.services._encounter_input import (
+    KIND,
+    EncounterInput,
+    FieldError,
+    InvalidEncounter,
+    KnownPatient,
+    PatientByNhsNumber,
+    PatientChoice,
+    UnidentifiedPerson,
+)
+from app.services._encounter_parse import parse_encounter, parse_encounter_json
+from app.services._encounter_rules import (
+    CLOCK_SKEW,
+    MAX_APPARENT_AGE,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    _check,
+    validate,
+)
+from app.services._encounter_team import (
+    Team,
+    make_team,
+    set_team,
+    team_of,
+)
 from app.services.session import Session
 from app.store import OutboxRow
-from app.times import iso_instant, parse_instant
+from app.times import iso_instant
 
 log = logging.getLogger("kerbside.services")
 
-KIND = "encounter"  # outbox kind and draft kind
-CLOCK_SKEW = timedelta(minutes=5)  # tablets drift; an end this far ahead is still "now"
-MAX_DURATION = timedelta(hours=24)  # longer is almost surely a mistyped date
-MAX_APPARENT_AGE = 120
-ADULT_AGE = 18
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
-# Profile settings naming the officer's team (set at enrolment or by `kerbside set-team`).
-TEAM_SETTING = "team"
-TEAM_CODE_SETTING = "team_code"
-_ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")  # organisation (e.g. RXV) or site (e.g. RXV01) code
 
 # What the officer picks when discarding a rejected record (kept in the audit chain).
 DISCARD_REASONS: tuple[str, ...] = (
@@ -82,6 +97,10 @@ __all__ = [
     "CLOCK_SKEW",
     "DISCARD_REASONS",
     "FORM",
+    "KIND",
+    "MAX_APPARENT_AGE",
+    "OPTIONAL_FIELDS",
+    "REQUIRED_FIELDS",
     "Draft",
     "EncounterInput",
     "EncounterSummary",
@@ -91,6 +110,7 @@ __all__ = [
     "InvalidEncounter",
     "KnownPatient",
     "PatientByNhsNumber",
+    "PatientChoice",
     "RecordedEncounter",
     "Team",
     "UnidentifiedPerson",
@@ -111,449 +131,6 @@ __all__ = [
     "team_of",
     "validate",
 ]
-
-
-# -- input ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One problem with one field; `field` is the JSON name (dotted/indexed for nested ones)."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-class InvalidEncounter(InvalidInput):
-    """Refused input, with every problem found (the form shows them all at once)."""
-
-    def __init__(self, errors: Sequence[FieldError]) -> None:
-        self.errors = list(errors)
-        super().__init__("; ".join(str(e) for e in self.errors), field=self.errors[0].field)
-
-
-@dataclass(frozen=True, slots=True)
-class KnownPatient:
-    """A person picked from the cache (search result or record card)."""
-
-    patient_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class PatientByNhsNumber:
-    """A person given by NHS number: must be valid and match exactly one cached Patient."""
-
-    nhs_number: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnidentifiedPerson:
-    """Someone who cannot be identified: recorded by description as a provisional Patient."""
-
-    description: str
-    apparent_age: int
-    sex: str  # female | male | other | unknown
-    place_found: str | None = None
-
-
-PatientChoice = KnownPatient | PatientByNhsNumber | UnidentifiedPerson
-
-
-@dataclass(frozen=True, slots=True)
-class EncounterInput:
-    """One street-triage encounter as the form or the JSON gives it (DOMAIN.md field list).
-
-    Times are timezone-aware (stored as UTC). Optional fields left as None are not recorded
-    rather than defaulted: a clinical record should not claim what nobody entered. The one
-    default, `team`, is filled in by the callers (the form, `parse_encounter`) from the
-    profile's setting: it says who recorded the contact, not anything about the person.
-    """
-
-    patient: PatientChoice
-    start: datetime
-    end: datetime
-    location: str
-    police_incident_ref: str
-    presenting_situation: str
-    section_136: bool
-    outcome: str
-    narrative: str
-    location_type: str | None = None
-    response_mode: str | None = None
-    known_to_services: str | None = None
-    crisis_plan_consulted: bool | None = None
-    risk_to_self: str | None = None
-    risk_to_others: str | None = None
-    risk_from_others: str | None = None
-    health_professional_consulted: bool | None = None
-    consulted_with: str | None = None
-    place_of_safety: str | None = None
-    conveyance: str | None = None
-    referrals: tuple[str, ...] = ()
-    team: str | None = None
-
-
-REQUIRED_FIELDS = ("patient", *(i.link_id for i in FORM_ITEMS.values() if i.required))
-OPTIONAL_FIELDS = tuple(i.link_id for i in FORM_ITEMS.values() if not i.required)
-_S136_ONLY = tuple(i.link_id for i in FORM_ITEMS.values() if i.only_with_s136)
-_CODES: dict[str, Mapping[str, str] | Sequence[str]] = {
-    "response_mode": RESPONSE_MODES,
-    "location_type": LOCATION_TYPES,
-    "known_to_services": KNOWN_TO_SERVICES_CODES,
-    "outcome": OUTCOME_CODES,
-    "place_of_safety": PLACE_OF_SAFETY_CODES,
-    "conveyance": CONVEYANCE_CODES,
-    **dict.fromkeys(RISK_TOPICS, RISK_LEVELS),
-}
-
-
-def _name(key: object) -> str:
-    """A field name from outside, safe to echo in a message: short and printable."""
-    text = str(key)
-    if _PLAIN_NAME.fullmatch(text):
-        return text
-    return repr(text[:40]) if text.isprintable() else "(unprintable name)"
-
-
-def _parse_time(raw: str) -> datetime | None:
-    return parse_instant(raw, naive="reject")
-
-
-def _parse_patient(raw: Any, errors: list[FieldError]) -> PatientChoice | None:
-    if not isinstance(raw, dict) or len(raw) != 1:
-        errors.append(
-            FieldError(
-                "patient",
-                'must be one of {"id": ...}, {"nhs_number": ...} or {"unidentified": {...}}',
-            )
-        )
-        return None
-    ((key, value),) = raw.items()
-    if key in ("id", "nhs_number"):
-        if not isinstance(value, str):
-            errors.append(FieldError(f"patient.{key}", "must be a string"))
-            return None
-        return KnownPatient(value) if key == "id" else PatientByNhsNumber(value)
-    if key != "unidentified":
-        errors.append(FieldError(f"patient.{_name(key)}", "unknown field"))
-        return None
-    if not isinstance(value, dict):
-        errors.append(FieldError("patient.unidentified", "must be an object"))
-        return None
-    known = {"description", "apparent_age", "sex", "place_found"}
-    before = len(errors)
-    for extra in sorted(set(value) - known, key=str):
-        errors.append(FieldError(f"patient.unidentified.{_name(extra)}", "unknown field"))
-    for name in ("description", "apparent_age", "sex"):
-        if name not in value:
-            errors.append(FieldError(f"patient.unidentified.{name}", "is required"))
-    age = value.get("apparent_age")
-    if "apparent_age" in value and (not isinstance(age, int) or isinstance(age, bool)):
-        errors.append(FieldError("patient.unidentified.apparent_age", "must be a whole number"))
-    for name in ("description", "sex", "place_found"):
-        if value.get(name) is not None and not isinstance(value[name], str):
-            errors.append(FieldError(f"patient.unidentified.{name}", "must be a string"))
-    if len(errors) > before:
-        return None
-    return UnidentifiedPerson(
-        description=value["description"],
-        apparent_age=age,  # type: ignore[arg-type]
-        sex=value["sex"],
-        place_found=value.get("place_found"),
-    )
-
-
-def _parse_value(item: FormItem, raw: Any, errors: list[FieldError]) -> Any:
-    """Check the JSON type of one form field and convert it; values are checked by validate."""
-    name = item.link_id
-    if item.type == "dateTime":
-        when = _parse_time(raw) if isinstance(raw, str) else None
-        if when is None:
-            errors.append(
-                FieldError(name, "must be a date-time with a time zone, e.g. 2026-11-20T22:15:00Z")
-            )
-        return when
-    if item.type == "boolean":
-        if not isinstance(raw, bool):
-            errors.append(FieldError(name, "must be true or false"))
-        return raw
-    if item.repeats:
-        if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
-            errors.append(FieldError(name, "must be a list of codes"))
-            return ()
-        return tuple(raw)
-    if not isinstance(raw, str):
-        errors.append(FieldError(name, "must be a string"))
-    return raw
-
-
-def parse_encounter(
-    obj: Any, session: Session | None = None, *, now: datetime | None = None
-) -> tuple[EncounterInput | None, list[FieldError]]:
-    """Check a JSON object (the input format, or a form draft) and build the input from it.
-
-    Returns every error found. Field types are checked first; values and rules (the same
-    `validate` the form uses) only once every field has the right type. With a session, an
-    absent `team` is the profile's team (`null` or "" records none).
-    """
-    if not isinstance(obj, dict):
-        return None, [FieldError("encounter", "must be a JSON object")]
-    errors: list[FieldError] = []
-    for key in sorted(set(obj) - {*REQUIRED_FIELDS, *OPTIONAL_FIELDS}, key=str):
-        errors.append(FieldError(_name(key), "unknown field"))
-    for name in REQUIRED_FIELDS:
-        if name not in obj:
-            errors.append(FieldError(name, "is required"))
-    values: dict[str, Any] = {}
-    if "patient" in obj:
-        values["patient"] = _parse_patient(obj["patient"], errors)
-    for name, item in FORM_ITEMS.items():
-        if name in obj and not (obj[name] is None and not item.required):
-            values[name] = _parse_value(item, obj[name], errors)
-    if errors:
-        return None, errors
-    team = team_of(session.profile) if session is not None else None
-    if "team" not in obj and team is not None:
-        values["team"] = team.name
-    inp = EncounterInput(**values)
-    errors = validate(inp, session, now=now)
-    return (None, errors) if errors else (inp, [])
-
-
-def parse_encounter_json(
-    obj: Any, session: Session | None = None, *, now: datetime | None = None
-) -> EncounterInput:
-    """`parse_encounter`, raising InvalidEncounter (naming each bad field) on any error."""
-    inp, errors = parse_encounter(obj, session, now=now)
-    if errors:
-        raise InvalidEncounter(errors)
-    assert inp is not None
-    return inp
-
-
-# -- validation -------------------------------------------------------------------------------
-def validate(
-    inp: EncounterInput, session: Session | None = None, *, now: datetime | None = None
-) -> list[FieldError]:
-    """Every problem with `inp`, for the form to show inline; empty means it can be saved.
-
-    Without a session the checks that need the cache (the person exists; their age for the
-    police-station rule) are skipped; `record` always runs them.
-    """
-    return _check(inp, session, now or datetime.now(UTC))[0]
-
-
-def _check(
-    inp: EncounterInput, session: Session | None, now: datetime
-) -> tuple[list[FieldError], str | None]:
-    """(errors, the cached Patient id the record is about or None for a provisional one)."""
-    errors: list[FieldError] = []
-    _check_times(inp, now, errors)
-    for name in ("location", "police_incident_ref", "presenting_situation"):
-        _check_text(name, getattr(inp, name), errors, required=True)
-    for name in ("narrative", "consulted_with", "team"):
-        _check_text(name, getattr(inp, name), errors, required=False)
-    for name, allowed in _CODES.items():
-        value = getattr(inp, name)
-        if value is not None and value not in allowed:
-            errors.append(FieldError(name, f"must be one of: {', '.join(allowed)}"))
-    for name in ("section_136", "crisis_plan_consulted", "health_professional_consulted"):
-        value = getattr(inp, name)
-        if value is not None and not isinstance(value, bool):
-            errors.append(FieldError(name, "must be true or false"))
-    for index, code in enumerate(inp.referrals):
-        if code not in REFERRAL_CODES:
-            errors.append(
-                FieldError(f"referrals[{index}]", f"must be one of: {', '.join(REFERRAL_CODES)}")
-            )
-        elif code in inp.referrals[:index]:
-            errors.append(FieldError(f"referrals[{index}]", "is listed twice"))
-    _check_section_136(inp, errors)
-    patient_id, age = _check_patient(inp, session, now, errors)
-    if inp.section_136 and inp.place_of_safety == "police-station" and age is not None:
-        if age < ADULT_AGE:
-            errors.append(
-                FieldError(
-                    "place_of_safety",
-                    "a police station is never a place of safety for a person under 18",
-                )
-            )
-    return errors, patient_id
-
-
-def _check_times(inp: EncounterInput, now: datetime, errors: list[FieldError]) -> None:
-    aware = True
-    for name in ("start", "end"):
-        value = getattr(inp, name)
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            errors.append(FieldError(name, "must be a date-time with a time zone"))
-            aware = False
-    if not aware:
-        return
-    if inp.end <= inp.start:
-        errors.append(FieldError("end", "must be after start"))
-    elif inp.end - inp.start > MAX_DURATION:
-        errors.append(FieldError("end", "is more than 24 hours after start"))
-    for name in ("start", "end"):
-        if getattr(inp, name) > now + CLOCK_SKEW:
-            errors.append(FieldError(name, "is in the future"))
-
-
-def _check_text(name: str, value: Any, errors: list[FieldError], *, required: bool) -> None:
-    if value is None and not required:
-        return
-    if not isinstance(value, str):
-        errors.append(FieldError(name, "must be text"))
-        return
-    if required and not value.strip():
-        errors.append(FieldError(name, "must not be empty"))
-    limit = FORM_ITEMS[name].max_length
-    if limit and len(value) > limit:
-        errors.append(FieldError(name, f"is longer than {limit} characters"))
-
-
-def _check_section_136(inp: EncounterInput, errors: list[FieldError]) -> None:
-    if not inp.section_136:
-        for name in _S136_ONLY:
-            if getattr(inp, name) is not None:
-                errors.append(FieldError(name, "is recorded only when section 136 is used"))
-        if inp.outcome == "s136-place-of-safety":
-            errors.append(
-                FieldError(
-                    "outcome", "cannot be a section 136 outcome when section 136 is not used"
-                )
-            )
-        return
-    if inp.location_type is None:
-        errors.append(FieldError("location_type", "is required when section 136 is used"))
-    elif inp.location_type == "dwelling":
-        errors.append(
-            FieldError(
-                "section_136",
-                "section 136 cannot be used in a dwelling (Mental Health Act 1983 s136(1))",
-            )
-        )
-    for name in ("health_professional_consulted", "place_of_safety", "conveyance"):
-        if getattr(inp, name) is None:
-            errors.append(FieldError(name, "is required when section 136 is used"))
-    if inp.consulted_with is not None and inp.health_professional_consulted is False:
-        errors.append(
-            FieldError(
-                "consulted_with", "is recorded only when a health professional was consulted"
-            )
-        )
-
-
-def _check_patient(
-    inp: EncounterInput, session: Session | None, now: datetime, errors: list[FieldError]
-) -> tuple[str | None, int | None]:
-    """(cached Patient id, age in whole years if known) for the person the record is about."""
-    person = inp.patient
-    if isinstance(person, UnidentifiedPerson):
-        before = len(errors)
-        _check_text_field("patient.unidentified.description", person.description, 1000, errors)
-        age = person.apparent_age
-        if not isinstance(age, int) or isinstance(age, bool) or not 0 <= age <= MAX_APPARENT_AGE:
-            errors.append(
-                FieldError(
-                    "patient.unidentified.apparent_age",
-                    f"must be a whole number from 0 to {MAX_APPARENT_AGE}",
-                )
-            )
-        if person.sex not in SEX_CODES:
-            errors.append(
-                FieldError("patient.unidentified.sex", f"must be one of: {', '.join(SEX_CODES)}")
-            )
-        if person.place_found is not None:
-            _check_text_field(
-                "patient.unidentified.place_found", person.place_found, 500, errors, required=False
-            )
-        return None, age if len(errors) == before else None
-    if isinstance(person, PatientByNhsNumber):
-        if not isinstance(person.nhs_number, str) or not nhs_number_is_valid(person.nhs_number):
-            errors.append(
-                FieldError(
-                    "patient.nhs_number",
-                    "is not a valid NHS number (10 digits with a correct check digit)",
-                )
-            )
-            return None, None
-        if session is None:
-            return None, None
-        digits = normalise_nhs_number(person.nhs_number)
-        ids = session.store.patient_ids_with_nhs_number(digits)
-        if not ids:
-            errors.append(
-                FieldError(
-                    "patient.nhs_number",
-                    "matches no person in this "
-                    "device's cache; search for them or record them as "
-                    "unidentified",
-                )
-            )
-            return None, None
-        if len(ids) > 1:
-            errors.append(
-                FieldError(
-                    "patient.nhs_number",
-                    "matches more than one cached person; pick the person from search instead",
-                )
-            )
-            return None, None
-        patient_id = ids[0]
-    elif isinstance(person, KnownPatient):
-        patient_id = person.patient_id
-        if not isinstance(patient_id, str) or not patient_id.strip():
-            errors.append(FieldError("patient.id", "must not be empty"))
-            return None, None
-        if session is None:
-            return None, None
-    else:
-        errors.append(FieldError("patient", "must be a known, NHS-numbered or unidentified person"))
-        return None, None
-    patient = session.store.get_resource("Patient", patient_id)
-    if patient is None:
-        errors.append(FieldError("patient.id", "matches no person in this device's cache"))
-        return None, None
-    return patient_id, _youngest_age(patient.get("birthDate"), inp.start)
-
-
-def _check_text_field(
-    name: str, value: Any, limit: int, errors: list[FieldError], *, required: bool = True
-) -> None:
-    if not isinstance(value, str):
-        errors.append(FieldError(name, "must be text"))
-    elif required and not value.strip():
-        errors.append(FieldError(name, "must not be empty"))
-    elif len(value) > limit:
-        errors.append(FieldError(name, f"is longer than {limit} characters"))
-
-
-def _youngest_age(birth_date: Any, on: datetime) -> int | None:
-    """Age in whole years on `on`, taking the latest day a partial birth date allows.
-
-    `1990` or `1990-05` could be a birthday late in that year or month; the police-station rule
-    protects children, so a partial date counts as the youngest the person could be.
-    """
-    if not isinstance(birth_date, str):
-        return None
-    parts = birth_date.split("-")
-    try:
-        year = int(parts[0])
-        month = int(parts[1]) if len(parts) > 1 else 12
-        day = int(parts[2][:2]) if len(parts) > 2 else 0
-        if day == 0:
-            following = date(year + month // 12, month % 12 + 1, 1)
-            born = following - timedelta(days=1)
-        else:
-            born = date(year, month, day)
-    except (ValueError, IndexError):
-        return None
-    when = on.astimezone(UTC).date() if isinstance(on, datetime) and on.tzinfo else None
-    if when is None:
-        return None
-    return when.year - born.year - ((when.month, when.day) < (born.month, born.day))
 
 
 # -- recording --------------------------------------------------------------------------------
@@ -816,89 +393,3 @@ def resolve_rejected(
     else:
         raise InvalidInput("the action must be retry or discard", field="action")
     log.info("rejected encounter %s resolved: %s", client_id, action)
-
-
-# -- the officer's team (a profile setting; the default for every record) -------------------
-@dataclass(frozen=True, slots=True)
-class Team:
-    """The street-triage team this device records for; `code` is its ODS code, if known."""
-
-    name: str
-    code: str | None = None
-
-
-def team_of(profile: Profile) -> Team | None:
-    """The profile's team, or None if none was set (records then name no team)."""
-    settings = profile.settings
-    name = settings.get(TEAM_SETTING)
-    if not isinstance(name, str) or not name.strip():
-        return None
-    code = settings.get(TEAM_CODE_SETTING)
-    return Team(name.strip(), code if isinstance(code, str) and code else None)
-
-
-def make_team(name: str, code: str | None = None) -> Team:
-    """A team as the officer typed it, checked: one line of at most the form's `team` length,
-    and an ODS-shaped code (upper-cased) if any. Messages never echo the value."""
-    limit = FORM_ITEMS["team"].max_length or 0
-    name = name.strip()
-    if not name:
-        raise InvalidInput("the team name must not be empty", field=TEAM_SETTING)
-    if len(name) > limit:
-        raise InvalidInput(f"the team name is longer than {limit} characters", field=TEAM_SETTING)
-    if not name.isprintable():
-        raise InvalidInput("the team name must be one line of text", field=TEAM_SETTING)
-    if code is not None:
-        code = code.strip().upper()
-        if not _ODS_CODE.fullmatch(code):
-            raise InvalidInput(
-                "the team code must be an ODS code: 3 to 10 letters and digits, e.g. RXV",
-                field=TEAM_CODE_SETTING,
-            )
-    return Team(name, code)
-
-
-def set_team(profile: Profile, team: Team | None) -> None:
-    """Make `team` (from `make_team`; None: no team) the default for new records.
-
-    Name and code are replaced together: a code left over from the previous team would
-    identify the wrong organisation on every later record.
-    """
-    name, code = (team.name, team.code) if team is not None else (None, None)
-    profile.update_settings(**{TEAM_SETTING: name, TEAM_CODE_SETTING: code})
-
-
-# -- drafts (the form autosaves; a crash restores them) ---------------------------------------
-@dataclass(frozen=True, slots=True)
-class Draft:
-    draft_id: str
-    updated_at: str  # UTC instant
-    data: dict[str, Any] = field(default_factory=dict)  # partial JSON input shape
-
-
-def new_draft_id() -> str:
-    return str(uuid.uuid4())
-
-
-def save_draft(session: Session, draft_id: str, partial: Mapping[str, Any]) -> None:
-    """Autosave a half-filled form (the JSON input shape; anything may be missing)."""
-    if not isinstance(draft_id, str) or not 0 < len(draft_id) <= 64:
-        raise InvalidInput("a draft id is 1-64 characters", field="draft_id")
-    if not isinstance(partial, Mapping):
-        raise InvalidInput("a draft is an object of form fields", field="draft")
-    body = orjson.dumps(dict(partial), option=orjson.OPT_UTC_Z)
-    session.store.save_draft(draft_id, KIND, session.user_id, body)
-
-
-def load_drafts(session: Session) -> list[Draft]:
-    """This user's encounter drafts, most recently saved first."""
-    drafts = [
-        Draft(draft_id, updated_at, orjson.loads(body))
-        for draft_id, kind, _, body, updated_at in session.store.drafts(session.user_id)
-        if kind == KIND
-    ]
-    return sorted(drafts, key=lambda d: d.updated_at, reverse=True)
-
-
-def discard_draft(session: Session, draft_id: str) -> None:
-    session.store.delete_draft(draft_id)

@@ -28,7 +28,7 @@ from app.fhir import (
     RECORD_STATUS_SYSTEM,
     STREET_TRIAGE_QUESTIONNAIRE,
 )
-from app.services import encounters
+from app.services import _encounter_rules, encounters
 from app.services._encounter_fhir import build_transaction, encounter_of, questionnaire_resource
 from app.services.encounters import (
     EncounterInput,
@@ -533,7 +533,7 @@ def test_police_station_refused_for_a_cached_child(cohort_session: Session) -> N
 def test_partial_birth_dates_count_as_the_youngest_possible(
     birth_date: str, under_18: bool | None
 ) -> None:
-    age = encounters._youngest_age(birth_date, datetime(2026, 11, 20, 22, tzinfo=UTC))
+    age = _encounter_rules._youngest_age(birth_date, datetime(2026, 11, 20, 22, tzinfo=UTC))
     assert (age is None) if under_18 is None else ((age < 18) == under_18)
 
 
