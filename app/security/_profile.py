@@ -111,16 +111,37 @@ class ServerSettings:
     ca_bundle: str | None = None
 
 
-def check_pin(pin: str) -> None:
-    """Refuse PINs an observer would guess first (NIST 800-63B blocklist idea, kept small)."""
-    if len(pin) < 6:
-        raise InvalidInput("the PIN must have at least 6 characters", field="pin")
+MIN_PIN_LENGTH = 6
+MAX_PIN_LENGTH = 16  # the unlock pad's limit
+MIN_PIN_SETTING = "min_pin_length"  # the centre's policy may ask for longer PINs
+
+
+def check_pin(pin: str, *, min_length: int = MIN_PIN_LENGTH) -> None:
+    """Refuse PINs an observer or a guesser would try first (NCSC device guidance; NIST
+    800-63B's blocklist idea). Six digits is the floor; the centre's policy may raise it.
+
+    Refused: fewer digits than the minimum, anything but digits (the tablet's pad has only
+    digits, so a PIN set from the CLI must be typeable there), runs with a constant step even
+    across 9->0 (123456, 987654, 135791, 890123), a repeated block (111111, 121212, 123123)
+    and doubled digits (112233).
+    """
+    minimum = max(MIN_PIN_LENGTH, min_length)
+    if not pin.isascii() or not pin.isdigit():
+        raise InvalidInput("the PIN must be digits only", field="pin")
+    if len(pin) < minimum:
+        raise InvalidInput(f"the PIN must have at least {minimum} digits", field="pin")
+    if len(pin) > MAX_PIN_LENGTH:
+        raise InvalidInput(f"the PIN must have at most {MAX_PIN_LENGTH} digits", field="pin")
     if len(set(pin)) == 1:
-        raise InvalidInput("the PIN must not repeat one character", field="pin")
-    if pin.isdigit():
-        steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
-        if steps in ({1}, {-1}):
-            raise InvalidInput("the PIN must not be a run of digits like 123456", field="pin")
+        raise InvalidInput("the PIN must not repeat one digit", field="pin")
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(pin)}
+    if len(steps) == 1:
+        raise InvalidInput("the PIN must not be a run of digits like 123456", field="pin")
+    for size in range(2, len(pin) // 2 + 1):
+        if len(pin) % size == 0 and pin == pin[:size] * (len(pin) // size):
+            raise InvalidInput("the PIN must not repeat a pattern like 121212", field="pin")
+    if len(pin) % 2 == 0 and pin[0::2] == pin[1::2]:
+        raise InvalidInput("the PIN must not double each digit like 112233", field="pin")
 
 
 def check_user_id(user_id: str) -> None:
@@ -258,6 +279,15 @@ class Profile:
     def settings(self) -> dict[str, Any]:
         """Non-secret preferences and centre policy (night mode, idle lock, cache TTL)."""
         return dict(self._data.get("settings", {}))
+
+    @property
+    def min_pin_length(self) -> int:
+        """The centre's minimum (device policy or site configuration), never below six."""
+        value = self._data.get("settings", {}).get(MIN_PIN_SETTING, MIN_PIN_LENGTH)
+        try:
+            return max(MIN_PIN_LENGTH, int(value))
+        except (TypeError, ValueError):
+            return MIN_PIN_LENGTH
 
     @property
     def generation(self) -> int:
@@ -536,8 +566,8 @@ class Profile:
 
     def add_user(self, by_user: str, by_pin: str, new_user: str, new_pin: str) -> None:
         check_user_id(new_user)
-        check_pin(new_pin)
         with self._locked():
+            check_pin(new_pin, min_length=self.min_pin_length)
             if new_user in self._data["users"]:
                 raise ProfileError("that user is already enrolled on this profile")
             data_key = self.unlock(by_user, by_pin)
@@ -547,8 +577,8 @@ class Profile:
             self._save()
 
     def change_pin(self, user_id: str, old_pin: str, new_pin: str) -> None:
-        check_pin(new_pin)
         with self._locked():
+            check_pin(new_pin, min_length=self.min_pin_length)
             data_key = self.unlock(user_id, old_pin)
             self._data["users"][user_id] = self._wrap(
                 user_id, new_pin, data_key, self._device_secret()

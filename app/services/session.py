@@ -31,12 +31,14 @@ class Session:
     profile: Profile
     user_id: str
     store: Store
-    _data_key: bytes = field(repr=False)
+    _data_key: bytes | None = field(repr=False)
     _marker: Path | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False, compare=False)
 
     def open_store(self) -> Store:
         """A second connection to the same cache, for use on another thread."""
+        if self._data_key is None:
+            raise ProfileError("the app is locked: unlock it to use the cache")
         return Store.open(self.profile.cache_path, self._data_key)
 
     @property
@@ -44,9 +46,36 @@ class Session:
         """True once `close` ran (a wipe or a lock closes the session under the screens)."""
         return self._closed
 
+    # -- locked means locked (SECURITY.md 30) ------------------------------------------------
+    @property
+    def is_locked(self) -> bool:
+        return self._data_key is None
+
+    def lock(self) -> None:
+        """Close the cache and drop the data key; `resume` needs a key derived from a PIN again.
+
+        While the app shows its lock screen nothing in this process can read the cache: the
+        connection (and SQLCipher's copy of the key inside it) is closed and our reference to
+        the key is gone. Python cannot scrub an immutable `bytes`, so the promise is "no live
+        reference", not "zeroed memory"; the closed SQLCipher connection does zero its own.
+        """
+        if self._data_key is None:
+            return
+        self.store.close()
+        self._data_key = None
+
+    def resume(self, data_key: bytes) -> None:
+        """Reopen the cache with a key from `derive_key` after the user proved their PIN."""
+        if self._data_key is not None:
+            return
+        self.store = Store.open(self.profile.cache_path, data_key)
+        self._data_key = data_key
+
     def close(self) -> None:
         self._closed = True
-        self.store.close()
+        if self._data_key is not None:
+            self.store.close()
+        self._data_key = None
         if self._marker is not None:
             self._marker.unlink(missing_ok=True)
             self._marker = None

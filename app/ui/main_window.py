@@ -365,6 +365,10 @@ class MainWindow(QMainWindow):
         self.unlock_view.relock(self.session.user_id if self.session else "")
         self.repaint()  # the task switcher may capture the window right after this
         self._stop_sync_controller()  # after the screen is clear: it may wait for a request
+        if self.session is not None:
+            self._runner.finish_writes()  # the draft the hidden form just handed over
+            self.search_view.set_session(None)  # its index of names goes with the connection
+            self.session.lock()  # cache closed, data key dropped (SECURITY.md 30)
         self._show_sync_summary()
         self.locked.emit()
 
@@ -385,7 +389,16 @@ class MainWindow(QMainWindow):
         self._enter_workspace()
         self.session_opened.emit(session)
 
-    def _on_resumed(self) -> None:
+    def _on_resumed(self, data_key: bytes) -> None:
+        if self.session is not None:
+            try:
+                self.session.resume(data_key)
+            except Exception as exc:
+                self._runner.report(exc)
+                self._close_session()
+                self.unlock_view.fresh()
+                return
+            self.search_view.set_session(self.session)
         self._check_fresh()
         if self.session is not None:
             self._start_sync_controller(self.session)
@@ -532,8 +545,10 @@ class MainWindow(QMainWindow):
         self.set_sync_summary(text)
 
     def _last_sync_text(self) -> str:
-        """HH:MM (Europe/London) of the last successful sync, or "" when never."""
-        when = self.session.last_sync() if self.session is not None else None
+        """HH:MM (Europe/London) of the last successful sync, or "" when never (or locked)."""
+        if self.session is None or self.session.is_locked:
+            return ""
+        when = self.session.last_sync()
         return "" if when is None else clock_text(when)
 
     def set_sync_summary(self, text: str) -> None:

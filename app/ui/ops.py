@@ -145,6 +145,11 @@ class Runner(QObject):
             QApplication.processEvents()
         return True
 
+    def finish_writes(self, timeout_ms: int = 10_000) -> bool:
+        """Let queued and running cache writes (a draft kept on hide) finish before the lock
+        closes the cache; their callbacks run later on the main thread as usual."""
+        return bool(self._db_pool.waitForDone(timeout_ms))
+
     def shutdown(self, timeout_ms: int = 10_000) -> None:
         """Stop taking work and wait for running jobs; queued callbacks are dropped."""
         self._pool.clear()

@@ -40,7 +40,7 @@ MAX_PIN_LENGTH = 16
 
 class UnlockView(QWidget):
     unlocked = Signal(object)  # a new Session
-    resumed = Signal()  # the locked session's user proved their PIN again
+    resumed = Signal(bytes)  # the locked session's user proved their PIN again: the data key
     wiped = Signal()  # the cache has been wiped (shown here; the window drops any session)
     first_painted = Signal()
 
@@ -271,7 +271,7 @@ class UnlockView(QWidget):
         if resume:
             self._relock_user = None
             self._set_status("", None)
-            self.resumed.emit()
+            self.resumed.emit(data_key)
             return
         try:
             session = open_session(profile, user, data_key)

@@ -198,8 +198,9 @@ def test_lock_keeps_the_draft_and_stops_sync_until_the_same_user_returns(
     window.test_runner.wait_until_idle(5_000)
     from app.services.encounters import load_drafts
 
-    assert [d.draft_id for d in load_drafts(window.session)] == [form.draft_id()]
+    assert window.session is not None and window.session.is_locked  # cache closed while locked
     unlock(qtbot, window)
+    assert [d.draft_id for d in load_drafts(window.session)] == [form.draft_id()]
     assert window.encounter_form is form and window.current_page() == "encounter"
     assert form.description.toPlainText() == "Tall, grey hoodie"
     assert window.sync_controller is not None and window.sync_controller is not first
