@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	packaging/linux/qt-runtime-deps.sh
+	packaging/linux/keychain-test-deps.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
 lint: $(STAMP)

@@ -1,0 +1,160 @@
+"""Enrol and unlock against a real Secret Service, as on a Linux tablet: gnome-keyring-daemon
+in its own D-Bus session, unlocked with a throwaway password, and `kerbside` as separate
+processes with keyring's automatic backend choice (no PYTHON_KEYRING_BACKEND, no insecure
+opt-in). Issue 9: the suite could not see that a real keychain was refused, because every
+other test hands the product an in-memory keyring.
+
+Needs gnome-keyring, dbus-daemon and libsecret-tools (Debian);
+packaging/linux/keychain-test-deps.sh installs them and `make test` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_PIN
+
+THROWAWAY_PASSWORD = "kerbside-test-keyring"  # the test keychain's login password; synthetic
+TOOLS = ("dbus-run-session", "dbus-send", "gnome-keyring-daemon", "secret-tool")
+KERBSIDE = str(Path(sys.executable).with_name("kerbside"))
+
+# Start the bus's keyring, wait until it owns the Secret Service name, print the bus address,
+# then hold the session open until the test closes our stdin.
+SESSION = r"""
+set -eu
+printf '%s' "$KEYCHAIN_PASSWORD" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+owned() {
+  dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets | grep -q 'boolean true'
+}
+tries=0
+until owned; do
+  tries=$((tries + 1)); [ "$tries" -lt 200 ] || { echo "no Secret Service" >&2; exit 1; }
+  sleep 0.05
+done
+echo "$DBUS_SESSION_BUS_ADDRESS"
+cat >/dev/null
+"""
+
+
+@pytest.fixture
+def keychain(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a process in a desktop session whose keychain is unlocked."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(
+            f"no {', '.join(missing)}: run packaging/linux/keychain-test-deps.sh "
+            "(gnome-keyring, dbus-daemon, libsecret-tools)"
+        )
+    home = tmp_path / "home"
+    runtime = tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir(mode=0o700)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTHON_KEYRING", "KERBSIDE_", "DBUS_", "XDG_"))
+    }
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_RUNTIME_DIR": str(runtime),
+        }
+    )
+    session = subprocess.Popen(
+        [str(shutil.which("dbus-run-session")), "--", "bash", "-c", SESSION],
+        env={**env, "KEYCHAIN_PASSWORD": THROWAWAY_PASSWORD},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert session.stdout is not None and session.stdin is not None
+        address = session.stdout.readline().strip()
+        if not address:
+            session.wait(timeout=30)
+            pytest.fail(f"the D-Bus session did not start: {session.stderr.read()}")  # type: ignore[union-attr]
+        yield {**env, "DBUS_SESSION_BUS_ADDRESS": address}
+    finally:
+        if session.stdin is not None:
+            session.stdin.close()
+        try:
+            session.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            session.kill()
+            session.wait()
+
+
+def kerbside(args: list[str], stdin: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KERBSIDE, *args], input=stdin, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def a_patient(cohort_dir: Path) -> dict[str, object]:
+    with (cohort_dir / "Patient.ndjson").open(encoding="utf-8") as lines:
+        return dict(json.loads(next(lines)))
+
+
+def test_enrol_import_and_search_with_gnome_keyring(
+    keychain: dict[str, str], tmp_path: Path, cohort_dir: Path
+) -> None:
+    profile = tmp_path / "profile"
+    who = ["--profile", str(profile), "--user", "pc101", "--pin-stdin"]
+
+    done = kerbside(["enrol", *who], f"{TEST_PIN}\n", keychain)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((profile / "profile.json").read_text(encoding="utf-8"))
+    assert saved["keyring_store"] == "secret-service"
+
+    # The device secret is in the Secret Service itself (not a file keyring beside it).
+    account = f"device-secret/{saved['profile_id']}"
+    stored = subprocess.run(
+        [str(shutil.which("secret-tool")), "lookup", "service", "kerbside", "username", account],
+        env=keychain,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert len(stored.stdout.strip()) == 64, stored.stderr
+
+    done = kerbside(["import", *who, str(cohort_dir)], f"{TEST_PIN}\n", keychain)
+    assert done.returncode == 0, done.stderr
+    patient = a_patient(cohort_dir)
+    family = patient["name"][0]["family"]  # type: ignore[index]
+    done = kerbside(["search", *who, "--json", "--limit", "50", family], f"{TEST_PIN}\n", keychain)
+    assert done.returncode == 0, done.stderr
+    assert patient["id"] in [hit["id"] for hit in json.loads(done.stdout)]
+
+    done = kerbside(["search", *who, family], "135792\n", keychain)  # a wrong PIN
+    assert done.returncode == 1 and "wrong user or PIN" in done.stderr
+
+
+def test_without_a_keychain_enrol_is_refused_in_one_line(
+    keychain: dict[str, str], tmp_path: Path
+) -> None:
+    """With no session bus the automatic choice has no keychain: refused, nothing created."""
+    env = {k: v for k, v in keychain.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={tmp_path / 'no-bus'}"
+    profile = tmp_path / "profile"
+    done = kerbside(
+        ["enrol", "--profile", str(profile), "--user", "pc101", "--pin-stdin"],
+        f"{TEST_PIN}\n",
+        env,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "cannot protect the device secret" in done.stderr
+    assert "KERBSIDE_ALLOW_INSECURE_KEYRING" not in done.stderr
+    assert not (profile / "cache.db").exists()
