@@ -276,6 +276,32 @@ class SectionCard(QFrame):
         return lab
 
 
+def _toggles(
+    owner: QWidget,
+    options: Sequence[tuple[Any, str]],
+    accessible_name: str,
+    spacing: int,
+    *,
+    exclusive: bool = True,
+) -> tuple[QGridLayout, QButtonGroup, list[QPushButton]]:
+    """The parts every choice control shares: a grid on `owner`, a button group (exclusive for
+    one-of-a-few), and one checkable big toggle per (value, text) option, named for screen
+    readers as "<control>: <option>". The caller places the buttons and wires the signals."""
+    owner.setAccessibleName(accessible_name)
+    grid = QGridLayout(owner)
+    grid.setContentsMargins(0, 0, 0, 0)
+    grid.setSpacing(spacing)
+    group = QButtonGroup(owner)
+    group.setExclusive(exclusive)
+    buttons: list[QPushButton] = []
+    for index, (_value, text) in enumerate(options):
+        button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
+        button.setCheckable(True)
+        group.addButton(button, index)
+        buttons.append(button)
+    return grid, group, buttons
+
+
 class ToggleGroup(QWidget):
     """Exclusive big toggles (a segmented control); `changed` carries the chosen value.
     Options are (value, text) pairs, as `SegmentedChoice` takes them; the first starts chosen."""
@@ -291,21 +317,10 @@ class ToggleGroup(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.setAccessibleName(accessible_name)
-        grid = QGridLayout(self)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(6)
+        grid, self._group, self.buttons = _toggles(self, options, accessible_name, 6)
+        self._values: list[object] = [value for value, _ in options]
         per_row = columns or len(options) or 1
-        self._group = QButtonGroup(self)
-        self._group.setExclusive(True)
-        self._values: list[object] = []
-        self.buttons: list[QPushButton] = []
-        for index, (value, text) in enumerate(options):
-            button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
-            button.setCheckable(True)
-            self._group.addButton(button, index)
-            self._values.append(value)
-            self.buttons.append(button)
+        for index, button in enumerate(self.buttons):
             grid.addWidget(button, index // per_row, index % per_row)
         if self.buttons:
             self.buttons[0].setChecked(True)
@@ -348,20 +363,11 @@ class SegmentedChoice(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.setAccessibleName(accessible_name)
-        self._grid = QGridLayout(self)
-        self._grid.setContentsMargins(0, 0, 0, 0)
-        self._grid.setSpacing(8)
-        self._group = QButtonGroup(self)
-        self._group.setExclusive(True)
+        self._grid, self._group, buttons = _toggles(self, options, accessible_name, 8)
         self._values = [value for value, _ in options]
-        self._buttons: dict[str, QPushButton] = {}
-        for index, (value, text) in enumerate(options):
-            button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
-            button.setCheckable(True)
+        self._buttons: dict[str, QPushButton] = dict(zip(self._values, buttons, strict=True))
+        for button in buttons:
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-            self._group.addButton(button, index)
-            self._buttons[value] = button
         self._columns = columns or len(options)
         self._place()
         self._group.idClicked.connect(lambda i: self.changed.emit(self._values[i]))
@@ -416,15 +422,10 @@ class ChipSelect(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.setAccessibleName(accessible_name)
-        self._grid = QGridLayout(self)
-        self._grid.setContentsMargins(0, 0, 0, 0)
-        self._grid.setSpacing(8)
+        self._grid, _, buttons = _toggles(self, options, accessible_name, 8, exclusive=False)
         self._texts = dict(options)
         self._buttons: dict[str, QPushButton] = {}
-        for value, text in options:
-            button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
-            button.setCheckable(True)
+        for (value, _text), button in zip(options, buttons, strict=True):
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             button.toggled.connect(lambda _on, v=value: self._relabel(v))
             button.clicked.connect(lambda _=False: self.changed.emit(self.values()))
