@@ -1,7 +1,7 @@
 """The street-triage form and the FHIR R4 transaction Bundle a recorded encounter travels in.
 
 `FORM` is the one definition of the form: the Questionnaire in
-`resources/questionnaire-street-triage.json` is generated from it (a test keeps them equal),
+`app/resources/questionnaire-street-triage.json` is generated from it (a test keeps them equal),
 the QuestionnaireResponse mirrors it, and its link ids are the field names of the JSON input
 format, so a payload reads back into the same dict the form and `kerbside record` take.
 
@@ -158,7 +158,7 @@ FORM_ITEMS: dict[str, FormItem] = {item.link_id: item for s in FORM for item in 
 
 
 def questionnaire_resource() -> dict[str, Any]:
-    """The Questionnaire the QuestionnaireResponse points at (kept in resources/ as JSON)."""
+    """The Questionnaire the QuestionnaireResponse points at (kept in app/resources/ as JSON)."""
 
     def item_json(item: FormItem) -> dict[str, Any]:
         out: dict[str, Any] = {"linkId": item.link_id, "text": item.text, "type": item.type}

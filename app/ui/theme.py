@@ -1,4 +1,4 @@
-"""Day and night themes: one style-sheet template (`resources/theme.qss`), two palettes.
+"""Day and night themes: one style-sheet template (`app/resources/theme.qss`), two palettes.
 
 Why one template: the two modes must never drift apart in sizes or layout, only in colour.
 Sizes are for gloved fingers and tired eyes at night: touch targets at least 48 px, body text
@@ -10,7 +10,7 @@ violet instead of pure red, each with an icon shape and text so they read withou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources import files
 from string import Template
 
 from PySide6.QtGui import QColor, QFont, QPalette
@@ -19,8 +19,9 @@ from PySide6.QtWidgets import QApplication
 DAY = "day"
 NIGHT = "night"
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-TEMPLATE = RESOURCES / "theme.qss"
+# Read through importlib.resources, not a path next to the source tree: the same call works
+# from the checkout, an installed wheel and the PyInstaller bundle.
+TEMPLATE = files("app") / "resources" / "theme.qss"
 
 BODY_PT = 16
 MIN_TARGET_PX = 48

@@ -441,7 +441,7 @@ def test_an_unidentified_person_gets_a_provisional_patient_without_made_up_facts
 
 
 def test_the_questionnaire_file_is_the_form_definition() -> None:
-    on_disk = json.loads((ROOT / "resources/questionnaire-street-triage.json").read_text())
+    on_disk = json.loads((ROOT / "app/resources/questionnaire-street-triage.json").read_text())
     assert on_disk == questionnaire_resource()
     _model("Questionnaire").model_validate(on_disk)
     link_ids = {i["linkId"] for g in on_disk["item"] for i in g["item"]}
