@@ -23,6 +23,20 @@ _COMMAND_MODULES = (
     "app.cli._gui",
 )
 
+# What the demo, the cohort generator and the reference server need beyond the app. The tablet
+# build (packaging/kerbside.spec) leaves these out; so may an install without the extras.
+_OPTIONAL_MODULES = ("faker", "starlette", "uvicorn", "app.synthetic", "sync.reference")
+NOT_IN_THIS_BUILD = (
+    "kerbside: `{command}` is not part of this build (the tablet build leaves out the demo, "
+    "the cohort generator and the reference server; a developer install has them)"
+)
+
+
+def _is_optional(module: str | None) -> bool:
+    return module is not None and any(
+        module == name or module.startswith(name + ".") for name in _OPTIONAL_MODULES
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -47,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except known as exc:
         print(f"kerbside: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if not _is_optional(exc.name):
+            raise
+        print(NOT_IN_THIS_BUILD.format(command=args.command), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("kerbside: interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,9 @@ desktop keychain), the choice is made again among the OS keychains only.
 profile.json records the *kind* of store ("secret-service", "kwallet", ...), not a class name:
 a keyring upgrade that moves Secret Service from one class to another must not lock officers
 out of their cache.
+
+The installed tablet build (PyInstaller, `sys.frozen`) has no opt-in at all: it ignores
+KERBSIDE_ALLOW_INSECURE_KEYRING, so no officer can be talked into weakening the device secret.
 """
 
 from __future__ import annotations
@@ -76,8 +79,13 @@ def store_kind(class_name: str) -> str | None:
     return STORE_KINDS.get(class_name, f"{UNTRUSTED_PREFIX}{class_name}")
 
 
+def frozen_build() -> bool:
+    """True in the PyInstaller build: the one that ships to tablets."""
+    return bool(getattr(sys, "frozen", False))
+
+
 def insecure_allowed() -> bool:
-    return os.environ.get(INSECURE_ENV) == "1"
+    return not frozen_build() and os.environ.get(INSECURE_ENV) == "1"
 
 
 def _os_keychain_or_chosen() -> keyring.backend.KeyringBackend:
