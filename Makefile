@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PACKAGE_STAMP := $(VENV)/.package
+VERSION = $$($(BIN)/python -c 'from importlib.metadata import version; print(version("kerbside"))')
 
-.PHONY: demo test lint audit bench screenshots clean
+.PHONY: demo test test-packaging package lint audit bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +22,25 @@ test: $(STAMP)
 	packaging/linux/qt-runtime-deps.sh
 	packaging/linux/keychain-test-deps.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+# PyInstaller into the project venv (the [package] extra), re-done when pyproject.toml changes.
+$(PACKAGE_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[package]'
+	touch $(PACKAGE_STAMP)
+
+# The tablet build: dist/kerbside/ (self-contained app folder) and dist/kerbside_<v>_<arch>.deb.
+package: $(PACKAGE_STAMP)
+	rm -rf build/pyinstaller build/deb dist/kerbside dist/kerbside_*.deb
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+		packaging/kerbside.spec
+	packaging/linux/build-deb.sh "$(VERSION)"
+
+# The slow tests that build and install the wheel and the tablet build (not run by `make test`).
+test-packaging: $(PACKAGE_STAMP)
+	packaging/linux/qt-runtime-deps.sh --gui
+	packaging/linux/keychain-test-deps.sh
+	packaging/linux/packaging-test-deps.sh
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -m packaging tests/packaging
 
 lint: $(STAMP)
 	$(BIN)/ruff check app sync tests
