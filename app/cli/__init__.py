@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kerbside", description="Street-triage encrypted cache, search and FHIR sync."
     )
+    from app.version import version
+
+    parser.add_argument("--version", action="version", version=f"kerbside {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from app.services.session import profile_settings, save_profile_settings
 from app.times import clock_text
 from app.ui import theme
+from app.ui.help_view import HelpView
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
 from app.ui.ops import Runner
 from app.ui.record_view import RecordView
@@ -129,6 +130,10 @@ class MainWindow(QMainWindow):
         self.unlock_view.wiped.connect(self._on_wiped)
         self._layers.addWidget(self.unlock_view)
         self._layers.addWidget(self._build_workspace())
+        self.help_view = HelpView()
+        self.help_view.back_requested.connect(self.close_help)
+        self._layers.addWidget(self.help_view)
+        self._help_return: QWidget = self.unlock_view
         self._layers.setCurrentWidget(self.unlock_view)
 
         app = QApplication.instance()
@@ -262,6 +267,9 @@ class MainWindow(QMainWindow):
         self.night_button.setChecked(self.night_mode())
         self.night_button.toggled.connect(self.set_night_mode)
         row.addWidget(self.night_button)
+        self.help_button = BigButton("Help", role="bar", accessible_name="Help and About")
+        self.help_button.clicked.connect(self.show_help)
+        row.addWidget(self.help_button)
         self.lock_button = BigButton("Lock", role="bar", accessible_name="Lock now")
         self.lock_button.clicked.connect(self.lock)
         row.addWidget(self.lock_button)
@@ -298,6 +306,7 @@ class MainWindow(QMainWindow):
         add("Esc", lambda: self._when_unlocked(self.go_back))
         add("Ctrl+Shift+N", lambda: self.set_night_mode(not self.night_mode()))
         add("F5", lambda: self._when_unlocked(self.start_sync))
+        add("F1", self.show_help)
         add("Ctrl+Q", self.close)
         add("Ctrl+1", lambda: self._when_unlocked(self.focus_search))
         add("Ctrl+2", lambda: self._when_unlocked(lambda: self.go_to_page(PAGE_ENCOUNTER)))
@@ -351,6 +360,18 @@ class MainWindow(QMainWindow):
     def _when_unlocked(self, action: Any) -> None:
         if not self._is_locked:
             action()
+
+    def show_help(self) -> None:
+        """Help over whatever is showing (the unlock screen included); Back returns to it."""
+        current = self._layers.currentWidget()
+        if current is not self.help_view:
+            self._help_return = current
+        self._layers.setCurrentWidget(self.help_view)
+        self.help_view.back_button.setFocus()
+
+    def close_help(self) -> None:
+        back = self.unlock_view if self._is_locked else self._help_return
+        self._layers.setCurrentWidget(back)
 
     def lock(self) -> None:
         """Hide every piece of patient data now; keep the session and drafts for the return."""

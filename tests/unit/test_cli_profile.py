@@ -247,3 +247,12 @@ def test_enrol_refuses_a_bad_team_before_creating_anything(
     code, _out, err = run(args, "246810\n", monkeypatch, capsys)
     assert code == 1 and fragment in err and "Traceback" not in err
     assert not (tmp_path / "p" / "profile.json").exists()
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"kerbside {version('kerbside')}"

@@ -1,0 +1,39 @@
+"""Help → About shows the one version (package metadata), from the unlock screen too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.version import version
+from tests.gui.conftest import WindowFactory, unlock
+
+
+def test_help_shows_the_package_version_before_and_after_unlock(
+    qtbot: QtBot, gui_profile: Path, make_window: WindowFactory
+) -> None:
+    window = make_window(gui_profile)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=2_000)
+    # F1 while locked: the keychain may be what is wrong.
+    qtbot.keyClick(window.focusWidget() or window, Qt.Key.Key_F1)
+    qtbot.waitUntil(window.help_view.isVisible, timeout=2_000)
+    assert window.help_view.version_text.text() == f"Kerbside {version()}"
+    assert window.help_view.version_text.accessibleName() == "Kerbside version"
+    qtbot.mouseClick(window.help_view.back_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.unlock_view.isVisible, timeout=2_000)
+
+    unlock(qtbot, window)
+    assert window.help_button.accessibleName() == "Help and About"
+    qtbot.mouseClick(window.help_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.help_view.isVisible, timeout=2_000)
+    qtbot.mouseClick(window.help_view.back_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.search_view.isVisible, timeout=2_000)
+
+
+def test_version_comes_from_package_metadata() -> None:
+    from importlib.metadata import version as dist_version
+
+    assert version() == dist_version("kerbside")
