@@ -30,6 +30,12 @@ NOT_IN_THIS_BUILD = (
     "kerbside: `{command}` is not part of this build (the tablet build leaves out the demo, "
     "the cohort generator and the reference server; a developer install has them)"
 )
+# An install from the wheel without the extra (pyproject.toml's optional dependencies).
+NOT_IN_THIS_INSTALL = (
+    "kerbside: `{command}` is not part of this install: install kerbside[{extra}] "
+    "(pip install 'kerbside[{extra}]')"
+)
+_EXTRA_OF_COMMAND = {"serve-reference": "reference"}  # the rest (generate, demo...): demo
 
 
 def _is_optional(module: str | None) -> bool:
@@ -67,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if not _is_optional(exc.name):
             raise
-        print(NOT_IN_THIS_BUILD.format(command=args.command), file=sys.stderr)
+        if getattr(sys, "frozen", False):
+            print(NOT_IN_THIS_BUILD.format(command=args.command), file=sys.stderr)
+        else:
+            extra = _EXTRA_OF_COMMAND.get(args.command, "demo")
+            print(NOT_IN_THIS_INSTALL.format(command=args.command, extra=extra), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kerbside: interrupted", file=sys.stderr)

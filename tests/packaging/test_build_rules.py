@@ -48,11 +48,41 @@ def test_a_command_left_out_of_the_build_says_so_in_one_line(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, missing, None)  # import fails as in the frozen build
     monkeypatch.setitem(sys.modules, "faker", None)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
         f"kerbside: `{argv[0]}` is not part of this build (the tablet build leaves out the "
         "demo, the cohort generator and the reference server; a developer install has them)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing", "extra"),
+    [
+        (["generate", "--patients", "1", "--out", "x"], "faker", "demo"),
+        (["serve-reference", "--data", "x"], "starlette", "reference"),
+        (["demo"], "starlette", "demo"),
+    ],
+)
+def test_a_command_whose_extra_is_not_installed_names_the_extra(
+    argv: list[str],
+    missing: str,
+    extra: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A wheel installed without kerbside[demo] / kerbside[reference] (pyproject.toml)."""
+    monkeypatch.chdir(tmp_path)
+    cached = ("app.synthetic", "sync.reference", f"{missing}.")
+    for name in [m for m in sys.modules if m.startswith(cached)]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kerbside: `{argv[0]}` is not part of this install: install kerbside[{extra}] "
+        f"(pip install 'kerbside[{extra}]')"
     )
 
 
