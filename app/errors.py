@@ -11,6 +11,7 @@
      |    +-- ProfileTampered     profile.json fails its MAC or was rolled back to an old copy
      +-- InvalidInput             bad user input: says which field and why
      +-- CacheExpired             not synced within its time-to-live: patient data locked
+          +-- ClockBehind         the clock reads earlier than the trusted time seen
 
 Text never holds patient data: messages name fields and reasons, never values.
 Anything else (TypeError, a broken constraint of ours) is a bug and reaches the crash handler.
@@ -75,3 +76,8 @@ class InvalidInput(KerbsideError):
 
 class CacheExpired(KerbsideError):
     pass
+
+
+class ClockBehind(CacheExpired):
+    """The device clock reads earlier than the latest trusted time the cache has seen: someone
+    set it back (to stretch the cache's lifetime) or it drifted; patient data stays locked."""

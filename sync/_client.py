@@ -222,6 +222,9 @@ class FhirClient:
         self.retries = 0
         self.bytes_received = 0
         self.token_fetches = 0
+        # The central record's clock (`Date` of the last 2xx): the trusted time a sync leaves
+        # in the cache, so a tablet clock set back or forward cannot stretch its lifetime.
+        self.server_date: datetime | None = None
 
     # -- public ------------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -304,7 +307,9 @@ class FhirClient:
                                           "JSON") from None
                     retry = self._backoff(retry, label, BadResponse("invalid JSON"), None)
                     continue
-                return Answer(status, parsed, resp_headers, len(raw))
+                answer = Answer(status, parsed, resp_headers, len(raw))
+                self.server_date = answer.server_date or self.server_date
+                return answer
             outcome = _maybe_json(raw)
             if status == 401 and self._auth is not None and not renewed and not is_revocation(
                     outcome):

@@ -10,20 +10,31 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.errors import CacheExpired, ProfileError
+from app import times
+from app.errors import CacheExpired, ClockBehind, ProfileError
 from app.security import KdfParams, LockoutPolicy, Profile
 from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
-from app.times import parse_instant
+from app.times import iso_instant, parse_instant
 
 log = logging.getLogger("kerbside.services")
 
 DEFAULT_CACHE_TTL_HOURS = 72.0
 LAST_REFRESH = "last_refresh"  # meta key: when the cache last matched the centre (sync/import)
 LAST_SYNC = "last_sync"
+# The latest time the cache can vouch for (SECURITY.md 25): the central record's `Date` at each
+# sync, and the local clock's high-water mark. Kept inside the encrypted cache, so it cannot be
+# edited without the PIN; a clock that reads earlier than it counts as expired.
+TRUSTED_TIME = "trusted_time"
+CLOCK_TOLERANCE = timedelta(minutes=5)  # NTP steps and a server a little ahead are not attacks
+HIGH_WATER_STEP = timedelta(minutes=1)  # write the mark at most this often (each write fsyncs)
+CLOCK_BEHIND = (
+    "this tablet's clock reads earlier than the last trusted time the cache has seen; "
+    "patient data stays locked until the clock is right"
+)
 
 
 @dataclass
@@ -68,7 +79,13 @@ class Session:
         """Reopen the cache with a key from `derive_key` after the user proved their PIN."""
         if self._data_key is not None:
             return
-        self.store = Store.open(self.profile.cache_path, data_key)
+        store = Store.open(self.profile.cache_path, data_key)
+        self.store = store
+        try:
+            self.check_clock()
+        except ClockBehind:
+            store.close()
+            raise
         self._data_key = data_key
 
     def close(self) -> None:
@@ -96,11 +113,32 @@ class Session:
         value = self.store.get_meta(LAST_REFRESH)
         return parse_instant(value)
 
+    def trusted_time(self) -> datetime | None:
+        return parse_instant(self.store.get_meta(TRUSTED_TIME))
+
+    def check_clock(self, now: datetime | None = None) -> datetime:
+        """The time to decide expiry by: the clock, refused if it is behind the trusted mark.
+
+        Moves the high-water mark forward as the clock advances, before any refusal, so a
+        refused look at an expired cache also fixes the mark a clock set back must pass.
+        """
+        now = now or times.now()
+        mark = self.trusted_time()
+        if mark is None or now > mark + HIGH_WATER_STEP:
+            self.store.set_meta(TRUSTED_TIME, iso_instant(now, timespec="milliseconds"))
+        if mark is not None and now < mark - CLOCK_TOLERANCE:
+            log.warning("device clock is behind the trusted time mark")
+            raise ClockBehind(CLOCK_BEHIND)
+        return max(now, mark) if mark is not None else now
+
     def check_fresh(self, now: datetime | None = None) -> None:
-        """Refuse patient data when the cache has not matched the centre within its TTL."""
+        """Refuse patient data when the cache has not matched the centre within its TTL, when
+        the clock is behind the trusted mark, or when its last refresh lies in the future."""
+        current = self.check_clock(now)
         last = self.last_refresh()
-        now = now or datetime.now(UTC)
-        if last is not None and now - last > self.cache_ttl:
+        if last is not None and (
+            current - last > self.cache_ttl or last > current + CLOCK_TOLERANCE
+        ):
             raise CacheExpired(
                 "this cache has not synced within its time limit; patient data stays locked "
                 "until it syncs with the central record"
@@ -114,11 +152,20 @@ class Session:
         """The search index of this session's cache (for `PatientSearch`)."""
         return self.store.patient_index()
 
-    def mark_refreshed(self, *, synced: bool) -> None:
-        now = utc_now()
-        self.store.set_meta(LAST_REFRESH, now)
+    def mark_refreshed(self, *, synced: bool, server_time: datetime | None = None) -> None:
+        """The cache matches the centre as of now: the central record's clock when a sync
+        brought one (a tablet clock set ahead must not date the refresh in the future), else
+        this clock. The server's time also resets the trusted mark: it is the trusted source,
+        and a mark pushed ahead by a wrong local clock must not lock the cache for good."""
+        when = server_time or times.now()
+        stamp = iso_instant(when, timespec="milliseconds")
+        self.store.set_meta(LAST_REFRESH, stamp)
         if synced:
-            self.store.set_meta(LAST_SYNC, now)
+            self.store.set_meta(LAST_SYNC, stamp)
+        if server_time is not None:
+            self.store.set_meta(TRUSTED_TIME, stamp)
+        else:
+            self.check_clock(when)
 
     # -- the plaintext status summary --------------------------------------------------------
     def write_status(self) -> dict[str, Any]:
@@ -249,7 +296,13 @@ def open_session(profile: Profile, user_id: str, data_key: bytes) -> Session:
                 "wipe it and sync again (no acknowledged record is lost "
                 "from the central record)"
             )
-    return Session(profile, user_id, store, data_key, marker)
+    session = Session(profile, user_id, store, data_key, marker)
+    try:
+        session.check_clock()  # every command that opens the cache refuses a clock set back
+    except ClockBehind:
+        session.close()
+        raise
+    return session
 
 
 def enrol(

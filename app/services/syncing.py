@@ -186,7 +186,7 @@ def run_sync(
     if report.policy:
         profile.update_settings(**report.policy)
     if options.pull:
-        here.mark_refreshed(synced=True)
+        here.mark_refreshed(synced=True, server_time=client.server_date)
     _write_status(here)
     return report
 
