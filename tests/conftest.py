@@ -19,7 +19,7 @@ import pytest
 
 from app.security import KdfParams, LockoutPolicy, MemoryKeyringBase
 from app.security import memory_keyring as make_memory_keyring
-from sync.reference import ReferenceConfig, ReferenceServer
+from sync.reference import Clock, ReferenceConfig, ReferenceServer, wall_clock_us
 
 # Cheap Argon2 for speed in tests; production defaults are exercised in test_security.py.
 TEST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
@@ -101,9 +101,17 @@ def reference_config(data_dir: Path, seed_dir: Path | None, **overrides: Any) ->
 
 
 @pytest.fixture
-def reference(tmp_path: Path, cohort_dir: Path) -> Iterator[ReferenceServer]:
+def server_clock() -> Clock:
+    """The reference server's clock (µs since the epoch): the wall clock here; a module whose
+    tests move time themselves overrides this with a `tests.support.clock.ManualClock`."""
+    return wall_clock_us
+
+
+@pytest.fixture
+def reference(tmp_path: Path, cohort_dir: Path, server_clock: Clock) -> Iterator[ReferenceServer]:
     """A running reference server seeded with the small cohort (stopped after the test)."""
-    server = ReferenceServer(reference_config(tmp_path / "central", cohort_dir)).start()
+    config = reference_config(tmp_path / "central", cohort_dir, clock=server_clock)
+    server = ReferenceServer(config).start()
     try:
         yield server
     finally:

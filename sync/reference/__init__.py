@@ -11,11 +11,12 @@ from sync.reference._faults import (
     fault_params,
     parse_fault_spec,
 )
-from sync.reference._model import FhirError
+from sync.reference._model import Clock, FhirError, wall_clock_us
 from sync.reference._server import ReferenceServer, serve
 from sync.reference._state import ReferenceConfig, ReferenceState
 
 __all__ = [
+    "Clock",
     "FaultInjector",
     "FaultRule",
     "FhirError",
@@ -26,4 +27,5 @@ __all__ = [
     "fault_params",
     "parse_fault_spec",
     "serve",
+    "wall_clock_us",
 ]

@@ -160,7 +160,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 class _JournalMiddleware:
-    """Logs method, path (never the query), status and time; keeps a journal for tests."""
+    """Logs method, path (never the query), status and time; keeps a journal for tests; dates
+    every answer by the server's clock."""
 
     def __init__(self, app: ASGIApp, state: ReferenceState) -> None:
         self.app = app
@@ -177,6 +178,10 @@ class _JournalMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # `Date` from the server's clock, read per answer (uvicorn's is off: it is
+                # the wall clock, cached for a second). Clients judge cursors by it.
+                date = http_date(self.state.config.clock() // 1000).encode("latin-1")
+                message = {**message, "headers": [*message.get("headers", ()), (b"date", date)]}
             await send(message)
 
         try:
@@ -230,6 +235,9 @@ class _Handlers:
     def __init__(self, state: ReferenceState) -> None:
         self.s = state
 
+    def _now_ms(self) -> int:
+        return self.s.config.clock() // 1000
+
     # urls
     def base(self, request: Request) -> str:
         host = request.headers.get("host") or "{}:{}".format(*request.scope["server"])
@@ -261,7 +269,7 @@ class _Handlers:
                 f"{self.root(request)}/oauth/token",
                 history=self.s.settings.history,
                 bulk_export=self.s.settings.bulk_export,
-                now=instant(int(time.time() * 1000)),
+                now=instant(self._now_ms()),
             )
         )
 
@@ -296,7 +304,7 @@ class _Handlers:
         params = [
             {"name": "device-status", "valueCode": "active"},
             *({"name": k, "valueInteger": v} for k, v in policy.items()),
-            {"name": "checked", "valueInstant": instant(int(time.time() * 1000))},
+            {"name": "checked", "valueInstant": instant(self._now_ms())},
         ]
         return fhir_response(
             {
@@ -390,7 +398,7 @@ class _Handlers:
         token = request.query_params.get("_getpages")
         if token is None:
             raise FhirError(400, "not-supported", "system-level search is not supported")
-        payload = self.s.tokens.decode(token, int(time.time() * 1000))
+        payload = self.s.tokens.decode(token, self._now_ms())
         principal = self.principal(request)
         rtype = str(payload.get("t"))
         if rtype not in SUPPORTED_TYPES:
@@ -477,7 +485,7 @@ class _Handlers:
         head: dict[str, Any] = {
             "resourceType": "Bundle",
             "id": str(uuid.uuid4()),
-            "meta": {"lastUpdated": instant(int(time.time() * 1000))},
+            "meta": {"lastUpdated": instant(self._now_ms())},
             "type": "searchset",
         }
         if q.total:
@@ -511,7 +519,7 @@ class _Handlers:
         after: list[Any],
     ) -> str:
         token = self.s.tokens.encode(
-            {"k": kind, "t": rtype, "q": used, "n": count, "a": after, "i": int(time.time() * 1000)}
+            {"k": kind, "t": rtype, "q": used, "n": count, "a": after, "i": self._now_ms()}
         )
         return f"{base}?_getpages={token}"
 
@@ -596,7 +604,7 @@ class _Handlers:
         head = {
             "resourceType": "Bundle",
             "id": str(uuid.uuid4()),
-            "meta": {"lastUpdated": instant(int(time.time() * 1000))},
+            "meta": {"lastUpdated": instant(self._now_ms())},
             "type": "history",
             "link": [{"relation": r, "url": u} for r, u in links],
         }

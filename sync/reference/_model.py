@@ -7,6 +7,7 @@ definition of what a resource's search keys are and how the server stamps a vers
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,6 +150,15 @@ def operation_outcome(
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+Clock = Callable[[], int]
+"""Now in µs since the epoch. The server reads time only through one (tests inject a manual one,
+so stamps and `Date` move only when told; no test races the wall clock)."""
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
 
 
 def instant(ms: int) -> str:

@@ -70,6 +70,7 @@ def _uvicorn_config(app: Any) -> uvicorn.Config:
         access_log=False,  # it would log query strings; we log paths only
         proxy_headers=False,
         server_header=False,
+        date_header=False,  # the app sets `Date` from its own clock (_JournalMiddleware)
         timeout_graceful_shutdown=2,
     )
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ._auth import ADMIN, TABLET, Auth
 from ._export import ExportFault, ExportJobs
 from ._faults import FaultInjector
-from ._model import Precision
+from ._model import Clock, Precision, wall_clock_us
 from ._search import PageTokens
 from ._storage import Store
 
@@ -50,6 +50,8 @@ class ReferenceConfig:
     # meta.lastUpdated precision: "us" (each write its own instant), or "ms"/"s" truncated,
     # as a coarser server stamps (many resources then share a timestamp).
     timestamp_precision: Precision = "us"
+    # Where the server reads the time (µs since the epoch): stamps, `Date`, page tokens.
+    clock: Clock = wall_clock_us
 
 
 @dataclass
@@ -117,9 +119,9 @@ class ReferenceState:
 
     def open(self) -> None:
         """Open the store, seed an empty one, and register the configured clients."""
-        store = Store(self.config.data_dir, self.config.timestamp_precision)
+        store = Store(self.config.data_dir, self.config.timestamp_precision, self.config.clock)
         self._store = store
-        self._auth = Auth(store)
+        self._auth = Auth(store, clock=lambda: self.config.clock() / 1_000_000)
         self._tokens = PageTokens(store.page_key, self.config.page_token_ttl_s)
         self._exports = ExportJobs(store, self.config.data_dir)
         seed = self.config.seed_dir

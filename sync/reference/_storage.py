@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +28,7 @@ from ._model import (
     ID_RE,
     PRECISION_US,
     SUPPORTED_TYPES,
+    Clock,
     FhirError,
     Precision,
     dumps,
@@ -36,6 +36,7 @@ from ._model import (
     index_tokens,
     instant_at,
     stamp,
+    wall_clock_us,
 )
 from ._search import Query
 
@@ -131,7 +132,10 @@ class ClientRow:
 
 
 class Store:
-    def __init__(self, data_dir: Path, precision: Precision = "us") -> None:
+    def __init__(
+        self, data_dir: Path, precision: Precision = "us", clock: Clock = wall_clock_us
+    ) -> None:
+        self.clock = clock  # µs since the epoch: stamps and the `Date` header read it
         if precision not in PRECISION_US:
             raise ValueError(f"timestamp precision must be one of {', '.join(PRECISION_US)}")
         self.precision: Precision = precision
@@ -219,7 +223,7 @@ class Store:
         Every write (and every seeded resource) gets its own instant, as on HAPI and the
         cloud servers; only the entries of one transaction share theirs.
         """
-        self._last_us = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = max(self.clock(), self._last_us + 1)
         return self._last_us
 
     def instant_text(self, us: int) -> str:

@@ -24,6 +24,7 @@ from fhir.resources.R4B.patient import Patient
 
 from sync.reference import ReferenceServer
 from tests.conftest import ADMIN_CLIENT, TABLET_CLIENT
+from tests.support.clock import ManualClock
 
 FHIR_JSON = "application/fhir+json"
 PROVISIONAL = {
@@ -134,6 +135,12 @@ def cohort_counts(cohort_dir: Path) -> dict[str, int]:
 
 
 @pytest.fixture
+def server_clock() -> ManualClock:
+    """Overrides conftest's wall clock: the server's time moves only when a test moves it."""
+    return ManualClock()
+
+
+@pytest.fixture
 def tablet_http(reference: ReferenceServer) -> requests.Session:
     return reference.session()
 
@@ -219,13 +226,16 @@ def test_read_has_etag_version_and_last_updated(
 
 
 def test_search_by_last_updated_identifier_and_patient(
-    reference: ReferenceServer, tablet_http: requests.Session, admin_http: requests.Session
+    reference: ReferenceServer,
+    tablet_http: requests.Session,
+    admin_http: requests.Session,
+    server_clock: ManualClock,
 ) -> None:
     base = reference.base_url
     seeded = all_ids(tablet_http, f"{base}/Patient", {"_count": "100"})
     assert len(seeded) == 40
     a = create(admin_http, base, new_patient("lu-a"))
-    time.sleep(0.005)  # a later millisecond
+    server_clock.advance(timedelta(milliseconds=5))  # a later millisecond
     b = create(admin_http, base, new_patient("lu-b"))
     a_lu = a["meta"]["lastUpdated"]
     assert b["meta"]["lastUpdated"] > a_lu
@@ -274,13 +284,16 @@ def test_count_and_next_links_page_through_everything(
 
 
 def test_history_since_lists_updates_creates_and_deletes(
-    reference: ReferenceServer, tablet_http: requests.Session, admin_http: requests.Session
+    reference: ReferenceServer,
+    tablet_http: requests.Session,
+    admin_http: requests.Session,
+    server_clock: ManualClock,
 ) -> None:
     base = reference.base_url
     ids = all_ids(tablet_http, f"{base}/Patient", {"_count": "100", "_sort": "_lastUpdated"})
     seeded_at = ok(tablet_http.get(f"{base}/Patient/{ids[-1]}"))["meta"]["lastUpdated"]
     since = _plus_ms(seeded_at, 1)  # after the seed, before the changes below
-    time.sleep(0.005)
+    server_clock.advance(timedelta(milliseconds=5))
     changed = ok(tablet_http.get(f"{base}/Patient/{ids[0]}"))
     changed["active"] = False
     ok(
@@ -444,12 +457,14 @@ def test_every_error_is_an_operation_outcome(
     )
 
 
-def test_expired_unknown_and_forgotten_tokens_get_401(reference: ReferenceServer) -> None:
+def test_expired_unknown_and_forgotten_tokens_get_401(
+    reference: ReferenceServer, server_clock: ManualClock
+) -> None:
     url = f"{reference.base_url}/Patient?_count=1"
     reference.configure(token_lifetime_s=1)
     short = reference.session()
     ok(short.get(url))
-    time.sleep(1.05)
+    server_clock.advance(timedelta(seconds=1))
     body = outcome(short.get(url), 401)
     assert body["issue"][0]["code"] == "login"
 

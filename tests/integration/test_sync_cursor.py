@@ -5,13 +5,13 @@ once the server's clock had passed the end of the cursor's precision (plus `sett
 that pass began. A server stamping whole seconds gives many resources one timestamp, and a
 write landing in the cursor's second after the pass must still reach the tablet. The server
 is started with `timestamp_precision` "s" (or "us"); `settle_s=0` stands in for the 5 s
-margin, and the tests wait on the server's own `Date` header, never on a fixed sleep.
+margin. The server reads time from a `ManualClock`: its stamps and its `Date` header move only
+when a test moves the clock, so "a write in the cursor's second" is arranged, not raced for.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -30,21 +30,24 @@ from sync.reference import ReferenceServer
 from tests.conftest import COHORT_SEED, reference_config
 from tests.integration.test_sync import change
 from tests.integration.test_sync_support import cache_cohort, search_all, server_cohort
+from tests.support.clock import ManualClock
 
 LARGE_COHORT = 400  # about 4,000 resources: seeded within one second, a large tie set
 
 
-def _start_of_next_second() -> None:
-    """Sleep to just past a second boundary, so the next few hundred ms share one second."""
-    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+@pytest.fixture
+def server_clock() -> ManualClock:
+    """Overrides conftest's wall clock: the server's time moves only when a test moves it."""
+    return ManualClock()
 
 
 @pytest.fixture
 def reference(
-    request: pytest.FixtureRequest, tmp_path: Path, cohort_dir: Path
+    request: pytest.FixtureRequest, tmp_path: Path, cohort_dir: Path, server_clock: ManualClock
 ) -> Iterator[ReferenceServer]:
     """Overrides conftest's: param is (timestamp precision, patients or None for the small
-    cohort); the `tablet` fixture then enrols against this server."""
+    cohort); the `tablet` fixture then enrols against this server. The server's clock is
+    `server_clock`: the whole seed lands in its one second (µs apart)."""
     precision, patients = getattr(request, "param", ("s", None))
     seed = cohort_dir
     if patients is not None:
@@ -52,8 +55,9 @@ def reference(
 
         seed = tmp_path / "large-cohort"
         generate_cohort(patients, COHORT_SEED, seed)
-        _start_of_next_second()  # the whole seed then lands in one second
-    config = reference_config(tmp_path / "central", seed, timestamp_precision=precision)
+    config = reference_config(
+        tmp_path / "central", seed, timestamp_precision=precision, clock=server_clock
+    )
     server = ReferenceServer(config).start()
     try:
         yield server
@@ -71,23 +75,12 @@ def server_now(reference: ReferenceServer) -> datetime:
     return parsedate_to_datetime(resp.headers["Date"])
 
 
-def wait_until_second_over(reference: ReferenceServer, instant: str) -> None:
-    """Until the server's `Date` (what the client judges by) is past the instant's second."""
-    end = instant_key(instant).replace(microsecond=0) + timedelta(seconds=1)
-    deadline = time.monotonic() + 15
-    while server_now(reference) < end:
-        assert time.monotonic() < deadline, "the server's clock did not move on"
-        time.sleep(0.05)
-
-
-def fresh_second(reference: ReferenceServer) -> None:
-    """Until the server's `Date` has just moved to a new second (uvicorn refreshes it about
-    once a second, so it may lag the clock): the rest of that second is ours."""
-    before = server_now(reference)
-    deadline = time.monotonic() + 15
-    while server_now(reference) == before:
-        assert time.monotonic() < deadline, "the server's clock did not move on"
-        time.sleep(0.01)
+def end_second_of(server_clock: ManualClock, reference: ReferenceServer, instant: str) -> None:
+    """Move the server's clock past the instant's second; its `Date` (what the client judges
+    by) then says so."""
+    second = instant_key(instant).replace(microsecond=0)
+    server_clock.set(second + timedelta(seconds=1, milliseconds=1))
+    assert server_now(reference) > instant_key(instant)
 
 
 def dated_session() -> tuple[requests.Session, dict[str, datetime]]:
@@ -131,29 +124,22 @@ def cached_version(tablet: Any, rid: str) -> str:
 
 
 def test_a_write_in_the_cursors_second_after_a_clean_pass_is_not_lost(
-    tablet: Any, reference: ReferenceServer
+    tablet: Any, reference: ReferenceServer, server_clock: ManualClock
 ) -> None:
     admin = reference.session(admin=True)
     run_sync(tablet, options=options(tablet))
     first, second = patient_ids(reference, admin)[:2]
     # The cursor's second S: a fresh write, a clean pass that ends on it and begins while the
-    # server's Date still reads S, and another write in S. Retried if a busy machine let the
-    # second run out (a Date past S would rightly settle the cursor, and prove nothing).
-    for _attempt in range(6):
-        fresh_second(reference)
-        change(reference, admin, "Patient", first)
-        cursor = last_updated(reference, admin, first)
-        http, dates = dated_session()
-        run_sync(tablet, options=options(tablet), http=http)
-        assert tablet.store.cursor("Patient") == cursor
-        change(reference, admin, "Patient", second)
-        at_risk = instant_key(cursor) == dates["Patient"] and (
-            last_updated(reference, admin, second) == cursor
-        )
-        if at_risk:
-            break
-    else:
-        pytest.fail("could not land a pass and a write in the cursor's second")
+    # server's Date still reads S, and another write in S (the clock stands still in S).
+    server_clock.next_second()
+    change(reference, admin, "Patient", first)
+    cursor = last_updated(reference, admin, first)
+    http, dates = dated_session()
+    run_sync(tablet, options=options(tablet), http=http)
+    assert tablet.store.cursor("Patient") == cursor
+    change(reference, admin, "Patient", second)
+    assert instant_key(cursor) == dates["Patient"]  # the pass began inside S
+    assert last_updated(reference, admin, second) == cursor  # and the write landed in S
     assert "." not in cursor  # whole seconds, as the server was told to stamp
     # At once: the pass that ended on `cursor` began inside its second, so the cursor is not
     # settled (with settle_s=0 only the precision rule says so) and this run asks `ge`.
@@ -163,7 +149,7 @@ def test_a_write_in_the_cursors_second_after_a_clean_pass_is_not_lost(
     assert report.pulled == 1
     assert cached_version(tablet, second) == server_version(reference, admin, second)
     # After the second is over: a pass that settles the cursor, then `gt` from it.
-    wait_until_second_over(reference, cursor)
+    end_second_of(server_clock, reference, cursor)
     run_sync(tablet, options=options(tablet))
     reference.clear_requests()
     quiet = run_sync(tablet, options=options(tablet))
@@ -186,7 +172,7 @@ def server_version(reference: ReferenceServer, admin: requests.Session, rid: str
 @pytest.mark.parametrize("reference", [("s", None), ("us", None)], indirect=True)
 @pytest.mark.parametrize("when", ["first page", "last page"])
 def test_a_write_landing_while_a_pass_runs_is_not_lost(
-    tablet: Any, reference: ReferenceServer, when: str
+    tablet: Any, reference: ReferenceServer, server_clock: ManualClock, when: str
 ) -> None:
     admin = reference.session(admin=True)
     paged = options(tablet, page_size=10)
@@ -205,7 +191,7 @@ def test_a_write_landing_while_a_pass_runs_is_not_lost(
         change(reference, admin, "Patient", moved[0])
         fired.append(last_updated(reference, admin, moved[0]))
 
-    fresh_second(reference)
+    server_clock.next_second()
     for rid in moved:
         change(reference, admin, "Patient", rid)
     run_sync(tablet, options=paged, progress=write_during_pass)
@@ -213,7 +199,7 @@ def test_a_write_landing_while_a_pass_runs_is_not_lost(
     # At once, then after the write's second is over (settling), then a no-op from `gt`.
     run_sync(tablet, options=paged)
     assert cached_version(tablet, moved[0]) == "3"
-    wait_until_second_over(reference, fired[0])
+    end_second_of(server_clock, reference, fired[0])
     run_sync(tablet, options=paged)
     reference.clear_requests()
     quiet = run_sync(tablet, options=paged)
@@ -224,7 +210,7 @@ def test_a_write_landing_while_a_pass_runs_is_not_lost(
 
 @pytest.mark.parametrize("reference", [("s", LARGE_COHORT)], indirect=True)
 def test_a_no_op_sync_after_a_settled_pass_downloads_no_resources_despite_a_large_tie_set(
-    tablet: Any, reference: ReferenceServer
+    tablet: Any, reference: ReferenceServer, server_clock: ManualClock
 ) -> None:
     admin = reference.session(admin=True)
     first = run_sync(tablet, options=options(tablet))
@@ -241,7 +227,7 @@ def test_a_no_op_sync_after_a_settled_pass_downloads_no_resources_despite_a_larg
     )
     assert ties >= 1000 and first.pulled == sum(tablet.store.count_by_type().values())
     assert all(c and c.endswith("Z") and "." not in c for c in cursors.values())
-    wait_until_second_over(reference, max(cursors.values(), key=instant_key))
+    end_second_of(server_clock, reference, max(cursors.values(), key=instant_key))
     run_sync(tablet, options=options(tablet))  # a clean pass that settles every cursor
     reference.clear_requests()
     quiet = run_sync(tablet, options=options(tablet))
