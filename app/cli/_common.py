@@ -32,6 +32,18 @@ def add_profile_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_site_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--site-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the site configuration Trust IT provisions (default: $KERBSIDE_SITE_CONFIG, "
+        "else /etc/kerbside/site.toml, %%ProgramData%%\\Kerbside\\site.toml or "
+        "/Library/Application Support/Kerbside/site.toml)",
+    )
+
+
 def add_user_args(parser: argparse.ArgumentParser) -> None:
     add_profile_arg(parser)
     parser.add_argument("--user", required=True, metavar="NAME", help="enrolled user name")

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from app.cli._common import Secrets, add_profile_arg, add_user_args, profile_dir
+from app.cli._common import Secrets, add_profile_arg, add_site_arg, add_user_args, profile_dir
 from app.cli._sync_cmds import add_server_args, prepare_server, save_server
 
 TEAM_HELP = "street-triage team named on each new encounter, e.g. 'Bolton Street Triage'"
@@ -21,20 +22,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--max-pin-failures",
         type=int,
-        default=10,
+        default=None,
         metavar="N",
-        help="wrong PINs in a row before the cache is wiped (default 10)",
+        help="wrong PINs in a row before the cache is wiped (default: the site's, else 10)",
     )
     p.add_argument(
         "--idle-minutes",
         type=float,
-        default=5.0,
+        default=None,
         metavar="M",
-        help="lock the app after this many idle minutes (default 5)",
+        help="lock the app after this many idle minutes (default: the site's, else 5)",
     )
     p.add_argument("--team", metavar="NAME", help=TEAM_HELP)
     p.add_argument("--team-code", metavar="CODE", help=TEAM_CODE_HELP)
+    add_site_arg(p)
     p.set_defaults(func=_enrol)
+
+    p = subparsers.add_parser(
+        "provision",
+        help="Trust IT: keep this device's client secret in the OS keyring (once per device)",
+        description="Check the site configuration and store the central record's client "
+        "secret for its client id in the OS keyring. Each `kerbside enrol` (or first-run "
+        "screen) on this device then takes the server, client, team and policies from the "
+        "site file and the secret from the keyring.",
+    )
+    add_site_arg(p)
+    p.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="read the client secret from the first line of stdin (else a hidden prompt)",
+    )
+    p.set_defaults(func=_provision)
 
     p = subparsers.add_parser(
         "set-team", help="set or clear the team every new encounter is recorded for"
@@ -44,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     which.add_argument("team", nargs="?", metavar="NAME", help=TEAM_HELP)
     which.add_argument("--clear", action="store_true", help="record no team from now on")
     p.add_argument("--team-code", metavar="CODE", help=TEAM_CODE_HELP)
+    add_site_arg(p)
     p.set_defaults(func=_set_team)
 
     p = subparsers.add_parser("add-user", help="enrol another user on an existing profile")
@@ -90,23 +109,26 @@ def _enrol(args: argparse.Namespace) -> int:
     from app.security import LockoutPolicy
     from app.services.encounters import make_team, set_team
     from app.services.session import enrol
+    from app.services.site import load_site_config
 
-    if not 3 <= args.max_pin_failures <= 20:
+    if args.max_pin_failures is not None and not 3 <= args.max_pin_failures <= 20:
         raise InvalidInput("--max-pin-failures must be between 3 and 20", field="max_pin_failures")
-    if not 0.5 <= args.idle_minutes <= 30:
+    if args.idle_minutes is not None and not 0.5 <= args.idle_minutes <= 30:
         raise InvalidInput("--idle-minutes must be between 0.5 and 30", field="idle_minutes")
     if args.team_code is not None and args.team is None:
         raise InvalidInput("--team-code needs --team", field="team_code")
     team = make_team(args.team, args.team_code) if args.team is not None else None
+    site = load_site_config(args.site_config)
+    if site is not None:
+        return _enrol_provisioned(args, site)
     secrets = Secrets(args.pin_stdin)
-    pin = secrets.next("PIN")
-    if not args.pin_stdin and secrets.next("PIN again") != pin:
-        print("kerbside: the PINs do not match", file=sys.stderr)
+    pin = _new_pin(args, secrets)
+    if pin is None:
         return 1
     server = prepare_server(args, secrets)  # the client secret is the next secret read
-    lockout = LockoutPolicy(max_failures=args.max_pin_failures)
+    lockout = LockoutPolicy(max_failures=args.max_pin_failures or 10)
     with enrol(profile_dir(args), args.user, pin, lockout=lockout) as session:
-        session.profile.update_settings(idle_lock_minutes=args.idle_minutes)
+        session.profile.update_settings(idle_lock_minutes=args.idle_minutes or 5.0)
         if team is not None:
             set_team(session.profile, team)
         if server is not None:
@@ -115,13 +137,82 @@ def _enrol(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_pin(args: argparse.Namespace, secrets: Secrets) -> str | None:
+    pin = secrets.next("PIN")
+    if not args.pin_stdin and secrets.next("PIN again") != pin:
+        print("kerbside: the PINs do not match", file=sys.stderr)
+        return None
+    return pin
+
+
+_ENROL_FLAGS = {
+    "url": "--server",
+    "client_id": "--client-id",
+    "token_url": "--token-url",
+    "ca_bundle": "--ca-bundle",
+    "team_name": "--team",
+    "team_code": "--team-code",
+    "idle_lock_minutes": "--idle-minutes",
+    "wipe_after_failures": "--max-pin-failures",
+}
+
+
+def _enrol_provisioned(args: argparse.Namespace, site: Any) -> int:
+    """Enrol on a device Trust IT provisioned: the site file gives what flags do not, and a
+    flag that contradicts a locked setting is refused before anything is asked."""
+    from app.services.site import EnrolChoices, enrol_from_site, refuse_locked
+
+    choices = EnrolChoices(
+        url=args.server.rstrip("/") if args.server else None,
+        client_id=args.client_id,
+        token_url=args.token_url,
+        ca_bundle=str(args.ca_bundle.resolve()) if args.ca_bundle else None,
+        team_name=args.team,
+        team_code=args.team_code,
+        idle_lock_minutes=args.idle_minutes,
+        wipe_after_failures=args.max_pin_failures,
+    )
+    refuse_locked(site, choices, _ENROL_FLAGS)
+    pin = _new_pin(args, Secrets(args.pin_stdin))
+    if pin is None:
+        return 1
+    with enrol_from_site(profile_dir(args), site, args.user, pin, choices) as session:
+        print(f"enrolled {args.user} on profile {session.profile.profile_id} ({site.path})")
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from app.errors import InvalidInput
+    from app.security import check_backend
+    from app.services.site import default_site_path, load_site_config, provision
+
+    site = load_site_config(args.site_config)
+    if site is None:
+        raise InvalidInput(
+            f"no site configuration at {default_site_path()}; write it first (README: Install)",
+            field="site_config",
+        )
+    check_backend()  # before the secret is read: a refused keychain asks for nothing
+    provision(site, Secrets(args.secret_stdin).next("Client secret"))
+    print(f"provisioned client {site.client_id} for {site.url} (secret in the OS keyring)")
+    return 0
+
+
 def _set_team(args: argparse.Namespace) -> int:
     """Change the default team; the PIN proves an enrolled user asked (a wrong one counts)."""
     from app.errors import InvalidInput
     from app.services.encounters import make_team, set_team
+    from app.services.site import load_site_config
 
     if args.clear and args.team_code is not None:
         raise InvalidInput("--clear takes no --team-code", field="team_code")
+    site = load_site_config(args.site_config)
+    if site is not None and site.is_locked("team"):
+        raise InvalidInput(
+            f"the team is set by the site configuration ({site.path}) and locked; "
+            "ask Trust IT to change it",
+            field="team",
+        )
     team = None if args.clear else make_team(args.team, args.team_code)  # before the PIN
     with _unlock(args) as session:
         set_team(session.profile, team)

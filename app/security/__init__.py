@@ -8,10 +8,13 @@ from app.security._keyring import (
     check_backend,
     client_secret,
     memory_keyring,
+    site_client_secret,
     store_client_secret,
+    store_site_client_secret,
 )
 from app.security._profile import (
     CACHE_FILE,
+    MIN_PIN_LENGTH,
     KdfParams,
     LockoutPolicy,
     Profile,
@@ -23,6 +26,7 @@ from app.security._profile import (
 __all__ = [
     "CACHE_FILE",
     "INSECURE_ENV",
+    "MIN_PIN_LENGTH",
     "TRUSTED_BACKENDS",
     "KdfParams",
     "LockoutPolicy",
@@ -34,5 +38,7 @@ __all__ = [
     "check_user_id",
     "client_secret",
     "memory_keyring",
+    "site_client_secret",
     "store_client_secret",
+    "store_site_client_secret",
 ]

@@ -260,3 +260,13 @@ def set_profile_generation(profile_id: str, generation: int) -> None:
 
 def delete_profile_generation(profile_id: str) -> None:
     _delete(f"profile-generation/{profile_id}")
+
+
+def store_site_client_secret(client_id: str, secret: str) -> None:
+    """The device's client secret as Trust IT provisioned it (`kerbside provision`); each
+    enrolment copies it to its profile's own entry."""
+    _set(f"site-client-secret/{client_id}", secret)
+
+
+def site_client_secret(client_id: str) -> str | None:
+    return _get(f"site-client-secret/{client_id}")

@@ -1,0 +1,375 @@
+"""The machine-wide site configuration Trust IT provisions, and enrolment from it.
+
+One TOML file per device, written by IT or MDM, read by every user's Kerbside:
+
+    # /etc/kerbside/site.toml  (Windows: %ProgramData%\\Kerbside\\site.toml;
+    # macOS: /Library/Application Support/Kerbside/site.toml; or the path in
+    # KERBSIDE_SITE_CONFIG, which MDM may set)
+    locked = ["central_record", "team", "wipe_after_failures"]   # users may not change these
+
+    [central_record]
+    url = "https://fhir.example.nhs.uk/R4"
+    client_id = "kerbside-bolton"
+    token_url = "https://fhir.example.nhs.uk/oauth/token"   # optional: else discovered
+    ca_bundle = "/etc/kerbside/trust-ca.pem"                # optional: a Trust's private CA
+
+    [team]
+    name = "Bolton Street Triage"
+    ods_code = "RXV"                                        # optional
+
+    [policies]                                              # all optional
+    idle_lock_minutes = 5
+    pin_min_length = 6
+    cache_ttl_hours = 72
+    wipe_after_failures = 10
+
+Validation is strict because a typo here is silent otherwise: an unknown key, a wrong type or
+a value out of range is refused with the file, the key and what is expected. The client secret
+is not in the file (a file readable by every user is no place for it): `kerbside provision
+--secret-stdin` puts it in the OS keyring once per device, and each enrolment copies it to the
+new profile.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.errors import InvalidInput, KerbsideError, ProfileError
+from app.security import MIN_PIN_LENGTH as PIN_FLOOR
+from app.security import (
+    KdfParams,
+    LockoutPolicy,
+    check_pin,
+    site_client_secret,
+    store_site_client_secret,
+)
+
+SITE_ENV = "KERBSIDE_SITE_CONFIG"
+
+# What `locked` may name: a whole table, or one setting.
+LOCKABLE = frozenset(
+    {
+        "central_record",
+        "url",
+        "client_id",
+        "token_url",
+        "ca_bundle",
+        "team",
+        "idle_lock_minutes",
+        "pin_min_length",
+        "cache_ttl_hours",
+        "wipe_after_failures",
+    }
+)
+_PARTS = {
+    "central_record": ("url", "client_id", "token_url", "ca_bundle"),
+    "team": ("team",),
+}
+
+
+class SiteConfigError(KerbsideError):
+    """The site configuration is unreadable or wrong; the text names the file and key."""
+
+
+def default_site_path() -> Path:
+    """Where IT puts the file on this platform (KERBSIDE_SITE_CONFIG wins)."""
+    if os.environ.get(SITE_ENV):
+        return Path(os.environ[SITE_ENV])
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Kerbside" / "site.toml"
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/Kerbside/site.toml")
+    return Path("/etc/kerbside/site.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    idle_lock_minutes: float = 5.0
+    pin_min_length: int = PIN_FLOOR
+    cache_ttl_hours: float = 72.0
+    wipe_after_failures: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    path: Path
+    url: str
+    client_id: str
+    token_url: str | None = None
+    ca_bundle: str | None = None
+    team_name: str | None = None
+    team_code: str | None = None
+    policies: Policies = field(default_factory=Policies)
+    locked: frozenset[str] = frozenset()
+
+    def is_locked(self, setting: str) -> bool:
+        """`setting` is one of LOCKABLE's single settings (url, team, idle_lock_minutes...)."""
+        if setting in self.locked:
+            return True
+        return any(setting in _PARTS[group] for group in self.locked if group in _PARTS)
+
+
+# -- loading -----------------------------------------------------------------------------------
+class _Reader:
+    """Typed access to one table, naming the file and key in every complaint."""
+
+    def __init__(self, path: Path, table: str, data: Mapping[str, Any], keys: set[str]) -> None:
+        self.path, self.table, self.data = path, table, data
+        unknown = sorted(set(data) - keys)
+        if unknown:
+            raise self.error(unknown[0], f"a known key ({', '.join(sorted(keys))})", "unknown key")
+
+    def where(self, key: str) -> str:
+        return f"{self.table}.{key}" if self.table else key
+
+    def error(self, key: str, expected: str, got: str | None = None) -> SiteConfigError:
+        text = f"site configuration {self.path}: {self.where(key)}: expected {expected}"
+        return SiteConfigError(text + (f" ({got})" if got else ""))
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise self.error(key, "a text value", "missing")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, "a non-empty text value", f"got {type(value).__name__}")
+        return value.strip()
+
+    def number(self, key: str, default: float, low: float, high: float, *, whole: bool) -> float:
+        value = self.data.get(key, default)
+        kind = "a whole number" if whole else "a number"
+        ok_type = isinstance(value, int) if whole else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or not low <= value <= high:
+            raise self.error(key, f"{kind} from {low:g} to {high:g}", f"got {value!r}")
+        return value
+
+
+def _check(reader: _Reader, key: str, value: str | None, check: Callable[[str], None]) -> None:
+    if value is None:
+        return
+    from sync import SyncError
+
+    try:
+        check(value)
+    except (KerbsideError, SyncError) as exc:
+        raise SiteConfigError(
+            f"site configuration {reader.path}: {reader.where(key)}: {exc}"
+        ) from None
+
+
+def load_site_config(path: Path | None = None) -> SiteConfig | None:
+    """The site configuration at `path`, else at the platform's place; None when there is none
+    at the platform's place (an unprovisioned device). An explicit or KERBSIDE_SITE_CONFIG path
+    that does not exist is an error: IT meant something."""
+    explicit = path is not None or bool(os.environ.get(SITE_ENV))
+    path = path if path is not None else default_site_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise SiteConfigError(f"site configuration {path}: no such file") from None
+        return None
+    except OSError as exc:
+        raise SiteConfigError(
+            f"site configuration {path}: cannot be read ({exc.strerror})"
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SiteConfigError(f"site configuration {path}: not valid TOML ({exc})") from None
+    return parse_site_config(path, data)
+
+
+def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
+    from sync import check_url_allowed
+
+    top = _Reader(path, "", data, {"locked", "central_record", "team", "policies"})
+    tables: dict[str, Mapping[str, Any]] = {}
+    for name in ("central_record", "team", "policies"):
+        value = data.get(name, {})
+        if not isinstance(value, Mapping):
+            raise top.error(name, f"a table [{name}]", f"got {type(value).__name__}")
+        tables[name] = value
+    if "central_record" not in data:
+        raise top.error("central_record", "a table [central_record] with url and client_id")
+
+    server = _Reader(
+        path, "central_record", tables["central_record"], set(_PARTS["central_record"])
+    )
+    url = server.text("url", required=True)
+    assert url is not None
+    _check(server, "url", url, check_url_allowed)
+    client_id = server.text("client_id", required=True)
+    assert client_id is not None
+    token_url = server.text("token_url")
+    _check(server, "token_url", token_url, check_url_allowed)
+    ca_bundle = server.text("ca_bundle")
+    if ca_bundle is not None and not Path(ca_bundle).is_file():
+        raise server.error("ca_bundle", "the path of a CA certificate file", "no such file")
+
+    team = _Reader(path, "team", tables["team"], {"name", "ods_code"})
+    team_name = team.text("name")
+    team_code = team.text("ods_code")
+    if team_code is not None and team_name is None:
+        raise team.error("name", "a team name beside ods_code", "missing")
+    if team_name is not None:
+        from app.services.encounters import make_team
+
+        try:
+            made = make_team(team_name, team_code)
+        except InvalidInput as exc:
+            key = team.where("ods_code" if exc.field == "team_code" else "name")
+            raise SiteConfigError(f"site configuration {path}: {key}: {exc}") from None
+        team_name, team_code = made.name, made.code
+
+    pol = _Reader(path, "policies", tables["policies"], set(Policies.__slots__))  # type: ignore[attr-defined]
+    policies = Policies(
+        idle_lock_minutes=pol.number("idle_lock_minutes", 5.0, 0.5, 30, whole=False),
+        pin_min_length=int(pol.number("pin_min_length", PIN_FLOOR, PIN_FLOOR, 12, whole=True)),
+        cache_ttl_hours=pol.number("cache_ttl_hours", 72.0, 1, 24 * 30, whole=False),
+        wipe_after_failures=int(pol.number("wipe_after_failures", 10, 3, 20, whole=True)),
+    )
+
+    locked = data.get("locked", [])
+    if not isinstance(locked, list) or not all(isinstance(x, str) for x in locked):
+        raise top.error("locked", "a list of setting names", f"got {type(locked).__name__}")
+    for name in locked:
+        if name not in LOCKABLE:
+            raise top.error("locked", f"names from {', '.join(sorted(LOCKABLE))}", f"got {name!r}")
+    return SiteConfig(
+        path=path,
+        url=url.rstrip("/"),
+        client_id=client_id,
+        token_url=token_url,
+        ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
+        team_name=team_name,
+        team_code=team_code,
+        policies=policies,
+        locked=frozenset(locked),
+    )
+
+
+# -- provisioning and enrolment ----------------------------------------------------------------
+def provision(site: SiteConfig, client_secret: str) -> None:
+    """Keep the device's client secret in the OS keyring (once per device, by IT)."""
+    if not client_secret.strip():
+        raise InvalidInput("the client secret is empty", field="client_secret")
+    store_site_client_secret(site.client_id, client_secret.strip())
+
+
+def is_provisioned(site: SiteConfig) -> bool:
+    return site_client_secret(site.client_id) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolChoices:
+    """What the enrolling user asked for beyond the site file (None: the site's value)."""
+
+    url: str | None = None
+    client_id: str | None = None
+    token_url: str | None = None
+    ca_bundle: str | None = None
+    team_name: str | None = None
+    team_code: str | None = None
+    idle_lock_minutes: float | None = None
+    wipe_after_failures: int | None = None
+
+
+_CHOICE_SETTING = {
+    "url": "url",
+    "client_id": "client_id",
+    "token_url": "token_url",
+    "ca_bundle": "ca_bundle",
+    "team_name": "team",
+    "team_code": "team",
+    "idle_lock_minutes": "idle_lock_minutes",
+    "wipe_after_failures": "wipe_after_failures",
+}
+
+
+def refuse_locked(site: SiteConfig, choices: EnrolChoices, flag_names: Mapping[str, str]) -> None:
+    """A choice that differs from a locked site setting is refused, naming the flag."""
+    site_values = {
+        "url": site.url,
+        "client_id": site.client_id,
+        "token_url": site.token_url,
+        "ca_bundle": site.ca_bundle,
+        "team_name": site.team_name,
+        "team_code": site.team_code,
+        "idle_lock_minutes": site.policies.idle_lock_minutes,
+        "wipe_after_failures": site.policies.wipe_after_failures,
+    }
+    for name, setting in _CHOICE_SETTING.items():
+        value = getattr(choices, name)
+        if value is not None and value != site_values[name] and site.is_locked(setting):
+            raise InvalidInput(
+                f"{flag_names.get(name, name)} is set by the site configuration ({site.path}) "
+                "and locked; ask Trust IT to change it",
+                field=name,
+            )
+
+
+def enrol_from_site(
+    profile_dir: Path,
+    site: SiteConfig,
+    user_id: str,
+    pin: str,
+    choices: EnrolChoices | None = None,
+    *,
+    kdf: KdfParams | None = None,
+) -> Any:
+    """Enrol the first user of a profile on a provisioned device; returns the open Session.
+
+    The token endpoint is found and the PIN checked against the site's minimum *before* a
+    profile is made, so a wrong address or a short PIN leaves nothing half-enrolled.
+    """
+    from app.security import ServerSettings, store_client_secret
+    from app.services.encounters import make_team, set_team
+    from app.services.session import enrol
+    from sync import discover_token_url, new_http_session
+
+    choices = choices or EnrolChoices()
+    refuse_locked(site, choices, {})
+    check_pin(pin, min_length=site.policies.pin_min_length)
+    secret = site_client_secret(site.client_id if choices.client_id is None else choices.client_id)
+    if secret is None:
+        raise ProfileError(
+            "this device has no client secret for the central record; ask Trust IT to run "
+            "`kerbside provision --secret-stdin`"
+        )
+    url = choices.url or site.url
+    ca_bundle = choices.ca_bundle or site.ca_bundle
+    token_url = choices.token_url or site.token_url
+    if token_url is None:
+        token_url = discover_token_url(new_http_session(), url, ca_bundle=ca_bundle)
+    team_name = choices.team_name if choices.team_name is not None else site.team_name
+    team_code = choices.team_code if choices.team_name is not None else site.team_code
+    team = make_team(team_name, team_code) if team_name else None
+    failures = choices.wipe_after_failures or site.policies.wipe_after_failures
+    session = enrol(
+        profile_dir, user_id, pin, kdf=kdf, lockout=LockoutPolicy(max_failures=failures)
+    )
+    try:
+        profile = session.profile
+        profile.update_settings(
+            idle_lock_minutes=choices.idle_lock_minutes or site.policies.idle_lock_minutes,
+            cache_ttl_hours=site.policies.cache_ttl_hours,
+            min_pin_length=site.policies.pin_min_length,
+        )
+        if team is not None:
+            set_team(profile, team)
+        store_client_secret(profile.profile_id, secret)
+        profile.set_server(
+            ServerSettings(url, choices.client_id or site.client_id, token_url, ca_bundle)
+        )
+    except BaseException:
+        session.close()
+        raise
+    return session
