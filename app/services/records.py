@@ -200,6 +200,21 @@ def refresh_record(
     return _read_record(session, record.person.patient_id, record.audit_event_id, now)
 
 
+def person_of(
+    session: Session, patient_id: str, *, now: datetime | None = None
+) -> PersonView | None:
+    """Who a cached patient is (name, date of birth and age, NHS number, sex), unaudited.
+
+    For naming a person the officer already chose (the encounter form's identity header, a
+    queued record's snapshot): the demographics only, none of the clinical record, which
+    still needs `open_record` and its audited reason. None when the cache does not hold them.
+    """
+    patient = session.store.get_resource("Patient", patient_id)
+    if patient is None:
+        return None
+    return _person(patient, london_today(now), _Lookup(session))
+
+
 def _read_record(
     session: Session, patient_id: str, event_id: str, now: datetime | None
 ) -> PatientRecord:

@@ -54,6 +54,7 @@ from app.fhir import (
 from app.services import encounters
 from app.services.session import Session
 from app.times import clock_text, iso_instant, parse_instant, short_day_text
+from app.ui.identity import IdentityHeader
 from app.ui.ops import Op, Runner
 from app.ui.widgets import (
     BigButton,
@@ -373,6 +374,10 @@ class EncounterForm(QWidget):
         outer.addWidget(self._build_top_bar())
         self._banner = self._build_draft_banner()
         outer.addWidget(self._banner)
+        # Who this record is about, fixed above the scrolling fields (app/ui/identity.py).
+        self.identity = IdentityHeader()
+        self.identity.change_requested.connect(self.patient_search_requested)
+        outer.addWidget(self.identity)
         self._scroll = QScrollArea()
         self._scroll.setWidgetResizable(True)
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -699,7 +704,32 @@ class EncounterForm(QWidget):
         self._patient_display = display_name
         self.patient_name.setText(display_name or "Person picked from search")
         self.person_mode.set_value("known")
+        self._show_identity()
         self._changed()
+
+    def _show_identity(self) -> None:
+        """The fixed header names the cached person the record is about, or hides."""
+        if self.person_mode.value() != "known" or not self._patient_id:
+            self.identity.clear()
+            return
+        if self.identity.patient_id == self._patient_id:
+            return
+        from app.services.records import person_of
+
+        person = person_of(self._session, self._patient_id)
+        if person is None:  # removed from the cache since: say so rather than show a name
+            self.identity.set_identity(
+                patient_id=self._patient_id,
+                name="Person no longer on this tablet",
+                birth_date=None,
+                age=None,
+                nhs_number=None,
+                sex=None,
+            )
+            return
+        self.identity.show_person(person)
+        self._patient_display = person.name
+        self.patient_name.setText(person.name)
 
     # -- reading and filling the widgets -------------------------------------------------
     def data(self) -> dict[str, Any]:
@@ -922,6 +952,7 @@ class EncounterForm(QWidget):
         self.fields["patient.nhs_number"].setVisible(mode == "nhs")
         self._unknown_box.setVisible(mode == "unknown")
         self.person_mode.button("known").setVisible(self._patient_id is not None)
+        self._show_identity()
         dwelling = self.location_type.value() == "dwelling"
         self.section_136.setEnabled(not dwelling)
         self.dwelling_note.setVisible(dwelling)

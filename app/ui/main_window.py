@@ -183,16 +183,19 @@ class MainWindow(QMainWindow):
         self.search_view = SearchView(self._runner)
         self.search_view.patient_chosen.connect(self.open_patient)
         self.search_view.unknown_person_requested.connect(self.start_unknown_person)
+        self.search_view.query_edited.connect(self._detach_record)
         self.record_view = RecordView(self._runner)
         self.record_view.back_requested.connect(self.go_back)
         self.record_view.encounter_requested.connect(self.start_encounter)
         self.record_view.record_shown.connect(self._on_record_shown)
+        self.record_view.shown_changed.connect(self._follow_record)
+        self.record_view.change_person_requested.connect(self.change_person)
 
         find = QWidget()
         self._find_row = QHBoxLayout(find)
         self._find_row.setContentsMargins(0, 0, 0, 0)
         self._find_row.setSpacing(0)
-        self._find_row.addWidget(self.search_view, 2)
+        self._find_row.addWidget(self.search_view, 5)  # up to its cap; the record gets the rest
         divider = QFrame()
         divider.setProperty("role", "rule")
         divider.setFixedWidth(2)
@@ -753,6 +756,7 @@ class MainWindow(QMainWindow):
         if self._picking_for_form and form is not None:
             self._picking_for_form = False
             form.set_patient(patient_id, hit.display_name if hit else "")
+            self.search_view.highlight(self.record_view.shown_id())  # the list follows the pane
             self.show_page(PAGE_ENCOUNTER)
             return
         self.record_view.request_open(patient_id, hit.display_name if hit else None)
@@ -761,7 +765,35 @@ class MainWindow(QMainWindow):
 
     def _on_record_shown(self, _patient_id: str) -> None:
         self._portrait_pane = "record"
+        self._follow_record()
         self._apply_layout()
+
+    # -- one person at a time ----------------------------------------------------------------
+    # The record pane, the highlighted result and the subject of a new encounter are the same
+    # person, or nothing is shown (tests/gui/test_identity_state.py checks it after every step
+    # of random UI actions). A new query detaches the record; the highlight follows the pane.
+    def _detach_record(self) -> None:
+        """The officer is searching again: the open record (or reason sheet) goes, so the
+        new top result is never highlighted beside someone else's record."""
+        if self.record_view.shown_id() is not None or self.record_view.record is not None:
+            self.record_view.clear()
+
+    def _follow_record(self) -> None:
+        """Highlight the row of the person on the record pane, or no row."""
+        shown = self.record_view.shown_id()
+        if shown is not None:
+            self.search_view.highlight(shown)
+
+    def change_person(self) -> None:
+        """ "Change person" on the record: close it and go back to the search box."""
+        self.record_view.clear()
+        self.focus_search()
+
+    def encounter_subject(self) -> str | None:
+        """Whom Ctrl+N would record about: the record on screen on the Find page, else None."""
+        if self._page != PAGE_FIND or not self.record_view.isVisible():
+            return None
+        return self.record_view.shown_record_id()
 
     def go_back(self) -> None:
         if self._page != PAGE_FIND:
@@ -774,9 +806,9 @@ class MainWindow(QMainWindow):
             self.record_view.cancel_reason()
 
     def new_encounter(self) -> None:
-        """Ctrl+N: a form about the open record's person, else a blank one."""
-        pid = self.record_view.patient_id
-        if pid and self._page == PAGE_FIND:
+        """Ctrl+N: a form about the person whose record is on screen, else a blank one."""
+        pid = self.encounter_subject()
+        if pid:
             self.start_encounter(pid)
         else:
             self._open_form()
@@ -808,7 +840,10 @@ class MainWindow(QMainWindow):
 
     def _show_panes(self) -> None:
         if self._landscape:
-            self.search_view.setFixedWidth(max(480, int(self.width() * 0.44)))
+            # A cap, not a fixed width: a fixed one made the window's minimum wider than a
+            # portrait tablet, so turning it could not shrink the window to 800 px.
+            self.search_view.setMinimumWidth(0)
+            self.search_view.setMaximumWidth(max(480, int(self.width() * 0.44)))
             self.search_view.show()
             self._divider.show()
             self.record_view.show()

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.times import uk_date, uk_date_time
+from app.ui.identity import IdentityHeader
 from app.ui.ops import Runner
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class RecordView(QWidget):
     back_requested = Signal()
     encounter_requested = Signal(str)
     record_shown = Signal(str)
+    change_person_requested = Signal()
+    shown_changed = Signal()  # the person on this pane changed (or none is shown now)
 
     def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -213,6 +216,10 @@ class RecordView(QWidget):
         bb.addWidget(self.back_button, 0, Qt.AlignmentFlag.AlignLeft)
         self._back_bar.hide()
         rp.addWidget(self._back_bar)
+        # Above the scroll area, not in it: whoever the record is scrolled to, it names them.
+        self.identity = IdentityHeader()
+        self.identity.change_requested.connect(self.change_person_requested)
+        rp.addWidget(self.identity)
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
@@ -241,8 +248,10 @@ class RecordView(QWidget):
         self.patient_id = None
         self._pending_id = None
         self.record = None
+        self.identity.clear()
         self._drop_page()
         self._stack.setCurrentIndex(0)
+        self.shown_changed.emit()
 
     def _drop_page(self) -> None:
         """Remove the shown record's widgets."""
@@ -267,6 +276,19 @@ class RecordView(QWidget):
     def showing_reason_sheet(self) -> bool:
         return self._stack.currentIndex() == 1
 
+    def shown_id(self) -> str | None:
+        """Whose name is on this pane now: the person the reason sheet asks about, the open
+        record's person, or None (nothing shown)."""
+        if self._stack.currentIndex() == 1:
+            return self._pending_id
+        if self._stack.currentIndex() == 2:
+            return self.patient_id
+        return None
+
+    def shown_record_id(self) -> str | None:
+        """The person whose record (not reason sheet) is on this pane, or None."""
+        return self.patient_id if self._stack.currentIndex() == 2 else None
+
     def focus_target(self) -> QWidget | None:
         """Where the keyboard starts here: the first reason, or the record (arrow keys
         scroll it); None with nothing shown."""
@@ -280,6 +302,7 @@ class RecordView(QWidget):
             return
         self._pending_id = None
         self._stack.setCurrentIndex(2 if self.record is not None else 0)
+        self.shown_changed.emit()
         if self.record is None:
             self.back_requested.emit()
 
@@ -322,6 +345,7 @@ class RecordView(QWidget):
         self.patient_id = record.person.patient_id
         position = self.scroll_area.verticalScrollBar().value() if keep_scroll else 0
         self._drop_page()
+        self.identity.show_person(record.person)
         self.scroll_area.setWidget(self._build(record))
         self._stack.setCurrentIndex(2)
         self.scroll_area.verticalScrollBar().setValue(position)
@@ -363,24 +387,14 @@ class RecordView(QWidget):
         return page
 
     def _person_header(self, person: PersonView) -> QWidget:
-        """Who this is, in two lines, so the alerts just below stay near the top."""
+        """Other names, just under the fixed identity header (which has name, DOB, NHS, sex)."""
         box = QWidget()
         col = QVBoxLayout(box)
         col.setContentsMargins(4, 0, 4, 0)
         col.setSpacing(2)
-        name = PatientText(person.name, role="h1")
-        name.setAccessibleName("Name")
-        col.addWidget(name)
         known = [*person.known_as, *person.aliases]
-        facts = [
-            f"Born {format_date(person.birth_date)}"
-            + (f" ({person.age} years)" if person.age is not None else "")
-        ]
-        if person.gender:
-            facts.append(person.gender.capitalize())
         if known:
-            facts.insert(0, "Known as " + ", ".join(f"“{k}”" for k in known))
-        col.addWidget(PatientText("  ·  ".join(facts), role="h3"))
+            col.addWidget(PatientText("Known as " + ", ".join(f"“{k}”" for k in known), role="h3"))
         return box
 
     def _identity_card(self, person: PersonView) -> QWidget:

@@ -308,6 +308,7 @@ class SearchView(QWidget):
 
     patient_chosen = Signal(str)
     unknown_person_requested = Signal()
+    query_edited = Signal()  # the officer changed the query or a filter: a different search
 
     def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -315,6 +316,9 @@ class SearchView(QWidget):
         self._runner = runner
         self._search: Any = None
         self.last_search_ms: float | None = None
+        # The query the shown results answer: a re-run of the same one (after a sync) keeps
+        # the highlighted person rather than moving the highlight to whoever is now first.
+        self._shown_query: tuple[str, object, object] | None = None
 
         col = QVBoxLayout(self)
         col.setContentsMargins(16, 16, 16, 12)
@@ -329,6 +333,7 @@ class SearchView(QWidget):
             clear.setAccessibleName("Clear the search")
         self.box.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
         self.box.textChanged.connect(self._schedule)
+        self.box.textChanged.connect(lambda _t: self.query_edited.emit())
         self.box.returnPressed.connect(self._open_first)
         self.box.down_pressed.connect(self._focus_results)
         col.addWidget(self.box)
@@ -439,6 +444,7 @@ class SearchView(QWidget):
         self.box.clear()
         self.box.blockSignals(False)
         self.model.set_hits([])
+        self._shown_query = None
         self.notice.hide()
         self.did_you_mean.hide()
         self._states.setCurrentWidget(self.hint)
@@ -454,6 +460,7 @@ class SearchView(QWidget):
 
     def _filters_changed(self) -> None:
         self._update_filter_label()
+        self.query_edited.emit()
         self._schedule(now=True)
 
     def _update_filter_label(self) -> None:
@@ -493,6 +500,7 @@ class SearchView(QWidget):
         query = self.box.text().strip()
         if not query or self._search is None:
             self.model.set_hits([])
+            self._shown_query = None
             self.notice.hide()
             self.did_you_mean.hide()
             self._states.setCurrentWidget(self.hint)
@@ -506,6 +514,10 @@ class SearchView(QWidget):
             self._runner.report(exc)
             return
         self.last_search_ms = (time.perf_counter() - started) * 1000
+        asked = (query, self.sex.value(), self.age.value())
+        rerun = asked == self._shown_query
+        kept = self.highlighted_id() if rerun else None
+        self._shown_query = asked
         self.model.set_hits(result.hits)
         self.notice.setText(result.notice or "")
         self.notice.setVisible(bool(result.notice))
@@ -518,8 +530,11 @@ class SearchView(QWidget):
             self.did_you_mean.hide()
         if result.hits:
             self._states.setCurrentWidget(self.results)
-            self.results.setCurrentIndex(self.model.index(0))
-            self.results.scrollToTop()
+            if rerun:
+                self.highlight(kept)  # same person or none: never a silent swap
+            else:
+                self.results.setCurrentIndex(self.model.index(0))
+                self.results.scrollToTop()
         else:
             filtered = self.sex.value() is not None or self.age.value() is not None
             self.no_results.setText(
@@ -554,6 +569,22 @@ class SearchView(QWidget):
 
     def hits(self) -> list[Any]:
         return list(self.model.hits)
+
+    def highlighted_id(self) -> str | None:
+        """The patient id of the highlighted result, if a result is highlighted."""
+        index = self.results.currentIndex()
+        if not index.isValid() or index.row() >= len(self.model.hits):
+            return None
+        return str(self.model.hits[index.row()].id)
+
+    def highlight(self, patient_id: str | None) -> None:
+        """Highlight this person's row, or no row when they are not in the results."""
+        row = next((i for i, h in enumerate(self.model.hits) if h.id == patient_id), None)
+        if row is None:
+            self.results.selectionModel().clear()
+            self.results.setCurrentIndex(QModelIndex())
+        else:
+            self.results.setCurrentIndex(self.model.index(row))
 
     def hit_by_id(self, patient_id: str) -> Any:
         return next((h for h in self.model.hits if h.id == patient_id), None)

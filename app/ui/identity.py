@@ -1,0 +1,117 @@
+"""The fixed identity header: who the screen below is about, always in view.
+
+A record scrolled down to its medication, or an encounter form scrolled to its outcome, must
+still say whose it is: the wrong-person hazard (docs/clinical-safety/hazard-log.md, H1) comes
+from a screen that shows one person's details with nothing on screen naming them. So the record
+and the form put this header above their scroll areas, never inside them: name, date of birth
+and age, NHS number as 3 3 4, sex, a child badge under 18, and "Change person".
+
+It holds the patient id it shows (`patient_id`), so tests and the window can check that the
+header, the record and the form agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QVBoxLayout, QWidget
+
+from app.times import uk_date
+from app.ui.widgets import BigButton, PatientText, label
+
+CHILD_AGE = 18
+
+
+def identity_facts(
+    birth_date: date | str | None, age: int | None, nhs_number: str | None, sex: str | None
+) -> str:
+    """ "Born 15/06/1990 (35 years) · NHS 943 476 5870 · Female": the second line."""
+    from app.nhs_number import format_nhs_number
+
+    born = f"Born {uk_date(birth_date, unknown='date unknown')}" + (
+        f" ({age} years)" if age is not None else ""
+    )
+    digits = "".join(ch for ch in (nhs_number or "") if ch.isdigit())
+    nhs = f"NHS {format_nhs_number(digits)}" if len(digits) == 10 else "No NHS number"
+    sex_text = (sex or "sex not recorded").capitalize()
+    return "  ·  ".join((born, nhs, sex_text))
+
+
+class IdentityHeader(QFrame):
+    """Name, date of birth and age, NHS number, sex, child badge; "Change person".
+
+    Signals:
+        change_requested(): the officer tapped "Change person".
+    """
+
+    change_requested = Signal()
+
+    def __init__(self, *, change_text: str = "Change person", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setProperty("role", "identity")
+        self.setAccessibleName("Person shown")
+        self.patient_id: str | None = None
+        row = QHBoxLayout(self)
+        row.setContentsMargins(16, 8, 12, 8)
+        row.setSpacing(10)
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        top = QHBoxLayout()
+        top.setSpacing(10)
+        self.name = PatientText("", role="h2")
+        self.name.setAccessibleName("Name")
+        top.addWidget(self.name, 1)
+        self.child_badge = label("CHILD (under 18)", "child", wrap=False)
+        self.child_badge.setAccessibleName("Child: under 18")
+        self.child_badge.hide()
+        top.addWidget(self.child_badge, 0, Qt.AlignmentFlag.AlignTop)
+        text.addLayout(top)
+        self.facts = PatientText("", role="h3")
+        self.facts.setAccessibleName("Date of birth, NHS number and sex")
+        text.addWidget(self.facts)
+        row.addLayout(text, 1)
+        self.change_button = BigButton(
+            change_text, role="bar", accessible_name="Change person: find someone else"
+        )
+        self.change_button.clicked.connect(self.change_requested)
+        row.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        self.hide()
+
+    def show_person(self, person: Any) -> None:
+        """Show a `records.PersonView` (or anything with its attribute names)."""
+        self.set_identity(
+            patient_id=person.patient_id,
+            name=person.name,
+            birth_date=person.birth_date,
+            age=person.age,
+            nhs_number=person.nhs_number,
+            sex=person.gender,
+        )
+
+    def set_identity(
+        self,
+        *,
+        patient_id: str | None,
+        name: str,
+        birth_date: date | str | None,
+        age: int | None,
+        nhs_number: str | None,
+        sex: str | None,
+    ) -> None:
+        self.patient_id = patient_id
+        self.name.setText(name or "Name not recorded")
+        self.facts.setText(identity_facts(birth_date, age, nhs_number, sex))
+        self.child_badge.setVisible(age is not None and age < CHILD_AGE)
+        self.show()
+
+    def clear(self) -> None:
+        self.patient_id = None
+        self.name.setText("")
+        self.facts.setText("")
+        self.child_badge.hide()
+        self.hide()
+
+    def is_child(self) -> bool:
+        return not self.child_badge.isHidden()
