@@ -41,6 +41,7 @@ test-packaging: $(PACKAGE_STAMP)
 	packaging/linux/keychain-test-deps.sh
 	packaging/linux/packaging-test-deps.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -m packaging tests/packaging
+	packaging/linux/deb-install-check.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check app sync tests

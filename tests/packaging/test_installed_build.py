@@ -1,0 +1,260 @@
+"""The tablet build as IT installs it: `make package` from the checkout, the .deb unpacked into a
+root outside the checkout, and everything run through the installed binary.
+
+No insecure keyring exists in that binary, so every step runs in a real desktop session:
+gnome-keyring in its own D-Bus session (the `keychain` fixture of the real-keychain test).
+What the tablet build leaves out (the cohort generator, the reference server) comes from the
+dev install, as a Trust's test rig would have it: `.venv/bin/kerbside generate` and
+`.venv/bin/kerbside serve-reference`.
+
+The .deb is unpacked with `dpkg-deb -x` rather than installed with `dpkg -i`, so the test needs
+no root and leaves the machine as it was; the package's own paths are checked against that
+root. `.ci/run` installs and removes the same .deb with apt as its packaging step's last check.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_PIN
+from tests.integration.test_real_keychain import keychain  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.packaging]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV_KERBSIDE = str(Path(sys.executable).with_name("kerbside"))
+TABLET = ("tablet-1", "tablet-secret-0123456789")
+USER = "pc101"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The root the .deb was unpacked into (its binary: <root>/opt/kerbside/kerbside)."""
+    built = subprocess.run(
+        [tool("make"), "package"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (deb,) = (ROOT / "dist").glob("kerbside_*.deb")
+    root = tmp_path_factory.mktemp("installed")
+    subprocess.run([tool("dpkg-deb"), "-x", str(deb), str(root)], check=True, timeout=300)
+    return root
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"no {name}: run packaging/linux/packaging-test-deps.sh")
+    return found
+
+
+def app(root: Path) -> str:
+    return str(root / "opt" / "kerbside" / "kerbside")
+
+
+def run(
+    args: list[str], env: dict[str, str], cwd: Path, stdin: str = "", timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run a command outside the checkout, with nothing of the dev venv on its paths."""
+    clean = {k: v for k, v in env.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    clean.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return subprocess.run(
+        args, input=stdin, env=clean, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, f"{done.args}: {done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_the_deb_puts_kerbside_on_path_with_a_launcher_and_an_icon(installed: Path) -> None:
+    link = installed / "usr/bin/kerbside"
+    assert link.is_symlink() and os.readlink(link) == "/opt/kerbside/kerbside"
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.read(installed / "usr/share/applications/kerbside.desktop")
+    desktop = entry["Desktop Entry"]
+    assert desktop["Exec"] == "/usr/bin/kerbside gui"
+    for size in (48, 64, 128, 256):
+        assert (
+            installed / f"usr/share/icons/hicolor/{size}x{size}/apps/{desktop['Icon']}.png"
+        ).is_file()
+    assert (installed / f"usr/share/icons/hicolor/scalable/apps/{desktop['Icon']}.svg").is_file()
+    internal = installed / "opt/kerbside/_internal"
+    assert (internal / "tzdata/zoneinfo/Europe/London").is_file()
+    for left_out in (
+        "faker",
+        "starlette",
+        "uvicorn",
+        "keyrings",
+        "app/synthetic",
+        "sync/reference",
+    ):
+        assert not (internal / left_out).exists(), left_out
+
+
+def test_the_installed_binary_enrols_imports_searches_and_syncs(
+    installed: Path,
+    keychain: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    here = tmp_path
+    ok(
+        run(
+            [DEV_KERBSIDE, "generate", "--patients", "20", "--seed", "3", "--out", "local"],
+            keychain,
+            here,
+        )
+    )
+    ok(
+        run(
+            [DEV_KERBSIDE, "generate", "--patients", "20", "--seed", "4", "--out", "central"],
+            keychain,
+            here,
+        )
+    )
+    local = json.loads((here / "local/Patient.ndjson").read_text().splitlines()[0])
+    remote = json.loads((here / "central/Patient.ndjson").read_text().splitlines()[0])
+
+    kerbside = app(installed)
+    said = run([kerbside, "generate", "--out", "x"], keychain, here)
+    assert said.returncode == 2 and "not part of this build" in said.stderr
+    # The insecure opt-in does nothing in this build (the keychain here is real anyway).
+    env = {**keychain, "KERBSIDE_ALLOW_INSECURE_KEYRING": "1"}
+
+    with served(here, here / "central") as base_url:
+        who = ["--profile", str(here / "profile"), "--user", USER, "--pin-stdin"]
+        enrol = ["enrol", *who, "--server", base_url, "--client-id", TABLET[0]]
+        ok(run([kerbside, *enrol], env, here, f"{TEST_PIN}\n{TABLET[1]}\n"))
+        saved = json.loads((here / "profile/profile.json").read_text())
+        assert saved["keyring_store"] == "secret-service"
+
+        ok(run([kerbside, "import", *who, str(here / "local")], env, here, f"{TEST_PIN}\n"))
+        assert local["id"] in search(kerbside, who, local, env, here)
+
+        report = json.loads(
+            ok(run([kerbside, "sync", *who, "--quiet"], env, here, f"{TEST_PIN}\n")).splitlines()[
+                -1
+            ]
+        )
+        assert report["pulled"] > 0
+        assert remote["id"] in search(kerbside, who, remote, env, here)
+
+
+def search(
+    kerbside: str, who: list[str], patient: dict, env: dict[str, str], cwd: Path
+) -> list[str]:
+    family = patient["name"][0]["family"]
+    out = ok(
+        run(
+            [kerbside, "search", *who, "--json", "--limit", "50", family], env, cwd, f"{TEST_PIN}\n"
+        )
+    )
+    return [hit["id"] for hit in json.loads(out)]
+
+
+class served:
+    """`kerbside serve-reference` from the dev install, seeded with `seed`; yields its URL."""
+
+    def __init__(self, cwd: Path, seed: Path) -> None:
+        self.proc = subprocess.Popen(
+            [DEV_KERBSIDE, "serve-reference", "--data", str(cwd / "server"), "--seed", str(seed),
+             "--client", ":".join(TABLET)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+        )  # fmt: skip
+
+    def __enter__(self) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+        url = self.proc.stdout.readline().strip() if ready else ""
+        if not url:
+            self.__exit__()
+            raise AssertionError("serve-reference printed no URL")
+        return url
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    """A virtual X display (Xvfb picks a free number and writes it to our pipe)."""
+    xvfb = subprocess.Popen(
+        [tool("Xvfb"), "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert xvfb.stdout is not None
+        ready, _, _ = select.select([xvfb.stdout], [], [], 60)
+        number = xvfb.stdout.readline().strip() if ready else ""
+        assert number, "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=30)
+
+
+@pytest.mark.parametrize("build", ["installed", "venv"])
+def test_gui_opens_on_the_unlock_screen(
+    build: str,
+    request: pytest.FixtureRequest,
+    keychain: dict[str, str],  # noqa: F811
+    display: str,
+    tmp_path: Path,
+) -> None:
+    """`kerbside gui` on an X display reaches the unlock screen; the cold start (spawn to the
+    unlock screen on the display) is printed for the installed build and the dev venv."""
+    kerbside = app(request.getfixturevalue("installed")) if build == "installed" else DEV_KERBSIDE
+    profile = tmp_path / "profile"
+    ok(run([kerbside, "enrol", "--profile", str(profile), "--user", USER, "--pin-stdin"],
+           keychain, tmp_path, f"{TEST_PIN}\n"))  # fmt: skip
+    x_env = {**keychain, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+    shot = tmp_path / "unlock.png"
+    grabber = subprocess.Popen(
+        [sys.executable, "-m", "tests.packaging.xscreen", str(shot), "90"],
+        env={**x_env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert grabber.stdout is not None and grabber.stdout.readline().strip() == "ready"
+    clean = {k: v for k, v in x_env.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    spawned_at = time.monotonic()
+    gui = subprocess.Popen(
+        [kerbside, "gui", "--profile", str(profile)], env=clean, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = grabber.communicate(timeout=120)
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert seen["seen_at"] is not None, f"no unlock screen (last frame: {shot})"
+        cold_start = seen["seen_at"] - spawned_at
+        print(f"\n{build} build: cold start to the unlock screen {cold_start:.2f} s")
+        request.node.user_properties.append((f"{build}_cold_start_s", round(cold_start, 2)))
+        assert gui.poll() is None, gui.stderr.read() if gui.stderr else ""
+    finally:
+        if grabber.poll() is None:
+            grabber.kill()
+        gui.terminate()
+        try:
+            gui.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            gui.kill()
+            gui.communicate()
