@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import keyring
 
 from app import times
-from app.cli._common import add_profile_arg, profile_dir
+from app.cli._common import add_profile_arg, add_site_arg, profile_dir
 from app.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -54,8 +54,12 @@ SCENES = ("unlock", "search", "record", "encounter", "sync")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("gui", help="open the app on a profile")
+    p = subparsers.add_parser(
+        "gui",
+        help="open the app on a profile (first run on a provisioned device: enrol in the app)",
+    )
     add_profile_arg(p)
+    add_site_arg(p)
     p.set_defaults(func=_gui)
 
     p = subparsers.add_parser(
@@ -109,9 +113,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 # -- gui ---------------------------------------------------------------------------------------
 def _gui(args: argparse.Namespace) -> int:
+    from app.services.site import load_site_config
     from app.ui.app import run_gui
 
-    return run_gui(profile_dir(args), auto_sync=True)
+    site = load_site_config(args.site_config)  # a bad file: one line here, before any window
+    return run_gui(profile_dir(args), auto_sync=True, site=site)
 
 
 # -- the demo environment ----------------------------------------------------------------------

@@ -257,6 +257,13 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
 
 
 # -- provisioning and enrolment ----------------------------------------------------------------
+def needs_first_run(profile_dir: Path, site: SiteConfig | None) -> bool:
+    """The app should offer first-run enrolment: a provisioned device with no profile yet."""
+    from app.security import Profile
+
+    return site is not None and not Profile.exists(profile_dir)
+
+
 def provision(site: SiteConfig, client_secret: str) -> None:
     """Keep the device's client secret in the OS keyring (once per device, by IT)."""
     if not client_secret.strip():

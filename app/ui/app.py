@@ -79,6 +79,7 @@ def build_window(
     auto_sync: bool = False,
     install_excepthook: bool = True,
     sync_options: Mapping[str, Any] | None = None,
+    site: Any | None = None,
 ) -> tuple[QApplication, Runner, MainWindow, CrashHandler]:
     """Everything `run_gui` shows, without entering the event loop (tests, screenshots)."""
     app = create_application()
@@ -94,6 +95,7 @@ def build_window(
         demo=demo,
         auto_sync=auto_sync,
         sync_options=sync_options,
+        site=site,
     )
     crash.window = window
     if install_excepthook:
@@ -108,10 +110,11 @@ def run_gui(
     demo: bool = False,
     auto_sync: bool = True,
     on_ready: Callable[[MainWindow], None] | None = None,
+    site: Any | None = None,
 ) -> int:
     """Open the window on `profile_dir` and run until it closes; returns the exit code."""
     app, _runner, window, _crash = build_window(
-        profile_dir, demo_pin=demo_pin, demo=demo, auto_sync=auto_sync
+        profile_dir, demo_pin=demo_pin, demo=demo, auto_sync=auto_sync, site=site
     )
     window.show()
     if on_ready is not None:

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from app.services.session import profile_settings, save_profile_settings
 from app.times import clock_text
 from app.ui import theme
+from app.ui.first_run_view import FirstRunView
 from app.ui.help_view import HelpView
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
 from app.ui.ops import Runner
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         demo: bool = False,
         auto_sync: bool = False,
         sync_options: Mapping[str, Any] | None = None,
+        site: Any | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -135,6 +137,15 @@ class MainWindow(QMainWindow):
         self._layers.addWidget(self.help_view)
         self._help_return: QWidget = self.unlock_view
         self._layers.setCurrentWidget(self.unlock_view)
+        self.first_run_view: FirstRunView | None = None
+        from app.services.site import needs_first_run
+
+        if needs_first_run(profile_dir, site):
+            self.first_run_view = FirstRunView(profile_dir, site, runner)
+            self.first_run_view.enrolled.connect(self._on_first_enrolled)
+            self._layers.addWidget(self.first_run_view)
+            self._layers.setCurrentWidget(self.first_run_view)
+            self._help_return = self.first_run_view
 
         app = QApplication.instance()
         assert isinstance(app, QApplication)
@@ -372,7 +383,18 @@ class MainWindow(QMainWindow):
         self._layers.setCurrentWidget(self.help_view)
         self.help_view.back_button.setFocus()
 
+    def _on_first_enrolled(self, user: str, pin: str) -> None:
+        """Enrolled on the first-run screen: unlock through the normal path, once."""
+        self._layers.setCurrentWidget(self.unlock_view)
+        self._help_return = self.unlock_view
+        self.unlock_view.fresh()
+        self.unlock_view.select_user(user)
+        self.unlock_view.enter_pin(pin)
+
     def close_help(self) -> None:
+        if self.first_run_view is not None and self._help_return is self.first_run_view:
+            self._layers.setCurrentWidget(self.first_run_view)  # not enrolled yet
+            return
         back = self.unlock_view if self._is_locked else self._help_return
         self._layers.setCurrentWidget(back)
 
