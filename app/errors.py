@@ -81,3 +81,8 @@ class CacheExpired(KerbsideError):
 class ClockBehind(CacheExpired):
     """The device clock reads earlier than the latest trusted time the cache has seen: someone
     set it back (to stretch the cache's lifetime) or it drifted; patient data stays locked."""
+
+
+class IndexIncomplete(KerbsideError):
+    """The cache is part-way through a bulk load: its search index is not built yet, so a
+    search would miss people. Search refuses until the load (sync or import) finishes."""

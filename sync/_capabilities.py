@@ -13,6 +13,7 @@ from typing import Any
 from sync._exceptions import BadResponse
 
 DEVICE_POLICY = "device-policy"
+EXPORT = "export"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Capabilities:
     search_params: dict[str, frozenset[str]] = field(default_factory=dict)
     common_params: frozenset[str] = frozenset()
     operations: frozenset[str] = frozenset()
+    # FHIR Bulk Data: `[base]/$export` and `Group/[id]/$export` declared.
+    bulk_export: bool = False
+    group_export: bool = False
 
     def can_search(self, rtype: str) -> bool:
         return "search-type" in self.interactions.get(rtype, frozenset())
@@ -58,6 +62,7 @@ def parse_capabilities(body: Any) -> Capabilities:
     interactions: dict[str, frozenset[str]] = {}
     conditional: set[str] = set()
     params: dict[str, frozenset[str]] = {}
+    group_export = False
     for res in rest.get("resource") or ():
         if not isinstance(res, dict) or not isinstance(res.get("type"), str):
             continue
@@ -66,6 +71,8 @@ def parse_capabilities(body: Any) -> Capabilities:
         if res.get("conditionalCreate") is True:
             conditional.add(rtype)
         params[rtype] = frozenset(_names(res.get("searchParam")))
+        if rtype == "Group" and _declares_export(res.get("operation")):
+            group_export = True
     operations = set(_names(rest.get("operation")))
     for op in rest.get("operation") or ():
         definition = op.get("definition") if isinstance(op, dict) else None
@@ -82,7 +89,25 @@ def parse_capabilities(body: Any) -> Capabilities:
         search_params=params,
         common_params=frozenset(_names(rest.get("searchParam"))),
         operations=frozenset(o.lstrip("$") for o in operations),
+        bulk_export=_declares_export(rest.get("operation")),
+        group_export=group_export,
     )
+
+
+def _declares_export(items: Any) -> bool:
+    """An operation named `export`, or defined by the Bulk Data IG's export definitions
+    (servers name it `export` or `$export`; the definition URL is the reliable part)."""
+    for op in items or ():
+        if not isinstance(op, dict):
+            continue
+        name = op.get("name")
+        definition = op.get("definition")
+        if isinstance(name, str) and name.lstrip("$") == EXPORT:
+            return True
+        if isinstance(definition, str) and "bulkdata" in definition and definition.rstrip(
+                "/").rsplit("/", 1)[-1] in ("export", "group-export"):
+            return True
+    return False
 
 
 def _codes(items: Any) -> Iterable[str]:

@@ -268,10 +268,14 @@ class FhirClient:
         accept: str = FHIR_JSON,
         headers: Mapping[str, str] | None = None,
         before_attempt: Callable[[], None] | None = None,
+        fatal_is_final: bool = False,
     ) -> Answer:
         """Send with retries; returns a parsed 2xx answer or raises a SyncError.
 
         `before_attempt` runs before each try leaves (the outbox counts attempts with it).
+        `fatal_is_final`: a 5xx whose OperationOutcome has a `fatal` issue is the answer, not
+        a passing fault (a Bulk Data status URL reports a failed export that way), so it
+        raises ServerRejected at once instead of being retried.
 
         A 401 drops the token and tries once more with a fresh one (it may have expired
         early, or been revoked server-side for rotation); a second 401 is AuthFailed.
@@ -311,6 +315,10 @@ class FhirClient:
                 self.server_date = answer.server_date or self.server_date
                 return answer
             outcome = _maybe_json(raw)
+            if fatal_is_final and status >= 500 and _is_fatal(outcome):
+                reason = outcome_text(outcome)
+                raise ServerRejected(f"{label}: {reason or 'the central record failed'}",
+                                     status=status, outcome=_as_outcome(outcome))
             if status == 401 and self._auth is not None and not renewed and not is_revocation(
                     outcome):
                 renewed = True
@@ -426,6 +434,63 @@ class FhirClient:
         self.bytes_received += len(raw)
         return resp.status_code, resp.headers, raw
 
+    # -- streamed downloads (Bulk Data files) --------------------------------------------------
+    def open_stream(self, url: str, *, label: str, with_token: bool,
+                    headers: Mapping[str, str] | None = None) -> requests.Response:
+        """One GET whose body the caller reads in chunks (`iter_content`) and then closes:
+        Bulk Data files are far too large for `request`'s whole-body read. No retries here:
+        the caller resumes where the stream broke (it knows how much it has used).
+
+        The token goes only to our own origin; a file elsewhere (IG: `requiresAccessToken`
+        false, e.g. pre-signed storage URLs) is fetched without it, over https. A non-2xx
+        answer raises as `request` would, after reading at most `max_body_bytes` of it.
+        """
+        self.check_cancel()
+        same_origin = _origin(url) == self._origin
+        if with_token and not same_origin:
+            raise BadResponse(f"{label}: refusing to send our token outside the central record")
+        check_url_allowed(url, "a bulk data file")
+        sent = {"Accept": "application/fhir+ndjson", **(headers or {})}
+        if with_token and self._auth is not None:
+            sent["Authorization"] = f"Bearer {self._access_token()}"
+        self.requests += 1
+        try:
+            resp = self._http.get(url, headers=sent, verify=self._verify, stream=True,
+                                  timeout=(self._timeouts.connect_s, self._timeouts.read_s),
+                                  allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise InsecureConnection("a bulk data file's TLS certificate could not be "
+                                     "verified") from exc
+        except requests.exceptions.Timeout as exc:
+            raise Timeout(f"{label}: the central record did not answer in time") from exc
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionLost(f"{label}: the connection failed") from exc
+        if 200 <= resp.status_code < 300:
+            return resp
+        try:
+            raw = resp.raw.read(self._max_body, decode_content=True) or b""
+        except (requests.exceptions.RequestException, OSError):
+            raw = b""
+        finally:
+            resp.close()
+        outcome = _maybe_json(raw)
+        if resp.status_code == 401 and self._auth is not None:
+            self.drop_token()  # the caller's retry fetches a fresh one
+            raise ConnectionLost(f"{label}: the token was refused; renewing it")
+        self._raise_for(resp.status_code, outcome, resp.headers, label, 0)
+        raise ServerUnavailable(f"{label}: the central record answered {resp.status_code}",
+                                status=resp.status_code,
+                                retry_after_s=_retry_after_s(resp.headers))
+
+    def wait_before_retry(self, retry: int, label: str, exc: SyncError,
+                          retry_after: float | None = None) -> int:
+        """The retry policy's pause before try `retry + 1` (or `exc` when tries are used up)."""
+        return self._backoff(retry, label, exc, retry_after)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep that a cancel interrupts (polling a Bulk Data status URL)."""
+        self._pause(seconds)
+
     # -- tokens ------------------------------------------------------------------------------
     def _access_token(self) -> str:
         now = time.monotonic()
@@ -529,6 +594,13 @@ def _token_revocation(body: Any) -> bool:
     uri = body.get("error_uri")
     return body.get("error_description") == DEVICE_REVOKED_CODE or (
         isinstance(uri, str) and uri.endswith("#" + DEVICE_REVOKED_CODE))
+
+
+def _is_fatal(body: Any) -> bool:
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return False
+    return any(isinstance(i, dict) and i.get("severity") == "fatal"
+               for i in body.get("issue") or ())
 
 
 def _as_outcome(body: Any) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from sync._bulk import BulkLoad, offers_bulk
 from sync._capabilities import Capabilities, parse_capabilities
 from sync._client import FhirClient
 from sync._exceptions import DeviceRevoked, ServerRejected, Unsupported
@@ -84,10 +85,17 @@ class SyncEngine:
                 pusher.push_outbox()
                 pusher.push_audit()
             if self.options.pull:
+                if offers_bulk(caps, self.options) and self.first_load():
+                    BulkLoad(client, self.store, caps, self.options, report, self.progress,
+                             run_number).run(self.options.types)
                 puller = Puller(client, self.store, caps, self.options, report, self.progress,
                                 run_number)
                 for rtype in self.options.types:
                     puller.pull_type(rtype)
+                if self.store.bulk_load_pending():
+                    # An earlier load (sync or import) stopped before its index build.
+                    self.progress("index", 0, None)
+                    self.store.finish_bulk_load()
                 self.store.set_state(RUNS_KEY, str(run_number))
         finally:
             report.seconds = round(time.monotonic() - started, 3)
@@ -97,6 +105,11 @@ class SyncEngine:
         log.info("sync done: pushed %d, rejected %d, pulled %d, deleted %d in %.2f s",
                  report.pushed, report.rejected, report.pulled, report.deleted, report.seconds)
         return report
+
+    def first_load(self) -> bool:
+        """No type has a cursor: a new cache, a rebuild, or a first load that stopped before
+        it set them (cursors move only once a bulk load has written everything)."""
+        return all(self.store.cursor(t) is None for t in self.options.types)
 
     def fetch_policy(self) -> dict[str, float]:
         """`GET [base]/$device-policy` (Kerbside's own operation): a Parameters resource.

@@ -61,6 +61,25 @@ class SyncStore(Protocol):
     def count(self, rtype: str) -> int:
         """How many resources of this type the cache holds."""
 
+    # -- bulk load (first load through FHIR Bulk Data) ---------------------------------------
+    def begin_bulk_load(self) -> None:
+        """From now on writes skip the secondary and search indexes, and search refuses to
+        answer, until `finish_bulk_load` (the mark survives a crash)."""
+
+    def prepare_bulk(self, resources: Sequence[tuple[dict[str, Any], bytes]]) -> Any:
+        """Turn parsed resources (and their JSON as received) into what `put_bulk` writes.
+        Called on the download thread, so it must not touch the database."""
+
+    def put_bulk(self, prepared: Any, *, into_empty: bool) -> int:
+        """Store one prepared batch in one transaction; returns how many were new or newer.
+        `into_empty`: the cache held none of this type when the load began."""
+
+    def finish_bulk_load(self) -> None:
+        """Build every index once and clear the mark (one transaction)."""
+
+    def bulk_load_pending(self) -> bool:
+        """A bulk load (sync or import) began and its index build has not finished."""
+
     def get_state(self, key: str) -> str | None:
         """Small sync state (deletion cursors, pass markers, counters)."""
 

@@ -54,6 +54,11 @@ class SyncOptions:
     audit_batch: int = 100
     push: bool = True
     pull: bool = True
+    # FHIR Bulk Data for the first load (no cursors yet: a new cache or a rebuild) when the
+    # server declares `$export`; `bulk_group` exports a cohort Group instead of the system.
+    bulk: bool = True
+    bulk_group: str | None = None
+    bulk_max_wait_s: float = 3600.0
     audit: AuditIdentity = field(default_factory=AuditIdentity)
 
 
@@ -89,6 +94,7 @@ class SyncReport:
     warnings: list[str] = field(default_factory=list)
     push_blocked: str | None = None
     server: str | None = None
+    bulk_export: bool = False  # the first load came through $export
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,14 +14,15 @@ import orjson
 from app.errors import InvalidInput
 from app.fhir import CACHED_TYPES
 from app.services.session import Session
+from app.store import Row, in_background, row_of
 
 log = logging.getLogger("kerbside.services")
 
-BATCH = 5000
+BATCH = 6000
 Progress = Callable[[str, int], None]
 
 
-def _read_ndjson(path: Path, rtype: str) -> Iterator[dict[str, Any]]:
+def _read_ndjson(path: Path, rtype: str) -> Iterator[tuple[dict[str, Any], bytes]]:
     with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -35,7 +36,7 @@ def _read_ndjson(path: Path, rtype: str) -> Iterator[dict[str, Any]]:
             problem = _shape_problem(res)
             if problem:
                 raise InvalidInput(f"{path.name} line {number}: {problem}")
-            yield res
+            yield res, line.strip()
 
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -67,31 +68,47 @@ def ndjson_files(directory: Path) -> list[tuple[str, Path]]:
     return [(t, found[t]) for t in ordered]
 
 
+def _row_batches(files: list[tuple[str, Path]]) -> Iterator[tuple[str, list[Row]]]:
+    for rtype, path in files:
+        batch: list[Row] = []
+        for res, raw in _read_ndjson(path, rtype):
+            batch.append(row_of(res, raw))
+            if len(batch) >= BATCH:
+                yield rtype, batch
+                batch = []
+        yield rtype, batch  # possibly empty: marks the end of this type
+
+
 def import_ndjson(
     session: Session, directory: Path, progress: Progress | None = None
 ) -> dict[str, int]:
-    """Load every file; each batch is one transaction, so an error keeps earlier batches and
-    leaves no half-written batch. Resources are validated before anything is written."""
+    """Load every file through the store's bulk-load path: resources first (each batch one
+    transaction), every index once at the end. Files are read and parsed on a worker thread
+    while this one writes (SQLCipher releases the GIL while it encrypts and writes).
+
+    A bad line stops the import with InvalidInput: the batches before it stay, no half batch
+    is written, and the indexes are still built over what was loaded, so search answers for
+    exactly what the cache holds. A crash leaves the store's bulk-load mark set: search
+    refuses until the next import or sync finishes the load.
+    """
     files = ndjson_files(directory)
+    store = session.store
     counts: dict[str, int] = {}
-    for rtype, path in files:
-        batch: list[dict[str, Any]] = []
-        total = 0
-        for res in _read_ndjson(path, rtype):
-            batch.append(res)
-            if len(batch) >= BATCH:
-                session.store.put_resources(batch)
-                total += len(batch)
-                batch = []
-                if progress:
-                    progress(rtype, total)
-        if batch:
-            session.store.put_resources(batch)
-            total += len(batch)
+    empty = {t for t, _path in files if store.count_of_type(t) == 0}
+    store.begin_bulk_load()
+    try:
+        for rtype, batch in in_background(_row_batches(files)):
+            if batch:
+                store.put_rows(batch, into_empty=rtype in empty)
+            counts[rtype] = counts.get(rtype, 0) + len(batch)
+            if progress:
+                progress(rtype, counts[rtype])
+            if not batch:
+                log.info("imported %d %s", counts[rtype], rtype)
+    finally:
         if progress:
-            progress(rtype, total)
-        counts[rtype] = total
-        log.info("imported %d %s", total, rtype)
+            progress("indexes", 0)
+        store.finish_bulk_load()
     session.mark_refreshed(synced=False)
     session.write_status()
     return counts

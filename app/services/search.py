@@ -44,6 +44,7 @@ from nicknames import NickNamer
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, Indel
 
+from app.errors import IndexIncomplete
 from app.fhir import ALERT_KINDS
 from app.nhs_number import check_digit, is_valid
 from app.services._query import ParsedQuery, Word, parse_query
@@ -266,6 +267,10 @@ class PatientSearch:
         today: date | None = None,
     ) -> SearchResult:
         today = today or date.today()
+        if self._reader.bulk_loading():
+            raise IndexIncomplete(
+                "search is unavailable until the cache finishes loading; sync to complete it"
+            )
         self.refresh()
         parsed = parse_query(query, today)
         if limit <= 0 or (parsed.is_empty and sex is None and age_range is None):

@@ -18,7 +18,7 @@ from app.errors import CacheWiped, ProfileError
 from app.fhir import CACHED_TYPES, DEVICE_ID_SYSTEM, KERBSIDE, USER_ID_SYSTEM
 from app.security import Profile, client_secret
 from app.services.session import Session
-from app.store import Store
+from app.store import Row, Store, row_of
 from sync import (
     AuditIdentity,
     AuditRecord,
@@ -60,19 +60,40 @@ class StoreSyncPort:
     def cursor(self, rtype: str) -> str | None:
         return self.store.cursor(rtype)
 
-    def apply_page(self, rtype: str, resources: Sequence[dict[str, Any]], cursor: str | None,
-                   deleted_ids: Sequence[str] = ()) -> int:
+    def apply_page(
+        self,
+        rtype: str,
+        resources: Sequence[dict[str, Any]],
+        cursor: str | None,
+        deleted_ids: Sequence[str] = (),
+    ) -> int:
         return self.store.apply_page(rtype, resources, cursor, deleted_ids)
 
     def held_versions(self, rtype: str, ids: Sequence[str]) -> dict[str, HeldVersion]:
-        return {rid: HeldVersion(v, u) for rid, (v, u) in self.store.held_versions(rtype,
-                                                                                 ids).items()}
+        return {
+            rid: HeldVersion(v, u) for rid, (v, u) in self.store.held_versions(rtype, ids).items()
+        }
 
     def known_ids(self, rtype: str) -> Iterator[str]:
         return self.store.resource_ids(rtype)
 
     def count(self, rtype: str) -> int:
         return self.store.count_by_type(rtype).get(rtype, 0)
+
+    def begin_bulk_load(self) -> None:
+        self.store.begin_bulk_load()
+
+    def prepare_bulk(self, resources: Sequence[tuple[dict[str, Any], bytes]]) -> list[Row]:
+        return [row_of(res, raw) for res, raw in resources]
+
+    def put_bulk(self, prepared: list[Row], *, into_empty: bool) -> int:
+        return self.store.put_rows(prepared, into_empty=into_empty)
+
+    def finish_bulk_load(self) -> None:
+        self.store.finish_bulk_load()
+
+    def bulk_load_pending(self) -> bool:
+        return self.store.bulk_load_pending()
 
     def get_state(self, key: str) -> str | None:
         return self.store.get_meta(key)
@@ -90,8 +111,9 @@ class StoreSyncPort:
     def record_attempt(self, seq: int, at: str) -> None:
         self.store.record_outbox_attempt(seq, at)
 
-    def mark_sent(self, seq: int, response: bytes, resources: Sequence[dict[str, Any]],
-                  at: str) -> None:
+    def mark_sent(
+        self, seq: int, response: bytes, resources: Sequence[dict[str, Any]], at: str
+    ) -> None:
         self.store.mark_outbox_sent(seq, response, resources, at)
 
     def mark_rejected(self, seq: int, reason: str, response: bytes | None, at: str) -> None:
@@ -121,28 +143,39 @@ def build_client(
     """A FhirClient for the profile's central record, its secret read from the OS keyring."""
     server = profile.server
     if server is None:
-        raise ProfileError("this profile has no central record set; enrol with --server, "
-                           "--client-id and the client secret")
+        raise ProfileError(
+            "this profile has no central record set; enrol with --server, "
+            "--client-id and the client secret"
+        )
     secret = client_secret(profile.profile_id)
     if not secret:
-        raise ProfileError("the client secret for the central record is not in the OS "
-                           "keyring; enrol again")
+        raise ProfileError(
+            "the client secret for the central record is not in the OS keyring; enrol again"
+        )
     http = http or new_http_session()
     token_url = server.token_url or discover_token_url(
-        http, server.base_url, ca_bundle=server.ca_bundle, timeouts=timeouts)
+        http, server.base_url, ca_bundle=server.ca_bundle, timeouts=timeouts
+    )
     return FhirClient(
-        server.base_url, http,
+        server.base_url,
+        http,
         auth=ClientCredentials(token_url, server.client_id, secret),
-        ca_bundle=server.ca_bundle, timeouts=timeouts, retry=retry, cancel=cancel,
-        sleep=sleep, rng=rng,
+        ca_bundle=server.ca_bundle,
+        timeouts=timeouts,
+        retry=retry,
+        cancel=cancel,
+        sleep=sleep,
+        rng=rng,
     )
 
 
 def sync_options(profile: Profile, **overrides: Any) -> SyncOptions:
     """Kerbside's options: the cached types in pull order, and who the audit trail names."""
     identity = AuditIdentity(
-        device_id=profile.profile_id, device_system=DEVICE_ID_SYSTEM,
-        user_system=USER_ID_SYSTEM, event_tag_system=AUDIT_EVENT_TAG_SYSTEM,
+        device_id=profile.profile_id,
+        device_system=DEVICE_ID_SYSTEM,
+        user_system=USER_ID_SYSTEM,
+        event_tag_system=AUDIT_EVENT_TAG_SYSTEM,
     )
     return SyncOptions(**{"types": CACHED_TYPES, "audit": identity, **overrides})
 
@@ -166,8 +199,11 @@ def run_sync(
     """
     store = store if store is not None else session.store
     profile = session.profile
-    here = session if store is session.store else dataclasses.replace(
-        session, store=store, _marker=None)
+    here = (
+        session
+        if store is session.store
+        else dataclasses.replace(session, store=store, _marker=None)
+    )
     client = build_client(profile, http, retry=retry, cancel=cancel, sleep=sleep)
     options = options or sync_options(profile)
     engine = SyncEngine(client, StoreSyncPort(store), options, progress=progress, cancel=cancel)
@@ -178,8 +214,9 @@ def run_sync(
         if store is not session.store:
             store.close()
         profile.wipe(REVOKED_REASON)
-        raise CacheWiped("this device was revoked by the central record: the cache has been "
-                         "wiped; enrol again") from None
+        raise CacheWiped(
+            "this device was revoked by the central record: the cache has been wiped; enrol again"
+        ) from None
     except BaseException:
         _write_status(here)
         raise
@@ -202,8 +239,9 @@ def sync_on_worker(
     store = session.open_store()
     options = sync_options(session.profile, write_batch=UI_WRITE_BATCH)
     try:
-        return run_sync(session, store=store, progress=progress, cancel=cancel, http=http,
-                        options=options)
+        return run_sync(
+            session, store=store, progress=progress, cancel=cancel, http=http, options=options
+        )
     finally:
         store.close()  # a second close (after a wipe closed it) is a no-op
 
@@ -215,8 +253,7 @@ def _write_status(session: Session) -> None:
         log.warning("status summary not written: %s", type(exc).__name__)
 
 
-def probe(profile: Profile, *, timeout_s: float = 4.0,
-          http: HttpSession | None = None) -> bool:
+def probe(profile: Profile, *, timeout_s: float = 4.0, http: HttpSession | None = None) -> bool:
     """Whether the central record answers `GET [base]/metadata` right now.
 
     The connectivity check the UI runs off its thread when the OS cannot say (or says
@@ -230,7 +267,9 @@ def probe(profile: Profile, *, timeout_s: float = 4.0,
     http = http or new_http_session()
     try:
         client = FhirClient(
-            server.base_url, http, ca_bundle=server.ca_bundle,
+            server.base_url,
+            http,
+            ca_bundle=server.ca_bundle,
             timeouts=Timeouts(connect_s=timeout_s, read_s=timeout_s),
             retry=RetryPolicy(attempts=1, bad_body_attempts=1),
         )

@@ -2,6 +2,7 @@
 sync cursors, drafts and schema migrations. Imports nothing from services, ui or sync."""
 
 from app.store._audit import AuditEntry
+from app.store._bulk import in_background
 from app.store._connection import Connection
 from app.store._outbox import OutboxRow
 from app.store._patient_index import (
@@ -10,7 +11,7 @@ from app.store._patient_index import (
     PatientIndexer,
     PatientIndexReader,
 )
-from app.store._resources import Indexer
+from app.store._resources import Indexer, Row, row_of
 from app.store._store import SCHEMA_VERSION, Store, utc_now
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "OutboxRow",
     "PatientIndexReader",
     "PatientIndexer",
+    "Row",
     "Store",
+    "in_background",
+    "row_of",
     "utc_now",
 ]

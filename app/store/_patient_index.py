@@ -419,10 +419,14 @@ class PatientIndexer:
             old = self._drop_flags(conn, ids)
             self._refresh_alerts(conn, set(patient_ids) | old)
 
-    def rebuild(self, conn: Connection, batch: int = 5000) -> None:
-        """Re-derive every index row from the resource table (after a schema or rule change).
+    def rebuild(self, conn: Connection, batch: int = 5000, flush_every: int = 100_000) -> None:
+        """Re-derive every index row from the resource table: the one index build of a bulk
+        load (sync's first load, `kerbside import`), and after a schema or rule change.
 
-        Call inside a transaction (`with store.transaction() as conn:`).
+        Built for an empty index, so nothing is read back per batch: pids are handed out in
+        order, postings are collected in memory and appended every `flush_every` patients
+        (each common term's blob is rewritten a few times, not once per batch), and the
+        vocabulary is written once. Call inside a transaction (`with store.transaction()`).
         """
         run_script(
             conn,
@@ -434,9 +438,57 @@ class PatientIndexer:
         cursor = conn.execute("SELECT json FROM resource WHERE type = 'Flag'")
         while rows := cursor.fetchmany(batch):
             self._store_flags(conn, [orjson.loads(r[0]) for r in rows])
+        alerts: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
+        for patient_id, alert in conn.execute("SELECT patient_id, alert FROM flag_alert"):
+            alerts[patient_id].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
+        adds: dict[tuple[str, int], array] = {}
+        vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        pid = 0
+        pending = 0
+        insert = (
+            "INSERT INTO patient_index (pid, id, display_name, known_as, birth_date,"
+            " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         cursor = conn.execute("SELECT json FROM resource WHERE type = 'Patient' ORDER BY rid")
-        while rows := cursor.fetchmany(batch):
-            self._index_patients(conn, [orjson.loads(r[0]) for r in rows])
+        while raw := cursor.fetchmany(batch):
+            deriver = _Deriver()
+            rows = []
+            for (blob,) in raw:
+                doc = deriver.derive(orjson.loads(blob))
+                pid += 1
+                for key in doc.terms:
+                    held = adds.get(key)
+                    if held is None:
+                        held = adds[key] = array(_TYPECODE)
+                    held.append(pid)
+                _vocab_change(vocab_delta, set(doc.terms), +1)
+                found = alerts.get(doc.id)
+                rows.append(
+                    (
+                        pid,
+                        doc.id,
+                        doc.display_name,
+                        doc.known_as,
+                        doc.birth_date,
+                        doc.gender,
+                        doc.nhs_number,
+                        doc.postcode,
+                        doc.postcode_key,
+                        doc.address,
+                        _alerts_json(found) if found else None,
+                        doc.names,
+                        orjson.dumps(list(doc.terms)),
+                    )
+                )
+            conn.executemany(insert, rows)
+            pending += len(rows)
+            if pending >= flush_every:
+                _merge_postings(conn, adds, {})  # type: ignore[arg-type]
+                adds = {}
+                pending = 0
+        _merge_postings(conn, adds, {})  # type: ignore[arg-type]
+        _apply_vocab(conn, vocab_delta)
 
     # -- patients -------------------------------------------------------------------------
     def _index_patients(self, conn: Connection, patients: Sequence[dict[str, Any]]) -> None:
@@ -696,6 +748,13 @@ class PatientIndexReader:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+
+    def bulk_loading(self) -> bool:
+        """A bulk load has not finished building the index (see `Store.begin_bulk_load`)."""
+        row = self._conn.execute(
+            "SELECT value FROM search_state WHERE key = 'bulk-load'"
+        ).fetchone()
+        return row is not None
 
     def vocab_generation(self) -> int:
         row = self._conn.execute(

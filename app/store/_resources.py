@@ -26,6 +26,11 @@ CREATE TABLE resource (
 );
 CREATE INDEX resource_by_patient ON resource (patient_id, type) WHERE patient_id IS NOT NULL;
 """
+# Secondary indexes of the resource table: a bulk load drops them and builds them at the end.
+SECONDARY_INDEXES = {
+    "resource_by_patient": "CREATE INDEX IF NOT EXISTS resource_by_patient"
+    " ON resource (patient_id, type) WHERE patient_id IS NOT NULL",
+}
 
 
 class Indexer(Protocol):
@@ -43,6 +48,26 @@ class Indexer(Protocol):
     ) -> None:
         """Called after resources were deleted; `patient_ids` are the patients they were about."""
 
+    def rebuild(self, conn: Connection) -> None:
+        """Re-derive every row from the resource table (the end of a bulk load)."""
+
+
+Row = tuple[str, str, str | None, str | None, str | None, bytes]
+
+
+def row_of(res: dict[str, Any], raw: bytes | None = None) -> Row:
+    """The `resource` row of one resource; `raw` is its JSON as received (a bulk load keeps
+    those bytes instead of serialising the parsed copy again)."""
+    meta = res.get("meta") or {}
+    return (
+        res["resourceType"],
+        res["id"],
+        meta.get("versionId"),
+        meta.get("lastUpdated"),
+        patient_ref_of(res),
+        raw if raw is not None else orjson.dumps(res),
+    )
+
 
 def upsert(conn: Connection, resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Store resources; returns those that were new or newer than what was held.
@@ -50,27 +75,19 @@ def upsert(conn: Connection, resources: Iterable[dict[str, Any]]) -> list[dict[s
     A version already held (same id and versionId) is skipped, and so is one older than what is
     held: pages may overlap or arrive out of order, and an older copy must never win.
     """
-    incoming: list[dict[str, Any]] = []
-    rows = []
-    for res in resources:
-        meta = res.get("meta") or {}
-        rows.append(
-            (
-                res["resourceType"],
-                res["id"],
-                meta.get("versionId"),
-                meta.get("lastUpdated"),
-                patient_ref_of(res),
-                orjson.dumps(res),
-            )
-        )
-        incoming.append(res)
+    incoming = list(resources)
+    fresh = upsert_rows(conn, [row_of(res) for res in incoming])
+    return [incoming[i] for i in fresh]
+
+
+def upsert_rows(conn: Connection, rows: Sequence[Row]) -> list[int]:
+    """`upsert` of prepared rows; returns the positions of those that were stored."""
     if not rows:
         return []
     held = _held_versions(conn, rows)
     fresh_rows = []
-    fresh: list[dict[str, Any]] = []
-    for row, res in zip(rows, incoming, strict=True):
+    fresh: list[int] = []
+    for i, row in enumerate(rows):
         old = held.get((row[0], row[1]))
         if old is not None:
             old_version, old_updated = old
@@ -79,7 +96,7 @@ def upsert(conn: Connection, resources: Iterable[dict[str, Any]]) -> list[dict[s
             if old_updated and row[3] and _instant_key(row[3]) < _instant_key(old_updated):
                 continue
         fresh_rows.append(row)
-        fresh.append(res)
+        fresh.append(i)
     conn.executemany(
         "INSERT INTO resource (type, id, version_id, last_updated, patient_id, json)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (type, id) DO UPDATE SET"
@@ -101,9 +118,7 @@ def _instant_key(instant: str) -> str:
     return instant
 
 
-def _held_versions(
-    conn: Connection, rows: list[tuple[Any, ...]]
-) -> dict[tuple[str, str], tuple[str, str]]:
+def _held_versions(conn: Connection, rows: Sequence[Row]) -> dict[tuple[str, str], tuple[str, str]]:
     held: dict[tuple[str, str], tuple[str, str]] = {}
     by_type: dict[str, list[str]] = {}
     for row in rows:

@@ -59,6 +59,15 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_BULK_CACHE_KIB = -65536  # 64 MiB while a bulk load runs
+_DEFAULT_CACHE_KIB = -2000  # SQLite's default
+
+
+def _bulk_loading(conn: Connection) -> bool:
+    row = conn.execute("SELECT value FROM search_state WHERE key = 'bulk-load'").fetchone()
+    return row is not None
+
+
 def utc_now() -> str:
     """Now as the cache stores it: UTC text, millisecond precision."""
     return iso_instant(datetime.now(UTC), timespec="milliseconds")
@@ -140,6 +149,8 @@ class Store:
 
     def _put(self, conn: Connection, resources: Iterable[dict[str, Any]]) -> int:
         fresh = _resources.upsert(conn, resources)
+        if _bulk_loading(conn):
+            return len(fresh)  # the load's index build derives them
         by_type: dict[str, list[dict[str, Any]]] = {}
         for res in fresh:
             by_type.setdefault(res["resourceType"], []).append(res)
@@ -155,6 +166,8 @@ class Store:
 
     def _delete(self, conn: Connection, rtype: str, ids: Sequence[str]) -> None:
         patient_ids = _resources.delete(conn, rtype, ids)
+        if _bulk_loading(conn):
+            return
         for indexer in self.indexers:
             if rtype in indexer.types:
                 indexer.remove(conn, rtype, ids, patient_ids)
@@ -199,6 +212,57 @@ class Store:
     def patient_index(self) -> PatientIndexReader:
         """The search index's reads, on this store's connection (use from its thread)."""
         return PatientIndexReader(self.conn)
+
+    # -- bulk load: resources first, every index once at the end -----------------------------
+    # Sync's first load (FHIR Bulk Data) and `kerbside import` both go through here. While the
+    # `bulk-load` mark is in search_state, writes skip the derived tables and the resource
+    # table's secondary index, and search refuses to answer (IndexIncomplete) rather than
+    # answer from half an index. The mark is cleared in the same transaction that finishes
+    # the build, so a crash at any point leaves it set: the next load or sync resumes and
+    # builds again (`finish_bulk_load` is idempotent).
+    def bulk_load_pending(self) -> bool:
+        return _bulk_loading(self.conn)
+
+    def begin_bulk_load(self) -> None:
+        # A bigger page cache for the load and the index build (sorting 1M rows); the
+        # default 2 MB makes SQLCipher decrypt the same pages again and again.
+        self.conn.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO search_state (key, value) VALUES ('bulk-load', 1)")
+            for name in _resources.SECONDARY_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+    def put_rows(self, rows: Sequence[_resources.Row], *, into_empty: bool = False) -> int:
+        """Store prepared resource rows (see `_resources.row_of`) in one transaction, without
+        index work; only during a bulk load. Returns how many were new or newer.
+
+        `into_empty`: the cache held none of these types when the load began, so there is
+        nothing to compare versions with (the common first load: plain inserts). A load that
+        resumes after a crash passes False and skips the versions already held.
+        """
+        with self.transaction() as conn:
+            if not _bulk_loading(conn):
+                raise RuntimeError("put_rows is for a bulk load (begin_bulk_load first)")
+            if into_empty:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO resource (type, id, version_id, last_updated,"
+                    " patient_id, json) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                return conn.total_changes - before
+            return len(_resources.upsert_rows(conn, rows))
+
+    def finish_bulk_load(self) -> None:
+        """Build the secondary indexes and every derived table from the resource table, and
+        clear the mark, in one transaction."""
+        with self.transaction() as conn:
+            for sql in _resources.SECONDARY_INDEXES.values():
+                conn.execute(sql)
+            for indexer in self.indexers:
+                indexer.rebuild(conn)
+            conn.execute("DELETE FROM search_state WHERE key = 'bulk-load'")
+        self.conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE_KIB}")
 
     # -- small key-value state ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -337,8 +401,9 @@ class Store:
             return _outbox.discard(conn, client_id, by=by, at=utc_now())
 
     # -- sync transitions (the SyncStore port in app/services/syncing.py builds on these) ----
-    def held_versions(self, rtype: str, ids: Sequence[str]
-                      ) -> dict[str, tuple[str | None, str | None]]:
+    def held_versions(
+        self, rtype: str, ids: Sequence[str]
+    ) -> dict[str, tuple[str | None, str | None]]:
         """id -> (versionId, lastUpdated) for the ids the cache holds."""
         return _sync_state.held_versions(self.conn, rtype, ids)
 
@@ -349,15 +414,15 @@ class Store:
         with self.transaction() as conn:
             _sync_state.record_attempt(conn, seq, at)
 
-    def mark_outbox_sent(self, seq: int, response: bytes,
-                         resources: Iterable[dict[str, Any]], at: str) -> None:
+    def mark_outbox_sent(
+        self, seq: int, response: bytes, resources: Iterable[dict[str, Any]], at: str
+    ) -> None:
         """Sent + the server's answer + its copies of the resources, in one transaction."""
         with self.transaction() as conn:
             self._put(conn, resources)
             _sync_state.mark_sent(conn, seq, response, at)
 
-    def mark_outbox_rejected(self, seq: int, reason: str, response: bytes | None,
-                             at: str) -> None:
+    def mark_outbox_rejected(self, seq: int, reason: str, response: bytes | None, at: str) -> None:
         with self.transaction() as conn:
             _sync_state.mark_rejected(conn, seq, reason, response, at)
 

@@ -96,6 +96,7 @@ class ExportJob:
     types_done: int = 0
     failure: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
 class ExportJobs:
@@ -211,6 +212,7 @@ class ExportJobs:
             job.failure = "the export failed on the server"
             job.state = "failed"
         finally:
+            job.finished.set()
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:

@@ -33,6 +33,13 @@ from tests.integration.test_sync_support import (
 FAST_RETRY = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05)
 
 
+@pytest.fixture(autouse=True)
+def paged_first_load(reference: ReferenceServer) -> None:
+    """These tests pin the paged pull, first load included; a server offering `$export`
+    has its first load tested in test_sync_bulk.py."""
+    reference.configure(bulk_export=False)
+
+
 def change(reference: ReferenceServer, admin: requests.Session, rtype: str, rid: str) -> None:
     """Update one resource centrally (a new version with a later lastUpdated)."""
     url = f"{reference.base_url}/{rtype}/{rid}"

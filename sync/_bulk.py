@@ -1,0 +1,464 @@
+"""The first load through FHIR Bulk Data Access (IG v2 `$export`), when the server offers it.
+
+https://hl7.org/fhir/uv/bulkdata/export.html, as a client:
+
+1. Kick-off: `GET [base]/$export` (or `Group/[id]/$export` for a cohort Group) with
+   `Accept: application/fhir+json`, `Prefer: respond-async`, `_type` (the cached types the
+   server declares) and `_outputFormat=application/fhir+ndjson`. 202 + Content-Location is
+   the status URL. A 4xx here means "not offered after all": the run falls back to paging.
+2. Poll the status URL, waiting what `Retry-After` says (a growing back-off when it says
+   nothing), until 200 and the manifest. A 4xx/5xx with a fatal OperationOutcome is a failed
+   export: reported with the server's reason, before anything touched the cache.
+3. A manifest whose `error` files hold an error or fatal issue is refused the same way (the
+   output would be incomplete). `transactionTime` must be an instant.
+4. Download each output file (the bearer token only when `requiresAccessToken`, and only to
+   our own origin) as a stream: a worker thread reads and parses lines while this thread
+   writes batches through the store's bulk-load path (resources first, indexes at the end).
+   A download that breaks part-way resumes with `Range: bytes=<offset>-` when the server
+   answered with `Accept-Ranges: bytes` (and a matching `Content-Range`), else re-reads the
+   file and skips the lines already used. Memory holds a few batches, never a file.
+5. Every cached type's cursor moves to `transactionTime` (and the history/reconcile state
+   with it), then the index build runs. The paged pull that follows in the same run asks
+   `_lastUpdated=ge<transactionTime>`, so a write that landed during the export is picked up
+   and the next incremental sync carries on without a gap.
+
+A crash anywhere leaves the store's bulk-load mark set and no cursors: the next run exports
+again, the store skips the versions it already holds, and the index build runs once at the
+end.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import requests
+import urllib3
+
+from sync._bundles import check_resource, instant_key
+from sync._capabilities import Capabilities
+from sync._client import FHIR_JSON, FhirClient
+from sync._exceptions import (
+    BadResponse,
+    ConnectionLost,
+    ServerRejected,
+    SyncError,
+    TransientError,
+)
+from sync._ports import SyncStore
+from sync._pull import DELETIONS_KEY, ORIGIN_KEY, RECONCILED_KEY
+from sync._report import Progress, SyncOptions, SyncReport
+
+log = logging.getLogger("kerbside.sync")
+
+NDJSON = "application/fhir+ndjson"
+_CHUNK = 1 << 20
+_POLL_START_S = 1.0
+_POLL_CAP_S = 30.0
+_POLL_FLOOR_S = 0.05  # `Retry-After: 0` must not become a busy loop
+_QUEUE_DEPTH = 3
+
+
+class BulkExportFailed(ServerRejected):
+    """The central record's export failed or came back incomplete; the cache is untouched."""
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    rtype: str
+    url: str
+    count: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    transaction_time: str
+    requires_token: bool
+    output: list[OutputFile]
+    errors: list[str]
+
+
+def offers_bulk(caps: Capabilities, options: SyncOptions) -> bool:
+    if not options.bulk:
+        return False
+    return caps.group_export if options.bulk_group else caps.bulk_export
+
+
+class BulkLoad:
+    def __init__(
+        self,
+        client: FhirClient,
+        store: SyncStore,
+        caps: Capabilities,
+        options: SyncOptions,
+        report: SyncReport,
+        progress: Progress,
+        run_number: int,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.caps = caps
+        self.options = options
+        self.report = report
+        self.progress = progress
+        self.run_number = run_number
+
+    # -- the whole load ----------------------------------------------------------------------
+    def run(self, types: Sequence[str]) -> bool:
+        """Load `types` through `$export`; False when the server turned the kick-off down
+        (the caller pages instead). Raises BulkExportFailed for a failed export."""
+        wanted = [t for t in types if t in self.caps.interactions]
+        if not wanted:
+            return False
+        status_url = self._kick_off(wanted)
+        if status_url is None:
+            return False
+        manifest = self._poll(status_url)
+        self._check_errors(manifest)
+        held = {t for t in wanted if self.store.count(t) > 0}
+        self.store.begin_bulk_load()
+        for item in self._ordered(manifest.output, wanted):
+            self._load_file(item, manifest.requires_token, into_empty=item.rtype not in held)
+        self._move_cursors(wanted, manifest.transaction_time)
+        self.progress("index", 0, None)
+        self.store.finish_bulk_load()
+        self.report.bulk_export = True
+        self._release(status_url)
+        log.info("bulk load: %d resources from $export", self.report.pulled)
+        return True
+
+    # -- kick-off and status -----------------------------------------------------------------
+    def _kick_off(self, types: list[str]) -> str | None:
+        path = f"Group/{self.options.bulk_group}/$export" if self.options.bulk_group else "$export"
+        params = {"_type": ",".join(types), "_outputFormat": NDJSON}
+        self.progress("export", 0, None)
+        try:
+            answer = self.client.request(
+                "GET",
+                self.client.url(path),
+                params=params,
+                label="bulk export kick-off",
+                accept=FHIR_JSON,
+                headers={"Prefer": "respond-async"},
+            )
+        except ServerRejected as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403):
+                self.report.warnings.append(
+                    f"the central record declined the bulk export ({exc.status}); paging instead"
+                )
+                return None
+            raise
+        location = answer.headers.get("Content-Location")
+        if answer.status != 202 or not location:
+            raise BadResponse(
+                "bulk export kick-off: the server did not answer 202 with a status URL"
+            )
+        return self.client.resolve(location)
+
+    def _poll(self, status_url: str) -> Manifest:
+        waited = 0.0
+        backoff = _POLL_START_S
+        while True:
+            answer = self.client.request(
+                "GET",
+                status_url,
+                label="bulk export status",
+                accept="application/json",
+                fatal_is_final=True,
+            )
+            if answer.status == 200:
+                return read_manifest(answer.body)
+            if answer.status != 202:
+                raise BadResponse(f"bulk export status: unexpected HTTP {answer.status}")
+            progress = answer.headers.get("X-Progress") or ""
+            self.progress("export", 0, None)
+            log.info("bulk export running (%s)", progress[:40] if progress.isprintable() else "")
+            retry_after = _seconds(answer.headers.get("Retry-After"))
+            if retry_after is None:
+                delay, backoff = backoff, min(_POLL_CAP_S, backoff * 1.5)
+            else:
+                delay = max(_POLL_FLOOR_S, min(retry_after, self.options.bulk_max_wait_s))
+            waited += delay
+            if waited > self.options.bulk_max_wait_s:
+                self._release(status_url)
+                raise BulkExportFailed(
+                    "the central record's bulk export did not finish in time; nothing was changed",
+                    status=None,
+                )
+            self.client.pause(delay)
+
+    def _check_errors(self, manifest: Manifest) -> None:
+        """Refuse an export whose error files report an error or fatal issue."""
+        for url in manifest.errors:
+            for line in self._lines(url, manifest.requires_token, "bulk export errors"):
+                outcome = _json_line(line, "bulk export errors")
+                issues = outcome.get("issue") if isinstance(outcome, dict) else None
+                for issue in issues if isinstance(issues, list) else ():
+                    if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+                        text = _issue_text(issue)
+                        raise BulkExportFailed(
+                            "the central record's bulk export was incomplete"
+                            + (f": {text}" if text else "")
+                            + "; nothing was changed",
+                            status=None,
+                            outcome=outcome,
+                        )
+                    if isinstance(issue, dict):
+                        self.report.warnings.append(
+                            "bulk export: " + (_issue_text(issue) or "a warning")
+                        )
+
+    def _release(self, status_url: str) -> None:
+        """`DELETE` the status URL: the IG's way to tell the server its files may go."""
+        try:
+            self.client.request(
+                "DELETE", status_url, label="bulk export clean-up", accept=FHIR_JSON
+            )
+        except SyncError as exc:
+            log.info("bulk export clean-up not accepted (%s)", type(exc).__name__)
+
+    # -- files -------------------------------------------------------------------------------
+    @staticmethod
+    def _ordered(output: list[OutputFile], types: list[str]) -> list[OutputFile]:
+        order = {t: i for i, t in enumerate(types)}
+        return sorted((o for o in output if o.rtype in order), key=lambda o: order[o.rtype])
+
+    def _load_file(self, item: OutputFile, requires_token: bool, *, into_empty: bool) -> None:
+        rtype = item.rtype
+        label = f"bulk {rtype}"
+        phase = f"bulk {rtype}"
+        batch_size = self.options.write_batch
+        done = self.report.pulled_by_type.get(rtype, 0)
+
+        def batches() -> Iterator[Any]:
+            batch: list[tuple[dict[str, Any], bytes]] = []
+            for line in self._lines(item.url, requires_token, label):
+                res = _json_line(line, label)
+                check_resource(res, rtype, label)
+                batch.append((res, line))
+                if len(batch) >= batch_size:
+                    yield self.store.prepare_bulk(batch), len(batch)
+                    batch = []
+            if batch:
+                yield self.store.prepare_bulk(batch), len(batch)
+
+        received = 0
+        for prepared, size in _in_background(batches()):
+            stored = self.store.put_bulk(prepared, into_empty=into_empty)
+            received += size
+            self.report.received += size
+            self.report.pulled += stored
+            done += stored
+            self.report.pulled_by_type[rtype] = done
+            self.progress(phase, received, item.count)
+
+    def _lines(self, url: str, requires_token: bool, label: str) -> Iterator[bytes]:
+        """The non-empty lines of one file, resuming a broken download where it broke."""
+        client = self.client
+        offset = 0  # bytes of the file consumed as whole lines
+        used = 0  # non-empty lines yielded
+        ranges = False  # the server said `Accept-Ranges: bytes`
+        retry = 0
+        while True:
+            asked = offset if offset and ranges else 0
+            headers = {"Range": f"bytes={asked}-"} if asked else None
+            try:
+                resp = client.open_stream(
+                    url, label=label, with_token=requires_token, headers=headers
+                )
+            except TransientError as exc:
+                retry = client.wait_before_retry(retry, label, exc)
+                continue
+            try:
+                skip = 0
+                content_range = resp.headers.get("Content-Range", "")
+                if (
+                    asked
+                    and resp.status_code == 206
+                    and content_range.startswith(f"bytes {asked}-")
+                ):
+                    pass  # the rest of the file
+                elif resp.status_code == 200:
+                    # From the start (first try, or a server without ranges): lines already
+                    # used are skipped.
+                    offset, skip = 0, used
+                else:
+                    raise BadResponse(
+                        f"{label}: the server answered a resumed download with "
+                        "a part we did not ask for"
+                    )
+                ranges = "bytes" in resp.headers.get("Accept-Ranges", "").lower()
+                tail = b""
+                for chunk in _chunks(resp):
+                    client.check_cancel()
+                    client.bytes_received += len(chunk)
+                    parts = (tail + chunk).split(b"\n")
+                    tail = parts.pop()
+                    for part in parts:
+                        offset += len(part) + 1
+                        line = part.strip()
+                        if not line:
+                            continue
+                        if skip:
+                            skip -= 1
+                            continue
+                        used += 1
+                        retry = 0
+                        yield line
+                line = tail.strip()
+                if line and not skip:
+                    used += 1
+                    yield line
+                return
+            except TransientError as exc:
+                retry = client.wait_before_retry(retry, label, exc)
+            except Exception as exc:
+                if not _is_stream_break(exc):
+                    raise
+                retry = client.wait_before_retry(retry, label, _broken(label, exc))
+            finally:
+                resp.close()
+
+    # -- cursors -----------------------------------------------------------------------------
+    def _move_cursors(self, types: list[str], transaction_time: str) -> None:
+        for rtype in types:
+            if self.caps.has_history(rtype):
+                self.store.set_state(DELETIONS_KEY + rtype, transaction_time)
+            else:
+                self.store.set_state(RECONCILED_KEY + rtype, str(self.run_number))
+            self.store.set_state(ORIGIN_KEY + rtype, None)
+            self.store.apply_page(rtype, [], transaction_time)
+
+
+def read_manifest(body: Any) -> Manifest:
+    label = "bulk export manifest"
+    if not isinstance(body, dict):
+        raise BadResponse(f"{label}: not a JSON object")
+    when = body.get("transactionTime")
+    if not isinstance(when, str):
+        raise BadResponse(f"{label}: no transactionTime")
+    try:
+        instant_key(when)
+    except ValueError:
+        raise BadResponse(f"{label}: transactionTime is not an instant") from None
+    output = []
+    for item in body.get("output") or ():
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("type"), str)
+            or not isinstance(item.get("url"), str)
+        ):
+            raise BadResponse(f"{label}: an output entry has no type or url")
+        count = item.get("count")
+        output.append(
+            OutputFile(item["type"], item["url"], count if isinstance(count, int) else None)
+        )
+    errors = [
+        e["url"]
+        for e in body.get("error") or ()
+        if isinstance(e, dict) and isinstance(e.get("url"), str)
+    ]
+    requires = body.get("requiresAccessToken")
+    if not isinstance(requires, bool):
+        raise BadResponse(f"{label}: requiresAccessToken is not true or false")
+    return Manifest(when, requires, output, errors)
+
+
+def _json_line(line: bytes, label: str) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise BadResponse(f"{label}: a line is not valid JSON") from None
+
+
+def _issue_text(issue: dict[str, Any]) -> str:
+    details = issue.get("details")
+    text = details.get("text") if isinstance(details, dict) else None
+    text = text or issue.get("diagnostics") or issue.get("code")
+    return text[:300] if isinstance(text, str) else ""
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return float(value) if value.isdigit() else None
+
+
+def _chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives. `read1` hands over what one read got, so the bytes before a
+    break are used (and a resume starts after them); `iter_content` would fill its whole
+    chunk first and lose them with the error."""
+    raw = resp.raw
+    while chunk := raw.read1(_CHUNK):
+        yield chunk
+
+
+def _is_stream_break(exc: Exception) -> bool:
+    """A body that stopped part-way: requests/urllib3 raise these while streaming."""
+    return isinstance(
+        exc,
+        requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ConnectionError
+        | requests.exceptions.Timeout
+        | urllib3.exceptions.ProtocolError
+        | urllib3.exceptions.ReadTimeoutError
+        | OSError,
+    )
+
+
+def _broken(label: str, exc: BaseException) -> TransientError:
+    return ConnectionLost(f"{label}: the download broke part-way ({type(exc).__name__})")
+
+
+_DONE = object()
+
+
+def _in_background(items: Iterator[Any]) -> Iterator[Any]:
+    """Run `items` (download + parse) on a worker thread, a few batches ahead of the caller,
+    who writes (SQLite releases the GIL while it encrypts and writes, so the two overlap)."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # raised on the caller's thread, in order
+            q.put(_Failed(exc))
+
+    worker = threading.Thread(target=produce, name="kerbside-bulk", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
