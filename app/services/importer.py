@@ -94,7 +94,8 @@ def import_ndjson(
     files = ndjson_files(directory)
     store = session.store
     counts: dict[str, int] = {}
-    empty = {t for t, _path in files if store.count_of_type(t) == 0}
+    held = store.count_by_type(*(t for t, _path in files))
+    empty = {t for t, _path in files if not held.get(t)}
     store.begin_bulk_load()
     try:
         for rtype, batch in in_background(_row_batches(files)):
