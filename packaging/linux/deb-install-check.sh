@@ -18,7 +18,7 @@ fi
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./${debs[0]}" >/dev/null
 trap '$sudo apt-get remove -y -qq kerbside >/dev/null 2>&1 || true' EXIT
 [ "$(command -v kerbside)" = /usr/bin/kerbside ]
-(cd / && QT_QPA_PLATFORM=offscreen kerbside --help >/dev/null)
+(cd / && QT_QPA_PLATFORM=offscreen kerbside --version)
 icon=$(sed -n 's/^Icon=//p' /usr/share/applications/kerbside.desktop)
 [ -f "/usr/share/icons/hicolor/256x256/apps/$icon.png" ]
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq kerbside >/dev/null

@@ -132,17 +132,32 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
     remote = json.loads((here / "central/Patient.ndjson").read_text().splitlines()[0])
 
     kerbside = app(installed)
+    version = ok(run([kerbside, "--version"], keychain, here)).strip()
+    assert version == ok(run([DEV_KERBSIDE, "--version"], keychain, here)).strip()
     said = run([kerbside, "generate", "--out", "x"], keychain, here)
     assert said.returncode == 2 and "not part of this build" in said.stderr
     # The insecure opt-in does nothing in this build (the keychain here is real anyway).
     env = {**keychain, "KERBSIDE_ALLOW_INSECURE_KEYRING": "1"}
 
     with served(here, here / "central") as base_url:
+        # Trust IT's provisioning: a site file where MDM's variable points, the secret once.
+        site = here / "site.toml"
+        site.write_text(
+            'locked = ["central_record", "team"]\n'
+            f'[central_record]\nurl = "{base_url}"\nclient_id = "{TABLET[0]}"\n'
+            '[team]\nname = "Test Street Triage"\n',
+            encoding="utf-8",
+        )
+        env["KERBSIDE_SITE_CONFIG"] = str(site)
+        ok(run([kerbside, "provision", "--secret-stdin"], env, here, f"{TABLET[1]}\n"))
+
         who = ["--profile", str(here / "profile"), "--user", USER, "--pin-stdin"]
-        enrol = ["enrol", *who, "--server", base_url, "--client-id", TABLET[0]]
-        ok(run([kerbside, *enrol], env, here, f"{TEST_PIN}\n{TABLET[1]}\n"))
+        ok(run([kerbside, "enrol", *who], env, here, f"{TEST_PIN}\n"))
         saved = json.loads((here / "profile/profile.json").read_text())
         assert saved["keyring_store"] == "secret-service"
+        assert saved["server"]["base_url"] == base_url
+        assert saved["settings"]["team"] == "Test Street Triage"
+        assert TABLET[1] not in json.dumps(saved)
 
         ok(run([kerbside, "import", *who, str(here / "local")], env, here, f"{TEST_PIN}\n"))
         assert local["id"] in search(kerbside, who, local, env, here)
