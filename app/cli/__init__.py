@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "app.cli._sync_cmds",
     "app.cli._reference",
     "app.cli._gui",
+    "app.cli._doctor",
 )
 
 # What the demo, the cohort generator and the reference server need beyond the app. The tablet

@@ -270,3 +270,20 @@ def store_site_client_secret(client_id: str, secret: str) -> None:
 
 def site_client_secret(client_id: str) -> str | None:
     return _get(f"site-client-secret/{client_id}")
+
+
+def probe_keyring() -> str:
+    """Write, read back and delete a throwaway entry: the keychain is unlocked and writable.
+    Returns the kind of store; KeyringRefused says what failed."""
+    kind = check_backend()
+    account = f"doctor-probe/{secrets.token_hex(8)}"
+    value = secrets.token_hex(16)
+    _set(account, value)
+    try:
+        if _get(account) != value:
+            raise KeyringRefused("the OS keyring did not give back what was stored")
+    finally:
+        _delete(account)
+    if _get(account) is not None:
+        raise KeyringRefused("the OS keyring did not delete an entry")
+    return kind

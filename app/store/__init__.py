@@ -3,7 +3,7 @@ sync cursors, drafts and schema migrations. Imports nothing from services, ui or
 
 from app.store._audit import AuditEntry
 from app.store._bulk import in_background
-from app.store._connection import Connection
+from app.store._connection import Connection, sqlcipher_version
 from app.store._outbox import OutboxRow
 from app.store._patient_index import (
     Field,
@@ -28,5 +28,6 @@ __all__ = [
     "Store",
     "in_background",
     "row_of",
+    "sqlcipher_version",
     "utc_now",
 ]

@@ -59,6 +59,16 @@ def translate_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def sqlcipher_version() -> str | None:
+    """The SQLCipher version the cache library reports (None: it is not SQLCipher)."""
+    conn = sqlcipher3.connect(":memory:")
+    try:
+        row = conn.execute("PRAGMA cipher_version").fetchone()
+    finally:
+        conn.close()
+    return str(row[0]) if row and row[0] else None
+
+
 def connect(path: Path, key: bytes) -> Connection:
     """Open and key a connection; raises UnlockFailed on a wrong key, StoreUnavailable on I/O."""
     hex_key = key.hex()

@@ -130,6 +130,13 @@ def test_enrol_import_and_search_with_gnome_keyring(
     )
     assert len(stored.stdout.strip()) == 64, stored.stderr
 
+    # The doctor's keychain check writes, reads and deletes a probe in the real keychain.
+    done = kerbside(["doctor", "--json", "--profile", str(profile)], "", keychain)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["Keychain"]["ok"], checks["Keychain"]
+    assert checks["Keychain"]["detail"].startswith("secret-service")
+    assert checks["Profile folder"]["ok"] and checks["SQLCipher"]["ok"]
+
     done = kerbside(["import", *who, str(cohort_dir)], f"{TEST_PIN}\n", keychain)
     assert done.returncode == 0, done.stderr
     patient = a_patient(cohort_dir)
