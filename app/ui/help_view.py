@@ -8,12 +8,15 @@ the keychain, are exactly what stops an unlock.
 from __future__ import annotations
 
 import platform
+from pathlib import Path
+from typing import Any
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from app.ui.widgets import BigButton, label
+from app.ui.ops import Op, Runner
+from app.ui.widgets import BigButton, label, set_role
 from app.version import version
 
 
@@ -21,9 +24,22 @@ class HelpView(QFrame):
     """The Help screen. `back_requested`: the officer is done here."""
 
     back_requested = Signal()
+    checked = Signal(bool)  # the tablet check finished: all passed?
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        profile_dir: Path,
+        runner: Runner,
+        *,
+        site_path: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
+        self._profile_dir = profile_dir
+        self._runner = runner
+        self._site_path = site_path
+        self._checking = False
+        self.check_rows: list[QLabel] = []
         self.setObjectName("workspace")
         self.setAccessibleName("Help")
         col = QVBoxLayout(self)
@@ -50,4 +66,72 @@ class HelpView(QFrame):
         )
         self.platform_text.setAccessibleName("Platform versions")
         col.addWidget(self.platform_text)
-        col.addStretch(1)
+
+        col.addWidget(label("Check this tablet", "h2"))
+        row = QHBoxLayout()
+        self.check_button = BigButton(
+            "Check this tablet", role="primary", accessible_name="Check this tablet"
+        )
+        self.check_button.clicked.connect(self.run_check)
+        row.addWidget(self.check_button)
+        self.check_summary = label(
+            "Checks the keychain, storage, clock, settings and the central record "
+            "(the same checks as kerbside doctor).",
+            "hint",
+        )
+        self.check_summary.setAccessibleName("Tablet check summary")
+        row.addWidget(self.check_summary, 1)
+        col.addLayout(row)
+        results = QWidget()
+        self._results = QVBoxLayout(results)
+        self._results.setContentsMargins(0, 0, 0, 0)
+        self._results.setSpacing(6)
+        self._results.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(results)
+        col.addWidget(scroll, 1)
+
+    def run_check(self) -> None:
+        """Run the doctor's checks off the UI thread (one of them waits for the network)."""
+        if self._checking:
+            return
+        from app.services.doctor import run_checks
+
+        directory, site_path = self._profile_dir, self._site_path
+        self._checking = True
+        self.check_button.setEnabled(False)
+        self.check_summary.setText("Checking…")
+        Op(self, lambda: run_checks(directory, site_path)).on_success(self._show).on_failure(
+            self._failed
+        ).run(self._runner)
+
+    def _show(self, results: list[Any]) -> None:
+        self._checking = False
+        self.check_button.setEnabled(True)
+        for old in self.check_rows:
+            self._results.removeWidget(old)
+            old.deleteLater()
+        self.check_rows = []
+        for result in results:
+            text = f"{'✓ Pass' if result.ok else '✗ Fail'} — {result.name}: {result.detail}"
+            if not result.ok and result.remedy:
+                text += f"\nWhat to do: {result.remedy}"
+            row = label(text, None)
+            set_role(row, "ok" if result.ok else "error")
+            row.setAccessibleName(f"{result.name}: {'passed' if result.ok else 'failed'}")
+            row.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self._results.insertWidget(self._results.count() - 1, row)
+            self.check_rows.append(row)
+        failed = [r.name for r in results if not r.ok]
+        self.check_summary.setText(
+            "Everything passed." if not failed else f"{len(failed)} failed: {', '.join(failed)}."
+        )
+        self.checked.emit(not failed)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._checking = False
+        self.check_button.setEnabled(True)
+        self.check_summary.setText("The check could not run.")
+        self._runner.report(exc)

@@ -132,7 +132,9 @@ class MainWindow(QMainWindow):
         self.unlock_view.wiped.connect(self._on_wiped)
         self._layers.addWidget(self.unlock_view)
         self._layers.addWidget(self._build_workspace())
-        self.help_view = HelpView()
+        self.help_view = HelpView(
+            profile_dir, runner, site_path=getattr(site, "path", None) if site else None
+        )
         self.help_view.back_requested.connect(self.close_help)
         self._layers.addWidget(self.help_view)
         self._help_return: QWidget = self.unlock_view

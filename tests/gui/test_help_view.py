@@ -37,3 +37,24 @@ def test_version_comes_from_package_metadata() -> None:
     from importlib.metadata import version as dist_version
 
     assert version() == dist_version("kerbside")
+
+
+def test_check_this_tablet_shows_one_line_per_doctor_check(
+    qtbot: QtBot, gui_profile: Path, make_window: WindowFactory
+) -> None:
+    from app.services.doctor import run_checks
+
+    window = make_window(gui_profile)
+    window.show_help()
+    view = window.help_view
+    assert view.check_button.accessibleName() == "Check this tablet"
+    with qtbot.waitSignal(view.checked, timeout=20_000) as done:
+        qtbot.mouseClick(view.check_button, Qt.MouseButton.LeftButton)
+    assert done.args == [False]  # the test keyring is no OS keychain; no central record
+    expected = [r.name for r in run_checks(gui_profile)]
+    names = [row.accessibleName() for row in view.check_rows]
+    assert [n.split(":")[0] for n in names] == expected
+    assert "Keychain: failed" in names and "SQLCipher: passed" in names
+    keychain = view.check_rows[expected.index("Keychain")].text()
+    assert "✗ Fail" in keychain and "What to do:" in keychain
+    assert "failed: Keychain" in view.check_summary.text()
