@@ -1,0 +1,82 @@
+"""Upgrades: a profile and cache written by release 708b559 (tests/fixtures/README.md) open
+with this code, migrate forward and keep their data and outbox; a profile or cache written by
+a newer Kerbside is refused with a message that says to update the app."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import app.security._keyring as kr
+from app.errors import ProfileError, SchemaTooNew
+from app.security import Profile
+from app.services.encounters import list_encounters
+from app.services.search import PatientSearch
+from app.services.session import unlock
+from app.store import SCHEMA_VERSION
+from tests.conftest import MemoryKeyring
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release-708b559"
+EXPECTED: dict[str, Any] = json.loads((FIXTURE / "expected.json").read_text())
+
+
+@pytest.fixture
+def old_release(
+    tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A copy of the fixture profile, its device secret in the keyring, and the keyring taken
+    for the Secret Service that the release recorded (the real one: test_real_keychain.py)."""
+    for service, account, value in json.loads((FIXTURE / "keyring.json").read_text()):
+        memory_keyring.secrets[(service, account)] = value
+    name = kr.backend_name(memory_keyring)  # type: ignore[arg-type]
+    monkeypatch.setattr(kr, "STORE_KINDS", {**kr.STORE_KINDS, name: "secret-service"})
+    monkeypatch.setattr(kr, "TRUSTED_BACKENDS", frozenset(kr.STORE_KINDS))
+    monkeypatch.delenv("KERBSIDE_ALLOW_INSECURE_KEYRING")
+    profile = tmp_path / "profile"
+    shutil.copytree(FIXTURE / "profile", profile)
+    return profile
+
+
+def test_the_fixture_is_what_the_old_release_wrote() -> None:
+    saved = json.loads((FIXTURE / "profile" / "profile.json").read_text())
+    assert saved["format"] == 1 and "mac" not in saved
+    assert saved["keyring_backend"] == "keyring.backends.SecretService.Keyring"
+
+
+def test_an_old_release_profile_and_cache_open_migrated_with_data_and_outbox(
+    old_release: Path,
+) -> None:
+    with unlock(old_release, EXPECTED["user"], EXPECTED["pin"]) as session:
+        assert session.store.schema_version == SCHEMA_VERSION
+        hits = PatientSearch(session.store).search(EXPECTED["family"], limit=20).hits
+        assert EXPECTED["patient_id"] in [h.id for h in hits]
+        waiting = [e for e in list_encounters(session) if e.state == "waiting"]
+        assert [e.client_id for e in waiting] == [EXPECTED["outbox_client_id"]]
+        assert waiting[0].patient_id == EXPECTED["patient_id"]
+        assert session.store.outbox_counts()["pending"] == 1
+    saved = json.loads((old_release / "profile.json").read_text())
+    assert saved["format"] == 2 and saved["keyring_store"] == "secret-service"
+    assert "keyring_backend" not in saved and saved["mac"]
+    # And again, now in the current format.
+    with unlock(old_release, EXPECTED["user"], EXPECTED["pin"]) as session:
+        assert session.store.outbox_counts()["pending"] == 1
+
+
+def test_a_profile_from_a_newer_kerbside_says_to_update_the_app(old_release: Path) -> None:
+    path = old_release / "profile.json"
+    saved = json.loads(path.read_text())
+    saved["format"] = 99
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ProfileError, match=r"newer Kerbside .*update the app"):
+        Profile.load(old_release)
+
+
+def test_a_cache_from_a_newer_kerbside_says_to_update_the_app(old_release: Path) -> None:
+    with unlock(old_release, EXPECTED["user"], EXPECTED["pin"]) as session:
+        session.store.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaTooNew, match=r"newer Kerbside.*update Kerbside"):
+        unlock(old_release, EXPECTED["user"], EXPECTED["pin"])
