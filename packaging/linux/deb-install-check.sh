@@ -11,7 +11,7 @@ if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$sudo" ] && ! sudo -n true 2>
   echo "deb-install-check: needs apt-get and root (or passwordless sudo); skipped" >&2
   exit 0
 fi
-if dpkg -s kerbside >/dev/null 2>&1; then
+if [ "$(dpkg-query -W -f='${Status}' kerbside 2>/dev/null)" = "install ok installed" ]; then
   echo "deb-install-check: kerbside is already installed here; not touching it" >&2
   exit 1
 fi
