@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Mapping
+from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from app.services.session import profile_settings
@@ -46,6 +48,9 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app.setApplicationDisplayName("Kerbside")
     app.setOrganizationName("Kerbside")
     app.setDesktopFileName("kerbside")
+    # The title bar and task switcher icon where the desktop does not take it from the launcher
+    # (X11 without a desktop entry, Windows' windowed entry before the exe's own icon loads).
+    app.setWindowIcon(QIcon(str(files("app") / "resources" / "icons" / "kerbside.svg")))
     return app
 
 

@@ -113,3 +113,13 @@ def test_the_windows_installer_has_a_fixed_app_id_and_no_hand_typed_version() ->
     assert "SetupIconFile=" in iss and (ROOT / "packaging/icons/kerbside.ico").is_file()
     spec = (ROOT / "packaging/kerbside.spec").read_text()
     assert 'version("kerbside")' in spec and "kerbside-app" in spec
+
+
+def test_the_app_icon_is_packaged_and_renders(qapp: object) -> None:
+    from importlib.resources import files
+
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon(str(files("app") / "resources" / "icons" / "kerbside.svg"))
+    image = icon.pixmap(64, 64).toImage()
+    assert not image.isNull() and image.pixelColor(32, 12).name().upper() == "#FFFFFF"

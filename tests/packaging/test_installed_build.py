@@ -174,13 +174,15 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
 def search(
     kerbside: str, who: list[str], patient: dict, env: dict[str, str], cwd: Path
 ) -> list[str]:
+    """Ids found for the patient's family name; search loads `nicknames`, which warns on every
+    run when its package metadata is missing from the bundle."""
     family = patient["name"][0]["family"]
-    out = ok(
-        run(
-            [kerbside, "search", *who, "--json", "--limit", "50", family], env, cwd, f"{TEST_PIN}\n"
-        )
+    done = run(
+        [kerbside, "search", *who, "--json", "--limit", "50", family], env, cwd, f"{TEST_PIN}\n"
     )
-    return [hit["id"] for hit in json.loads(out)]
+    ok(done)
+    assert "metadata" not in done.stderr, done.stderr
+    return [hit["id"] for hit in json.loads(done.stdout)]
 
 
 class served:
