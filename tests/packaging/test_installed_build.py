@@ -159,6 +159,13 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
         assert saved["settings"]["team"] == "Test Street Triage"
         assert TABLET[1] not in json.dumps(saved)
 
+        # The health check IT runs on a provisioned, enrolled tablet: every check passes.
+        doctor = json.loads(ok(run([kerbside, "doctor", "--json", *who[:2]], env, here)))
+        failed = [c for c in doctor["checks"] if not c["ok"]]
+        assert doctor["ok"] and not failed, failed
+        names = {c["name"] for c in doctor["checks"]}
+        assert {"SQLCipher", "Keychain", "Time zone data", "Central record"} <= names
+
         ok(run([kerbside, "import", *who, str(here / "local")], env, here, f"{TEST_PIN}\n"))
         assert local["id"] in search(kerbside, who, local, env, here)
 
