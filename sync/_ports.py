@@ -34,6 +34,9 @@ class AuditRecord:
     action: str
     patient_id: str | None
     reason: str | None
+    seq: int | None = None  # the per-device sequence number, 1, 2, 3...
+    prev_hash: str | None = None  # the chain: hash of entry seq-1
+    hash: str | None = None  # this entry's hash
 
 
 @dataclass(frozen=True, slots=True)

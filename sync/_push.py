@@ -13,6 +13,8 @@ Exactly once, by construction rather than by luck (SECURITY.md 20, 21):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
@@ -26,7 +28,7 @@ from sync._capabilities import Capabilities
 from sync._client import FhirClient, outcome_text
 from sync._exceptions import AuthFailed, ServerRejected
 from sync._ports import AuditRecord, OutboxItem, SyncStore
-from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
+from sync._report import KERBSIDE, AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
 
 log = logging.getLogger("kerbside.sync")
 
@@ -37,7 +39,18 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-_ACTIONS = {"create": "C", "read": "R", "open": "R", "update": "U", "delete": "D"}
+_ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "open": "R",
+    "update": "U",
+    "delete": "D",
+    "search": "E",
+}
+AUDIT_CHAIN_EXTENSION = f"{KERBSIDE}/StructureDefinition/audit-chain"
+AUDIT_CHAIN_SYSTEM = f"{KERBSIDE}/CodeSystem/audit-chain"
+CHAIN_BROKEN_CODE = "audit-chain-broken"
+SEARCH_ACTION = "search"  # app.services.search.SEARCH_ACTION: the reason column holds the query
 
 
 def now_instant() -> str:
@@ -156,6 +169,9 @@ class Pusher:
         the cohort refresh an officer is waiting for.
         """
         blocked = self.blocked_reason({"AuditEvent"})
+        if self.options.audit_chain_problems:
+            self._report_broken_chain(blocked)
+            return
         done = 0
         while True:
             records = self.store.pending_audit(self.options.audit_batch)
@@ -178,6 +194,85 @@ class Pusher:
             done += len(records)
             self.report.audit_uploaded += len(records)
             self.progress("audit", done, None)
+
+
+    def _report_broken_chain(self, blocked: str | None) -> None:
+        """Upload nothing of a broken trail; tell the centre, once per distinct break."""
+        problems = self.options.audit_chain_problems
+        self.report.audit_chain_broken = True
+        self.report.warnings.append(
+            "audit trail not uploaded: the local audit chain is broken ("
+            + "; ".join(problems[:3])
+            + (f"; {len(problems) - 3} more" if len(problems) > 3 else "")
+            + "); the central record has been told"
+        )
+        if blocked:
+            return
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [chain_broken_entry(problems, self.options.audit)],
+        }
+        label = "report the broken audit chain"
+        try:
+            answer = self.client.post(self.client.base_url, orjson.dumps(bundle), label=label,
+                                      headers={"Prefer": "return=minimal"})
+        except ServerRejected as exc:
+            self.report.warnings.append(f"broken audit chain not reported: {exc}")
+            return
+        read_transaction_response(answer.body, 1, label)
+
+
+def chain_broken_entry(problems: Iterable[str], identity: AuditIdentity) -> dict[str, Any]:
+    """One AuditEvent (subtype `audit-chain-broken`, outcome 8) naming the problems found.
+
+    The texts carry sequence numbers only. Its tag is a digest of the problems, so the same
+    break reported by every later sync is stored once and a new break is stored again.
+    """
+    text = "; ".join(problems)
+    code = "chain-broken-" + hashlib.sha256(
+        f"{identity.device_id}\n{text}".encode()
+    ).hexdigest()[:32]
+    event = {
+        "resourceType": "AuditEvent",
+        "meta": {"tag": [{"system": identity.event_tag_system, "code": code}]},
+        "type": {"system": DCM, "code": "110100", "display": "Application Activity"},
+        "subtype": [{"system": AUDIT_CHAIN_SYSTEM, "code": CHAIN_BROKEN_CODE,
+                     "display": "local audit chain broken"}],
+        "action": "E",
+        "recorded": now_instant(),
+        "outcome": "8",
+        "outcomeDesc": text[:2000],
+        "agent": [{
+            "who": {"identifier": {"system": identity.device_system,
+                                   "value": identity.device_id}},
+            "requestor": False,
+        }],
+        "source": {
+            "observer": {"identifier": {"system": identity.device_system,
+                                        "value": identity.device_id}},
+        },
+    }
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": event,
+        "request": {"method": "POST", "url": "AuditEvent",
+                    "ifNoneExist": f"_tag={identity.event_tag_system}|{code}"},
+    }
+
+
+def chain_extension(record: AuditRecord) -> dict[str, Any]:
+    """Where the centre reads the chain: `sequence` (per device, from 1), `previousHash` and
+    `hash` (hex SHA-256 of the entry, covering the previous hash). docs/security/audit-trail.md
+    """
+    return {
+        "url": AUDIT_CHAIN_EXTENSION,
+        "extension": [
+            {"url": "sequence", "valueInteger": record.seq},
+            {"url": "previousHash", "valueString": record.prev_hash},
+            {"url": "hash", "valueString": record.hash},
+        ],
+    }
 
 
 def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
@@ -203,6 +298,18 @@ def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
                                         "value": identity.device_id}},
         },
     }
+    if record.seq is not None:
+        event["extension"] = [chain_extension(record)]
+    if record.action == SEARCH_ACTION:
+        # The words searched for: patient data, so only here and in the encrypted cache.
+        event["subtype"] = [{"system": RESTFUL_INTERACTION, "code": "search-type",
+                             "display": "search-type"}]
+        event["entity"] = [{
+            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+            "query": base64.b64encode((record.reason or "").encode()).decode(),
+        }]
+        return event
     if record.reason:
         event["purposeOfEvent"] = [{"text": record.reason}]
     if record.patient_id:

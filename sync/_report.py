@@ -60,6 +60,9 @@ class SyncOptions:
     bulk_group: str | None = None
     bulk_max_wait_s: float = 3600.0
     audit: AuditIdentity = field(default_factory=AuditIdentity)
+    # Problems the device found in its local audit chain: the trail is not uploaded, one
+    # "chain broken" AuditEvent tells the centre instead.
+    audit_chain_problems: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,6 +82,7 @@ class SyncReport:
     rejected: int = 0  # field records the server refused in this run
     deleted: int = 0  # cached resources removed (history or reconciliation)
     audit_uploaded: int = 0
+    audit_chain_broken: bool = False
     merged: int = 0  # pending records re-pointed to a surviving Patient
     seconds: float = 0.0
     pages: int = 0

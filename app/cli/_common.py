@@ -75,3 +75,13 @@ class Secrets:
         if not value:
             raise InvalidInput(f"the {prompt.lower()} is empty")
         return value
+
+
+_CONTROL = {c: None for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c not in (0x09,)}
+_CONTROL.update({c: None for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+
+
+def plain(text: object) -> str:
+    """Text from outside (a name from the central record, a query) made safe for a terminal:
+    control characters, ANSI escapes (ESC) and bidi overrides removed (SECURITY.md 29)."""
+    return str(text).translate(_CONTROL)

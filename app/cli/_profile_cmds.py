@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli._common import Secrets, add_profile_arg, add_site_arg, add_user_args, profile_dir
+from app.cli._common import (
+    Secrets,
+    add_profile_arg,
+    add_site_arg,
+    add_user_args,
+    plain,
+    profile_dir,
+)
 from app.cli._sync_cmds import add_server_args, prepare_server, save_server
 
 TEAM_HELP = "street-triage team named on each new encounter, e.g. 'Bolton Street Triage'"
@@ -90,6 +97,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--limit", type=int, default=10, metavar="K")
     p.add_argument("query", nargs="+")
     p.set_defaults(func=_search)
+
+    p = subparsers.add_parser(
+        "audit", help="list this tablet's audit trail, oldest first, and verify its chain"
+    )
+    add_user_args(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per entry, then {"verified", "entries", "problems"}',
+    )
+    p.set_defaults(func=_audit)
 
     p = subparsers.add_parser("status", help="counts, schema, last sync, outbox (no PIN)")
     add_profile_arg(p)
@@ -267,11 +285,13 @@ def _import(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from app.nhs_number import format_nhs_number
-    from app.services.search import PatientSearch
+    from app.services.search import PatientSearch, audit_search
 
     with _unlock(args) as session:
         session.check_fresh()
-        result = PatientSearch(session.store).search(" ".join(args.query), limit=args.limit)
+        query = " ".join(args.query)
+        result = PatientSearch(session.store).search(query, limit=args.limit)
+        audit_search(session, query, len(result.hits))
     if result.notice:
         print(f"note: {result.notice}", file=sys.stderr)
     if args.json:
@@ -307,8 +327,10 @@ def _search(args: argparse.Namespace) -> int:
         alerts = ", ".join(a.label for a in h.alerts)
         known = f' "{h.known_as}"' if h.known_as else ""
         print(
-            f"{h.display_name}{known}  {h.birth_date or '?'}  {nhs}  {h.postcode or ''}"
-            f"{'  [' + alerts + ']' if alerts else ''}"
+            plain(
+                f"{h.display_name}{known}  {h.birth_date or '?'}  {nhs}  {h.postcode or ''}"
+                f"{'  [' + alerts + ']' if alerts else ''}"
+            )
         )
     return 0
 
@@ -328,3 +350,35 @@ def _status(args: argparse.Namespace) -> int:
     ob = status["outbox"]
     print(f"outbox: {ob['pending']} waiting, {ob['rejected']} rejected, {ob['sent']} sent")
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """The trail and its check; exit 1 when the chain is broken (issue 12 contract)."""
+    with _unlock(args) as session:
+        entries = session.store.audit_entries(limit=2**62)
+        problems = session.audit_problems()
+    for e in entries:
+        row = {
+            "seq": e.seq,
+            "at": e.at,
+            "user": e.user_id,
+            "action": e.action,
+            "patient_id": e.patient_id,
+            "reason": e.reason,
+            "event_id": e.event_id,
+            "uploaded_at": e.uploaded_at,
+            "hash": e.hash,
+        }
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            fields = (e.seq, e.at, e.user_id, e.action, e.patient_id or "-", e.reason or "-")
+            print("\t".join(plain(f) for f in fields))
+    verified = not problems
+    if args.json:
+        print(json.dumps({"verified": verified, "entries": len(entries), "problems": problems}))
+    else:
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        print(f"{len(entries)} entries; chain {'verified' if verified else 'BROKEN'}")
+    return 0 if verified else 1

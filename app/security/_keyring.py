@@ -287,3 +287,26 @@ def probe_keyring() -> str:
     if _get(account) is not None:
         raise KeyringRefused("the OS keyring did not delete an entry")
     return kind
+
+
+def audit_head(profile_id: str) -> tuple[int, str] | None:
+    """The newest audit entry this device committed (seq, hash), kept outside the cache so
+    that entries cut off the end of the chain, or a chain re-hashed after an edit, show."""
+    value = _get(f"audit-head/{profile_id}")
+    if not value:
+        return None
+    seq, _, digest = value.partition(":")
+    try:
+        return int(seq), digest
+    except ValueError:
+        raise KeyringRefused("the OS keyring holds a damaged audit record") from None
+
+
+def set_audit_head(profile_id: str, seq: int, digest: str) -> None:
+    current = audit_head(profile_id)
+    if current is None or seq > current[0]:
+        _set(f"audit-head/{profile_id}", f"{seq}:{digest}")
+
+
+def delete_audit_head(profile_id: str) -> None:
+    _delete(f"audit-head/{profile_id}")

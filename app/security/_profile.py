@@ -615,6 +615,7 @@ class Profile:
         _keyring.delete_device_secret(self.profile_id)
         _keyring.delete_client_secret(self.profile_id)
         _keyring.delete_profile_generation(self.profile_id)
+        _keyring.delete_audit_head(self.profile_id)
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
                 (self.directory / (CACHE_FILE + suffix)).unlink()

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from typing import Protocol
+from typing import Any, Protocol
 
 from nicknames import NickNamer
 from rapidfuzz import fuzz, process
@@ -811,3 +811,25 @@ def _near_nhs_numbers(digits: str) -> list[str]:
         if digits[i] != digits[i + 1]:
             out.append(digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :])
     return [n for n in dict.fromkeys(out) if check_digit(n[:9]) == int(n[9])]
+
+
+SEARCH_ACTION = "search"
+
+
+def audit_search(session: Any, query: str, shown: int) -> None:
+    """Audit a search that put people on screen (names, dates of birth, NHS numbers, alerts).
+
+    The query is itself patient data: it is kept only in the encrypted cache's audit chain and
+    in the AuditEvent uploaded to the centre (`entity.query`), never in a log.
+    """
+    if shown <= 0:
+        return
+    import uuid
+
+    session.store.audit(
+        user_id=session.user_id,
+        action=SEARCH_ACTION,
+        patient_id=None,
+        reason=query,
+        event_id=str(uuid.uuid4()),
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from app import times
 from app.errors import CacheExpired, ClockBehind, ProfileError
-from app.security import KdfParams, LockoutPolicy, Profile
+from app.security import KdfParams, LockoutPolicy, Profile, audit_head, set_audit_head
 from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
 from app.times import iso_instant, parse_instant
 
@@ -45,12 +45,29 @@ class Session:
     _data_key: bytes | None = field(repr=False)
     _marker: Path | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False, compare=False)
+    # What the audit check found when the cache was opened ([]: the chain holds).
+    audit_broken: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._watch_audit(self.store)
 
     def open_store(self) -> Store:
         """A second connection to the same cache, for use on another thread."""
         if self._data_key is None:
             raise ProfileError("the app is locked: unlock it to use the cache")
-        return Store.open(self.profile.cache_path, self._data_key)
+        return self._watch_audit(Store.open(self.profile.cache_path, self._data_key))
+
+    # -- the audit chain (SECURITY.md 27) ----------------------------------------------------
+    def _watch_audit(self, store: Store) -> Store:
+        profile_id = self.profile.profile_id
+        store.audit_committed = lambda seq, digest: set_audit_head(profile_id, seq, digest)
+        return store
+
+    def audit_problems(self, store: Store | None = None) -> list[str]:
+        """Every way the local audit chain fails ([] when it holds), checked against the
+        head kept in the OS keyring. Run on unlock, before each upload and by `kerbside audit`.
+        """
+        return (store or self.store).audit_problems(audit_head(self.profile.profile_id))
 
     @property
     def closed(self) -> bool:
@@ -80,7 +97,7 @@ class Session:
         if self._data_key is not None:
             return
         store = Store.open(self.profile.cache_path, data_key)
-        self.store = store
+        self.store = self._watch_audit(store)
         try:
             self.check_clock()
         except ClockBehind:
@@ -302,6 +319,9 @@ def open_session(profile: Profile, user_id: str, data_key: bytes) -> Session:
     except ClockBehind:
         session.close()
         raise
+    session.audit_broken = session.audit_problems()
+    if session.audit_broken:
+        log.warning("the local audit chain is broken (%d problems)", len(session.audit_broken))
     return session
 
 

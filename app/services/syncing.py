@@ -122,7 +122,17 @@ class StoreSyncPort:
     # -- audit -----------------------------------------------------------------------------
     def pending_audit(self, limit: int) -> list[AuditRecord]:
         return [
-            AuditRecord(e.event_id, e.at, e.user_id, e.action, e.patient_id, e.reason)
+            AuditRecord(
+                e.event_id,
+                e.at,
+                e.user_id,
+                e.action,
+                e.patient_id,
+                e.reason,
+                seq=e.seq,
+                prev_hash=e.prev_hash,
+                hash=e.hash,
+            )
             for e in self.store.audit_entries(only_not_uploaded=True, limit=limit)
         ]
 
@@ -206,6 +216,9 @@ def run_sync(
     )
     client = build_client(profile, http, retry=retry, cancel=cancel, sleep=sleep)
     options = options or sync_options(profile)
+    # The chain is checked before every upload: a broken one is reported to the centre and
+    # its entries stay here (SECURITY.md 27).
+    options = dataclasses.replace(options, audit_chain_problems=tuple(here.audit_problems(store)))
     engine = SyncEngine(client, StoreSyncPort(store), options, progress=progress, cancel=cancel)
     try:
         report = engine.run()

@@ -1,8 +1,14 @@
 """The local audit chain: every opening of a record, tamper-evident.
 
 Each row's hash covers the previous row's hash, so deleting or editing a row breaks every hash
-after it (`verify`). Rows are uploaded to the central record as AuditEvent by sync; the chain
-stays on the device until the cache is purged.
+after it (`verify`). Rows are uploaded to the central record as AuditEvent by sync, each with
+its sequence number, the previous hash and its own hash, so the centre can check the chain
+per device and see a gap (docs/security/audit-trail.md); the chain stays on the device until
+the cache is purged.
+
+`problems` is the full check the product runs (on unlock, before each upload, and in
+`kerbside audit`): an edited row, a deleted row, rows re-hashed after an edit and rows cut off
+the end (the session compares the head with the keyring's copy) each give a problem.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class AuditEntry:
     reason: str | None
     event_id: str
     uploaded_at: str | None
+    prev_hash: str = GENESIS
+    hash: str = GENESIS
 
 
 def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -61,7 +69,7 @@ def append(
     reason: str | None,
     event_id: str,
     at: datetime | None = None,
-) -> int:
+) -> tuple[int, str]:
     """Append one entry; call inside a transaction so the chain head cannot race."""
     when = iso_instant(at or datetime.now(UTC), timespec="milliseconds")
     row = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
@@ -74,12 +82,13 @@ def append(
         "reason": reason,
         "event_id": event_id,
     }
+    digest = _digest(prev, fields)
     cur = conn.execute(
         "INSERT INTO audit (at, user_id, action, patient_id, reason, event_id, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (when, user_id, action, patient_id, reason, event_id, prev, _digest(prev, fields)),
+        (when, user_id, action, patient_id, reason, event_id, prev, digest),
     )
-    return int(cur.lastrowid or 0)
+    return int(cur.lastrowid or 0), digest
 
 
 def verify(conn: Connection) -> int | None:
@@ -103,6 +112,54 @@ def verify(conn: Connection) -> int | None:
     return None
 
 
+def problems(conn: Connection, *, expected_head: tuple[int, str] | None = None) -> list[str]:
+    """Every way the chain fails, oldest first; [] when it holds.
+
+    Texts name sequence numbers only (never a patient or a user). `expected_head` is the
+    highest sequence number known to have been written (kept outside the cache): a chain that
+    ends before it has lost its newest entries, and one whose entry at that number has another
+    hash was rewritten (edited, then every later hash recomputed).
+    """
+    found: list[str] = []
+    prev = GENESIS
+    last_seq = 0
+    anchor_hash: str | None = None
+    for seq, at, user_id, action, patient_id, reason, event_id, prev_hash, digest in conn.execute(
+        "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash"
+        " FROM audit ORDER BY seq"
+    ):
+        fields = {
+            "at": at,
+            "user_id": user_id,
+            "action": action,
+            "patient_id": patient_id,
+            "reason": reason,
+            "event_id": event_id,
+        }
+        if seq != last_seq + 1:
+            found.append(f"entries {last_seq + 1}-{seq - 1} are missing")
+        elif prev_hash != prev:
+            found.append(f"entry {seq} does not follow entry {last_seq} (a row was replaced)")
+        if _digest(prev_hash, fields) != digest:
+            found.append(f"entry {seq} was changed after it was written")
+        if expected_head is not None and seq == expected_head[0]:
+            anchor_hash = digest
+        prev = digest
+        last_seq = int(seq)
+    if expected_head is not None:
+        anchor_seq, expected_hash = expected_head
+        if last_seq < anchor_seq:
+            found.append(f"entries {last_seq + 1}-{anchor_seq} were cut off the end")
+        elif anchor_hash is not None and anchor_hash != expected_hash:
+            found.append(f"entries up to {anchor_seq} were rewritten and their hashes recomputed")
+    return found
+
+
+def head(conn: Connection) -> int:
+    row = conn.execute("SELECT max(seq) FROM audit").fetchone()
+    return int(row[0] or 0)
+
+
 def entries(
     conn: Connection, *, only_not_uploaded: bool = False, limit: int = 1000
 ) -> list[AuditEntry]:
@@ -110,8 +167,8 @@ def entries(
     return [
         AuditEntry(*row)
         for row in conn.execute(
-            "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at"
-            f" FROM audit {where} ORDER BY seq LIMIT ?",
+            "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at,"
+            f" prev_hash, hash FROM audit {where} ORDER BY seq LIMIT ?",
             (limit,),
         )
     ]

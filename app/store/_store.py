@@ -83,6 +83,9 @@ class Store:
             conn
         )
         self.indexers = _indexers()
+        # Called with (seq, hash) once an audit entry is committed: the session keeps the head
+        # outside the cache (OS keyring), so entries cut off the end are noticed.
+        self.audit_committed: Callable[[int, str], None] | None = None
 
     @classmethod
     def create(cls, path: Path, key: bytes) -> Store:
@@ -314,7 +317,7 @@ class Store:
         event_id: str,
     ) -> int:
         with self.transaction() as conn:
-            return _audit.append(
+            seq, digest = _audit.append(
                 conn,
                 user_id=user_id,
                 action=action,
@@ -322,6 +325,9 @@ class Store:
                 reason=reason,
                 event_id=event_id,
             )
+        if self.audit_committed is not None and not self.conn.in_transaction:
+            self.audit_committed(seq, digest)  # inside an outer transaction: not yet committed
+        return seq
 
     def audit_entries(
         self, *, only_not_uploaded: bool = False, limit: int = 1000
@@ -330,6 +336,12 @@ class Store:
 
     def verify_audit_chain(self) -> int | None:
         return _audit.verify(self.conn)
+
+    def audit_problems(self, expected_head: tuple[int, str] | None = None) -> list[str]:
+        return _audit.problems(self.conn, expected_head=expected_head)
+
+    def audit_head(self) -> int:
+        return _audit.head(self.conn)
 
     # -- drafts (autosaved forms) ------------------------------------------------------------
     def save_draft(self, draft_id: str, kind: str, user_id: str, body: bytes) -> None:

@@ -315,6 +315,8 @@ class SearchView(QWidget):
         self.setAccessibleName("Find a person")
         self._runner = runner
         self._search: Any = None
+        self._session: Any = None
+        self._audited_query = ""  # a search shown again (a filter toggled) is one audit entry
         self.last_search_ms: float | None = None
         # The query the shown results answer: a re-run of the same one (after a sync) keeps
         # the highlighted person rather than moving the highlight to whoever is now first.
@@ -415,6 +417,7 @@ class SearchView(QWidget):
     def set_session(self, session: Any) -> None:
         """Search this session's cache (None: nothing to search; the app is locked)."""
         self._search = None
+        self._session = session
         if session is not None:
             from app.services.search import PatientSearch
 
@@ -440,6 +443,7 @@ class SearchView(QWidget):
     def clear(self) -> None:
         """Hide every result and the query (lock, user change)."""
         self._timer.stop()
+        self._audited_query = ""
         self.box.blockSignals(True)
         self.box.clear()
         self.box.blockSignals(False)
@@ -514,6 +518,15 @@ class SearchView(QWidget):
             self._runner.report(exc)
             return
         self.last_search_ms = (time.perf_counter() - started) * 1000
+        if result.hits and query != self._audited_query:
+            from app.services.search import audit_search
+
+            try:
+                audit_search(self._session, query, len(result.hits))
+            except Exception as exc:  # no audit entry, no results on screen
+                self._runner.report(exc)
+                return
+            self._audited_query = query
         asked = (query, self.sex.value(), self.age.value())
         rerun = asked == self._shown_query
         kept = self.highlighted_id() if rerun else None

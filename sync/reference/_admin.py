@@ -20,7 +20,8 @@ JSON (`application/json`), errors are OperationOutcomes like everywhere else. Ne
     GET    /admin/faults/{n}, DELETE /admin/faults/{n}
     GET    /admin/requests                      journal of recent requests (method, path,
                                                 query, status, ms); DELETE clears it
-    GET    /admin/stats                         live resource counts per type
+    GET    /admin/stats                         live resource counts per type, audit chains
+    GET    /admin/audit                         each device's audit chain: gaps, breaks, reports
 
 Policy keys: cache-ttl-hours, purge-after-hours, idle-lock-minutes (non-negative integers).
 """
@@ -157,7 +158,16 @@ class _Admin:
 
     async def stats(self, request: Request) -> Response:
         self.check(request)
-        return _json({"resources": self.s.store.counts()})
+        return _json({"resources": self.s.store.counts(), "audit": self._audit()})
+
+    async def audit(self, request: Request) -> Response:
+        self.check(request)
+        return _json(self._audit())
+
+    def _audit(self) -> dict[str, Any]:
+        from sync.reference._audit_chain import check_chains
+
+        return check_chains(self.s.store.live_bodies("AuditEvent"))
 
 
 def apply_settings(state: ReferenceState, changes: dict[str, Any]) -> None:
@@ -219,4 +229,5 @@ def routes(state: ReferenceState) -> list[Route]:
         Route("/admin/faults/{rule_id:int}", h.fault, methods=["GET", "DELETE"]),
         Route("/admin/requests", h.requests, methods=["GET", "DELETE"]),
         Route("/admin/stats", h.stats, methods=["GET"]),
+        Route("/admin/audit", h.audit, methods=["GET"]),
     ]

@@ -311,3 +311,9 @@ class ReferenceServer:
 
     def counts(self) -> dict[str, int]:
         return self._call(lambda: self._state.store.counts())
+
+    def audit_chains(self) -> dict[str, Any]:
+        """Each device's uploaded audit chain: gaps, breaks, conflicts, reported breaks."""
+        from sync.reference._audit_chain import check_chains
+
+        return self._call(lambda: check_chains(list(self._state.store.live_bodies("AuditEvent"))))

@@ -412,6 +412,13 @@ class Store:
             args.append(since)
         return int(self.conn.execute(sql, args).fetchone()[0])
 
+    def live_bodies(self, rtype: str) -> Iterator[bytes]:
+        """The current body of every live resource of one type (audit checks, small types)."""
+        for (body,) in self.conn.execute(
+            f"SELECT v.body FROM version v WHERE v.rtype = ? AND {_LIVE}", (rtype,)
+        ):
+            yield bytes(body)
+
     def counts(self) -> dict[str, int]:
         rows = self.conn.execute(
             f"SELECT rtype, count(*) FROM version v WHERE {_LIVE} GROUP BY rtype"
