@@ -256,15 +256,25 @@ def run_checks(
         _check("Clock", "", lambda: check_clock(now)),
         _check("Time zone data", "", check_time_zone),
     ]
-    site_holder: list[Any] = [None]
-
-    def site_check() -> str:
-        detail, site_holder[0] = check_site(site_path)
-        return detail
-
-    results.append(_check("Site configuration", "correct the file as the message says", site_check))
-    results.append(_central_check(profile_dir, site_holder[0], http))
+    results.append(
+        _check(
+            "Site configuration",
+            "correct the file as the message says",
+            lambda: check_site(site_path)[0],
+        )
+    )
+    results.append(_central_check(profile_dir, _site_or_none(site_path), http))
     return results
+
+
+def _site_or_none(site_path: Path | None) -> Any:
+    """The site file for the central-record check; its own faults are the site check's."""
+    from app.services.site import load_site_config
+
+    try:
+        return load_site_config(site_path)
+    except KerbsideError:
+        return None
 
 
 def _central_check(profile_dir: Path, site: Any, http: Any) -> CheckResult:
@@ -287,7 +297,10 @@ def _central_check(profile_dir: Path, site: Any, http: Any) -> CheckResult:
             "no central record configured (no site configuration, no enrolled server)",
             "provision the site configuration, or enrol with --server",
         )
-    return _check(name, remedy, lambda: check_central_record(url, ca_bundle, http=http))
+    result = _check(name, remedy, lambda: check_central_record(url, ca_bundle, http=http))
+    if result.ok or result.detail.startswith(url):
+        return result
+    return CheckResult(name, False, f"{url}: {result.detail}", result.remedy)
 
 
 def report(results: list[CheckResult]) -> dict[str, Any]:

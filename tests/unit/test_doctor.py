@@ -118,7 +118,9 @@ def test_failures_say_what_to_do_and_exit_non_zero(
     assert not checks["Keychain"]["ok"] and "not an OS keychain" in checks["Keychain"]["detail"]
     assert not checks["Site configuration"]["ok"]
     assert checks["Site configuration"]["remedy"] == "kerbside provision --secret-stdin (Trust IT)"
-    assert not checks["Central record"]["ok"] and checks["Central record"]["remedy"]
+    central = checks["Central record"]
+    assert not central["ok"] and "https://fhir.invalid/R4" in central["detail"]
+    assert central["remedy"]
     code, out = doctor(
         ["--profile", str(tmp_path / "p"), "--site-config", str(site)], monkeypatch, capsys
     )
