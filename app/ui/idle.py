@@ -83,6 +83,11 @@ class IdleLock(QObject):
     def remaining_ms(self) -> int:
         return self._timer.remainingTime() if self._timer.isActive() else -1
 
+    @property
+    def leaving(self) -> bool:
+        """True while the app has lost the foreground and the grace period runs."""
+        return self._away.isActive()
+
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if self._armed and event.type() in _ACTIVITY:
             self._timer.start()

