@@ -95,6 +95,9 @@ def keychain(tmp_path: Path) -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:
             session.kill()
             session.wait()
+        for stream in (session.stdout, session.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def kerbside(args: list[str], stdin: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

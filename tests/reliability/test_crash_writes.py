@@ -96,6 +96,7 @@ def test_acknowledged_records_survive_sigkill(tmp_path: Path) -> None:
         # Whatever was printed before the kill was acknowledged too.
         acknowledged.update(x.strip() for x in child.stdout.read().splitlines() if x.strip())
         child.wait()
+        child.stdout.close()
         state = json.loads(_run("verify", profile, env))
         assert state["ok"] and state["whole"]
         assert acknowledged <= set(state["ids"])

@@ -55,6 +55,9 @@ def test_sigkill_mid_push_then_restart_leaves_every_encounter_once(
     assert child.poll() is None, "the sync finished before it could be killed"
     os.kill(child.pid, signal.SIGKILL)
     child.wait(30)
+    for stream in (child.stdout, child.stderr):
+        assert stream is not None
+        stream.close()
     assert child.returncode == -signal.SIGKILL
     admin = reference.session(admin=True)
     landed = sum(1 for c in client_ids if held_on_server(admin, reference.base_url, c)["Encounter"])
