@@ -75,6 +75,9 @@ def kill(child: subprocess.Popen[str]) -> None:
     assert child.poll() is None, "the sync finished before it could be killed"
     os.kill(child.pid, signal.SIGKILL)
     child.wait(30)
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()
     assert child.returncode == -signal.SIGKILL
 
 
