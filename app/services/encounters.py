@@ -36,6 +36,7 @@ from app.errors import CacheExpired, InvalidInput
 from app.fhir import (
     OUTCOME_CODES,
     display_name_of,
+    nhs_number_of,
 )
 from app.services import _encounter_fhir as fhir_out
 from app.services._encounter_drafts import (
@@ -169,6 +170,24 @@ def _prepare(
     return orjson.dumps(bundle), patient_id
 
 
+def subject_snapshot(session: Session, patient_id: str | None) -> bytes | None:
+    """Who a record is about as the cache names them now (name, date of birth, NHS number),
+    kept with the queued record so that it still says whom it is about after the person is
+    merged or removed centrally and leaves the cache."""
+    if not patient_id:
+        return None
+    patient = session.store.get_resource("Patient", patient_id)
+    if patient is None:
+        return None
+    return orjson.dumps(
+        {
+            "name": display_name_of(patient),
+            "birth_date": patient.get("birthDate"),
+            "nhs_number": nhs_number_of(patient),
+        }
+    )
+
+
 def record(
     session: Session,
     inp: EncounterInput,
@@ -221,6 +240,7 @@ def record_many(
                 user_id=session.user_id,
                 payload=payload,
                 created_at=created_at,
+                subject=subject_snapshot(session, patient_id),
             )
             if draft_id is not None:
                 store.delete_draft(draft_id)
@@ -254,6 +274,10 @@ class EncounterSummary:
     attempts: int
     resolved_by: str | None = None
     team: str | None = None  # the team that recorded it, as entered
+    # Who it is about as saved (see `subject_snapshot`); `person_gone`: no longer cached.
+    subject_birth_date: str | None = None
+    subject_nhs_number: str | None = None
+    person_gone: bool = False
 
 
 def _cache_usable(session: Session) -> bool:
@@ -268,13 +292,19 @@ def _summary(session: Session, row: OutboxRow, names_visible: bool) -> Encounter
     bundle = orjson.loads(row.payload)
     answers = fhir_out.answers_of(bundle)
     person = answers["patient"].get("unidentified")
+    snapshot = orjson.loads(row.subject) if row.subject else {}
+    gone = False
     if person is not None:
         display = f"{fhir_out.PROVISIONAL_NAME} ({person['sex']}, about {person['apparent_age']})"
     elif not names_visible:
-        display = "Name hidden until the cache syncs"
+        display = "Name hidden until the tablet syncs"
     else:
         patient = session.store.get_resource("Patient", row.patient_id or "")
-        display = display_name_of(patient) if patient else "Person no longer in the cache"
+        gone = patient is None
+        if patient is not None:
+            display = display_name_of(patient)
+        else:
+            display = str(snapshot.get("name") or "Person no longer on this tablet")
     return EncounterSummary(
         client_id=row.client_id,
         created_at=row.created_at,
@@ -292,6 +322,9 @@ def _summary(session: Session, row: OutboxRow, names_visible: bool) -> Encounter
         attempts=row.attempts,
         resolved_by=row.resolved_by,
         team=answers.get("team"),
+        subject_birth_date=snapshot.get("birth_date") if names_visible else None,
+        subject_nhs_number=snapshot.get("nhs_number") if names_visible else None,
+        person_gone=gone,
     )
 
 
@@ -366,7 +399,10 @@ def resolve_rejected(
         if corrected is not None:
             payload, patient_id = _prepare(session, corrected, now, client_id)
         with store.transaction():
-            if not store.requeue_outbox(client_id, payload=payload, patient_id=patient_id):
+            subject = subject_snapshot(session, patient_id) if corrected is not None else None
+            if not store.requeue_outbox(
+                client_id, payload=payload, patient_id=patient_id, subject=subject
+            ):
                 raise InvalidInput("the record changed meanwhile; look again", field="client_id")
             store.audit(
                 user_id=session.user_id,

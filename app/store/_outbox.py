@@ -34,12 +34,18 @@ CREATE INDEX outbox_by_state ON outbox (state, seq);
 CREATE INDEX outbox_by_patient ON outbox (patient_id) WHERE patient_id IS NOT NULL;
 """
 
+# Who a record is about, as the officer saw them when it was saved (name, date of birth, NHS
+# number; JSON). Kept with the row, not looked up: a person merged or removed centrally leaves
+# the cache, and a refused record that then said only "person no longer in the cache" could
+# not be acted on (hazard H8, docs/clinical-safety/hazard-log.md). Added by schema version 2.
+SUBJECT_COLUMN = "ALTER TABLE outbox ADD COLUMN subject BLOB"
+
 # `discarded`: a person reviewed a rejection and decided the record is not to be sent (e.g. a
 # duplicate). The row, its payload and the server's reason stay; only sync ignores it.
 STATES = ("pending", "sent", "rejected", "discarded")
 _COLUMNS = (
     "seq, client_id, kind, patient_id, user_id, created_at, payload, state, attempts,"
-    " last_attempt_at, reason, sent_at, resolved_at, resolved_by"
+    " last_attempt_at, reason, sent_at, resolved_at, resolved_by, subject"
 )
 
 
@@ -59,6 +65,7 @@ class OutboxRow:
     sent_at: str | None
     resolved_at: str | None
     resolved_by: str | None
+    subject: bytes | None = None  # JSON snapshot: name, birth_date, nhs_number
 
 
 def add(
@@ -70,12 +77,13 @@ def add(
     user_id: str,
     created_at: str,
     payload: bytes,
+    subject: bytes | None = None,
 ) -> int:
     """Queue one record; the caller's transaction also holds whatever the record replaces."""
     cur = conn.execute(
-        "INSERT INTO outbox (client_id, kind, patient_id, user_id, created_at, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (client_id, kind, patient_id, user_id, created_at, payload),
+        "INSERT INTO outbox (client_id, kind, patient_id, user_id, created_at, payload, subject)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (client_id, kind, patient_id, user_id, created_at, payload, subject),
     )
     return int(cur.lastrowid or 0)
 
@@ -118,7 +126,12 @@ def get(conn: Connection, client_id: str) -> OutboxRow | None:
 
 
 def requeue(
-    conn: Connection, client_id: str, *, payload: bytes | None, patient_id: str | None
+    conn: Connection,
+    client_id: str,
+    *,
+    payload: bytes | None,
+    patient_id: str | None,
+    subject: bytes | None = None,
 ) -> bool:
     """Rejected -> pending; False if the row is not rejected.
 
@@ -133,9 +146,9 @@ def requeue(
         )
     else:
         cur = conn.execute(
-            "UPDATE outbox SET state = 'pending', attempts = 0, payload = ?, patient_id = ?"
-            " WHERE client_id = ? AND state = 'rejected'",
-            (payload, patient_id, client_id),
+            "UPDATE outbox SET state = 'pending', attempts = 0, payload = ?, patient_id = ?,"
+            " subject = ? WHERE client_id = ? AND state = 'rejected'",
+            (payload, patient_id, subject, client_id),
         )
     return cur.rowcount == 1
 

@@ -54,8 +54,12 @@ def _v1(conn: Connection) -> None:
         indexer.create_schema(conn)
 
 
+def _v2(conn: Connection) -> None:
+    conn.execute(_outbox.SUBJECT_COLUMN)
+
+
 # One function per schema version, each run in its own transaction with the version bump.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -376,8 +380,10 @@ class Store:
         user_id: str,
         payload: bytes,
         created_at: str | None = None,
+        subject: bytes | None = None,
     ) -> int:
-        """Queue a record; joins the caller's transaction when there is one (SECURITY.md 17)."""
+        """Queue a record; joins the caller's transaction when there is one (SECURITY.md 17).
+        `subject`: who it is about as the officer saw them (see `_outbox.SUBJECT_COLUMN`)."""
         with self.transaction() as conn:
             return _outbox.add(
                 conn,
@@ -387,6 +393,7 @@ class Store:
                 user_id=user_id,
                 created_at=created_at or utc_now(),
                 payload=payload,
+                subject=subject,
             )
 
     def outbox_rows(
@@ -403,10 +410,17 @@ class Store:
         return _outbox.get(self.conn, client_id)
 
     def requeue_outbox(
-        self, client_id: str, *, payload: bytes | None = None, patient_id: str | None = None
+        self,
+        client_id: str,
+        *,
+        payload: bytes | None = None,
+        patient_id: str | None = None,
+        subject: bytes | None = None,
     ) -> bool:
         with self.transaction() as conn:
-            return _outbox.requeue(conn, client_id, payload=payload, patient_id=patient_id)
+            return _outbox.requeue(
+                conn, client_id, payload=payload, patient_id=patient_id, subject=subject
+            )
 
     def discard_outbox(self, client_id: str, *, by: str) -> bool:
         with self.transaction() as conn:

@@ -54,7 +54,7 @@ from app.fhir import (
 from app.services import encounters
 from app.services.session import Session
 from app.times import clock_text, iso_instant, parse_instant, short_day_text
-from app.ui.identity import IdentityHeader
+from app.ui.identity import IdentityHeader, draft_person
 from app.ui.ops import Op, Runner
 from app.ui.widgets import (
     BigButton,
@@ -1054,7 +1054,7 @@ class EncounterForm(QWidget):
             newest = self._drafts[0]
             when = parse_instant(newest.updated_at, naive="reject")
             more = len(self._drafts) - 1
-            text = "An unsaved encounter was found"
+            text = f"An unsaved encounter about {draft_person(self._session, newest.data)}"
             if when is not None:
                 text += f", last changed {clock_text(when)} {short_day_text(when)}"
             if more:

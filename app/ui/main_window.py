@@ -53,7 +53,7 @@ from app.ui.ops import Runner
 from app.ui.record_view import RecordView
 from app.ui.search_view import SearchView
 from app.ui.unlock_view import UnlockView
-from app.ui.widgets import BigButton, label
+from app.ui.widgets import BigButton, PatientText, label
 
 if TYPE_CHECKING:
     from app.services.session import Session
@@ -191,6 +191,8 @@ class MainWindow(QMainWindow):
         self._error_timer.setInterval(15_000)
         self._error_timer.timeout.connect(self.error_bar.hide)
 
+        col.addWidget(self._build_draft_bar())
+
         self.pages = QStackedWidget()
         self.pages.setObjectName("pages")
         self.search_view = SearchView(self._runner)
@@ -236,6 +238,56 @@ class MainWindow(QMainWindow):
         col.addWidget(self._build_navbar())
         return ws
 
+    def _build_draft_bar(self) -> QWidget:
+        """Right after unlock: an unsaved encounter (a crash, a flat battery, a lock that
+        became a restart) is offered at once, naming whom it is about."""
+        bar = QFrame()
+        bar.setProperty("role", "notice")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(12, 6, 8, 6)
+        self.draft_bar_text = PatientText("")
+        self.draft_bar_text.setAccessibleName("Unsaved encounter found")
+        row.addWidget(self.draft_bar_text, 1)
+        self.draft_resume_button = BigButton(
+            "Resume", role="primary", accessible_name="Resume the unsaved encounter"
+        )
+        self.draft_resume_button.clicked.connect(self._resume_offered_draft)
+        row.addWidget(self.draft_resume_button)
+        later = BigButton("Later", role="bar", accessible_name="Resume the encounter later")
+        later.clicked.connect(bar.hide)
+        row.addWidget(later)
+        bar.hide()
+        self.draft_bar = bar
+        self._offered_draft: str | None = None
+        return bar
+
+    def _offer_drafts(self, session: Session) -> None:
+        from app.services.encounters import load_drafts
+        from app.ui.identity import draft_person
+
+        try:
+            drafts = load_drafts(session)
+        except Exception as exc:
+            self._runner.report(exc)
+            drafts = []
+        if not drafts:
+            self.draft_bar.hide()
+            self._offered_draft = None
+            return
+        newest = drafts[0]
+        self._offered_draft = newest.draft_id
+        more = f" (and {len(drafts) - 1} more on the Sync page)" if len(drafts) > 1 else ""
+        self.draft_bar_text.setText(
+            f"Unsaved encounter about {draft_person(session, newest.data)}{more}."
+        )
+        self.draft_bar.show()
+
+    def _resume_offered_draft(self) -> None:
+        self.draft_bar.hide()
+        if self._offered_draft is not None:
+            self.open_draft(self._offered_draft)
+            self._offered_draft = None
+
     def _build_encounter_start(self) -> QWidget:
         """The Encounter page before a form is open: two big ways in."""
         page = QFrame()
@@ -278,6 +330,10 @@ class MainWindow(QMainWindow):
         self.sync_summary = BigButton("Sync: —", role="bar", accessible_name="Sync status")
         self.sync_summary.clicked.connect(lambda: self.show_page(PAGE_SYNC))
         row.addWidget(self.sync_summary)
+        self.refused_badge = BigButton("", role="alarm", accessible_name="Refused records")
+        self.refused_badge.clicked.connect(lambda: self.show_page(PAGE_SYNC))
+        self.refused_badge.hide()
+        row.addWidget(self.refused_badge)
         self.night_button = BigButton("☾ Night", role="bar", accessible_name="Night mode")
         self.night_button.setCheckable(True)
         self.night_button.setChecked(self.night_mode())
@@ -435,6 +491,7 @@ class MainWindow(QMainWindow):
         self._portrait_pane = "search"
         self.show_page(PAGE_FIND)
         self._enter_workspace()
+        self._offer_drafts(session)
         self.session_opened.emit(session)
 
     def _on_resumed(self, data_key: bytes) -> None:
@@ -476,6 +533,8 @@ class MainWindow(QMainWindow):
         self.search_view.set_locked(None)
 
     def _close_session(self) -> None:
+        self.draft_bar.hide()
+        self.draft_bar_text.setText("")
         self._remove_session_widgets()
         self.search_view.set_session(None)
         self.record_view.set_session(None)
@@ -519,6 +578,7 @@ class MainWindow(QMainWindow):
         panel.correct_requested.connect(self.open_correction)
         panel.draft_chosen.connect(self.open_draft)
         panel.resolved.connect(lambda _cid: self.record_view.reload())
+        panel.resolved.connect(lambda _cid: self._show_sync_summary())
         self._sync_panel = panel
         self._sync_slot_layout.addWidget(panel)
         self._show_sync_summary()
@@ -568,10 +628,23 @@ class MainWindow(QMainWindow):
         return self.sync_summary.text()
 
     def _show_sync_summary(self) -> None:
-        """The header's one-line sync state: running with progress, failed, offline, or when."""
+        """The header's one-line sync state, and a red count of refused records.
+
+        It never says "Synced" while a record is refused or waiting, or the central record
+        cannot be reached (hazard H8: "Synced" beside a refused record reads as "all sent").
+        """
         from app.ui.sync_worker import OFFLINE, ONLINE
 
         controller = self.sync_controller
+        waiting, refused = self._outbox_counts()
+        self.refused_badge.setText(f"⚠ {refused} refused")
+        self.refused_badge.setAccessibleName(
+            f"{refused} record{'s' if refused != 1 else ''} refused by the central record: "
+            "open the Sync page"
+        )
+        self.refused_badge.setVisible(refused > 0)
+        last = self._last_sync_text()
+        since = f" · last sync {last}" if last else ""
         if controller is None:
             text = "Sync: —"
         elif controller.is_running:
@@ -583,14 +656,26 @@ class MainWindow(QMainWindow):
         elif controller.last_error is not None:
             text = "⚠ Sync failed"
         elif controller.connectivity == OFFLINE:
-            text = "○ Offline" + (
-                f" · synced {self._last_sync_text()}" if self._last_sync_text() else ""
-            )
+            text = "○ Offline" + (f" · {waiting} waiting" if waiting else since)
+        elif waiting:
+            text = f"◌ {waiting} waiting to send"
+        elif controller.connectivity != ONLINE:
+            text = "◌ Checking connection" + since
+        elif refused:
+            text = f"● Last sync {last}" if last else "● Not synced yet"
         else:
-            last = self._last_sync_text()
-            mark = "●" if controller.connectivity == ONLINE else "◌"
-            text = f"{mark} Synced {last}" if last else f"{mark} Not synced yet"
+            text = f"● Synced {last}" if last else "● Not synced yet"
         self.set_sync_summary(text)
+
+    def _outbox_counts(self) -> tuple[int, int]:
+        """(waiting, refused) field records on this device; (0, 0) without a session."""
+        if self.session is None:
+            return 0, 0
+        try:
+            counts = self.session.store.outbox_counts()
+        except Exception:  # the cache was closed under us (wipe): nothing to count
+            return 0, 0
+        return counts.get("pending", 0), counts.get("rejected", 0)
 
     def _last_sync_text(self) -> str:
         """HH:MM (Europe/London) of the last successful sync, or "" when never (or locked)."""
@@ -633,6 +718,7 @@ class MainWindow(QMainWindow):
         from app.ui.encounter_form import EncounterForm
 
         assert self.session is not None
+        self.draft_bar.hide()  # the form offers drafts itself
         self._drop_form()
         # Made inside its slot: a child shown while the form had no parent would flash up
         # as a window of its own and take the activation (and the shortcuts) from this one.
@@ -695,6 +781,7 @@ class MainWindow(QMainWindow):
         self.focus_search()
 
     def _on_encounter_saved(self, _client_id: str) -> None:
+        self._show_sync_summary()  # one more waiting: the header must not say "Synced"
         if self.record_view.patient_id is not None:
             self.record_view.reload()
         if self._sync_panel is not None:

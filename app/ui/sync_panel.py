@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.nhs_number import format_nhs_number
 from app.services import encounters
+from app.services.refusals import advice_for
 from app.services.session import Session, read_status
 from app.times import (
     clock_text,
@@ -41,8 +43,10 @@ from app.times import (
     london_today,
     parse_instant,
     short_day_text,
+    uk_date,
 )
 from app.ui.encounter_form import worker_session
+from app.ui.identity import draft_person
 from app.ui.ops import Op, Runner
 from app.ui.sync_worker import OFFLINE, ONLINE, PROBING, SyncController
 from app.ui.todays_encounters import TodaysEncounters, local_time
@@ -118,6 +122,7 @@ class PanelData:
     drafts: list[encounters.Draft] = field(default_factory=list)
     waiting: int = 0
     last_sync: datetime | None = None
+    draft_people: dict[str, str] = field(default_factory=dict)  # draft id -> whom it is about
 
 
 def load_panel_data(session: Session) -> PanelData:
@@ -126,10 +131,12 @@ def load_panel_data(session: Session) -> PanelData:
     rows = encounters.list_encounters(session, since=since)
     status = read_status(session.profile.directory)
     last = parse_instant(status.get("last_sync"))
+    drafts = encounters.load_drafts(session)
     return PanelData(
         today=rows,  # today's, plus older ones still waiting or refused
         rejected=[r for r in rows if r.state == "rejected"],
-        drafts=encounters.load_drafts(session),
+        drafts=drafts,
+        draft_people={d.draft_id: draft_person(session, d.data) for d in drafts},
         waiting=sum(1 for r in rows if r.state == "waiting"),
         last_sync=last,
     )
@@ -151,16 +158,34 @@ class _RejectedRow(QFrame):
         who.setStyleSheet("font-weight: bold;")
         head.addWidget(who, 1)
         col.addLayout(head)
-        self.reason = label(f"Reason given: {item.reason or 'none given'}", None)
-        self.reason.setAccessibleName("Reason the central record gave")
-        col.addWidget(self.reason)
-        col.addWidget(
-            label(
-                "Kept on this device until you decide. Check the record (with the team at base if "
-                "needed), then send it again, or discard it with a reason.",
-                "muted",
-            )
+        # Who it is about as saved: still there when the person has left the cache.
+        facts = []
+        if item.subject_birth_date:
+            facts.append(f"Born {uk_date(item.subject_birth_date)}")
+        if item.subject_nhs_number:
+            facts.append(f"NHS {format_nhs_number(item.subject_nhs_number)}")
+        self.who_facts = PatientText("  ·  ".join(facts))
+        self.who_facts.setAccessibleName("Date of birth and NHS number")
+        col.addWidget(self.who_facts)  # parented first: shown without a parent, a window
+        self.who_facts.setVisible(bool(facts))
+        advice = advice_for(item.reason, person_gone=item.person_gone)
+        self.advice = label(advice.what, "h3")
+        self.advice.setAccessibleName("What happened")
+        col.addWidget(self.advice)
+        self.todo = label(advice.todo, None)
+        self.todo.setAccessibleName("What to do")
+        col.addWidget(self.todo)
+        # The server's own words, for the team at base: behind "Details", not in the way.
+        self.details_button = BigButton(
+            "Details ▾", role="link", accessible_name="Show the central record's reason"
         )
+        self.details_button.setCheckable(True)
+        col.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.reason = label(f"The central record said: {item.reason or 'no reason given'}", "muted")
+        self.reason.setAccessibleName("Reason the central record gave")
+        self.reason.hide()
+        self.details_button.toggled.connect(self._show_details)
+        col.addWidget(self.reason)
         # One full-width button a line: side by side, their labels were cut to "view and
         # corr" in a 1280x800 column.
         buttons = QVBoxLayout()
@@ -198,6 +223,10 @@ class _RejectedRow(QFrame):
         self.reasons_box.hide()
         self.discard_button.clicked.connect(self.reasons_box.show)
         col.addWidget(self.reasons_box)
+
+    def _show_details(self, shown: bool) -> None:
+        self.reason.setVisible(shown)
+        self.details_button.setText("Details ▴" if shown else "Details ▾")
 
 
 class SyncPanel(QWidget):
@@ -245,6 +274,7 @@ class SyncPanel(QWidget):
         self._started_controller = False
         self.data = PanelData()
         self.rejected_rows: list[_RejectedRow] = []
+        self._finished_parts: list[str] | None = None  # the last run's counts, once one ran
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -379,7 +409,8 @@ class SyncPanel(QWidget):
             else f"{data.waiting} record{'s' if data.waiting != 1 else ''} waiting to be sent"
         )
         self._show_rejected(data.rejected)
-        self.today.set_rows(data.today, data.drafts)
+        self._show_finished()
+        self.today.set_rows(data.today, data.drafts, data.draft_people)
         if self._reload_again:  # asked again while this read ran: it may be stale already
             self._reload_again = False
             self.refresh()
@@ -482,6 +513,7 @@ class SyncPanel(QWidget):
         self.phase.setVisible(running)
 
     def _on_started(self) -> None:
+        self._finished_parts = None
         self.outcome.hide()
         self.phase.setText("Starting…")
         self.progress.setRange(0, 0)  # busy until the first count arrives
@@ -495,17 +527,37 @@ class SyncPanel(QWidget):
             self.progress.setRange(0, 0)
 
     def _on_finished(self, report: SyncReport) -> None:
-        parts = [f"{report.pushed} sent", f"{report.pulled:,} updated from the centre"]
+        parts = [f"{report.pushed} sent", f"{report.pulled:,} updated from the central record"]
         if report.rejected:
             parts.append(f"{report.rejected} refused")
-        self._show_outcome("✓ Sync complete: " + ", ".join(parts) + ".", "ok")
+        self._finished_parts = parts
+        self._show_finished()
         self.refresh()
 
+    def _show_finished(self) -> None:
+        """The last run's result: "✓ Up to date" only when nothing is refused or waiting (a
+        green tick beside a refused record reads as "all done")."""
+        parts = self._finished_parts
+        if parts is None:
+            return
+        refused, waiting = len(self.data.rejected), self.data.waiting
+        if refused or waiting:
+            left = []
+            if refused:
+                left.append(f"{refused} refused: see below")
+            if waiting:
+                left.append(f"{waiting} still waiting to be sent")
+            self._show_outcome("Sync finished: " + ", ".join(parts + left) + ".", "stale")
+        else:
+            self._show_outcome("✓ Up to date: " + ", ".join(parts) + ".", "ok")
+
     def _on_failed(self, message: str) -> None:
+        self._finished_parts = None
         self._show_outcome(f"Sync stopped: {message}", "error")
         self.refresh()
 
     def _on_cancelled(self) -> None:
+        self._finished_parts = None
         self._show_outcome("Sync cancelled. What was already downloaded is kept.", "notice")
         self.refresh()
 

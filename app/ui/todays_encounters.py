@@ -7,7 +7,7 @@ in non-selectable `PatientText` labels and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal
@@ -89,7 +89,12 @@ class TodaysEncounters(QWidget):
         self._col.addWidget(self._empty)
         self._col.addStretch(1)
 
-    def set_rows(self, summaries: Sequence[EncounterSummary], drafts: Sequence[Draft] = ()) -> None:
+    def set_rows(
+        self,
+        summaries: Sequence[EncounterSummary],
+        drafts: Sequence[Draft] = (),
+        people: Mapping[str, str] | None = None,
+    ) -> None:
         for old in self.rows:
             self._col.removeWidget(old)
             old.deleteLater()
@@ -97,7 +102,7 @@ class TodaysEncounters(QWidget):
         for draft in drafts:
             row = _Row(
                 local_time(draft.updated_at),
-                _draft_person(draft),
+                (people or {}).get(draft.draft_id) or _draft_person(draft),
                 "Not saved yet: finish it in the form",
                 "draft",
             )

@@ -397,7 +397,7 @@ def test_a_draft_autosaved_before_a_crash_is_offered_and_restored(
     with unlock(profile_dir, "pc101", TEST_PIN) as later:
         again = make_form(later)
         assert again._banner.isVisible()
-        assert "An unsaved encounter was found" in again._banner_text.text()
+        assert "An unsaved encounter about an unknown person" in again._banner_text.text()
         assert again.found_drafts()[0].draft_id == draft_id
         assert again.location.text() == ""  # offered, not forced on the officer
         _tap(qtbot, again.resume_button)

@@ -296,9 +296,12 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     assert report.rejected == 1
     panel = window.sync_panel
     qtbot.waitUntil(lambda: [r.client_id for r in panel.rejected_rows] == [refused], timeout=10_000)
-    reason_shown = panel.rejected_rows[0].reason.text()
-    assert "Patient that does not exist" in reason_shown, reason_shown  # the server's words
-    assert panel.rejected_rows[0].reason.isVisible()
+    row = panel.rejected_rows[0]
+    assert row.advice.text() == "This person was merged or removed on the central record."
+    qtbot.mouseClick(row.details_button, LEFT)  # the server's words, behind "Details"
+    reason_shown = row.reason.text()
+    assert "Patient that does not exist" in reason_shown, reason_shown
+    assert row.reason.isVisible()
     assert sorted(today_states(qtbot, window, lambda s: "rejected" in s)) == [
         "rejected",
         "sent",

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
 
+from app.fhir import display_name_of
 from app.services import encounters, syncing
 from app.services.session import Session
 from app.ui import theme
@@ -150,7 +151,7 @@ def test_first_contact_syncs_by_itself_with_phase_and_counts(
     # Done: the bar goes, the outcome and the last sync say so.
     assert not panel.progress.isVisible() and not panel.cancel_button.isVisible()
     assert panel.sync_button.isEnabled() and panel.sync_button.text() == "Sync now"
-    assert panel.outcome.text().startswith("✓ Sync complete: 0 sent")
+    assert panel.outcome.text().startswith("✓ Up to date: 0 sent")
     assert panel.connectivity.text().startswith("● Central record reachable")
     assert "just now" in panel.last_sync.text()
     assert panel.waiting.text() == "Nothing waiting to be sent"
@@ -234,17 +235,29 @@ def test_a_refused_record_is_shown_with_its_reason_and_today_lists_every_state(
     assert (report.pushed, report.rejected) == (1, 1)
     _settle(qtbot, panel)
     assert "1 refused" in panel.outcome.text()
+    assert "✓" not in panel.outcome.text() and "complete" not in panel.outcome.text()
     assert panel.rejected_card.isVisible()
     assert panel.rejected_card.title.text() == "Refused by the central record (1)"
     (row,) = panel.rejected_rows
     assert row.client_id == refused.client_id
+    # Issue 11 item 5: who it was about, though they have left the cache; what to do in plain
+    # words; the server's text only behind "Details".
+    removed = next(p for p in _patients(cohort_dir) if p["id"] == removed_id)
+    texts = [w.text() for w in row.findChildren(QLabel)]
+    assert display_name_of(removed) in texts
+    y, m, d = removed["birthDate"].split("-")
+    assert f"Born {d}/{m}/{y}" in row.who_facts.text() and "NHS " in row.who_facts.text()
+    assert row.advice.text() == "This person was merged or removed on the central record."
+    assert "Pick the person again" in row.todo.text()
+    assert "unknown person" in row.todo.text()
+    assert not row.reason.isVisible()
+    qtbot.mouseClick(row.details_button, LEFT)
+    assert row.reason.isVisible()
     assert "Patient that does not exist" in row.reason.text()
+    for text in (row.advice.text(), row.todo.text()):
+        assert "Patient/" not in text and "Bundle" not in text and "cache" not in text
     assert row.retry_button.isVisible() and row.discard_button.isVisible()
     assert row.correct_button is not None and row.correct_button.isVisible()
-    advice = [
-        w.text() for w in row.findChildren(type(row.reason)) if "Kept on this device" in w.text()
-    ]
-    assert advice and "send it again, or discard it with a reason" in advice[0]
     # Tell the officer in today's list too, with every state side by side.
     encounters.record(tablet, _encounter(kept_id, 20))
     _settle(qtbot, panel)

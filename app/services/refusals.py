@@ -1,0 +1,80 @@
+"""What an officer can do about a record the central record refused.
+
+The server's reason is written for systems ("Encounter.subject refers to a Patient that does
+not exist on this server (Bundle.entry[0].resource.subject)"). On scene, or at the end of a
+shift, the officer needs what happened in plain words and the next step; the technical text
+stays available behind "Details" for the team at base. Hazard H8 (a refused record nobody acts
+on) in docs/clinical-safety/hazard-log.md.
+
+Matching is on the words servers use for each kind of refusal (FHIR issue codes and their
+usual diagnostics), most specific first; anything else gets the general advice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """`what`: what happened, in plain English; `todo`: what to do next."""
+
+    what: str
+    todo: str
+
+
+PERSON_GONE = Advice(
+    "This person was merged or removed on the central record.",
+    "Pick the person again (Review and correct), or record them as an unknown person.",
+)
+_RULES: tuple[tuple[re.Pattern[str], Advice], ...] = (
+    (
+        re.compile(r"patient.*(does not exist|not found|no longer|deleted|merged|gone)", re.I),
+        PERSON_GONE,
+    ),
+    (
+        re.compile(r"duplicate|already (exists|recorded|held)", re.I),
+        Advice(
+            "The central record already holds this record.",
+            "Check it is the same encounter, then discard this copy as a duplicate.",
+        ),
+    ),
+    (
+        re.compile(r"forbidden|not (allowed|permitted)|may only|security|scope", re.I),
+        Advice(
+            "The central record does not let this tablet send this kind of record.",
+            "Keep it on the tablet and ask your team lead or IT to check the tablet's access.",
+        ),
+    ),
+    (
+        re.compile(r"conflict|version|if-match|changed", re.I),
+        Advice(
+            "Someone changed the same information on the central record at the same time.",
+            "Send it again; if it is refused again, review it with the team at base.",
+        ),
+    ),
+    (
+        re.compile(r"required|must (have|be)|missing|invalid|business-rule|not valid", re.I),
+        Advice(
+            "Something the central record needs is missing or was not accepted.",
+            "Review and correct the record, then it is sent again.",
+        ),
+    ),
+)
+GENERAL = Advice(
+    "The central record did not accept this record.",
+    "Review it (with the team at base if needed), then correct and send it again, or "
+    "discard it with a reason.",
+)
+
+
+def advice_for(reason: str | None, *, person_gone: bool = False) -> Advice:
+    """Plain advice for a refusal: the person being gone from this tablet decides it first
+    (whatever words the server used), then the server's reason."""
+    if person_gone:
+        return PERSON_GONE
+    for pattern, advice in _RULES:
+        if reason and pattern.search(reason):
+            return advice
+    return GENERAL
