@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("add-user", help="enrol another user on an existing profile")
     add_user_args(p)
     p.add_argument("--new-user", required=True, metavar="NAME")
+    p.add_argument(
+        "--admin", action="store_true", help="the new user may add and remove users (admins only)"
+    )
     p.set_defaults(func=_add_user)
 
     p = subparsers.add_parser("remove-user", help="remove a user's key slot")
@@ -232,7 +235,10 @@ def _set_team(args: argparse.Namespace) -> int:
             field="team",
         )
     team = None if args.clear else make_team(args.team, args.team_code)  # before the PIN
+    from app.services.session import audit_team_change
+
     with _unlock(args) as session:
+        audit_team_change(session, "no team" if team is None else f"{team.name} {team.code or ''}")
         set_team(session.profile, team)
     if team is None:
         print("no team: new encounters will name none")
@@ -242,20 +248,25 @@ def _set_team(args: argparse.Namespace) -> int:
 
 
 def _add_user(args: argparse.Namespace) -> int:
-    from app.security import Profile
+    from app.services.session import add_user
 
     secrets = Secrets(args.pin_stdin)
-    profile = Profile.load(profile_dir(args))
-    profile.add_user(args.user, secrets.next("PIN"), args.new_user, secrets.next("New user's PIN"))
-    print(f"enrolled {args.new_user}")
+    add_user(
+        profile_dir(args),
+        args.user,
+        secrets.next("PIN"),
+        args.new_user,
+        secrets.next("New user's PIN"),
+        admin=args.admin,
+    )
+    print(f"enrolled {args.new_user}" + (" (admin)" if args.admin else ""))
     return 0
 
 
 def _remove_user(args: argparse.Namespace) -> int:
-    from app.security import Profile
+    from app.services.session import remove_user
 
-    profile = Profile.load(profile_dir(args))
-    profile.remove_user(args.user, Secrets(args.pin_stdin).next("PIN"), args.remove)
+    remove_user(profile_dir(args), args.user, Secrets(args.pin_stdin).next("PIN"), args.remove)
     print(f"removed {args.remove}")
     return 0
 

@@ -281,6 +281,22 @@ class Profile:
         return dict(self._data.get("settings", {}))
 
     @property
+    def admins(self) -> list[str]:
+        """Users who may add and remove users and change the team: the first enrolled user,
+        and any user an admin named (a profile from before roles: its earliest slot)."""
+        named = self._data.get("admins")
+        if isinstance(named, list):
+            return sorted(u for u in named if u in self._data["users"])
+        slots = self._data.get("users", {})
+        if not slots:
+            return []
+        return [min(slots, key=lambda u: (slots[u].get("created", 0), u))]
+
+    def require_admin(self, user_id: str, what: str) -> None:
+        if user_id not in self.admins:
+            raise ProfileError(f"only an admin user may {what}")
+
+    @property
     def min_pin_length(self) -> int:
         """The centre's minimum (device policy or site configuration), never below six."""
         value = self._data.get("settings", {}).get(MIN_PIN_SETTING, MIN_PIN_LENGTH)
@@ -433,6 +449,7 @@ class Profile:
             "failures": 0,
             "locked_until": 0.0,
             "users": {},
+            "admins": [user_id],
             "server": previous.get("server") if previous else None,
             "settings": previous.get("settings", {}) if previous else {},
         }
@@ -564,17 +581,25 @@ class Profile:
         """`unlock` under another name, for actions that ask for a PIN again (add a user...)."""
         return self.unlock(user_id, pin)
 
-    def add_user(self, by_user: str, by_pin: str, new_user: str, new_pin: str) -> None:
+    def add_user(
+        self, by_user: str, by_pin: str, new_user: str, new_pin: str, *, admin: bool = False
+    ) -> bytes:
+        """Enrol `new_user` (an admin's PIN proves who asked); returns the data key so the
+        caller can write the audit entry."""
         check_user_id(new_user)
         with self._locked():
             check_pin(new_pin, min_length=self.min_pin_length)
             if new_user in self._data["users"]:
                 raise ProfileError("that user is already enrolled on this profile")
             data_key = self.unlock(by_user, by_pin)
+            self.require_admin(by_user, "add users")
+            admins = self.admins
             self._data["users"][new_user] = self._wrap(
                 new_user, new_pin, data_key, self._device_secret()
             )
+            self._data["admins"] = sorted({*admins, new_user} if admin else set(admins))
             self._save()
+            return data_key
 
     def change_pin(self, user_id: str, old_pin: str, new_pin: str) -> None:
         with self._locked():
@@ -585,15 +610,22 @@ class Profile:
             )
             self._save()
 
-    def remove_user(self, by_user: str, by_pin: str, user_id: str) -> None:
+    def remove_user(self, by_user: str, by_pin: str, user_id: str) -> bytes:
+        """Remove a user's key slot (admins only); returns the data key for the audit entry."""
         with self._locked():
             if user_id not in self._data["users"]:
                 raise ProfileError("no such user on this profile")
             if len(self._data["users"]) == 1:
                 raise ProfileError("cannot remove the last user; wipe the profile instead")
-            self.unlock(by_user, by_pin)
+            data_key = self.unlock(by_user, by_pin)
+            self.require_admin(by_user, "remove users")
+            admins = [u for u in self.admins if u != user_id]
+            if not admins:
+                raise ProfileError("cannot remove the last admin; name another admin first")
             del self._data["users"][user_id]
+            self._data["admins"] = admins
             self._save()
+            return data_key
 
     # -- wipe --------------------------------------------------------------------------------
     def wipe(self, reason: str) -> None:

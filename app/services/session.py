@@ -340,3 +340,61 @@ def enrol(
     session = Session(profile, user_id, store, data_key, marker)
     session.write_status()
     return session
+
+
+# -- user management: admins only, each change audited (issue 12 finding 2) ----------------------
+ADD_USER_ACTION = "add-user"
+REMOVE_USER_ACTION = "remove-user"
+CHANGE_TEAM_ACTION = "change-team"
+
+
+def _audit_admin_action(
+    profile: Profile, by_user: str, data_key: bytes, action: str, detail: str
+) -> None:
+    import uuid
+
+    with open_session(profile, by_user, data_key) as session:
+        session.store.audit(
+            user_id=by_user,
+            action=action,
+            patient_id=None,
+            reason=detail,
+            event_id=str(uuid.uuid4()),
+        )
+
+
+def add_user(
+    profile_dir: Path,
+    by_user: str,
+    by_pin: str,
+    new_user: str,
+    new_pin: str,
+    *,
+    admin: bool = False,
+) -> None:
+    """Enrol another user; only an admin may, and the audit trail records who added whom."""
+    profile = Profile.load(profile_dir)
+    data_key = profile.add_user(by_user, by_pin, new_user, new_pin, admin=admin)
+    detail = f"{new_user} (admin)" if admin else new_user
+    _audit_admin_action(profile, by_user, data_key, ADD_USER_ACTION, detail)
+
+
+def remove_user(profile_dir: Path, by_user: str, by_pin: str, user_id: str) -> None:
+    """Remove a user's key slot; only an admin may, and it is audited."""
+    profile = Profile.load(profile_dir)
+    data_key = profile.remove_user(by_user, by_pin, user_id)
+    _audit_admin_action(profile, by_user, data_key, REMOVE_USER_ACTION, user_id)
+
+
+def audit_team_change(session: Session, team_text: str) -> None:
+    """Only an admin changes the team new encounters name; the change is audited."""
+    import uuid
+
+    session.profile.require_admin(session.user_id, "change the team")
+    session.store.audit(
+        user_id=session.user_id,
+        action=CHANGE_TEAM_ACTION,
+        patient_id=None,
+        reason=team_text,
+        event_id=str(uuid.uuid4()),
+    )

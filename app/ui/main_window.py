@@ -492,6 +492,11 @@ class MainWindow(QMainWindow):
         self.show_page(PAGE_FIND)
         self._enter_workspace()
         self._offer_drafts(session)
+        if session.audit_broken:  # SECURITY.md 27: the officer and the centre both hear of it
+            self.show_error(
+                "This tablet's audit trail has been tampered with or damaged: it will not be "
+                "uploaded, and the central record is told at the next sync."
+            )
         self.session_opened.emit(session)
 
     def _on_resumed(self, data_key: bytes) -> None:

@@ -30,3 +30,21 @@ def test_the_lock_screen_closes_the_cache_and_drops_the_key(
     assert window.session is session and not session.is_locked
     assert isinstance(session.store, Store) and session.store is not old_store
     assert type_search(qtbot, window, "a")  # the reopened cache answers a search
+
+
+def test_a_broken_audit_chain_is_shown_on_unlock(
+    qtbot: QtBot, gui_profile: Path, make_window: WindowFactory
+) -> None:
+    from app.services.records import ACCESS_REASONS, open_record
+    from app.services.session import unlock as open_profile
+    from tests.conftest import TEST_PIN
+
+    with open_profile(gui_profile, "pc101", TEST_PIN) as s:
+        pid = s.store.conn.execute("SELECT id FROM resource WHERE type = 'Patient'").fetchone()[0]
+        open_record(s, pid, ACCESS_REASONS[0])
+        open_record(s, pid, ACCESS_REASONS[0])
+        s.store.conn.execute("DELETE FROM audit WHERE seq = 1")
+    window = make_window(gui_profile)
+    unlock(qtbot, window)
+    assert window.error_bar.isVisible()
+    assert "audit trail" in window.error_text.text()
