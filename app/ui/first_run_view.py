@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
-from PySide6.QtWidgets import QFrame, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
 
 from app.ui.ops import Op, Runner
 from app.ui.widgets import BigButton, label, set_role
@@ -28,6 +28,7 @@ MAX_PIN_LENGTH = 16
 
 class FirstRunView(QFrame):
     enrolled = Signal(str, str)  # user, PIN: the window unlocks with them
+    help_requested = Signal()
 
     def __init__(
         self, profile_dir: Path, site: Any, runner: Runner, parent: QWidget | None = None
@@ -43,7 +44,12 @@ class FirstRunView(QFrame):
         col = QVBoxLayout(self)
         col.setContentsMargins(48, 32, 48, 32)
         col.setSpacing(12)
-        col.addWidget(label("Set up Kerbside on this tablet", "h1"))
+        heading = QHBoxLayout()
+        heading.addWidget(label("Set up Kerbside on this tablet", "h1"), 1)
+        self.help_button = BigButton("Help", role="bar", accessible_name="Help and About")
+        self.help_button.clicked.connect(self.help_requested.emit)
+        heading.addWidget(self.help_button)
+        col.addLayout(heading)
         where = urlsplit(site.url).hostname or site.url
         team = f"{site.team_name} · " if site.team_name else ""
         intro = label(

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self.unlock_view.unlocked.connect(self._on_unlocked)
         self.unlock_view.resumed.connect(self._on_resumed)
         self.unlock_view.wiped.connect(self._on_wiped)
+        self.unlock_view.help_requested.connect(self.show_help)
         self._layers.addWidget(self.unlock_view)
         self._layers.addWidget(self._build_workspace())
         self.help_view = HelpView(
@@ -145,6 +146,7 @@ class MainWindow(QMainWindow):
         if needs_first_run(profile_dir, site):
             self.first_run_view = FirstRunView(profile_dir, site, runner)
             self.first_run_view.enrolled.connect(self._on_first_enrolled)
+            self.first_run_view.help_requested.connect(self.show_help)
             self._layers.addWidget(self.first_run_view)
             self._layers.setCurrentWidget(self.first_run_view)
             self._help_return = self.first_run_view

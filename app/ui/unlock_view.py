@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QBoxLayout,
     QButtonGroup,
     QFrame,
+    QHBoxLayout,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -43,6 +44,7 @@ class UnlockView(QWidget):
     resumed = Signal(bytes)  # the locked session's user proved their PIN again: the data key
     wiped = Signal()  # the cache has been wiped (shown here; the window drops any session)
     first_painted = Signal()
+    help_requested = Signal()  # Help / Check this tablet (no keyboard F1 on a tablet)
 
     def __init__(
         self,
@@ -87,7 +89,13 @@ class UnlockView(QWidget):
         left = QVBoxLayout()
         left.setSpacing(14)
         title = label("Kerbside", "h1")
-        left.addWidget(title)
+        heading = QHBoxLayout()
+        heading.addWidget(title, 1)
+        self.help_button = BigButton("Help", role="bar", accessible_name="Help and About")
+        self.help_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.help_button.clicked.connect(self.help_requested.emit)
+        heading.addWidget(self.help_button)
+        left.addLayout(heading)
         if demo_pin:
             demo = label(f"DEMO — synthetic data. Demo PIN: {demo_pin}", "demo")
             demo.setAccessibleName(f"Demo PIN {' '.join(demo_pin)}")
@@ -135,6 +143,11 @@ class UnlockView(QWidget):
         self._msg_retry = BigButton("Try again", accessible_name="Try again")
         self._msg_retry.clicked.connect(self.reload)
         col.addWidget(self._msg_retry, 0, Qt.AlignmentFlag.AlignCenter)
+        self.msg_check_button = BigButton(
+            "Check this tablet", role="bar", accessible_name="Check this tablet"
+        )
+        self.msg_check_button.clicked.connect(self.help_requested.emit)
+        col.addWidget(self.msg_check_button, 0, Qt.AlignmentFlag.AlignCenter)
         col.addStretch(2)
         return page
 

@@ -52,6 +52,10 @@ def test_an_officer_enrols_on_first_run_and_lands_on_find(
     assert names == {"Your user name", "Choose a PIN", "Type the PIN again"}
     assert view.enrol_button.accessibleName() == "Enrol on this tablet"
     assert "Bolton Street Triage" in view.intro.text() and "8 digits" in view.intro.text()
+    qtbot.mouseClick(view.help_button, Qt.MouseButton.LeftButton)  # Help, then back here
+    qtbot.waitUntil(window.help_view.isVisible, timeout=2_000)
+    qtbot.mouseClick(window.help_view.back_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(view.isVisible, timeout=2_000)
 
     _type(qtbot, view.user_box, "pc101")
     _type(qtbot, view.pin_box, PIN)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.version import version
+from tests.conftest import TEST_PIN
 from tests.gui.conftest import WindowFactory, unlock
 
 
@@ -58,3 +60,32 @@ def test_check_this_tablet_shows_one_line_per_doctor_check(
     keychain = view.check_rows[expected.index("Keychain")].text()
     assert "✗ Fail" in keychain and "What to do:" in keychain
     assert "failed: Keychain" in view.check_summary.text()
+
+
+def test_the_unlock_screen_has_a_help_button_and_a_keychain_failure_offers_the_check(
+    qtbot: QtBot,
+    gui_profile: Path,
+    make_window: WindowFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tablet has no F1: Help is a button on the unlock screen, and the "keychain not
+    available" page offers "Check this tablet"."""
+    import keyring
+    import keyring.backends.fail
+
+    window = make_window(gui_profile)
+    unlock_view = window.unlock_view
+    assert unlock_view.help_button.accessibleName() == "Help and About"
+    qtbot.mouseClick(unlock_view.help_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.help_view.isVisible, timeout=2_000)
+    qtbot.mouseClick(window.help_view.back_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(unlock_view.isVisible, timeout=2_000)
+
+    monkeypatch.delenv("KERBSIDE_ALLOW_INSECURE_KEYRING")
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    unlock_view.enter_pin(TEST_PIN)
+    qtbot.waitUntil(lambda: unlock_view.showing_message() is not None, timeout=10_000)
+    assert unlock_view.showing_message() == "The device keychain is not available"
+    assert unlock_view.msg_check_button.isVisible()
+    qtbot.mouseClick(unlock_view.msg_check_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.help_view.isVisible, timeout=2_000)
