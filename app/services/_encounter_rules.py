@@ -275,3 +275,10 @@ def _youngest_age(birth_date: Any, on: datetime) -> int | None:
     if when is None:
         return None
     return when.year - born.year - ((when.month, when.day) < (born.month, born.day))
+
+
+def is_child(birth_date: Any, on: datetime) -> bool:
+    """Under 18 on `on` (a partial date counts as the youngest possible), as the
+    police-station rule decides it: the form uses this to disable that choice up front."""
+    age = _youngest_age(birth_date, on)
+    return age is not None and age < ADULT_AGE

@@ -85,6 +85,10 @@ SEX_LABELS = {"female": "Female", "male": "Male", "other": "Other", "unknown": "
 PERSON_MODES = {"known": "From record", "nhs": "NHS number", "unknown": "Unknown"}
 assert set(KNOWN_LABELS) == set(KNOWN_TO_SERVICES_CODES)
 
+CHILD_NOTE = (
+    "A police station cannot be the place of safety: this person is under 18 "
+    "(Mental Health Act 1983 s136A)."
+)
 DWELLING_NOTE = (
     "Section 136 cannot be used in a dwelling: a home, flat or room where anyone lives, or its "
     "garden, yard, garage or outbuildings (Mental Health Act 1983 s136(1))."
@@ -624,6 +628,9 @@ class EncounterForm(QWidget):
             list(PLACE_OF_SAFETY_CODES.items()), accessible_name="Place of safety"
         )
         s136.addWidget(self._field("place_of_safety", self.place_of_safety))
+        self.child_note = label(CHILD_NOTE, "notice")
+        self.child_note.setAccessibleName("Police station not available for a child")
+        s136.addWidget(self.child_note)
         self.conveyance = SegmentedChoice(
             list(CONVEYANCE_CODES.items()), accessible_name="Conveyance"
         )
@@ -960,9 +967,36 @@ class EncounterForm(QWidget):
             self.section_136.set_value("no")  # details stay in the widgets if it changes back
         s136 = self.section_136.value() == "yes" and not dwelling
         self._s136_box.setVisible(s136)
+        # Known up front, so shown up front: not an error after Save (hazard H9).
+        child = self._subject_is_child()
+        self.place_of_safety.set_enabled_value("police-station", not child)
+        self.child_note.setVisible(child)
+        if child and self.place_of_safety.value() == "police-station":
+            self.place_of_safety.set_value(None)
         self.fields["consulted_with"].setVisible(
             self.health_professional_consulted.value() == "yes"
         )
+
+    def _subject_is_child(self) -> bool:
+        """Is the person this record is about under 18, as far as the form can tell now?"""
+        from app.services._encounter_rules import is_child
+
+        mode = self.person_mode.value()
+        if mode == "unknown":
+            age = self.apparent_age.value()
+            return age is not None and age < 18
+        patient_id = self._patient_id if mode == "known" else None
+        if mode == "nhs":
+            digits = "".join(ch for ch in self.nhs_number.text() if ch.isdigit())
+            ids = (
+                self._session.store.patient_ids_with_nhs_number(digits) if len(digits) == 10 else []
+            )
+            patient_id = ids[0] if len(ids) == 1 else None
+        if not patient_id:
+            return False
+        patient = self._session.store.get_resource("Patient", patient_id)
+        on = self.start.value() or times.now()
+        return patient is not None and is_child(patient.get("birthDate"), on)
 
     def _revalidate(self) -> None:
         errors = self.errors()

@@ -51,6 +51,8 @@ log = logging.getLogger("kerbside.ui")
 
 DEBOUNCE_MS = 120
 RESULT_LIMIT = 20
+WEAK_TAG = "Weak match"
+NO_CLOSE_MATCH = "No close match. The nearest are below: check name, date of birth and sex."
 EMPTY_HINT = "Type a name, nickname, date of birth, age, NHS number or postcode."
 # (value, text), as every choice widget takes them; None is "no filter".
 SEX_OPTIONS: tuple[tuple[object, str], ...] = (
@@ -81,9 +83,25 @@ def format_nhs(nhs_number: str | None) -> str:
     return format_nhs_number(nhs_number)
 
 
+def sex_text(gender: str | None) -> str:
+    """Sex as a result row shows it: a second check on who this is, on every row."""
+    return {"female": "Female", "male": "Male", "other": "Other"}.get(
+        gender or "", "Sex not recorded"
+    )
+
+
+def is_weak(hit: Any) -> bool:
+    """A result that matches too little of what was typed to be trusted: labelled, never
+    preselected, never opened by Enter (hazard H7, weak match opened)."""
+    from app.services.search import WEAK_SCORE
+
+    return float(getattr(hit, "score", 1.0)) < WEAK_SCORE
+
+
 def hit_summary(hit: Any) -> str:
     """The spoken form of a result row (accessible text)."""
-    parts = [hit.display_name]
+    parts = [("Weak match: " if is_weak(hit) else "") + hit.display_name]
+    parts.append(sex_text(hit.gender))
     if getattr(hit, "known_as", None):
         parts.append(f"known as {hit.known_as}")
     if hit.age is not None:
@@ -152,6 +170,7 @@ class HitDelegate(QStyledItemDelegate):
     @staticmethod
     def _facts(hit: Any) -> str:
         parts = [
+            sex_text(hit.gender),
             f"{hit.age} y" if hit.age is not None else None,
             format_dob(hit.birth_date),
             hit.postcode,
@@ -227,10 +246,22 @@ class HitDelegate(QStyledItemDelegate):
         name_text = hit.display_name
         if getattr(hit, "known_as", None):
             name_text += f"  “{hit.known_as}”"
+        if is_weak(hit):
+            tag = WEAK_TAG
+            tag_w = name_fm.horizontalAdvance(tag) + 16
+            box = QRectF(inner.right() - tag_w, inner.top(), tag_w, name_fm.height())
+            painter.setPen(QPen(QColor(pal.notice_fg), 2))
+            painter.setBrush(QColor(pal.notice_bg))
+            painter.drawRoundedRect(box, 6, 6)
+            painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), tag)
+            painter.setPen(QColor(pal.text))
+            name_room = inner.width() - tag_w - 8
+        else:
+            name_room = inner.width()
         painter.drawText(
-            QRect(inner.left(), inner.top(), inner.width(), name_fm.height()),
+            QRect(inner.left(), inner.top(), name_room, name_fm.height()),
             left,
-            name_fm.elidedText(name_text, Qt.TextElideMode.ElideRight, inner.width()),
+            name_fm.elidedText(name_text, Qt.TextElideMode.ElideRight, name_room),
         )
         y = inner.top() + name_fm.height() + self.GAP
         painter.setFont(body_font)
@@ -532,8 +563,11 @@ class SearchView(QWidget):
         kept = self.highlighted_id() if rerun else None
         self._shown_query = asked
         self.model.set_hits(result.hits)
-        self.notice.setText(result.notice or "")
-        self.notice.setVisible(bool(result.notice))
+        notices = [result.notice] if result.notice else []
+        if result.hits and is_weak(result.hits[0]):
+            notices.insert(0, NO_CLOSE_MATCH)
+        self.notice.setText("\n".join(notices))
+        self.notice.setVisible(bool(notices))
         if result.did_you_mean:
             self.did_you_mean.setText(f"Did you mean “{result.did_you_mean}”?")
             self.did_you_mean.setAccessibleName(f"Did you mean {result.did_you_mean}")
@@ -545,6 +579,9 @@ class SearchView(QWidget):
             self._states.setCurrentWidget(self.results)
             if rerun:
                 self.highlight(kept)  # same person or none: never a silent swap
+            elif is_weak(result.hits[0]):
+                self.highlight(None)  # nothing close: the officer picks, Enter opens nobody
+                self.results.scrollToTop()
             else:
                 self.results.setCurrentIndex(self.model.index(0))
                 self.results.scrollToTop()
@@ -571,9 +608,12 @@ class SearchView(QWidget):
                 self.results.setCurrentIndex(self.model.index(0))
 
     def _open_first(self) -> None:
+        """Enter in the box opens the highlighted result: the top one when it is a close
+        match, nobody when nothing is close (a weak match is only ever opened by a tap)."""
         self.search_now()
-        if self.model.rowCount():
-            self._choose(0)
+        index = self.results.currentIndex()
+        if index.isValid() and not is_weak(self.model.hits[index.row()]):
+            self._choose(index.row())
 
     def _choose(self, row: int) -> None:
         if 0 <= row < len(self.model.hits):
