@@ -97,6 +97,7 @@ def test_the_deb_puts_kerbside_on_path_with_a_launcher_and_an_icon(installed: Pa
     assert (installed / f"usr/share/icons/hicolor/scalable/apps/{desktop['Icon']}.svg").is_file()
     internal = installed / "opt/kerbside/_internal"
     assert (internal / "tzdata/zoneinfo/Europe/London").is_file()
+    assert not list(internal.rglob("libqgtk3*")), "the GTK theme plugin would load system GTK"
     for left_out in (
         "faker",
         "starlette",
@@ -235,7 +236,7 @@ def display() -> Iterator[str]:
         yield f":{number}"
     finally:
         xvfb.terminate()
-        xvfb.wait(timeout=30)
+        xvfb.communicate(timeout=30)  # waits and closes our end of its pipe
 
 
 @pytest.mark.parametrize("build", ["installed", "venv"])
@@ -276,6 +277,7 @@ def test_gui_opens_on_the_unlock_screen(
     finally:
         if grabber.poll() is None:
             grabber.kill()
+            grabber.communicate()
         gui.terminate()
         try:
             gui.communicate(timeout=30)
