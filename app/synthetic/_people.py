@@ -28,7 +28,10 @@ from app.synthetic._names import (
 # (last digit 2k, 2k+1) so that every pair holds at least one valid Modulus 11 number.
 NHS_TEST_PREFIX = "999"
 _NHS_PAIRS = 500_000
-MAX_PATIENTS = _NHS_PAIRS
+# Patients with an index at or beyond the pair space (a 1,000,000 scale run) carry no NHS
+# number, as many street-triage contacts do not: the test range has no more unique numbers.
+NHS_NUMBERED = _NHS_PAIRS
+MAX_PATIENTS = 1_000_000
 
 GENDERS = Weighted([("female", 49.0), ("male", 49.0), ("other", 1.2), ("unknown", 0.8)])
 # Street triage sees mostly working-age adults; a few 16-17 year olds and older people.

@@ -87,6 +87,7 @@ from app.synthetic._names import (
     known_as_options,
 )
 from app.synthetic._people import (
+    NHS_NUMBERED,
     Identity,
     family_name,
     given_name,
@@ -375,7 +376,7 @@ class CohortBuilder:
                 }
             ],
         }
-        if rng.random() >= 0.03:
+        if rng.random() >= 0.03 and index < NHS_NUMBERED:
             code, display = NHS_VERIFICATION.pick(rng)
             patient["identifier"] = [
                 {

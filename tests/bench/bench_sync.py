@@ -2,7 +2,14 @@
 the "limit" (the same pages downloaded and parsed by the same client, nothing stored), and an
 incremental sync with nothing changed, at 10,000 and at N patients.
 
-    .venv/bin/python tests/bench/bench_sync.py --patients 100000
+    .venv/bin/python tests/bench/bench_sync.py --patients 100000 [--mode both|bulk|paged]
+
+`--mode bulk` times the first load through FHIR Bulk Data (`$export`: kick-off, polling, the
+NDJSON files streamed into the store's bulk-load path, the index build) against its own limit
+(the same export's files downloaded and parsed by the same client, nothing stored); `paged`
+the paged first load (the server's `$export` switched off); `both` (default) each into its own
+fresh cache. `initial_s`/`limit_s`/`ratio_to_limit` are the paged figures (as before),
+`bulk_initial_s`/`bulk_limit_s`/`bulk_ratio_to_limit` the bulk ones; null where not run.
 
 The cohort and the seeded server database are cached under bench-data/. The server runs in its
 own process, so the figures (and peak RSS) are the tablet's alone. Prints figures, then ONE
@@ -51,7 +58,7 @@ def _serve(data_dir: str, seed_dir: str, queue: Any) -> None:
             admin_clients=[ADMIN],
             token_lifetime_s=3600,
         )
-    ).start(timeout_s=1200)
+    ).start(timeout_s=7200)
     queue.put(server.base_url)
     while True:
         time.sleep(3600)
@@ -67,7 +74,7 @@ def start_server(patients: int, seed: int) -> tuple[mp.Process, str]:
     )
     started = time.perf_counter()
     proc.start()
-    base_url = queue.get(timeout=1200)
+    base_url = queue.get(timeout=7200)
     print(f"reference server up ({patients} patients) in {time.perf_counter() - started:.1f} s")
     return proc, base_url
 
@@ -91,6 +98,41 @@ def tablet(base_url: str, workdir: Path) -> Any:
     )
     store_client_secret(session.profile.profile_id, TABLET[1])
     return session
+
+
+def bulk_limit(session: Any) -> tuple[float, int]:
+    """Kick off the same export and download + `orjson.loads` every line of its files with
+    the same client; store nothing. Includes the server's export time, as the sync does."""
+    import orjson
+
+    from app.fhir import CACHED_TYPES
+    from app.services.syncing import build_client, sync_options
+    from sync import SyncReport, parse_capabilities
+    from sync._bulk import BulkLoad
+
+    client = build_client(session.profile)
+    started = time.perf_counter()
+    caps = parse_capabilities(client.get(client.url("metadata"), label="bench").body)
+    loader = BulkLoad(
+        client,
+        None,
+        caps,
+        sync_options(session.profile),
+        SyncReport(),  # type: ignore[arg-type]
+        lambda *_: None,
+        0,
+    )
+    status_url = loader._kick_off([t for t in CACHED_TYPES if t in caps.interactions])
+    assert status_url is not None
+    manifest = loader._poll(status_url)
+    count = 0
+    for item in manifest.output:
+        for line in loader._lines(item.url, manifest.requires_token, "bench"):
+            orjson.loads(line)
+            count += 1
+    elapsed = time.perf_counter() - started
+    loader._release(status_url)
+    return elapsed, count
 
 
 def limit(session: Any, page_size: int) -> tuple[float, int]:
@@ -119,49 +161,77 @@ def limit(session: Any, page_size: int) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
-def measure(patients: int, seed: int, page_size: int, *, noop_only: bool = False) -> dict[str, Any]:
+def first_load(base_url: str, page_size: int, *, bulk: bool) -> dict[str, Any]:
+    """One first sync into a fresh cache, then three no-op syncs, then the limit."""
     from app.services.syncing import run_sync, sync_options
 
-    proc, base_url = start_server(patients, seed)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            session = tablet(base_url, Path(tmp))
-            options = sync_options(session.profile, page_size=page_size)
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench-data") as tmp:
+        session = tablet(base_url, Path(tmp))
+        options = sync_options(session.profile, page_size=page_size, bulk=bulk)
+        started = time.perf_counter()
+        report = run_sync(session, options=options)
+        initial_s = time.perf_counter() - started
+        assert report.bulk_export == bulk
+        what = "bulk ($export)" if bulk else "paged"
+        print(
+            f"initial sync, {what}: {report.pulled} resources in {initial_s:.2f} s "
+            f"({report.pulled / initial_s:.0f}/s, {report.pages} pages)"
+        )
+        noops = []
+        for _ in range(3):
             started = time.perf_counter()
-            report = run_sync(session, options=options)
-            initial_s = time.perf_counter() - started
-            out: dict[str, Any] = {
-                "patients": patients,
-                "resources": report.pulled,
-                "initial_s": round(initial_s, 2),
-            }
-            print(
-                f"initial sync: {report.pulled} resources in {initial_s:.2f} s "
-                f"({report.pulled / initial_s:.0f}/s, {report.pages} pages)"
-            )
-            noops = []
-            for _ in range(3):
-                started = time.perf_counter()
-                quiet = run_sync(session, options=options)
-                noops.append(time.perf_counter() - started)
-                assert quiet.pulled == 0 and quiet.deleted == 0
-            out["noop_s"] = round(sorted(noops)[1], 3)
-            print(
-                f"no-op sync: median {out['noop_s']:.3f} s of {[round(n, 3) for n in noops]}"
-                f" ({quiet.requests} requests, {quiet.received} resources re-sent)"
-            )
-            if not noop_only:
-                limit_s, seen = limit(session, page_size)
-                out.update(
-                    limit_s=round(limit_s, 2),
-                    ratio_to_limit=round(limit_s / initial_s, 3),
-                    resources_per_s=round(report.pulled / initial_s),
-                )
-                print(
-                    f"limit (download + parse {seen} resources): {limit_s:.2f} s; "
-                    f"sync runs at {limit_s / initial_s:.0%} of it"
-                )
-            session.close()
+            quiet = run_sync(session, options=options)
+            noops.append(time.perf_counter() - started)
+            assert quiet.pulled == 0 and quiet.deleted == 0
+        noop_s = round(sorted(noops)[1], 3)
+        print(
+            f"no-op sync: median {noop_s:.3f} s of {[round(n, 3) for n in noops]}"
+            f" ({quiet.requests} requests, {quiet.received} resources re-sent)"
+        )
+        if bulk:
+            limit_s, seen = bulk_limit(session)
+            kind = "export + download + parse"
+        else:
+            limit_s, seen = limit(session, page_size)
+            kind = "download + parse"
+        print(
+            f"limit ({kind} {seen} resources): {limit_s:.2f} s; sync runs at "
+            f"{limit_s / initial_s:.0%} of it"
+        )
+        session.close()
+    return {
+        "resources": report.pulled,
+        "initial_s": round(initial_s, 2),
+        "noop_s": noop_s,
+        "limit_s": round(limit_s, 2),
+        "ratio_to_limit": round(limit_s / initial_s, 3),
+        "resources_per_s": round(report.pulled / initial_s),
+    }
+
+
+def measure(
+    patients: int, seed: int, page_size: int, *, mode: str = "both", noop_only: bool = False
+) -> dict[str, Any]:
+    proc, base_url = start_server(patients, seed)
+    out: dict[str, Any] = {"patients": patients, "mode": mode}
+    try:
+        if noop_only:
+            return {**out, **first_load(base_url, page_size, bulk=mode != "paged")}
+        bulk = first_load(base_url, page_size, bulk=True) if mode in ("both", "bulk") else None
+        paged = first_load(base_url, page_size, bulk=False) if mode in ("both", "paged") else None
+        main = paged or bulk
+        assert main is not None
+        out.update(
+            resources=main["resources"],
+            initial_s=paged["initial_s"] if paged else None,
+            noop_s=main["noop_s"],
+            limit_s=paged["limit_s"] if paged else None,
+            ratio_to_limit=paged["ratio_to_limit"] if paged else None,
+            resources_per_s=main["resources_per_s"],
+            bulk_initial_s=bulk["initial_s"] if bulk else None,
+            bulk_limit_s=bulk["limit_s"] if bulk else None,
+            bulk_ratio_to_limit=bulk["ratio_to_limit"] if bulk else None,
+        )
     finally:
         proc.kill()
         proc.join(10)
@@ -173,10 +243,16 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--mode", choices=("both", "bulk", "paged"), default="both")
+    parser.add_argument("--skip-10k", action="store_true", help="no 10,000-patient no-op run")
     args = parser.parse_args()
-    result = measure(args.patients, args.seed, args.page_size)
-    if args.patients != 10_000:
-        result["noop_s_10k"] = measure(10_000, args.seed, args.page_size, noop_only=True)["noop_s"]
+    result = measure(args.patients, args.seed, args.page_size, mode=args.mode)
+    if args.skip_10k:
+        result["noop_s_10k"] = None
+    elif args.patients != 10_000:
+        result["noop_s_10k"] = measure(
+            10_000, args.seed, args.page_size, mode=args.mode, noop_only=True
+        )["noop_s"]
     else:
         result["noop_s_10k"] = result["noop_s"]
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.nhs_number import is_valid
-from app.synthetic import MAX_PATIENTS, NHS_TEST_PREFIX
+from app.synthetic import NHS_TEST_PREFIX
 from app.synthetic._common import new_id
-from app.synthetic._people import nhs_number, nhs_number_permutation
+from app.synthetic._people import NHS_NUMBERED, nhs_number, nhs_number_permutation
 
 
-@given(st.integers(0, MAX_PATIENTS - 1), st.integers(0, 2**64))
+@given(st.integers(0, NHS_NUMBERED - 1), st.integers(0, 2**64))
 def test_every_patient_index_gets_a_valid_test_range_nhs_number(index: int, seed: int) -> None:
     number = nhs_number(index, nhs_number_permutation(Random(seed)))
     assert is_valid(number) and number.startswith(NHS_TEST_PREFIX)
@@ -22,7 +22,7 @@ def test_every_patient_index_gets_a_valid_test_range_nhs_number(index: int, seed
 
 @given(
     st.integers(0, 2**64),
-    st.lists(st.integers(0, MAX_PATIENTS - 1), min_size=2, max_size=50, unique=True),
+    st.lists(st.integers(0, NHS_NUMBERED - 1), min_size=2, max_size=50, unique=True),
 )
 def test_different_patients_never_share_an_nhs_number(seed: int, indexes: list[int]) -> None:
     perm = nhs_number_permutation(Random(seed))
