@@ -123,3 +123,12 @@ def test_the_app_icon_is_packaged_and_renders(qapp: object) -> None:
     icon = QIcon(str(files("app") / "resources" / "icons" / "kerbside.svg"))
     image = icon.pixmap(64, 64).toImage()
     assert not image.isNull() and image.pixelColor(32, 12).name().upper() == "#FFFFFF"
+
+
+def test_every_command_module_is_one_the_spec_collects() -> None:
+    """Commands are imported by name, which PyInstaller cannot follow; the spec collects the
+    whole app.cli package, so a command module elsewhere would be missing from the build."""
+    from app.cli import _COMMAND_MODULES
+
+    assert all(name.startswith("app.cli.") for name in _COMMAND_MODULES)
+    assert 'collect_submodules("app.cli")' in (ROOT / "packaging/kerbside.spec").read_text()
