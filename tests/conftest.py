@@ -132,3 +132,13 @@ def tablet(session: Any, reference: ReferenceServer) -> Any:
     )
     store_client_secret(session.profile.profile_id, TABLET_CLIENT[1])
     return session
+
+
+@pytest.fixture
+def keychain(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a process in a desktop session whose keychain is unlocked (skips
+    when the keychain tools are missing)."""
+    from tests.support.keychain import desktop_keychain
+
+    with desktop_keychain(tmp_path) as env:
+        yield env

@@ -11,164 +11,37 @@ through its own connection, and from the server over FHIR.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QAbstractButton,
     QApplication,
     QLineEdit,
-    QPlainTextEdit,
-    QWidget,
 )
 from pytestqt.qtbot import QtBot
 
-from app.fhir import FIELD_RECORD_ID_SYSTEM, NHS_NUMBER_SYSTEM
 from app.security import LockoutPolicy
 from app.services.records import OPEN_RECORD_ACTION
-from tests.conftest import TEST_PIN
 from tests.gui.conftest import Person, WindowFactory, enrol_against
+from tests.support.gui import (
+    LEFT,
+    fill_encounter,
+    named,
+    other_patient,
+    pin,
+    save_encounter,
+    search,
+    server_encounters,
+    sync_now,
+    tap,
+    tap_result,
+    today_states,
+    type_into,
+    unlock,
+)
 
-LEFT = Qt.MouseButton.LeftButton
 # One free wrong PIN would hide the delay: the first wrong PIN here costs one second.
 LOCKOUT = LockoutPolicy(max_failures=10, free_attempts=1, base_delay_s=1.0, max_delay_s=1.0)
-
-
-# -- finding and using controls as a user does --------------------------------------------------
-
-
-def _visible(root: QWidget, kinds: tuple[type[QWidget], ...], name: str) -> list[Any]:
-    return [
-        w
-        for kind in kinds
-        for w in root.findChildren(kind)
-        if w.accessibleName() == name and w.isVisible()
-    ]
-
-
-def _named(qtbot: QtBot, root: QWidget, kinds: tuple[type[QWidget], ...], name: str) -> Any:
-    """The one visible widget of these kinds with this accessible name (a widget just added
-    to a shown layout becomes visible on the next turn of the event loop, so wait a little)."""
-    try:
-        qtbot.waitUntil(lambda: len(_visible(root, kinds, name)) == 1, timeout=3_000)
-    except Exception:
-        found = len(_visible(root, kinds, name))
-        raise AssertionError(f"{found} visible widgets named {name!r}") from None
-    return _visible(root, kinds, name)[0]
-
-
-def tap(qtbot: QtBot, root: QWidget, name: str) -> None:
-    button = _named(qtbot, root, (QAbstractButton,), name)
-    assert button.isEnabled(), f"{name!r} is disabled"
-    qtbot.mouseClick(button, LEFT)
-
-
-def type_into(qtbot: QtBot, root: QWidget, name: str, text: str) -> None:
-    edit = _named(qtbot, root, (QLineEdit, QPlainTextEdit), name)
-    edit.setFocus()
-    qtbot.keyClicks(edit, text)
-
-
-def pin(qtbot: QtBot, window: Any, digits: str) -> None:
-    for digit in digits:
-        tap(qtbot, window.unlock_view, f"Digit {digit}")
-    tap(qtbot, window.unlock_view, "Unlock")
-
-
-def unlock(qtbot: QtBot, window: Any) -> None:
-    pin(qtbot, window, TEST_PIN)
-    qtbot.waitUntil(lambda: not window.is_locked, timeout=10_000)
-
-
-def search(qtbot: QtBot, window: Any, text: str) -> list[Any]:
-    box = _named(qtbot, window, (QLineEdit,), "Search for a person")
-    box.setFocus()
-    box.selectAll()
-    qtbot.keyClick(box, Qt.Key.Key_Delete)
-    qtbot.keyClicks(box, text)
-    view = window.search_view
-    qtbot.waitUntil(lambda: bool(view.hits()), timeout=5_000)
-    return view.hits()
-
-
-def tap_result(qtbot: QtBot, window: Any, patient_id: str) -> None:
-    view = window.search_view
-    row = next(i for i, h in enumerate(view.hits()) if h.id == patient_id)
-    rect = view.results.visualRect(view.model.index(row))
-    qtbot.mouseClick(view.results.viewport(), LEFT, pos=rect.center())
-
-
-def sync_now(qtbot: QtBot, window: Any, *, timeout: int = 30_000) -> Any:
-    """Tap "Sync now" on the Sync page; the report, or None if the run failed."""
-    tap(qtbot, window, "Sync page")
-    controller = window.sync_controller
-    outcome: list[Any] = []
-    controller.sync_finished.connect(outcome.append)
-    controller.sync_failed.connect(lambda message: outcome.append(message))
-    tap(qtbot, window, "Sync now")
-    qtbot.waitUntil(lambda: bool(outcome) and not controller.is_running, timeout=timeout)
-    return outcome[0]
-
-
-def fill_encounter(qtbot: QtBot, form: QWidget, *, incident: str, narrative: str) -> None:
-    type_into(qtbot, form, "Location", "Bus station, Moor Street")
-    type_into(qtbot, form, "Police incident reference", incident)
-    type_into(qtbot, form, "Presenting situation", "Distressed, talking of jumping")
-    tap(qtbot, form, "Outcome: Referred to crisis team")
-    type_into(qtbot, form, "Narrative", narrative)
-
-
-def save_encounter(qtbot: QtBot, window: Any) -> str:
-    form = window.encounter_form
-    with qtbot.waitSignal(form.saved, timeout=10_000) as saved:
-        tap(qtbot, form, "Save encounter")
-    return str(saved.args[0])
-
-
-def today_states(qtbot: QtBot, window: Any, wanted: Callable[[list[str]], bool]) -> list[str]:
-    panel = window.sync_panel
-    panel.refresh()
-    qtbot.waitUntil(lambda: wanted(panel.today.states()), timeout=10_000)
-    return list(panel.today.states())
-
-
-# -- the server's side --------------------------------------------------------------------------
-
-
-def server_encounters(central: Any, client_id: str) -> list[dict[str, Any]]:
-    """Encounters the centre holds under this field record's identifier (FHIR search)."""
-    with central.session(admin=True) as http:
-        resp = http.get(
-            f"{central.base_url}/Encounter",
-            params={"identifier": f"{FIELD_RECORD_ID_SYSTEM}|{client_id}"},
-            timeout=30,
-        )
-    resp.raise_for_status()
-    return [
-        e["resource"]
-        for e in resp.json().get("entry", ())
-        if e.get("search", {}).get("mode", "match") == "match"
-    ]
-
-
-def other_patient(cohort_dir: Path, not_id: str) -> tuple[str, str]:
-    """Another cohort person with an NHS number: (id, NHS number)."""
-    for line in (cohort_dir / "Patient.ndjson").read_text().splitlines():
-        patient = json.loads(line)
-        nhs = next(
-            (
-                i["value"]
-                for i in patient.get("identifier", ())
-                if i.get("system") == NHS_NUMBER_SYSTEM
-            ),
-            None,
-        )
-        if patient["id"] != not_id and nhs:
-            return patient["id"], nhs
-    raise AssertionError("no second patient with an NHS number")
 
 
 def _typo(word: str) -> str:
@@ -261,7 +134,7 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     unlock(qtbot, window)
     assert window.current_page() == "encounter" and window.encounter_form is form
     assert QApplication.activeWindow() is window  # still the active window: shortcuts work
-    assert _named(qtbot, form, (QLineEdit,), "Location").text() == "Canal towpath"
+    assert named(qtbot, form, (QLineEdit,), "Location").text() == "Canal towpath"
     type_into(qtbot, form, "Police incident reference", "WMP-1002")
     type_into(qtbot, form, "Presenting situation", "Found again, cold and wet")
     tap(qtbot, form, "Outcome: Referred to crisis team")

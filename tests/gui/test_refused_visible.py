@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import WindowFactory, enrol_against, unlock
-from tests.gui.test_journey import fill_encounter, save_encounter
+from tests.support.gui import fill_encounter, save_encounter
 
 
 def _sync(qtbot: QtBot, window: Any) -> Any:

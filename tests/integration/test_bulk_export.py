@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from sync.reference import ReferenceServer
-from tests.integration.test_reference_server import cohort_counts
+from tests.support.sync import cohort_counts
 
 ASYNC = {"Accept": "application/fhir+json", "Prefer": "respond-async"}
 

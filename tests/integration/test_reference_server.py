@@ -25,6 +25,7 @@ from fhir.resources.R4B.patient import Patient
 from sync.reference import ReferenceServer
 from tests.conftest import ADMIN_CLIENT, TABLET_CLIENT
 from tests.support.clock import ManualClock
+from tests.support.sync import cohort_counts
 
 FHIR_JSON = "application/fhir+json"
 PROVISIONAL = {
@@ -125,13 +126,6 @@ def raw_get(
 def _plus_ms(stamp: str, ms: int) -> str:
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(milliseconds=ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def cohort_counts(cohort_dir: Path) -> dict[str, int]:
-    return {
-        p.stem: sum(1 for line in p.read_bytes().splitlines() if line.strip())
-        for p in cohort_dir.glob("*.ndjson")
-    }
 
 
 @pytest.fixture

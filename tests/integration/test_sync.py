@@ -17,12 +17,15 @@ from app.errors import CacheWiped
 from app.fhir import CACHED_TYPES
 from app.security import Profile
 from app.services.syncing import run_sync, sync_options
-from sync import Cancelled, RetryPolicy, SyncError, outcome_text
+from sync import Cancelled, SyncError, outcome_text
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT
-from tests.integration.test_sync_support import (
+from tests.support.sync import (
+    FAST_RETRY,
     UNIDENTIFIED,
+    assert_cache_equals_server,
     cache_cohort,
+    change,
     held_on_server,
     record_encounters,
     search_all,
@@ -30,25 +33,12 @@ from tests.integration.test_sync_support import (
     store_digest,
 )
 
-FAST_RETRY = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05)
-
 
 @pytest.fixture(autouse=True)
 def paged_first_load(reference: ReferenceServer) -> None:
     """These tests pin the paged pull, first load included; a server offering `$export`
     has its first load tested in test_sync_bulk.py."""
     reference.configure(bulk_export=False)
-
-
-def change(reference: ReferenceServer, admin: requests.Session, rtype: str, rid: str) -> None:
-    """Update one resource centrally (a new version with a later lastUpdated)."""
-    url = f"{reference.base_url}/{rtype}/{rid}"
-    body = admin.get(url, timeout=30).json()
-    body["language"] = "en-GB" if body.get("language") != "en-GB" else "cy-GB"
-    resp = admin.put(
-        url, data=orjson.dumps(body), timeout=30, headers={"Content-Type": "application/fhir+json"}
-    )
-    assert resp.status_code == 200, resp.text
 
 
 def delete(reference: ReferenceServer, admin: requests.Session, rtype: str, rid: str) -> None:
@@ -61,11 +51,6 @@ def ids_in_order(reference: ReferenceServer, admin: requests.Session, rtype: str
         r["id"]
         for r in search_all(admin, f"{reference.base_url}/{rtype}", {"_sort": "_lastUpdated"})
     ]
-
-
-def assert_cache_equals_server(tablet: Any, reference: ReferenceServer) -> None:
-    admin = reference.session(admin=True)
-    assert cache_cohort(tablet.store) == server_cohort(reference, admin)
 
 
 def test_first_sync_caches_the_cohort_byte_for_byte_and_reports_progress(

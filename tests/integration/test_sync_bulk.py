@@ -19,8 +19,13 @@ from app.services.syncing import run_sync, sync_options
 from sync import SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_KDF, TEST_LOCKOUT, TEST_PIN
-from tests.integration.test_sync import FAST_RETRY, assert_cache_equals_server, change
-from tests.integration.test_sync_support import cache_cohort, store_digest
+from tests.support.sync import (
+    FAST_RETRY,
+    assert_cache_equals_server,
+    cache_cohort,
+    change,
+    store_digest,
+)
 
 
 def second_tablet(tmp_path: Path, reference: ReferenceServer, name: str) -> Any:

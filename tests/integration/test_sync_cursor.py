@@ -28,9 +28,8 @@ from sync._bundles import instant_key
 from sync._client import new_http_session
 from sync.reference import ReferenceServer
 from tests.conftest import COHORT_SEED, reference_config
-from tests.integration.test_sync import change
-from tests.integration.test_sync_support import cache_cohort, search_all, server_cohort
 from tests.support.clock import ManualClock
+from tests.support.sync import cache_cohort, change, search_all, server_cohort
 
 LARGE_COHORT = 400  # about 4,000 resources: seeded within one second, a large tie set
 

@@ -2,7 +2,7 @@
 root outside the checkout, and everything run through the installed binary.
 
 No insecure keyring exists in that binary, so every step runs in a real desktop session:
-gnome-keyring in its own D-Bus session (the `keychain` fixture of the real-keychain test).
+gnome-keyring in its own D-Bus session (the `keychain` fixture, tests/support/keychain.py).
 What the tablet build leaves out (the cohort generator, the reference server) comes from the
 dev install, as a Trust's test rig would have it: `.venv/bin/kerbside generate` and
 `.venv/bin/kerbside serve-reference`.
@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PIN
-from tests.integration.test_real_keychain import keychain  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.packaging]
 
@@ -111,7 +110,7 @@ def test_the_deb_puts_kerbside_on_path_with_a_launcher_and_an_icon(installed: Pa
 
 def test_the_installed_binary_enrols_imports_searches_and_syncs(
     installed: Path,
-    keychain: dict[str, str],  # noqa: F811
+    keychain: dict[str, str],
     tmp_path: Path,
 ) -> None:
     here = tmp_path
@@ -243,7 +242,7 @@ def display() -> Iterator[str]:
 def test_gui_opens_on_the_unlock_screen(
     build: str,
     request: pytest.FixtureRequest,
-    keychain: dict[str, str],  # noqa: F811
+    keychain: dict[str, str],
     display: str,
     tmp_path: Path,
 ) -> None:

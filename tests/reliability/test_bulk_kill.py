@@ -21,8 +21,8 @@ from app.services.search import PatientSearch
 from app.services.session import unlock
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_PIN, reference_config
-from tests.integration.test_sync_cli import CLI, USER, cli_env, kerbside
-from tests.integration.test_sync_support import cache_cohort, server_cohort
+from tests.support.cli import CLI, USER, cli_env, kerbside
+from tests.support.sync import cache_cohort, server_cohort
 
 PATIENTS = 1500  # enough that the index build takes a moment to land a kill in
 

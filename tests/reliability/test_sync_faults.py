@@ -41,7 +41,7 @@ from app.services.syncing import StoreSyncPort, build_client, sync_options
 from sync import FhirClient, RetryPolicy, SyncEngine, SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, reference_config
-from tests.integration.test_sync_support import (
+from tests.support.sync import (
     UNIDENTIFIED,
     cache_cohort,
     held_on_server,

@@ -16,8 +16,8 @@ import pytest
 
 from sync.reference import ReferenceServer
 from tests.conftest import TEST_PIN
-from tests.integration.test_sync_cli import CLI, USER, enrol_and_record, kerbside
-from tests.integration.test_sync_support import UNIDENTIFIED, held_on_server
+from tests.support.cli import CLI, USER, enrol_and_record, kerbside
+from tests.support.sync import UNIDENTIFIED, held_on_server
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")

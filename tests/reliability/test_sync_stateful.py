@@ -31,7 +31,7 @@ from app.services.syncing import run_sync
 from sync import RetryPolicy, SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_KDF, TEST_LOCKOUT, TEST_PIN
-from tests.integration.test_sync_support import (
+from tests.support.sync import (
     UNIDENTIFIED,
     cache_cohort,
     held_on_server,

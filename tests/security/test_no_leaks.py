@@ -398,8 +398,8 @@ def test_the_window_shows_no_canary_in_titles_clipboard_or_when_locked(
     from PySide6.QtWidgets import QApplication
 
     from tests.gui.conftest import make_profile
-    from tests.gui.test_journey import fill_encounter, save_encounter, search, tap, tap_result
-    from tests.gui.test_journey import unlock as unlock_window
+    from tests.support.gui import fill_encounter, save_encounter, search, tap, tap_result
+    from tests.support.gui import unlock as unlock_window
 
     canary_id = _canary_cohort(cohort_dir, tmp_path / "canary-cohort")
     profile = make_profile(tmp_path / "profile", tmp_path / "canary-cohort")

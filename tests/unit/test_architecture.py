@@ -207,3 +207,15 @@ def test_no_import_cycles_in_app_or_sync() -> None:
     paths = {_module_name(p): p for pkg in ("app", "sync") for p in _files(pkg)}
     graph = {name: _module_edges(path, set(paths)) for name, path in paths.items()}
     assert _cycles(graph) == []
+
+
+def test_test_modules_import_no_other_test_module() -> None:
+    """Shared test helpers live in tests/support (fixtures in conftest files): a test module
+    imported by another runs its module-level fixtures twice and hides what it shares."""
+    offences = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _files("tests")
+        for name in _imports(path)
+        if name.startswith("tests.") and name.rpartition(".")[2].startswith("test_")
+    ]
+    assert offences == []

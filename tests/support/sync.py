@@ -1,10 +1,11 @@
-"""Helpers shared by the sync tests (no tests here): what the server holds, what the cache
-holds, a digest of the whole cache, and recording encounters the way the app does."""
+"""Helpers shared by the sync tests: what the server holds, what the cache holds, a digest of
+the whole cache, changing resources centrally, and recording encounters the way the app does."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import requests
 from app.fhir import CACHED_TYPES, FIELD_RECORD_ID_SYSTEM
 from app.services.encounters import parse_encounter_json, record_many
 from app.store import Store
+from sync import RetryPolicy
 from sync.reference import ReferenceServer
 
 # Types a pushed encounter creates on the server, and the suffix of each client identifier.
@@ -125,3 +127,30 @@ def held_on_server(
         {"identifier": f"{FIELD_RECORD_ID_SYSTEM}|{client_id}-risk-self"},
     )
     return found
+
+
+# Retries without waiting out a real backoff.
+FAST_RETRY = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05)
+
+
+def change(reference: ReferenceServer, admin: requests.Session, rtype: str, rid: str) -> None:
+    """Update one resource centrally (a new version with a later lastUpdated)."""
+    url = f"{reference.base_url}/{rtype}/{rid}"
+    body = admin.get(url, timeout=30).json()
+    body["language"] = "en-GB" if body.get("language") != "en-GB" else "cy-GB"
+    resp = admin.put(
+        url, data=orjson.dumps(body), timeout=30, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def assert_cache_equals_server(tablet: Any, reference: ReferenceServer) -> None:
+    admin = reference.session(admin=True)
+    assert cache_cohort(tablet.store) == server_cohort(reference, admin)
+
+
+def cohort_counts(cohort_dir: Path) -> dict[str, int]:
+    return {
+        p.stem: sum(1 for line in p.read_bytes().splitlines() if line.strip())
+        for p in cohort_dir.glob("*.ndjson")
+    }
