@@ -64,6 +64,7 @@ from app.services._encounter_rules import (
     OPTIONAL_FIELDS,
     REQUIRED_FIELDS,
     _check,
+    is_child,
     validate,
 )
 from app.services._encounter_team import (
@@ -117,6 +118,7 @@ __all__ = [
     "UnidentifiedPerson",
     "discard_draft",
     "field_records_for_patient",
+    "is_child",
     "list_encounters",
     "load_drafts",
     "make_team",

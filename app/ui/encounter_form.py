@@ -979,8 +979,6 @@ class EncounterForm(QWidget):
 
     def _subject_is_child(self) -> bool:
         """Is the person this record is about under 18, as far as the form can tell now?"""
-        from app.services._encounter_rules import is_child
-
         mode = self.person_mode.value()
         if mode == "unknown":
             age = self.apparent_age.value()
@@ -996,7 +994,7 @@ class EncounterForm(QWidget):
             return False
         patient = self._session.store.get_resource("Patient", patient_id)
         on = self.start.value() or times.now()
-        return patient is not None and is_child(patient.get("birthDate"), on)
+        return patient is not None and encounters.is_child(patient.get("birthDate"), on)
 
     def _revalidate(self) -> None:
         errors = self.errors()
