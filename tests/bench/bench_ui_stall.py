@@ -1,7 +1,11 @@
 """Does the UI stay responsive during a big first sync? (DESIGN.md sections 1 and 5: "it
 reports progress and never blocks the UI".)
 
-    .venv/bin/python tests/bench/bench_ui_stall.py [--patients 100000] [--tick-ms 10]
+    .venv/bin/python tests/bench/bench_ui_stall.py [--patients 100000] [--tick-ms 10] [--paged]
+
+The server declares FHIR Bulk Data `$export`, so the first sync is a bulk load (NDJSON files
+streamed into the store's bulk-load path, then the one index build); `--paged` switches the
+server's `$export` off to time the paged first load instead. `bulk` in the JSON says which ran.
 
 The reference central record runs in its own process (in this one it would share our GIL and
 its JSON work would count as our stall), seeded with N generated patients; the cohort and the
@@ -89,6 +93,23 @@ def start_server(work: Path, seed_dir: Path) -> tuple[subprocess.Popen[str], str
     return child, url
 
 
+def switch_off_export(base_url: str) -> None:
+    """PATCH the running server's settings as its admin client (a server without $export)."""
+    import requests
+
+    root = base_url.rsplit("/fhir", 1)[0]
+    token = requests.post(
+        f"{root}/oauth/token", data={"grant_type": "client_credentials"}, auth=ADMIN, timeout=30
+    ).json()["access_token"]
+    resp = requests.patch(
+        f"{root}/admin/settings",
+        json={"bulk_export": False},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    resp.raise_for_status()
+
+
 def measure(profile_dir: Path, base_url: str, tick_ms: int) -> dict[str, Any]:
     """Enrol, build the panel, sync with the GUI timer ticking; return the figures."""
     import keyring
@@ -174,6 +195,7 @@ def measure(profile_dir: Path, base_url: str, tick_ms: int) -> dict[str, Any]:
     figures = {
         "patients": report.pulled_by_type.get("Patient", 0),
         "pulled": report.pulled,
+        "bulk": report.bulk_export,
         "sync_s": round(sync_s, 1),
         "max_stall_ms": round(gaps[-1], 1) if gaps else 0.0,
         "p99_gap_ms": round(p99, 1),
@@ -192,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--tick-ms", type=int, default=10)
+    parser.add_argument("--paged", action="store_true", help="the server without $export")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["KERBSIDE_ALLOW_INSECURE_KEYRING"] = "1"
@@ -201,13 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     seed_dir = cohort(work, args.patients)
     server, base_url = start_server(work, seed_dir)
     try:
+        if args.paged:
+            switch_off_export(base_url)
         with tempfile.TemporaryDirectory(prefix="kerbside-stall-") as tmp:
             figures = measure(Path(tmp) / "profile", base_url, args.tick_ms)
     finally:
         server.terminate()
         server.wait(30)
     print(
-        f"initial sync of {figures['patients']:,} patients ({figures['pulled']:,} resources) "
+        f"initial sync ({'bulk $export' if figures['bulk'] else 'paged'}) of "
+        f"{figures['patients']:,} patients ({figures['pulled']:,} resources) "
         f"in {figures['sync_s']} s"
     )
     print(
