@@ -12,6 +12,8 @@ One TOML file per device, written by IT or MDM, read by every user's Kerbside:
     client_id = "kerbside-bolton"
     token_url = "https://fhir.example.nhs.uk/oauth/token"   # optional: else discovered
     ca_bundle = "/etc/kerbside/trust-ca.pem"                # optional: a Trust's private CA
+    cohort_group = "street-triage-cohort"                   # optional: first load via
+                                                            # Group/[id]/$export (Bulk Data)
 
     [team]
     name = "Bolton Street Triage"
@@ -33,6 +35,7 @@ new profile.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -51,6 +54,7 @@ from app.security import (
 )
 
 SITE_ENV = "KERBSIDE_SITE_CONFIG"
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 # What `locked` may name: a whole table, or one setting.
 LOCKABLE = frozenset(
@@ -105,6 +109,7 @@ class SiteConfig:
     ca_bundle: str | None = None
     team_name: str | None = None
     team_code: str | None = None
+    cohort_group: str | None = None
     policies: Policies = field(default_factory=Policies)
     locked: frozenset[str] = frozenset()
 
@@ -201,7 +206,10 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
         raise top.error("central_record", "a table [central_record] with url and client_id")
 
     server = _Reader(
-        path, "central_record", tables["central_record"], set(_PARTS["central_record"])
+        path,
+        "central_record",
+        tables["central_record"],
+        set(_PARTS["central_record"]) | {"cohort_group"},
     )
     url = server.text("url", required=True)
     assert url is not None
@@ -210,6 +218,9 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
     assert client_id is not None
     token_url = server.text("token_url")
     _check(server, "token_url", token_url, check_url_allowed)
+    cohort_group = server.text("cohort_group")
+    if cohort_group is not None and not _FHIR_ID.fullmatch(cohort_group):
+        raise server.error("cohort_group", "a FHIR Group id (letters, digits, - and .)")
     ca_bundle = server.text("ca_bundle")
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise server.error("ca_bundle", "the path of a CA certificate file", "no such file")
@@ -251,6 +262,7 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
         ca_bundle=str(Path(ca_bundle).resolve()) if ca_bundle else None,
         team_name=team_name,
         team_code=team_code,
+        cohort_group=cohort_group,
         policies=policies,
         locked=frozenset(locked),
     )
@@ -370,6 +382,8 @@ def enrol_from_site(
             cache_ttl_hours=site.policies.cache_ttl_hours,
             min_pin_length=site.policies.pin_min_length,
         )
+        if site.cohort_group is not None:
+            profile.update_settings(cohort_group=site.cohort_group)
         if team is not None:
             set_team(profile, team)
         store_client_secret(profile.profile_id, secret)

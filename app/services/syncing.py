@@ -187,7 +187,15 @@ def sync_options(profile: Profile, **overrides: Any) -> SyncOptions:
         user_system=USER_ID_SYSTEM,
         event_tag_system=AUDIT_EVENT_TAG_SYSTEM,
     )
-    return SyncOptions(**{"types": CACHED_TYPES, "audit": identity, **overrides})
+    group = profile.settings.get("cohort_group")  # from the site configuration at enrolment
+    return SyncOptions(
+        **{
+            "types": CACHED_TYPES,
+            "audit": identity,
+            "bulk_group": group if isinstance(group, str) and group else None,
+            **overrides,
+        }
+    )
 
 
 def run_sync(

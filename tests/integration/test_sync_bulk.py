@@ -151,7 +151,10 @@ def test_a_group_cohort_is_exported_and_a_declined_kick_off_is_paged(
         },
     )
     assert made.status_code == 201
-    report = run_sync(tablet, options=sync_options(tablet.profile, bulk_group=made.json()["id"]))
+    # The cohort Group named in the site configuration (copied to the profile at enrolment).
+    tablet.profile.update_settings(cohort_group=made.json()["id"])
+    assert sync_options(tablet.profile).bulk_group == made.json()["id"]
+    report = run_sync(tablet)
     assert report.bulk_export
     assert sorted(tablet.store.resource_ids("Patient")) == members
     for condition in cache_cohort(tablet.store)["Condition"].values():
@@ -203,3 +206,16 @@ def test_search_refuses_while_a_bulk_load_is_unfinished(
     assert not tablet.store.bulk_load_pending()
     assert search.search(name).hits
     assert_cache_equals_server(tablet, reference)
+
+
+def test_the_site_configuration_names_the_cohort_group(tmp_path: Path) -> None:
+    from app.services.site import SiteConfigError, parse_site_config
+
+    base = {"url": "https://fhir.example.nhs.uk/R4", "client_id": "kerbside-1"}
+    site = parse_site_config(
+        tmp_path / "site.toml", {"central_record": {**base, "cohort_group": "triage-1"}}
+    )
+    assert site.cohort_group == "triage-1"
+    assert parse_site_config(tmp_path / "s.toml", {"central_record": base}).cohort_group is None
+    with pytest.raises(SiteConfigError, match="cohort_group"):
+        parse_site_config(tmp_path / "s.toml", {"central_record": {**base, "cohort_group": "a b"}})
