@@ -179,6 +179,12 @@ def check_site(site_path: Path | None) -> tuple[str, Any]:
     site = load_site_config(site_path)
     if site is None:
         return f"none at {default_site_path()} (enrol names the central record)", None
+    if os.name == "posix" and site.path.stat().st_mode & 0o022:
+        raise _Failed(
+            f"{site.path} can be changed by accounts other than its owner (anyone who can "
+            "edit it can point this tablet at another server)",
+            f"chmod 644 {site.path} and keep it owned by root",
+        )
     if site_client_secret(site.client_id) is None:
         raise _Failed(
             f"{site.path} is valid but this device has no client secret for {site.client_id}",

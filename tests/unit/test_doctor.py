@@ -62,6 +62,7 @@ def site_file(tmp_path: Path, url: str) -> Path:
     path.write_text(
         f'[central_record]\nurl = "{url}"\nclient_id = "{TABLET_CLIENT[0]}"\n', encoding="utf-8"
     )
+    path.chmod(0o644)  # as IT installs it, whatever this machine's umask
     return path
 
 
@@ -126,6 +127,18 @@ def test_failures_say_what_to_do_and_exit_non_zero(
     )
     assert code == 1
     assert any(line.startswith("FAIL  Keychain: ") and " -> " in line for line in out.splitlines())
+
+
+def test_a_site_file_others_can_edit_fails(tmp_path: Path, trusted: None) -> None:
+    site = site_file(tmp_path, "https://fhir.example.org")
+    loaded = load_site_config(site)
+    assert loaded is not None
+    provision(loaded, "secret")
+    site.chmod(0o666)
+    result = run_checks(tmp_path / "p", site)[-2]
+    assert not result.ok and "can be changed by accounts other than its owner" in result.detail
+    site.chmod(0o644)
+    assert run_checks(tmp_path / "p", site)[-2].ok
 
 
 def test_a_bad_site_file_fails_its_check_with_the_key(tmp_path: Path) -> None:
