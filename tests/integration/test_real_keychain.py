@@ -2,7 +2,9 @@
 in its own D-Bus session, unlocked with a throwaway password, and `kerbside` as separate
 processes with keyring's automatic backend choice (no PYTHON_KEYRING_BACKEND, no insecure
 opt-in). Issue 9: the suite could not see that a real keychain was refused, because every
-other test hands the product an in-memory keyring.
+other test hands the product an in-memory keyring. On release 708b559 the first step fails:
+`kerbside: the OS keyring backend (keyring.backends.chainer.ChainerBackend) cannot protect the
+device secret...` (the demo's keyring, defined at import, was chained with Secret Service).
 
 Needs gnome-keyring, dbus-daemon and libsecret-tools (Debian);
 packaging/linux/keychain-test-deps.sh installs them and `make test` runs it.

@@ -223,3 +223,16 @@ def test_provision_without_a_site_file_says_where_it_looked(
         ["provision", "--secret-stdin", "--site-config", str(missing)], "x\n", monkeypatch, capsys
     )
     assert code == 1 and err.strip() == f"kerbside: site configuration {missing}: no such file"
+
+
+def test_gui_with_a_bad_site_file_says_so_in_one_line_before_any_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write_site(tmp_path, MINIMAL + "[policies]\nwipe_after_failures = 50\n")
+    args = ["gui", "--profile", str(tmp_path / "p"), "--site-config", str(bad)]
+    code, out, err = run(args, "", monkeypatch, capsys)
+    assert code == 1 and out == ""
+    assert err == (
+        f"kerbside: site configuration {bad}: policies.wipe_after_failures: expected a whole "
+        "number from 3 to 20 (got 50)\n"
+    )
