@@ -30,7 +30,7 @@ from sync._exceptions import (
     Unsupported,
 )
 from sync._ports import AuditRecord, HeldVersion, OutboxItem, SyncStore
-from sync._push import audit_event
+from sync._push import Pusher, audit_event
 from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "InsecureConnection",
     "OutboxItem",
     "Progress",
+    "Pusher",
     "Rejection",
     "RetryPolicy",
     "ServerRejected",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from pathlib import Path
@@ -42,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--team", metavar="NAME", help=TEAM_HELP)
     p.add_argument("--team-code", metavar="CODE", help=TEAM_CODE_HELP)
+    p.add_argument(
+        "--trust-key",
+        type=Path,
+        metavar="FILE",
+        default=None,
+        help="the Trust's public key (kerbside trust-keygen): unsent records are sealed to it "
+        "and survive a wipe",
+    )
     add_site_arg(p)
     p.set_defaults(func=_enrol)
 
@@ -150,6 +159,12 @@ def _enrol(args: argparse.Namespace) -> int:
     lockout = LockoutPolicy(max_failures=args.max_pin_failures or 10)
     with enrol(profile_dir(args), args.user, pin, lockout=lockout) as session:
         session.profile.update_settings(idle_lock_minutes=args.idle_minutes or 5.0)
+        if args.trust_key is not None:
+            from app.security import TRUST_KEY_SETTING as KEY_SETTING
+            from app.security import read_key
+
+            key = read_key(args.trust_key.read_text().strip(), "trust key")
+            session.profile.update_settings(**{KEY_SETTING: base64.b64encode(key).decode()})
         if team is not None:
             set_team(session.profile, team)
         if server is not None:

@@ -25,12 +25,27 @@ from app.security._profile import (
     check_pin,
     check_user_id,
 )
+from app.security._sealed import KEY_SETTING as TRUST_KEY_SETTING
+from app.security._sealed import (
+    SEALED_DIR,
+    SEALED_FORMAT,
+    SEALED_SUFFIX,
+    new_keypair,
+    read_key,
+    seal,
+    unseal,
+    write_sealed,
+)
 
 __all__ = [
     "CACHE_FILE",
     "INSECURE_ENV",
     "MIN_PIN_LENGTH",
+    "SEALED_DIR",
+    "SEALED_FORMAT",
+    "SEALED_SUFFIX",
     "TRUSTED_BACKENDS",
+    "TRUST_KEY_SETTING",
     "KdfParams",
     "LockoutPolicy",
     "MemoryKeyringBase",
@@ -42,9 +57,14 @@ __all__ = [
     "check_user_id",
     "client_secret",
     "memory_keyring",
+    "new_keypair",
     "probe_keyring",
+    "read_key",
+    "seal",
     "set_audit_head",
     "site_client_secret",
     "store_client_secret",
     "store_site_client_secret",
+    "unseal",
+    "write_sealed",
 ]

@@ -574,8 +574,10 @@ class Profile:
 
     def _wipe_for_failures(self) -> None:
         log.warning("wrong PIN limit reached: wiping the cache")
-        self.wipe("too many wrong PINs")
-        raise CacheWiped("too many wrong PINs: the cache has been wiped; enrol again and sync")
+        fate = self.wipe("too many wrong PINs")
+        raise CacheWiped(
+            f"too many wrong PINs: the cache has been wiped; {fate}; enrol again and sync"
+        )
 
     def verify_pin(self, user_id: str, pin: str) -> bytes:
         """`unlock` under another name, for actions that ask for a PIN again (add a user...)."""
@@ -628,14 +630,46 @@ class Profile:
             return data_key
 
     # -- wipe --------------------------------------------------------------------------------
-    def wipe(self, reason: str) -> None:
+    @property
+    def sealed_dir(self) -> Path:
+        """Where this profile's unsent records are sealed to the Trust (kept by a wipe)."""
+        from app.security._sealed import SEALED_DIR
+
+        return self.directory / SEALED_DIR / self.profile_id
+
+    def unsent_fate(self) -> str:
+        """What a wipe now does to records not yet accepted by the centre, in words (counts
+        only). With no Trust key they are destroyed: say so, loudly (SECURITY.md 28)."""
+        from app.security._sealed import KEY_SETTING, SUFFIX
+
+        pending = 0
+        try:
+            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+            pending = int(status.get("outbox", {}).get("pending", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        sealed = len(list(self.sealed_dir.glob(f"*{SUFFIX}"))) if self.sealed_dir.exists() else 0
+        if self.settings.get(KEY_SETTING):
+            return f"{sealed} unsent record(s) are sealed for Trust IT to recover"
+        if pending:
+            log.warning("wipe destroys %d unsent record(s): no Trust key to seal them", pending)
+            return (
+                f"WARNING: {pending} unsent record(s) were destroyed (no Trust key is configured "
+                "to seal them)"
+            )
+        return "no unsent records were lost"
+
+    def wipe(self, reason: str) -> str:
         """Crypto-erase (key slots and device secret go first), then delete the cache files.
 
         Deleting files alone is not enough on flash storage; without the slots and the secret
-        the ciphertext left in free blocks cannot be read.
+        the ciphertext left in free blocks cannot be read. The sealed records (`sealed_dir`)
+        stay: only the Trust's private key opens them. Returns what became of unsent records.
         """
         with self._locked():
+            fate = self.unsent_fate()
             self._wipe_locked(reason)
+            return fate
 
     def _wipe_locked(self, reason: str) -> None:
         self._data["users"] = {}

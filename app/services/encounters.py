@@ -246,6 +246,10 @@ def record_many(
             )
             if draft_id is not None:
                 store.delete_draft(draft_id)
+    # A copy sealed to the Trust outlives any wipe of this tablet (SECURITY.md 28).
+    from app.services.session import seal_records
+
+    seal_records(session, [(cid, KIND, pid, payload) for cid, payload, pid, _ in prepared])
     log.info("recorded %d encounter(s): %s", len(prepared), ", ".join(p[0] for p in prepared))
     return [
         RecordedEncounter(
@@ -413,6 +417,10 @@ def resolve_rejected(
                 reason=None,
                 event_id=str(uuid.uuid4()),
             )
+        if payload is not None:  # the corrected record replaces its sealed copy
+            from app.services.session import seal_records
+
+            seal_records(session, [(client_id, KIND, patient_id, payload)])
     elif action == "discard":
         if reason not in DISCARD_REASONS:
             raise InvalidInput(f"choose a reason: {', '.join(DISCARD_REASONS)}", field="reason")

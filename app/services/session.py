@@ -322,6 +322,10 @@ def open_session(profile: Profile, user_id: str, data_key: bytes) -> Session:
     session.audit_broken = session.audit_problems()
     if session.audit_broken:
         log.warning("the local audit chain is broken (%d problems)", len(session.audit_broken))
+    try:
+        reseal_pending(session)
+    except OSError as exc:  # a full disk must not stop the officer unlocking
+        log.warning("sealed copies not refreshed: %s", type(exc).__name__)
     return session
 
 
@@ -398,3 +402,53 @@ def audit_team_change(session: Session, team_text: str) -> None:
         reason=team_text,
         event_id=str(uuid.uuid4()),
     )
+
+
+# -- sealed records (SECURITY.md 28) ----------------------------------------------------------
+def seal_records(session: Session, items: list[tuple[str, str, str | None, bytes]]) -> int:
+    """Seal (client_id, kind, patient_id, payload) records to the Trust's public key, into
+    files a wipe leaves behind; returns how many were sealed (0: no Trust key configured)."""
+    import base64
+
+    from app.security import SEALED_FORMAT as FORMAT
+    from app.security import TRUST_KEY_SETTING as KEY_SETTING
+    from app.security import seal, write_sealed
+
+    public_key = session.profile.settings.get(KEY_SETTING)
+    if not public_key:
+        return 0
+    for client_id, kind, patient_id, payload in items:
+        record = {
+            "format": FORMAT,
+            "profile_id": session.profile.profile_id,
+            "client_id": client_id,
+            "kind": kind,
+            "patient_id": patient_id,
+            "payload": base64.b64encode(payload).decode(),
+            "sealed_at": iso_instant(times.now()),
+        }
+        write_sealed(session.profile.sealed_dir, client_id, seal(public_key, record))
+    return len(items)
+
+
+def reseal_pending(session: Session, store: Store | None = None) -> int:
+    """Seal every pending record that has no sealed file yet (a crash between the commit and
+    the seal, or a key configured after the record was made); drop the files of records the
+    centre has accepted. Run on unlock, after each sync and before a wipe with the key."""
+    from app.security import SEALED_SUFFIX as SUFFIX
+    from app.security import TRUST_KEY_SETTING as KEY_SETTING
+
+    if not session.profile.settings.get(KEY_SETTING):
+        return 0
+    store = store or session.store
+    unsent = store.unsent_outbox()
+    directory = session.profile.sealed_dir
+    have = (
+        {p.name[: -len(SUFFIX)] for p in directory.glob(f"*{SUFFIX}")}
+        if directory.exists()
+        else set()
+    )
+    missing = [row for row in unsent if row[0] not in have]
+    for name in have - {row[0] for row in unsent}:
+        (directory / f"{name}{SUFFIX}").unlink(missing_ok=True)  # accepted or discarded
+    return seal_records(session, missing)

@@ -17,7 +17,7 @@ from typing import Any
 from app.errors import CacheWiped, ProfileError
 from app.fhir import CACHED_TYPES, DEVICE_ID_SYSTEM, KERBSIDE, USER_ID_SYSTEM
 from app.security import Profile, client_secret
-from app.services.session import Session
+from app.services.session import Session, reseal_pending
 from app.store import Row, Store, row_of
 from sync import (
     AuditIdentity,
@@ -232,11 +232,13 @@ def run_sync(
         report = engine.run()
     except DeviceRevoked:
         log.warning("this device was revoked by the central record: wiping the cache")
+        reseal_pending(here, store)  # every unsent record sealed to the Trust first
         if store is not session.store:
             store.close()
-        profile.wipe(REVOKED_REASON)
+        fate = profile.wipe(REVOKED_REASON)
         raise CacheWiped(
-            "this device was revoked by the central record: the cache has been wiped; enrol again"
+            "this device was revoked by the central record: the cache has been wiped; "
+            f"{fate}; enrol again"
         ) from None
     except BaseException:
         _write_status(here)
@@ -245,6 +247,10 @@ def run_sync(
         profile.update_settings(**report.policy)
     if options.pull:
         here.mark_refreshed(synced=True, server_time=client.server_date)
+    try:
+        reseal_pending(here, store)  # drops the sealed copies of records the centre accepted
+    except OSError as exc:
+        log.warning("sealed copies not refreshed: %s", type(exc).__name__)
     _write_status(here)
     return report
 

@@ -433,6 +433,17 @@ class Store:
         """id -> (versionId, lastUpdated) for the ids the cache holds."""
         return _sync_state.held_versions(self.conn, rtype, ids)
 
+    def unsent_outbox(self) -> list[tuple[str, str, str | None, bytes]]:
+        """(client_id, kind, patient_id, payload) of every record the centre has not accepted
+        and nobody discarded: pending and rejected (what a sealed copy must exist for)."""
+        return [
+            (str(r[0]), str(r[1]), r[2], bytes(r[3]))
+            for r in self.conn.execute(
+                "SELECT client_id, kind, patient_id, payload FROM outbox"
+                " WHERE state IN ('pending', 'rejected') ORDER BY seq"
+            )
+        ]
+
     def pending_outbox(self, limit: int) -> list[tuple[int, str, str, str | None, bytes, int]]:
         return _sync_state.pending(self.conn, limit)
 
