@@ -11,6 +11,7 @@ import pytest
 
 import app.security._profile as profile_module
 from app.cli import main
+from app.store import SCHEMA_VERSION
 from tests.conftest import TEST_KDF
 
 
@@ -89,7 +90,7 @@ def test_enrol_import_status(
     assert json.loads(out.strip().splitlines()[-1]) == {"Flag": 1, "Patient": 3}
     code, out, _ = run(["status", "--profile", prof, "--json"], "", monkeypatch, capsys)
     status = json.loads(out)
-    assert status["patients"] == 3 and status["schema_version"] == 1
+    assert status["patients"] == 3 and status["schema_version"] == SCHEMA_VERSION
     assert status["outbox"] == {"pending": 0, "rejected": 0, "sent": 0}
     assert "Ashworth" not in out
 
