@@ -20,7 +20,7 @@ from app.security import SEALED_SUFFIX, TRUST_KEY_SETTING, Profile, new_keypair
 from app.services.syncing import run_sync
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT
-from tests.integration.test_sync_support import UNIDENTIFIED, held_on_server, record_encounters
+from tests.support.sync import UNIDENTIFIED, held_on_server, record_encounters
 
 CANARY = "Synthetic test narrative"
 
