@@ -62,12 +62,19 @@ COHORT_PATIENTS = 40
 
 
 @pytest.fixture(scope="session")
-def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small generated cohort as NDJSON (written once per test run)."""
+def cohort_patients() -> int:
+    """How many patients this suite's cohort holds (tests/gui overrides it: 150)."""
+    return COHORT_PATIENTS
+
+
+@pytest.fixture(scope="session")
+def cohort_dir(tmp_path_factory: pytest.TempPathFactory, cohort_patients: int) -> Path:
+    """The suite's generated cohort as NDJSON (seed COHORT_SEED, `cohort_patients` people),
+    written once per run; `reference` is seeded with it."""
     from app.synthetic import generate_cohort
 
     out = tmp_path_factory.mktemp("cohort")
-    generate_cohort(COHORT_PATIENTS, COHORT_SEED, out)
+    generate_cohort(cohort_patients, COHORT_SEED, out)
     return out
 
 

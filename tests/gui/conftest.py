@@ -31,12 +31,10 @@ class Person:
 
 
 @pytest.fixture(scope="session")
-def cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from app.synthetic import generate_cohort
-
-    out = tmp_path_factory.mktemp("cohort")
-    generate_cohort(COHORT_SIZE, 7, out)
-    return out
+def cohort_patients() -> int:
+    """The GUI suite's cohort is larger (tests/conftest.py's `cohort_dir` is built from this):
+    enough people for fuzzy search, alerts and look-alikes to show up on screen."""
+    return COHORT_SIZE
 
 
 @pytest.fixture(scope="session")
@@ -176,12 +174,6 @@ def open_first_with_reason(qtbot: QtBot, window: Any, patient_id: str) -> None:
     qtbot.waitUntil(window.record_view.showing_reason_sheet, timeout=5_000)
     qtbot.mouseClick(window.record_view.reason_sheet.buttons()[0], _left())
     qtbot.waitUntil(lambda: window.record_view.patient_id == patient_id, timeout=5_000)
-
-
-@pytest.fixture
-def central(reference: Any) -> Any:
-    """The GUI tests' name for the reference central record (tests/conftest.py)."""
-    return reference
 
 
 def enrol_against(directory: Path, server: Any, **settings: Any) -> Path:

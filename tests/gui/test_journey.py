@@ -56,12 +56,12 @@ def _typo(word: str) -> str:
 def test_a_shift_from_unlock_to_sync_through_the_window(
     qtbot: QtBot,
     tmp_path: Path,
-    central: Any,
+    reference: Any,
     cohort_dir: Path,
     alerted_person: Person,
     make_window: WindowFactory,
 ) -> None:
-    profile = enrol_against(tmp_path / "profile", central, lockout=LOCKOUT)
+    profile = enrol_against(tmp_path / "profile", reference, lockout=LOCKOUT)
     window = make_window(profile)
 
     # A wrong PIN: a clear message, the attempts left, a delay with the pad disabled.
@@ -114,7 +114,7 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     first = save_encounter(qtbot, window)
 
     # The signal goes: the centre is unreachable, and sync says so without losing anything.
-    central.stop()
+    reference.stop()
     failed = sync_now(qtbot, window, timeout=60_000)
     assert isinstance(failed, str) and "central record" in failed, failed
     assert window.sync_controller.connectivity == "offline"
@@ -143,13 +143,13 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     assert today_states(qtbot, window, lambda s: s == ["waiting", "waiting"])
 
     # Back at base: the centre answers again; one sync sends both, exactly once.
-    central.start()
+    reference.start()
     report = sync_now(qtbot, window)
     assert not isinstance(report, str), f"sync after reconnecting failed: {report}"
     assert report.pushed == 2 and report.rejected == 0
     assert today_states(qtbot, window, lambda s: s == ["sent", "sent"]) == ["sent", "sent"]
     for client_id in (first, second):
-        held = server_encounters(central, client_id)
+        held = server_encounters(reference, client_id)
         assert len(held) == 1, f"{len(held)} copies of {client_id} on the server"
         assert held[0]["subject"]["reference"] == f"Patient/{alerted_person.id}"
 
@@ -162,8 +162,8 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
     type_into(qtbot, form, "NHS number", gone_nhs)
     fill_encounter(qtbot, form, incident="WMP-1003", narrative="Walked away before help came.")
     refused = save_encounter(qtbot, window)
-    with central.session(admin=True) as http:
-        http.delete(f"{central.base_url}/Patient/{gone_id}", timeout=30).raise_for_status()
+    with reference.session(admin=True) as http:
+        http.delete(f"{reference.base_url}/Patient/{gone_id}", timeout=30).raise_for_status()
     report = sync_now(qtbot, window)
     assert not isinstance(report, str), f"sync failed instead of refusing one record: {report}"
     assert report.rejected == 1
@@ -180,7 +180,7 @@ def test_a_shift_from_unlock_to_sync_through_the_window(
         "sent",
         "sent",
     ]
-    assert server_encounters(central, refused) == []
+    assert server_encounters(reference, refused) == []
     assert window.windowTitle() == "Kerbside"
     # Four syncs later, the audit log still holds the one opening the officer made.
     store = window.session.open_store()

@@ -292,13 +292,13 @@ def _openings(store: Any) -> list[tuple[str, str | None, str | None]]:
 def test_a_sync_refreshes_the_open_record_without_a_false_audit_entry(
     qtbot: QtBot,
     tmp_path: Path,
-    central: Any,
+    reference: Any,
     alerted_person: Person,
     make_window: WindowFactory,
 ) -> None:
     """A sync that pulls a change shows it in the open record, but the audit log holds only
     the opening the officer made (with their reason), not one per sync."""
-    window = make_window(enrol_against(tmp_path / "profile", central))
+    window = make_window(enrol_against(tmp_path / "profile", reference))
     unlock(qtbot, window)
     with qtbot.waitSignal(window.sync_finished, timeout=60_000) as first:
         window.start_sync()
@@ -310,8 +310,8 @@ def test_a_sync_refreshes_the_open_record_without_a_false_audit_entry(
     assert "Sparrow" not in "\n".join(_texts(window.record_view.scroll_area.widget()))
 
     # The centre adds the street name the team now knows the person by.
-    url = f"{central.base_url}/Patient/{alerted_person.id}"
-    with central.session(admin=True) as http:
+    url = f"{reference.base_url}/Patient/{alerted_person.id}"
+    with reference.session(admin=True) as http:
         patient = http.get(url, timeout=30).json()
         patient["name"].append({"use": "nickname", "given": ["Sparrow"]})
         resp = http.put(

@@ -26,9 +26,9 @@ def _sync(qtbot: QtBot, window: Any) -> Any:
 
 
 def test_the_header_never_says_synced_beside_a_waiting_or_refused_record(
-    qtbot: QtBot, tmp_path: Path, central: Any, make_window: WindowFactory, cohort_dir: Path
+    qtbot: QtBot, tmp_path: Path, reference: Any, make_window: WindowFactory, cohort_dir: Path
 ) -> None:
-    profile = enrol_against(tmp_path / "p", central)
+    profile = enrol_against(tmp_path / "p", reference)
     window = make_window(profile)
     unlock(qtbot, window)
     assert _sync(qtbot, window).pulled > 0
@@ -41,8 +41,8 @@ def test_the_header_never_says_synced_beside_a_waiting_or_refused_record(
     text = window.sync_summary_text()
     assert "Synced" not in text and "1 waiting" in text, text
 
-    with central.session(admin=True) as http:
-        http.delete(f"{central.base_url}/Patient/{patient['id']}", timeout=30).raise_for_status()
+    with reference.session(admin=True) as http:
+        http.delete(f"{reference.base_url}/Patient/{patient['id']}", timeout=30).raise_for_status()
     report = _sync(qtbot, window)
     assert report.rejected == 1
     text = window.sync_summary_text()

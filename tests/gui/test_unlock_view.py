@@ -213,16 +213,16 @@ def test_lock_keeps_the_draft_and_stops_sync_until_the_same_user_returns(
 
 
 def test_a_revoked_device_is_wiped_during_sync_and_shows_why(
-    qtbot: QtBot, tmp_path: Path, central, make_window: WindowFactory
+    qtbot: QtBot, tmp_path: Path, reference, make_window: WindowFactory
 ) -> None:
-    profile = enrol_against(tmp_path / "p", central)
+    profile = enrol_against(tmp_path / "p", reference)
     window = make_window(profile)
     unlock(qtbot, window)
     with qtbot.waitSignal(window.sync_finished, timeout=60_000) as finished:
         window.start_sync()
     assert finished.args[0].pulled > 0
     assert window.sync_summary_text().startswith("● Synced")
-    central.revoke(central.client_id)
+    reference.revoke(reference.client_id)
     with qtbot.waitSignal(window.locked, timeout=30_000):
         window.start_sync()
     assert window.is_locked and window.session is None and window.sync_controller is None

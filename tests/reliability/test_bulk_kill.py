@@ -28,7 +28,7 @@ PATIENTS = 1500  # enough that the index build takes a moment to land a kill in
 
 
 @pytest.fixture(scope="module")
-def big_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bulk_cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.synthetic import generate_cohort
 
     out = tmp_path_factory.mktemp("big-cohort")
@@ -37,8 +37,8 @@ def big_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def central(tmp_path: Path, big_cohort: Path) -> Iterator[ReferenceServer]:
-    server = ReferenceServer(reference_config(tmp_path / "central", big_cohort)).start()
+def bulk_reference(tmp_path: Path, bulk_cohort_dir: Path) -> Iterator[ReferenceServer]:
+    server = ReferenceServer(reference_config(tmp_path / "central", bulk_cohort_dir)).start()
     try:
         yield server
     finally:
@@ -123,36 +123,36 @@ def check_recovered(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_sigkill_during_the_bulk_load_then_restart(
-    tmp_path: Path, central: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bulk_reference: ReferenceServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    common, env = enrolled(tmp_path, central)
+    common, env = enrolled(tmp_path, bulk_reference)
     # The third file hangs: the kill lands with the load begun and part of it written.
-    central.inject("latency", path="/fhir/_bulk/files/", skip=2, delay_s=60)
-    central.clear_requests()
+    bulk_reference.inject("latency", path="/fhir/_bulk/files/", skip=2, delay_s=60)
+    bulk_reference.clear_requests()
     child = start_sync(common, env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and child.poll() is None:
         served = [
             r
-            for r in central.requests()
+            for r in bulk_reference.requests()
             if r["path"].startswith("/fhir/_bulk/files/") and r["status"] == 200
         ]
         if len(served) >= 2:
             break
         time.sleep(0.02)
     kill(child)
-    check_recovered(tmp_path, monkeypatch, central, common, env)
+    check_recovered(tmp_path, monkeypatch, bulk_reference, common, env)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_sigkill_during_the_index_build_then_restart(
-    tmp_path: Path, central: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bulk_reference: ReferenceServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    common, env = enrolled(tmp_path, central)
+    common, env = enrolled(tmp_path, bulk_reference)
     child = start_sync(common, env)
     assert child.stderr is not None
     for line in child.stderr:  # progress lines; "index: 0" starts the build
         if line.startswith("index:"):
             break
     kill(child)
-    check_recovered(tmp_path, monkeypatch, central, common, env)
+    check_recovered(tmp_path, monkeypatch, bulk_reference, common, env)

@@ -101,7 +101,7 @@ class _Felt:
 
 
 @pytest.fixture(scope="module")
-def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fault_cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 6-patient cohort with the shared directory cut to 12 Organizations/Practitioners,
     so a sync costs a few requests of a few KB."""
     from app.synthetic import generate_cohort
@@ -118,8 +118,8 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def central(tmp_path: Path, small_cohort: Path) -> Iterator[ReferenceServer]:
-    server = ReferenceServer(reference_config(tmp_path / "central", small_cohort)).start()
+def fault_reference(tmp_path: Path, fault_cohort_dir: Path) -> Iterator[ReferenceServer]:
+    server = ReferenceServer(reference_config(tmp_path / "central", fault_cohort_dir)).start()
     try:
         yield server
     finally:
@@ -203,14 +203,16 @@ def _changes_reached_the_cache(
 
 
 def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
-    session: Any, central: ReferenceServer
+    session: Any, fault_reference: ReferenceServer
 ) -> None:
     started = time.monotonic()
     # Tokens outlive the run, so only token-expiry trials pay for a token (scrypt per fetch).
-    central.configure(token_lifetime_s=3600)
+    fault_reference.configure(token_lifetime_s=3600)
     session.profile.set_server(
         ServerSettings(
-            base_url=central.base_url, client_id=TABLET_CLIENT[0], token_url=central.token_url
+            base_url=fault_reference.base_url,
+            client_id=TABLET_CLIENT[0],
+            token_url=fault_reference.token_url,
         )
     )
     store_client_secret(session.profile.profile_id, TABLET_CLIENT[1])
@@ -218,24 +220,24 @@ def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
     client = build_client(session.profile, retry=RETRY, sleep=sleeps)
     port = StoreSyncPort(session.store)
     options = sync_options(session.profile)
-    admin = central.session(admin=True)
+    admin = fault_reference.session(admin=True)
 
     progress_calls = [0]
 
     def count_progress(phase: str, done: int, total: int | None) -> None:
         progress_calls[0] += 1
 
-    central.clear_requests()
+    fault_reference.clear_requests()
     SyncEngine(client, port, options, progress=count_progress).run()
-    wire = _Wire(gets=_tablet_gets(central), progress_calls=progress_calls[0])
-    patients = [r["id"] for r in search_all(admin, f"{central.base_url}/Patient")]
+    wire = _Wire(gets=_tablet_gets(fault_reference), progress_calls=progress_calls[0])
+    patients = [r["id"] for r in search_all(admin, f"{fault_reference.base_url}/Patient")]
     recorded: list[str] = []
     failed_runs = full_checks = late = changes = 0
     fired: Counter[str] = Counter()
     for trial in range(TRIALS):
         rng = random.Random(f"{SEED}/{trial}")  # not SEED + trial: seeds 1 and 2 would overlap
         since = datetime.now(UTC) - timedelta(seconds=1)  # same host, same clock
-        _change_central(rng, central, admin)
+        _change_central(rng, fault_reference, admin)
         choices = [
             UNIDENTIFIED if rng.random() < 0.3 else {"id": rng.choice(patients)}
             for _ in range(rng.randint(0, 2))
@@ -243,7 +245,7 @@ def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
         new = record_encounters(session, choices) if choices else []
         recorded += new
         pending = len(session.store.outbox_rows(states=("pending",)))
-        kind, params = _fault(rng, central, pending, wire)
+        kind, params = _fault(rng, fault_reference, pending, wire)
         where = f"seed {SEED} trial {trial} ({kind} {params})"
         calls = [0]  # progress calls in this run
         armed = [params.get("at_progress")]  # the token expiry fires once per trial
@@ -258,12 +260,12 @@ def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
             calls[0] += 1
             if calls[0] == armed[0]:
                 armed[0] = None
-                central.expire_tokens(TABLET_CLIENT[0])
+                fault_reference.expire_tokens(TABLET_CLIENT[0])
 
         before = _Felt.of(client, failed_runs)
         hit = clean = False
         for _run in range(MAX_RUNS):
-            central.clear_requests()
+            fault_reference.clear_requests()
             calls[0] = 0
             try:
                 SyncEngine(client, port, options, progress=progress).run()
@@ -272,18 +274,18 @@ def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
                 failed_runs += 1
                 clean = False
             if kind == "token-expiry":
-                hit = hit or any(r["status"] == 401 for r in central.requests())
+                hit = hit or any(r["status"] == 401 for r in fault_reference.requests())
             else:
-                hit = any(r["hits"] for r in central.faults.rules())
+                hit = any(r["hits"] for r in fault_reference.faults.rules())
             late += clean and not hit
             if clean and armed[0] is not None:
                 armed[0] = 1  # this run had fewer progress calls than drawn: expire at once
             if clean and hit:
                 # This run's traffic (give or take a retried request) bounds where the next
                 # trial's fault is drawn; one drawn past the end fires in the run after.
-                wire = _Wire(gets=_tablet_gets(central), progress_calls=calls[0])
+                wire = _Wire(gets=_tablet_gets(fault_reference), progress_calls=calls[0])
                 break
-        central.clear_faults()
+        fault_reference.clear_faults()
         after = _Felt.of(client, failed_runs)
         assert hit, f"{where}: the fault never reached the wire"
         assert clean, f"{where}: no sync ran clean in {MAX_RUNS} runs"
@@ -294,19 +296,20 @@ def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
         assert session.store.outbox_rows(states=("pending", "rejected")) == [], where
         for client_id in new:
             counts = {
-                t: len(v) for t, v in held_on_server(admin, central.base_url, client_id).items()
+                t: len(v)
+                for t, v in held_on_server(admin, fault_reference.base_url, client_id).items()
             }
             assert counts == ONCE, f"{where}: {counts}"
-        changes += _changes_reached_the_cache(central, admin, session.store, since, where)
+        changes += _changes_reached_the_cache(fault_reference, admin, session.store, since, where)
         if trial % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 or trial == TRIALS - 1:
             full_checks += 1
-            assert cache_cohort(session.store) == server_cohort(central, admin), (
+            assert cache_cohort(session.store) == server_cohort(fault_reference, admin), (
                 f"{where}: cache and server differ (last equal {FULL_CHECK_EVERY} trials ago)"
             )
     # The whole run: every encounter once, and nothing else the tablet made.
     encounters = search_all(
         admin,
-        f"{central.base_url}/Encounter",
+        f"{fault_reference.base_url}/Encounter",
         {"identifier": "https://kerbside.example/Id/field-record|"},
     )
     field_ids = sorted(

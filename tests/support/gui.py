@@ -125,11 +125,11 @@ def today_states(qtbot: QtBot, window: Any, wanted: Callable[[list[str]], bool])
 # -- the server's side --------------------------------------------------------------------------
 
 
-def server_encounters(central: Any, client_id: str) -> list[dict[str, Any]]:
+def server_encounters(reference: Any, client_id: str) -> list[dict[str, Any]]:
     """Encounters the centre holds under this field record's identifier (FHIR search)."""
-    with central.session(admin=True) as http:
+    with reference.session(admin=True) as http:
         resp = http.get(
-            f"{central.base_url}/Encounter",
+            f"{reference.base_url}/Encounter",
             params={"identifier": f"{FIELD_RECORD_ID_SYSTEM}|{client_id}"},
             timeout=30,
         )
