@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install dist/kerbside_*.deb with apt (which resolves its Depends), run the installed command
-# from PATH, check the launcher and icon, then remove the package and check nothing is left.
+# from PATH, check the launcher and icon, then purge the package and check nothing is left.
 # The last step of `make test-packaging`; needs root or sudo and apt, else it says so and skips.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,12 +16,12 @@ if [ "$(dpkg-query -W -f='${Status}' kerbside 2>/dev/null)" = "install ok instal
   exit 1
 fi
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "./${debs[0]}" >/dev/null
-trap '$sudo apt-get remove -y -qq kerbside >/dev/null 2>&1 || true' EXIT
+trap '$sudo apt-get purge -y -qq kerbside >/dev/null 2>&1 || true' EXIT
 [ "$(command -v kerbside)" = /usr/bin/kerbside ]
 (cd / && QT_QPA_PLATFORM=offscreen kerbside --version)
 icon=$(sed -n 's/^Icon=//p' /usr/share/applications/kerbside.desktop)
 [ -f "/usr/share/icons/hicolor/256x256/apps/$icon.png" ]
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq kerbside >/dev/null
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq kerbside >/dev/null
 trap - EXIT
 [ ! -e /usr/bin/kerbside ] && [ ! -e /opt/kerbside ] && [ ! -e /usr/share/applications/kerbside.desktop ]
-echo "deb-install-check: installed, ran, removed ${debs[0]}"
+echo "deb-install-check: installed, ran, purged ${debs[0]}"
