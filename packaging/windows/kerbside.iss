@@ -46,9 +46,7 @@ Name: "{group}\Uninstall Kerbside"; Filename: "{uninstallexe}"
 
 [Registry]
 ; `kerbside` on PATH for consoles opened after the install (removed again on uninstall).
-Root: HKLM; Subkey: "SYSTEM\CurrentControlSet\Control\Session Manager\Environment"; \
-  ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; \
-  Check: NeedsAddPath(ExpandConstant('{app}'))
+Root: HKLM; Subkey: "SYSTEM\CurrentControlSet\Control\Session Manager\Environment"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; Check: NeedsAddPath(ExpandConstant('{app}'))
 
 [Code]
 function NeedsAddPath(Dir: string): Boolean;
