@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app import times
-from app.errors import CacheExpired, ClockBehind, ProfileError
+from app.errors import CacheExpired, CacheWiped, ClockBehind, ProfileError
 from app.security import KdfParams, LockoutPolicy, Profile, audit_head, set_audit_head
 from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
 from app.times import iso_instant, parse_instant
@@ -319,6 +319,7 @@ def open_session(profile: Profile, user_id: str, data_key: bytes) -> Session:
     except ClockBehind:
         session.close()
         raise
+    _purge_if_due(session)
     session.audit_broken = session.audit_problems()
     if session.audit_broken:
         log.warning("the local audit chain is broken (%d problems)", len(session.audit_broken))
@@ -452,3 +453,24 @@ def reseal_pending(session: Session, store: Store | None = None) -> int:
     for name in have - {row[0] for row in unsent}:
         (directory / f"{name}{SUFFIX}").unlink(missing_ok=True)  # accepted or discarded
     return seal_records(session, missing)
+
+
+PURGE_SETTING = "purge_after_hours"  # the centre's policy: no sync for this long erases the cache
+PURGED_REASON = "not synced within the centre's purge limit"
+
+
+def _purge_if_due(session: Session, now: datetime | None = None) -> None:
+    """Crypto-erase a cache that has not matched the centre for `purge_after_hours` (policy,
+    under the profile's MAC), on the trusted clock; unsent records are sealed first."""
+    hours = session.profile.settings.get(PURGE_SETTING)
+    last = session.last_refresh()
+    if not isinstance(hours, int | float) or hours <= 0 or last is None:
+        return
+    if session.check_clock(now) - last <= timedelta(hours=float(hours)):
+        return
+    log.warning("cache past the centre's purge limit: erasing it")
+    reseal_pending(session)
+    profile = session.profile
+    session.close()
+    fate = profile.wipe(PURGED_REASON)
+    raise CacheWiped(f"this cache was not synced for too long and has been erased; {fate}")

@@ -125,3 +125,27 @@ def test_search_from_the_cli_with_the_clock_set_back_is_one_line_and_nonzero(
         code, out, err = _cli(command, monkeypatch, capsys)
         assert code != 0 and out == ""
         assert err.count("\n") == 1 and "clock" in err and "Traceback" not in err
+
+
+def test_purge_after_hours_erases_the_cache_and_keeps_unsent_records_sealed(
+    profile_dir: Path, session: Any, clock: Clock
+) -> None:
+    from app.errors import CacheWiped
+    from app.security import SEALED_SUFFIX, TRUST_KEY_SETTING, new_keypair
+    from tests.support.sync import UNIDENTIFIED, record_encounters
+
+    session.profile.update_settings(
+        **{TRUST_KEY_SETTING: new_keypair()[0], "purge_after_hours": 100.0}
+    )
+    session.mark_refreshed(synced=False)
+    [client_id] = record_encounters(session, [UNIDENTIFIED])
+    session.close()
+    clock.moment = T0 + timedelta(hours=99)
+    unlock(profile_dir, "pc101", TEST_PIN).close()  # expired (TTL 72 h) but not yet purged
+    clock.moment = T0 + timedelta(hours=101)
+    with pytest.raises(CacheWiped, match="1 unsent record"):
+        unlock(profile_dir, "pc101", TEST_PIN)
+    assert not (profile_dir / "cache.db").exists()
+    assert [p.name for p in (profile_dir / "sealed").rglob(f"*{SEALED_SUFFIX}")] == [
+        f"{client_id}{SEALED_SUFFIX}"
+    ]
