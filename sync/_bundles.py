@@ -15,9 +15,7 @@ from sync._exceptions import BadResponse
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-_INSTANT_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-)
+_INSTANT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
 def instant_key(value: str) -> datetime:
@@ -85,19 +83,19 @@ def next_link(body: dict[str, Any], label: str) -> str | None:
     return None
 
 
-def check_resource(res: Any, rtype: str, label: str, *, versioned: bool = True) -> None:
-    """Right type, a valid id, and (when `versioned`) meta.versionId and meta.lastUpdated."""
+def check_resource(res: Any, rtype: str, label: str, *, versioned: bool = True) -> dict[str, Any]:
+    """Right type, a valid id, and (when `versioned`) meta.versionId and meta.lastUpdated;
+    returns the resource, typed, for the caller to read."""
     if not isinstance(res, dict):
         raise BadResponse(f"{label}: an entry has no resource")
     found = res.get("resourceType")
     if found != rtype:
-        raise BadResponse(f"{label}: an entry holds {safe_type(found)} where {rtype} was "
-                          "expected")
+        raise BadResponse(f"{label}: an entry holds {safe_type(found)} where {rtype} was expected")
     rid = res.get("id")
     if not isinstance(rid, str) or not ID_RE.match(rid):
         raise BadResponse(f"{label}: a {rtype} has no valid id")
     if not versioned:
-        return
+        return res
     meta = res.get("meta")
     if not isinstance(meta, dict):
         raise BadResponse(f"{label}: a {rtype} has no meta")
@@ -107,6 +105,7 @@ def check_resource(res: Any, rtype: str, label: str, *, versioned: bool = True) 
     updated = meta.get("lastUpdated")
     if not isinstance(updated, str):
         raise BadResponse(f"{label}: a {rtype} has no meta.lastUpdated")
+    return res
 
 
 def read_searchset(body: Any, rtype: str, label: str, *, versioned: bool = True) -> Page:
@@ -129,7 +128,7 @@ def read_searchset(body: Any, rtype: str, label: str, *, versioned: bool = True)
         if isinstance(search, dict) and search.get("mode") in ("include", "outcome"):
             continue
         res = entry.get("resource")
-        check_resource(res, rtype, label, versioned=versioned)
+        res = check_resource(res, rtype, label, versioned=versioned)
         if versioned:
             updated = res["meta"]["lastUpdated"]
             try:
@@ -164,8 +163,9 @@ class HistoryEntry:
     position: int
 
 
-def read_history(body: Any, rtype: str, label: str, offset: int) -> tuple[list[HistoryEntry],
-                                                                          str | None]:
+def read_history(
+    body: Any, rtype: str, label: str, offset: int
+) -> tuple[list[HistoryEntry], str | None]:
     """A history page: (id, deleted?, when) per entry, and the next link.
 
     A deletion is an entry with `request.method = DELETE` and no resource (R4 http.html#history);
@@ -177,8 +177,9 @@ def read_history(body: Any, rtype: str, label: str, offset: int) -> tuple[list[H
     for index, entry in enumerate(bundle.get("entry", [])):
         if not isinstance(entry, dict):
             raise BadResponse(f"{label}: an entry is not an object")
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-        response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+        raw_request, raw_response = entry.get("request"), entry.get("response")
+        request = raw_request if isinstance(raw_request, dict) else {}
+        response = raw_response if isinstance(raw_response, dict) else {}
         method = request.get("method")
         res = entry.get("resource")
         when_text: Any = None
@@ -190,7 +191,7 @@ def read_history(body: Any, rtype: str, label: str, offset: int) -> tuple[list[H
             deleted = True
             when_text = response.get("lastModified")
         else:
-            check_resource(res, rtype, label)
+            res = check_resource(res, rtype, label)
             rid = res["id"]
             deleted = False
             when_text = res["meta"]["lastUpdated"]
@@ -250,8 +251,9 @@ def read_transaction_response(body: Any, sent_entries: int, label: str) -> Trans
     bundle = _bundle(body, "transaction-response", label)
     entries = bundle.get("entry", [])
     if len(entries) != sent_entries:
-        raise BadResponse(f"{label}: the server answered {len(entries)} entries for "
-                          f"{sent_entries} sent")
+        raise BadResponse(
+            f"{label}: the server answered {len(entries)} entries for {sent_entries} sent"
+        )
     resources: list[dict[str, Any]] = []
     for entry in entries:
         if not isinstance(entry, dict):

@@ -78,7 +78,8 @@ def parse_capabilities(body: Any) -> Capabilities:
         definition = op.get("definition") if isinstance(op, dict) else None
         if isinstance(definition, str) and definition.rstrip("/").endswith("/" + DEVICE_POLICY):
             operations.add(DEVICE_POLICY)
-    software = body.get("software") if isinstance(body.get("software"), dict) else {}
+    raw_software = body.get("software")
+    software = raw_software if isinstance(raw_software, dict) else {}
     name = " ".join(str(software[k]) for k in ("name", "version") if software.get(k))
     return Capabilities(
         fhir_version=body.get("fhirVersion") if isinstance(body.get("fhirVersion"), str) else None,
@@ -104,8 +105,11 @@ def _declares_export(items: Any) -> bool:
         definition = op.get("definition")
         if isinstance(name, str) and name.lstrip("$") == EXPORT:
             return True
-        if isinstance(definition, str) and "bulkdata" in definition and definition.rstrip(
-                "/").rsplit("/", 1)[-1] in ("export", "group-export"):
+        if (
+            isinstance(definition, str)
+            and "bulkdata" in definition
+            and definition.rstrip("/").rsplit("/", 1)[-1] in ("export", "group-export")
+        ):
             return True
     return False
 

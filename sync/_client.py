@@ -76,7 +76,7 @@ class RetryPolicy:
     bad_body_attempts: int = 3
 
     def delay_s(self, retry: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** retry)))
+        return rng.uniform(0.0, min(self.cap_s, self.base_s * (2**retry)))
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,8 @@ def outcome_text(outcome: Any) -> str:
     for issue in outcome.get("issue") or ():
         if not isinstance(issue, dict):
             continue
-        details = issue.get("details") if isinstance(issue.get("details"), dict) else {}
+        raw_details = issue.get("details")
+        details = raw_details if isinstance(raw_details, dict) else {}
         text = details.get("text") or issue.get("diagnostics") or issue.get("code")
         where = issue.get("expression") or issue.get("location")
         if isinstance(text, str) and text:
@@ -170,8 +171,11 @@ def is_revocation(outcome: Any) -> bool:
             continue
         details = issue.get("details")
         for coding in (details.get("coding") or ()) if isinstance(details, dict) else ():
-            if (isinstance(coding, dict) and coding.get("system") == SIGNAL_SYSTEM
-                    and coding.get("code") == DEVICE_REVOKED_CODE):
+            if (
+                isinstance(coding, dict)
+                and coding.get("system") == SIGNAL_SYSTEM
+                and coding.get("code") == DEVICE_REVOKED_CODE
+            ):
                 return True
     return False
 
@@ -237,15 +241,28 @@ class FhirClient:
             raise BadResponse("the server sent a paging link to another host; refusing it")
         return absolute
 
-    def get(self, url: str, *, params: Mapping[str, str] | None = None, label: str,
-            accept: str = FHIR_JSON) -> Answer:
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        label: str,
+        accept: str = FHIR_JSON,
+    ) -> Answer:
         return self.request("GET", url, params=params, label=label, accept=accept)
 
-    def post(self, url: str, body: bytes, *, label: str,
-             headers: Mapping[str, str] | None = None,
-             before_attempt: Callable[[], None] | None = None) -> Answer:
-        return self.request("POST", url, body=body, label=label, headers=headers,
-                            before_attempt=before_attempt)
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        label: str,
+        headers: Mapping[str, str] | None = None,
+        before_attempt: Callable[[], None] | None = None,
+    ) -> Answer:
+        return self.request(
+            "POST", url, body=body, label=label, headers=headers, before_attempt=before_attempt
+        )
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -307,8 +324,9 @@ class FhirClient:
                 except orjson.JSONDecodeError:
                     bad_bodies += 1
                     if bad_bodies >= self._retry.bad_body_attempts:
-                        raise BadResponse(f"{label}: the server sent a body that is not valid "
-                                          "JSON") from None
+                        raise BadResponse(
+                            f"{label}: the server sent a body that is not valid JSON"
+                        ) from None
                     retry = self._backoff(retry, label, BadResponse("invalid JSON"), None)
                     continue
                 answer = Answer(status, parsed, resp_headers, len(raw))
@@ -317,35 +335,51 @@ class FhirClient:
             outcome = _maybe_json(raw)
             if fatal_is_final and status >= 500 and _is_fatal(outcome):
                 reason = outcome_text(outcome)
-                raise ServerRejected(f"{label}: {reason or 'the central record failed'}",
-                                     status=status, outcome=_as_outcome(outcome))
-            if status == 401 and self._auth is not None and not renewed and not is_revocation(
-                    outcome):
+                raise ServerRejected(
+                    f"{label}: {reason or 'the central record failed'}",
+                    status=status,
+                    outcome=_as_outcome(outcome),
+                )
+            if (
+                status == 401
+                and self._auth is not None
+                and not renewed
+                and not is_revocation(outcome)
+            ):
                 renewed = True
                 self.drop_token()
                 continue
             self._raise_for(status, outcome, resp_headers, label, retry)
-            retry = self._backoff(retry, label, ServerUnavailable(
-                f"{label}: the central record answered {status}", status=status),
-                _retry_after_s(resp_headers))
+            retry = self._backoff(
+                retry,
+                label,
+                ServerUnavailable(f"{label}: the central record answered {status}", status=status),
+                _retry_after_s(resp_headers),
+            )
 
-    def _raise_for(self, status: int, outcome: Any, headers: Mapping[str, str], label: str,
-                   retry: int) -> None:
+    def _raise_for(
+        self, status: int, outcome: Any, headers: Mapping[str, str], label: str, retry: int
+    ) -> None:
         """Raise for a non-2xx answer unless it is worth another try (then return)."""
         if is_revocation(outcome):
             raise DeviceRevoked("this device has been revoked by the central record")
         if status in (401, 403):
             reason = outcome_text(outcome)
-            raise AuthFailed(f"{label}: the central record refused access ({status})"
-                             + (f": {reason}" if reason else ""), status=status,
-                             outcome=_as_outcome(outcome))
+            raise AuthFailed(
+                f"{label}: the central record refused access ({status})"
+                + (f": {reason}" if reason else ""),
+                status=status,
+                outcome=_as_outcome(outcome),
+            )
         if status in _RETRY_STATUSES:
             return
         if 300 <= status < 400:
-            raise BadResponse(f"{label}: unexpected redirect ({status}); check the server "
-                              "address")
-        if 400 <= status < 500 and outcome_codes(outcome) and outcome_codes(
-                outcome) <= TRANSIENT_ISSUE_CODES:
+            raise BadResponse(f"{label}: unexpected redirect ({status}); check the server address")
+        if (
+            400 <= status < 500
+            and outcome_codes(outcome)
+            and outcome_codes(outcome) <= TRANSIENT_ISSUE_CODES
+        ):
             return
         if 400 <= status < 500:
             reason = outcome_text(outcome)
@@ -359,8 +393,7 @@ class FhirClient:
             return
         raise BadResponse(f"{label}: unexpected HTTP status {status}")
 
-    def _backoff(self, retry: int, label: str, exc: SyncError, retry_after: float | None
-                 ) -> int:
+    def _backoff(self, retry: int, label: str, exc: SyncError, retry_after: float | None) -> int:
         """Sleep before the next try, or raise `exc` when the tries are used up."""
         if retry + 1 >= self._retry.attempts:
             raise exc
@@ -389,16 +422,27 @@ class FhirClient:
             time.sleep(seconds)
 
     # -- one HTTP exchange -------------------------------------------------------------------
-    def _send(self, method: str, url: str, params: Mapping[str, str] | None,
-              body: bytes | None, headers: Mapping[str, str]
-              ) -> tuple[int, Mapping[str, str], bytes]:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """One request and its whole body (size-capped); transport errors become SyncErrors."""
         self.requests += 1
         try:
             resp = self._http.request(
-                method, url, params=params, data=body, headers=headers, verify=self._verify,
+                method,
+                url,
+                params=params,
+                data=body,
+                headers=headers,
+                verify=self._verify,
                 timeout=(self._timeouts.connect_s, self._timeouts.read_s),
-                allow_redirects=False, stream=True,
+                allow_redirects=False,
+                stream=True,
             )
         except requests.exceptions.SSLError as exc:
             raise InsecureConnection(
@@ -424,9 +468,11 @@ class FhirClient:
                 chunks.append(chunk)
         except requests.exceptions.Timeout as exc:
             raise Timeout("the central record stopped sending mid-answer") from exc
-        except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError,
-                requests.exceptions.ConnectionError) as exc:
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+            requests.exceptions.ConnectionError,
+        ) as exc:
             raise ConnectionLost("the connection dropped mid-answer") from exc
         finally:
             resp.close()
@@ -435,8 +481,9 @@ class FhirClient:
         return resp.status_code, resp.headers, raw
 
     # -- streamed downloads (Bulk Data files) --------------------------------------------------
-    def open_stream(self, url: str, *, label: str, with_token: bool,
-                    headers: Mapping[str, str] | None = None) -> requests.Response:
+    def open_stream(
+        self, url: str, *, label: str, with_token: bool, headers: Mapping[str, str] | None = None
+    ) -> requests.Response:
         """One GET whose body the caller reads in chunks (`iter_content`) and then closes:
         Bulk Data files are far too large for `request`'s whole-body read. No retries here:
         the caller resumes where the stream broke (it knows how much it has used).
@@ -455,12 +502,18 @@ class FhirClient:
             sent["Authorization"] = f"Bearer {self._access_token()}"
         self.requests += 1
         try:
-            resp = self._http.get(url, headers=sent, verify=self._verify, stream=True,
-                                  timeout=(self._timeouts.connect_s, self._timeouts.read_s),
-                                  allow_redirects=False)
+            resp = self._http.get(
+                url,
+                headers=sent,
+                verify=self._verify,
+                stream=True,
+                timeout=(self._timeouts.connect_s, self._timeouts.read_s),
+                allow_redirects=False,
+            )
         except requests.exceptions.SSLError as exc:
-            raise InsecureConnection("a bulk data file's TLS certificate could not be "
-                                     "verified") from exc
+            raise InsecureConnection(
+                "a bulk data file's TLS certificate could not be verified"
+            ) from exc
         except requests.exceptions.Timeout as exc:
             raise Timeout(f"{label}: the central record did not answer in time") from exc
         except requests.exceptions.RequestException as exc:
@@ -478,12 +531,15 @@ class FhirClient:
             self.drop_token()  # the caller's retry fetches a fresh one
             raise ConnectionLost(f"{label}: the token was refused; renewing it")
         self._raise_for(resp.status_code, outcome, resp.headers, label, 0)
-        raise ServerUnavailable(f"{label}: the central record answered {resp.status_code}",
-                                status=resp.status_code,
-                                retry_after_s=_retry_after_s(resp.headers))
+        raise ServerUnavailable(
+            f"{label}: the central record answered {resp.status_code}",
+            status=resp.status_code,
+            retry_after_s=_retry_after_s(resp.headers),
+        )
 
-    def wait_before_retry(self, retry: int, label: str, exc: SyncError,
-                          retry_after: float | None = None) -> int:
+    def wait_before_retry(
+        self, retry: int, label: str, exc: SyncError, retry_after: float | None = None
+    ) -> int:
         """The retry policy's pause before try `retry + 1` (or `exc` when tries are used up)."""
         return self._backoff(retry, label, exc, retry_after)
 
@@ -511,8 +567,12 @@ class FhirClient:
             self.token_fetches += 1
             try:
                 resp = self._http.post(
-                    self._auth.token_url, data=form, auth=basic, verify=self._verify,
-                    headers={"Accept": "application/json"}, allow_redirects=False,
+                    self._auth.token_url,
+                    data=form,
+                    auth=basic,
+                    verify=self._verify,
+                    headers={"Accept": "application/json"},
+                    allow_redirects=False,
                     timeout=(self._timeouts.connect_s, self._timeouts.read_s),
                 )
                 raw = resp.content
@@ -521,31 +581,49 @@ class FhirClient:
                     "the token endpoint's TLS certificate could not be verified"
                 ) from exc
             except requests.exceptions.Timeout:
-                retry = self._backoff(retry, label, Timeout(
-                    "the token endpoint did not answer in time"), None)
+                retry = self._backoff(
+                    retry, label, Timeout("the token endpoint did not answer in time"), None
+                )
                 continue
             except requests.exceptions.RequestException:
-                retry = self._backoff(retry, label, ConnectionLost(
-                    "the connection to the token endpoint failed"), None)
+                retry = self._backoff(
+                    retry,
+                    label,
+                    ConnectionLost("the connection to the token endpoint failed"),
+                    None,
+                )
                 continue
             body = _maybe_json(raw)
-            if resp.status_code == 200 and isinstance(body, dict) and isinstance(
-                    body.get("access_token"), str) and body["access_token"]:
+            if (
+                resp.status_code == 200
+                and isinstance(body, dict)
+                and isinstance(body.get("access_token"), str)
+                and body["access_token"]
+            ):
                 expires_in = body.get("expires_in")
                 lifetime = float(expires_in) if isinstance(expires_in, int | float) else 300.0
                 self._token = body["access_token"]
                 self._token_expires = time.monotonic() + max(lifetime, 1.0)
                 return
             if resp.status_code == 200:
-                retry = self._backoff(retry, label, BadResponse(
-                    "the token endpoint sent no usable access token"), None)
+                retry = self._backoff(
+                    retry,
+                    label,
+                    BadResponse("the token endpoint sent no usable access token"),
+                    None,
+                )
                 continue
             if is_revocation(body) or _token_revocation(body):
                 raise DeviceRevoked("this device has been revoked by the central record")
             if resp.status_code in _RETRY_STATUSES:
-                retry = self._backoff(retry, label, ServerUnavailable(
-                    f"the token endpoint answered {resp.status_code}",
-                    status=resp.status_code), _retry_after_s(resp.headers))
+                retry = self._backoff(
+                    retry,
+                    label,
+                    ServerUnavailable(
+                        f"the token endpoint answered {resp.status_code}", status=resp.status_code
+                    ),
+                    _retry_after_s(resp.headers),
+                )
                 continue
             error = body.get("error") if isinstance(body, dict) else None
             reason = f" ({error})" if isinstance(error, str) and error.isascii() else ""
@@ -566,13 +644,24 @@ def new_http_session() -> requests.Session:
     return http
 
 
-def discover_token_url(session: requests.Session, base_url: str, *,
-                       ca_bundle: str | None = None, timeouts: Timeouts | None = None) -> str:
+def discover_token_url(
+    session: requests.Session,
+    base_url: str,
+    *,
+    ca_bundle: str | None = None,
+    timeouts: Timeouts | None = None,
+) -> str:
     """`token_endpoint` from `[base]/.well-known/smart-configuration` (SMART App Launch 2)."""
-    client = FhirClient(base_url, session, ca_bundle=ca_bundle, timeouts=timeouts,
-                        retry=RetryPolicy(attempts=2, base_s=0.2))
-    answer = client.get(client.url(SMART_CONFIGURATION), label="SMART configuration",
-                        accept="application/json")
+    client = FhirClient(
+        base_url,
+        session,
+        ca_bundle=ca_bundle,
+        timeouts=timeouts,
+        retry=RetryPolicy(attempts=2, base_s=0.2),
+    )
+    answer = client.get(
+        client.url(SMART_CONFIGURATION), label="SMART configuration", accept="application/json"
+    )
     token_url = answer.body.get("token_endpoint") if isinstance(answer.body, dict) else None
     if not isinstance(token_url, str) or not token_url:
         raise BadResponse("the server's SMART configuration names no token endpoint")
@@ -593,14 +682,16 @@ def _token_revocation(body: Any) -> bool:
         return False
     uri = body.get("error_uri")
     return body.get("error_description") == DEVICE_REVOKED_CODE or (
-        isinstance(uri, str) and uri.endswith("#" + DEVICE_REVOKED_CODE))
+        isinstance(uri, str) and uri.endswith("#" + DEVICE_REVOKED_CODE)
+    )
 
 
 def _is_fatal(body: Any) -> bool:
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return False
-    return any(isinstance(i, dict) and i.get("severity") == "fatal"
-               for i in body.get("issue") or ())
+    return any(
+        isinstance(i, dict) and i.get("severity") == "fatal" for i in body.get("issue") or ()
+    )
 
 
 def _as_outcome(body: Any) -> dict[str, Any] | None:

@@ -45,9 +45,15 @@ class SyncEngine:
     between requests and pages (a cancelled run raises Cancelled after its last whole page).
     """
 
-    def __init__(self, client: FhirClient, store: SyncStore, options: SyncOptions, *,
-                 progress: Progress | None = None, cancel: threading.Event | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        client: FhirClient,
+        store: SyncStore,
+        options: SyncOptions,
+        *,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.options = options
@@ -62,8 +68,10 @@ class SyncEngine:
             answer = self.client.get(self.client.url("metadata"), label="capabilities")
             caps = parse_capabilities(answer.body)
             if caps.fhir_version and not caps.fhir_version.startswith("4.0"):
-                raise Unsupported(f"the central record speaks FHIR {caps.fhir_version[:16]}; "
-                                  "Kerbside syncs with FHIR R4 (4.0.x)")
+                raise Unsupported(
+                    f"the central record speaks FHIR {caps.fhir_version[:16]}; "
+                    "Kerbside syncs with FHIR R4 (4.0.x)"
+                )
             self.capabilities = caps
         return self.capabilities
 
@@ -86,10 +94,12 @@ class SyncEngine:
                 pusher.push_audit()
             if self.options.pull:
                 if offers_bulk(caps, self.options) and self.first_load():
-                    BulkLoad(client, self.store, caps, self.options, report, self.progress,
-                             run_number).run(self.options.types)
-                puller = Puller(client, self.store, caps, self.options, report, self.progress,
-                                run_number)
+                    BulkLoad(
+                        client, self.store, caps, self.options, report, self.progress, run_number
+                    ).run(self.options.types)
+                puller = Puller(
+                    client, self.store, caps, self.options, report, self.progress, run_number
+                )
                 for rtype in self.options.types:
                     puller.pull_type(rtype)
                 if self.store.bulk_load_pending():
@@ -102,8 +112,14 @@ class SyncEngine:
             report.requests = client.requests
             report.retries = client.retries
             report.bytes_received = client.bytes_received
-        log.info("sync done: pushed %d, rejected %d, pulled %d, deleted %d in %.2f s",
-                 report.pushed, report.rejected, report.pulled, report.deleted, report.seconds)
+        log.info(
+            "sync done: pushed %d, rejected %d, pulled %d, deleted %d in %.2f s",
+            report.pushed,
+            report.rejected,
+            report.pulled,
+            report.deleted,
+            report.seconds,
+        )
         return report
 
     def first_load(self) -> bool:
@@ -136,8 +152,7 @@ def parse_policy(body: Any) -> dict[str, float]:
         value = next((v for k, v in param.items() if k.startswith("value")), None)
         if name == "revoked" and value is True:
             raise DeviceRevoked("this device has been revoked by the central record")
-        if name in POLICY_LIMITS and isinstance(value, int | float) and not isinstance(
-                value, bool):
+        if name in POLICY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
             lo, hi = POLICY_LIMITS[name]
             policy[name] = float(min(max(value, lo), hi))
     return policy

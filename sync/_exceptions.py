@@ -38,16 +38,18 @@ class Timeout(TransientError):
 
 
 class ServerUnavailable(TransientError):
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after_s = retry_after_s
 
 
 class ServerRejected(SyncError):
-    def __init__(self, message: str, *, status: int | None = None,
-                 outcome: dict[str, object] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, outcome: dict[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.outcome = outcome
@@ -58,8 +60,9 @@ class BadResponse(SyncError):
 
 
 class AuthFailed(SyncError):
-    def __init__(self, message: str, *, status: int | None = None,
-                 outcome: dict[str, object] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, outcome: dict[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.outcome = outcome

@@ -50,8 +50,13 @@ class SyncStore(Protocol):
     def cursor(self, rtype: str) -> str | None:
         """The search high-water mark (`meta.lastUpdated` as the server wrote it), or None."""
 
-    def apply_page(self, rtype: str, resources: Sequence[dict[str, Any]], cursor: str | None,
-                   deleted_ids: Sequence[str] = ()) -> int:
+    def apply_page(
+        self,
+        rtype: str,
+        resources: Sequence[dict[str, Any]],
+        cursor: str | None,
+        deleted_ids: Sequence[str] = (),
+    ) -> int:
         """Store resources (skipping versions already held or older), delete `deleted_ids` and
         set the cursor (None: leave it) in one transaction; returns how many were stored."""
 
@@ -100,8 +105,9 @@ class SyncStore(Protocol):
     def record_attempt(self, seq: int, at: str) -> None:
         """Count a send attempt before the request goes out (a crash still counts it)."""
 
-    def mark_sent(self, seq: int, response: bytes, resources: Sequence[dict[str, Any]],
-                  at: str) -> None:
+    def mark_sent(
+        self, seq: int, response: bytes, resources: Sequence[dict[str, Any]], at: str
+    ) -> None:
         """The server accepted the record: mark it sent, keep its answer, and cache the
         resources the server returned, in one transaction."""
 

@@ -99,9 +99,16 @@ class _TypeRun:
 
 
 class Puller:
-    def __init__(self, client: FhirClient, store: SyncStore, caps: Capabilities,
-                 options: SyncOptions, report: SyncReport, progress: Progress,
-                 run_number: int) -> None:
+    def __init__(
+        self,
+        client: FhirClient,
+        store: SyncStore,
+        caps: Capabilities,
+        options: SyncOptions,
+        report: SyncReport,
+        progress: Progress,
+        run_number: int,
+    ) -> None:
         self.client = client
         self.store = store
         self.caps = caps
@@ -112,13 +119,16 @@ class Puller:
         self._no_elements = False  # the server refused `_elements`: list ids the long way
         # Forms of a count query not yet refused by the server (see `_server_count`).
         self._count_forms: list[dict[str, str]] = [
-            {"_summary": "count"}, {"_count": "0", "_total": "accurate"}]
+            {"_summary": "count"},
+            {"_count": "0", "_total": "accurate"},
+        ]
 
     # -- one type ----------------------------------------------------------------------------
     def pull_type(self, rtype: str) -> None:
         if not self.caps.can_search(rtype):
-            self.report.warnings.append(f"the central record offers no search of {rtype}; "
-                                        "not cached")
+            self.report.warnings.append(
+                f"the central record offers no search of {rtype}; not cached"
+            )
             return
         store = self.store
         cursor = store.cursor(rtype) or None  # "" is a reset cursor (see _unsorted)
@@ -154,8 +164,9 @@ class Puller:
                 stored = deletions_since is not None
                 since = deletions_since
                 if since is None and run_t0 is not None:
-                    since = format_instant(run_t0 - timedelta(
-                        seconds=self.options.history_margin_s))
+                    since = format_instant(
+                        run_t0 - timedelta(seconds=self.options.history_margin_s)
+                    )
                 if since is None:
                     owes_reconcile = True  # no server clock and no cursor: cannot bound it
                 else:
@@ -172,22 +183,30 @@ class Puller:
                 break
             rescan_from = p.rescan[1] if p.sorted_ok else start
             self.report.rescans += 1
-            log.info("pull %s: result set moved while paging; pass %d re-reads from the "
-                     "earliest moved resource", rtype, number + 1)
+            log.info(
+                "pull %s: result set moved while paging; pass %d re-reads from the "
+                "earliest moved resource",
+                rtype,
+                number + 1,
+            )
             # The cursor goes back to the rescan point first, so a crash re-reads it too.
             store.apply_page(rtype, [], rescan_from or "")
             start = rescan_from
             if number == self.options.max_passes:
                 self.report.warnings.append(
-                    f"{rtype} kept changing while it was read; the next sync re-reads it")
+                    f"{rtype} kept changing while it was read; the next sync re-reads it"
+                )
         if history:
             if owes_reconcile:
                 self.reconcile(rtype)
         elif reconciled is None:
             # A first pull into an empty cache is a listing in itself, unless something was
             # deleted while it paged (invisible without history): one count tells.
-            if had_data or owes_reconcile or (self.options.count_check
-                                              and self._counts_differ(rtype)):
+            if (
+                had_data
+                or owes_reconcile
+                or (self.options.count_check and self._counts_differ(rtype))
+            ):
                 self.reconcile(rtype)
             else:
                 store.set_state(RECONCILED_KEY + rtype, str(self.run_number))
@@ -204,11 +223,11 @@ class Puller:
         key = _key(cursor)
         if key is None or server_date is None:
             return False
-        return server_date >= key + _precision(cursor) + timedelta(
-            seconds=self.options.settle_s)
+        return server_date >= key + _precision(cursor) + timedelta(seconds=self.options.settle_s)
 
-    def _pass(self, run: _TypeRun, start: str | None, sortable: bool, *,
-              exclusive: bool = False) -> _Pass:
+    def _pass(
+        self, run: _TypeRun, start: str | None, sortable: bool, *, exclusive: bool = False
+    ) -> _Pass:
         rtype = run.rtype
         p = _Pass(start=start, sorted_ok=sortable, start_key=_key(start))
         p.max_key = p.start_key
@@ -218,8 +237,9 @@ class Puller:
         prefix = "gt" if exclusive else "ge"
         if start is not None and self.options.overlap_s:
             prefix = "ge"
-            query_from = format_instant(instant_key(start) - timedelta(
-                seconds=self.options.overlap_s))
+            query_from = format_instant(
+                instant_key(start) - timedelta(seconds=self.options.overlap_s)
+            )
         if query_from is not None:
             params["_lastUpdated"] = f"{prefix}{query_from}"
         if sortable:
@@ -235,13 +255,17 @@ class Puller:
                     p.first_date = answer.server_date
                 if total is None and page.total is not None:
                     total = page.total
-                if p.sorted_ok and (not page.ascending or (
-                        prev_max is not None and page.min_key is not None
-                        and page.min_key < prev_max)):
+                if p.sorted_ok and (
+                    not page.ascending
+                    or (
+                        prev_max is not None
+                        and page.min_key is not None
+                        and page.min_key < prev_max
+                    )
+                ):
                     self._unsorted(run, p)
                 if page.max_key is not None:
-                    prev_max = page.max_key if prev_max is None else max(prev_max,
-                                                                         page.max_key)
+                    prev_max = page.max_key if prev_max is None else max(prev_max, page.max_key)
                 self._apply(run, p, page)
                 done += len(page.resources)
                 self.progress(phase, done, total)
@@ -252,8 +276,11 @@ class Puller:
                 try:
                     self._flush(run, p)
                 except Exception as store_exc:  # report the sync error, not this one
-                    log.warning("pull %s: pages read before the failure were not kept (%s)",
-                                rtype, type(store_exc).__name__)
+                    log.warning(
+                        "pull %s: pages read before the failure were not kept (%s)",
+                        rtype,
+                        type(store_exc).__name__,
+                    )
             raise
         self._flush(run, p)
         return p
@@ -266,8 +293,9 @@ class Puller:
         if p.cursor_written is not None and p.cursor_written != p.start:
             self.store.apply_page(run.rtype, [], p.start or "")
             p.cursor_written = None
-        self.report.warnings.append(f"the central record did not sort {run.rtype} by "
-                                    "lastUpdated; paging without it")
+        self.report.warnings.append(
+            f"the central record did not sort {run.rtype} by lastUpdated; paging without it"
+        )
 
     def _apply(self, run: _TypeRun, p: _Pass, page: Page) -> None:
         rtype = run.rtype
@@ -282,8 +310,11 @@ class Puller:
             meta = res["meta"]
             key = instant_key(meta["lastUpdated"])
             queued = batch.get(res["id"])  # read earlier, not committed yet: as if held
-            h = held.get(res["id"]) if queued is None else HeldVersion(
-                queued["meta"]["versionId"], queued["meta"]["lastUpdated"])
+            h = (
+                held.get(res["id"])
+                if queued is None
+                else HeldVersion(queued["meta"]["versionId"], queued["meta"]["lastUpdated"])
+            )
             if h is None or h.version_id != meta["versionId"]:
                 fresh.append(res)
                 if h is not None and h.last_updated:
@@ -313,7 +344,8 @@ class Puller:
         for res in fresh:
             queued = batch.get(res["id"])
             if queued is None or instant_key(res["meta"]["lastUpdated"]) >= instant_key(
-                    queued["meta"]["lastUpdated"]):
+                queued["meta"]["lastUpdated"]
+            ):
                 batch[res["id"]] = res  # an older copy never replaces a newer one
         if cursor is not None:
             p.batch_cursor = cursor
@@ -338,8 +370,7 @@ class Puller:
         if stored:
             self.report.pulled_by_type[rtype] = self.report.pulled_by_type.get(rtype, 0) + stored
 
-    def _evidence(self, run: _TypeRun, p: _Pass, rid: str, old: datetime, old_text: str
-                  ) -> None:
+    def _evidence(self, run: _TypeRun, p: _Pass, rid: str, old: datetime, old_text: str) -> None:
         """Note a move: `rid`, last held at `old`, changed. It matters only if it sat on a page
         this pass already read (inside the pass's range, and read in this run or by the
         interrupted pass this run resumes)."""
@@ -374,10 +405,9 @@ class Puller:
                     continue
                 ref = (link.get("other") or {}).get("reference")
                 if isinstance(ref, str) and ref.startswith("Patient/"):
-                    survivor = ref[len("Patient/"):]
+                    survivor = ref[len("Patient/") :]
                     if survivor and survivor != patient["id"]:
-                        self.report.merged += self.store.repoint_patient(patient["id"],
-                                                                         survivor)
+                        self.report.merged += self.store.repoint_patient(patient["id"], survivor)
 
     # -- deletions through type history ------------------------------------------------------
     def _deletions(self, run: _TypeRun, p: _Pass, since: str, *, stored: bool) -> str:
@@ -427,8 +457,12 @@ class Puller:
             return since
         nxt_key = first_date - timedelta(seconds=self.options.history_margin_s)
         since_key = _key(since)
-        if (stored and not deleted and since_key is not None
-                and nxt_key - since_key < HISTORY_ADVANCE_MIN):
+        if (
+            stored
+            and not deleted
+            and since_key is not None
+            and nxt_key - since_key < HISTORY_ADVANCE_MIN
+        ):
             # Nothing deleted and the window is still short: keeping it costs a few more
             # history entries next time, writing it costs a commit (an fsync) per type per run.
             return since
@@ -450,8 +484,9 @@ class Puller:
         while self._count_forms:
             params = self._count_forms[0]
             try:
-                answer = self.client.get(self.client.url(rtype), params=params,
-                                         label=f"count {rtype}")
+                answer = self.client.get(
+                    self.client.url(rtype), params=params, label=f"count {rtype}"
+                )
             except ServerRejected as exc:
                 if exc.status != 400:
                     raise
@@ -492,7 +527,8 @@ class Puller:
                 stored = self.store.apply_page(rtype, resources, None)
                 self.report.pulled += stored
                 self.report.pulled_by_type[rtype] = (
-                    self.report.pulled_by_type.get(rtype, 0) + stored)
+                    self.report.pulled_by_type.get(rtype, 0) + stored
+                )
             fetched += len(resources)
             self.progress(phase, fetched, len(missing))
         self.store.set_state(RECONCILED_KEY + rtype, str(self.run_number))
@@ -527,13 +563,15 @@ class Puller:
         params = {"_id": ",".join(ids), "_count": str(max(len(ids), 1))}
         if ids_only and not self._no_elements:
             params["_elements"] = "id"
-        for _answer, page in self._pages(rtype, params, f"reconcile {rtype}",
-                                         versioned=not ids_only):
+        for _answer, page in self._pages(
+            rtype, params, f"reconcile {rtype}", versioned=not ids_only
+        ):
             yield from page.resources
 
     # -- paging ------------------------------------------------------------------------------
-    def _pages(self, rtype: str, params: dict[str, str], phase: str, *,
-               versioned: bool = True) -> Iterator[tuple[Answer, Page]]:
+    def _pages(
+        self, rtype: str, params: dict[str, str], phase: str, *, versioned: bool = True
+    ) -> Iterator[tuple[Answer, Page]]:
         """Each validated page of a search, following `next` exactly as the server gave it.
 
         With `options.prefetch`, the next page is downloaded and parsed on a worker thread
@@ -562,7 +600,8 @@ class Puller:
         ahead: Future[tuple[Answer, Page]] | None = None
         try:
             self.client.check_cancel()
-            ahead = pool.submit(fetch, url, params)
+            if url is not None:
+                ahead = pool.submit(fetch, url, params)
             while ahead is not None:
                 answer, page = ahead.result()
                 ahead = None
@@ -606,4 +645,4 @@ def _precision(instant: str) -> timedelta:
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

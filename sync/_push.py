@@ -59,8 +59,11 @@ def now_instant() -> str:
 
 def payload_types(bundle: Any) -> set[str] | None:
     """Resource types a transaction Bundle creates, or None if it is not one we can send."""
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get(
-            "type") != "transaction":
+    if (
+        not isinstance(bundle, dict)
+        or bundle.get("resourceType") != "Bundle"
+        or bundle.get("type") != "transaction"
+    ):
         return None
     types: set[str] = set()
     for entry in bundle.get("entry") or ():
@@ -75,8 +78,15 @@ def payload_types(bundle: Any) -> set[str] | None:
 
 
 class Pusher:
-    def __init__(self, client: FhirClient, store: SyncStore, caps: Capabilities,
-                 options: SyncOptions, report: SyncReport, progress: Progress) -> None:
+    def __init__(
+        self,
+        client: FhirClient,
+        store: SyncStore,
+        caps: Capabilities,
+        options: SyncOptions,
+        report: SyncReport,
+        progress: Progress,
+    ) -> None:
         self.client = client
         self.store = store
         self.caps = caps
@@ -89,13 +99,17 @@ class Pusher:
         a write the server applied before the connection dropped would be duplicated by the
         retry, so we refuse to send rather than risk it."""
         if not self.caps.transaction:
-            return ("the central record does not accept transaction Bundles; records stay on "
-                    "this device until it does")
+            return (
+                "the central record does not accept transaction Bundles; records stay on "
+                "this device until it does"
+            )
         missing = self.caps.missing_conditional_create(types)
         if missing:
-            return ("the central record does not declare conditional create for "
-                    f"{', '.join(missing)}; sending could duplicate records on a retry, so "
-                    "they stay on this device")
+            return (
+                "the central record does not declare conditional create for "
+                f"{', '.join(missing)}; sending could duplicate records on a retry, so "
+                "they stay on this device"
+            )
         return None
 
     # -- field records -----------------------------------------------------------------------
@@ -103,8 +117,11 @@ class Pusher:
         done = 0
         skipped: set[int] = set()
         while True:
-            items = [i for i in self.store.pending_outbox(self.options.outbox_batch + len(
-                skipped)) if i.seq not in skipped]
+            items = [
+                i
+                for i in self.store.pending_outbox(self.options.outbox_batch + len(skipped))
+                if i.seq not in skipped
+            ]
             if not items:
                 return
             for item in items:
@@ -123,8 +140,13 @@ class Pusher:
         types = payload_types(bundle)
         if types is None:
             # Our own bug, not the server's: keep the record visible, never drop it.
-            self._reject(item, None, "this record could not be prepared for sending (every "
-                         "entry needs a conditional create); it was not sent", None)
+            self._reject(
+                item,
+                None,
+                "this record could not be prepared for sending (every "
+                "entry needs a conditional create); it was not sent",
+                None,
+            )
             return True
         blocked = self.blocked_reason(types)
         if blocked:
@@ -133,7 +155,9 @@ class Pusher:
         label = f"push {item.kind}"
         try:
             answer = self.client.post(
-                self.client.base_url, item.payload, label=label,
+                self.client.base_url,
+                item.payload,
+                label=label,
                 headers={"Prefer": "return=representation"},
                 before_attempt=lambda: self.store.record_attempt(item.seq, now_instant()),
             )
@@ -147,19 +171,23 @@ class Pusher:
             self._reject(item, exc.status, reason, orjson.dumps(exc.outcome))
             return True
         result = read_transaction_response(answer.body, len(bundle["entry"]), label)
-        self.store.mark_sent(item.seq, orjson.dumps(answer.body), result.resources,
-                             now_instant())
+        self.store.mark_sent(item.seq, orjson.dumps(answer.body), result.resources, now_instant())
         self.report.pushed += 1
         log.info("pushed %s record %s (%d entries)", item.kind, item.client_id, result.entries)
         return True
 
-    def _reject(self, item: OutboxItem, status: int | None, reason: str,
-                response: bytes | None) -> None:
+    def _reject(
+        self, item: OutboxItem, status: int | None, reason: str, response: bytes | None
+    ) -> None:
         self.store.mark_rejected(item.seq, reason, response, now_instant())
         self.report.rejected += 1
         self.report.rejections.append(Rejection(item.client_id, item.kind, status, reason))
-        log.warning("the central record rejected %s record %s (status %s)", item.kind,
-                    item.client_id, status)
+        log.warning(
+            "the central record rejected %s record %s (status %s)",
+            item.kind,
+            item.client_id,
+            status,
+        )
 
     # -- audit trail -------------------------------------------------------------------------
     def push_audit(self) -> None:
@@ -184,8 +212,12 @@ class Pusher:
             bundle = audit_bundle(records, self.options.audit)
             label = "upload audit trail"
             try:
-                answer = self.client.post(self.client.base_url, orjson.dumps(bundle),
-                                          label=label, headers={"Prefer": "return=minimal"})
+                answer = self.client.post(
+                    self.client.base_url,
+                    orjson.dumps(bundle),
+                    label=label,
+                    headers={"Prefer": "return=minimal"},
+                )
             except ServerRejected as exc:
                 self.report.warnings.append(f"audit trail not uploaded: {exc}")
                 return
@@ -194,7 +226,6 @@ class Pusher:
             done += len(records)
             self.report.audit_uploaded += len(records)
             self.progress("audit", done, None)
-
 
     def _report_broken_chain(self, blocked: str | None) -> None:
         """Upload nothing of a broken trail; tell the centre, once per distinct break."""
@@ -215,8 +246,12 @@ class Pusher:
         }
         label = "report the broken audit chain"
         try:
-            answer = self.client.post(self.client.base_url, orjson.dumps(bundle), label=label,
-                                      headers={"Prefer": "return=minimal"})
+            answer = self.client.post(
+                self.client.base_url,
+                orjson.dumps(bundle),
+                label=label,
+                headers={"Prefer": "return=minimal"},
+            )
         except ServerRejected as exc:
             self.report.warnings.append(f"broken audit chain not reported: {exc}")
             return
@@ -230,34 +265,46 @@ def chain_broken_entry(problems: Iterable[str], identity: AuditIdentity) -> dict
     break reported by every later sync is stored once and a new break is stored again.
     """
     text = "; ".join(problems)
-    code = "chain-broken-" + hashlib.sha256(
-        f"{identity.device_id}\n{text}".encode()
-    ).hexdigest()[:32]
+    code = (
+        "chain-broken-" + hashlib.sha256(f"{identity.device_id}\n{text}".encode()).hexdigest()[:32]
+    )
     event = {
         "resourceType": "AuditEvent",
         "meta": {"tag": [{"system": identity.event_tag_system, "code": code}]},
         "type": {"system": DCM, "code": "110100", "display": "Application Activity"},
-        "subtype": [{"system": AUDIT_CHAIN_SYSTEM, "code": CHAIN_BROKEN_CODE,
-                     "display": "local audit chain broken"}],
+        "subtype": [
+            {
+                "system": AUDIT_CHAIN_SYSTEM,
+                "code": CHAIN_BROKEN_CODE,
+                "display": "local audit chain broken",
+            }
+        ],
         "action": "E",
         "recorded": now_instant(),
         "outcome": "8",
         "outcomeDesc": text[:2000],
-        "agent": [{
-            "who": {"identifier": {"system": identity.device_system,
-                                   "value": identity.device_id}},
-            "requestor": False,
-        }],
+        "agent": [
+            {
+                "who": {
+                    "identifier": {"system": identity.device_system, "value": identity.device_id}
+                },
+                "requestor": False,
+            }
+        ],
         "source": {
-            "observer": {"identifier": {"system": identity.device_system,
-                                        "value": identity.device_id}},
+            "observer": {
+                "identifier": {"system": identity.device_system, "value": identity.device_id}
+            },
         },
     }
     return {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",
         "resource": event,
-        "request": {"method": "POST", "url": "AuditEvent",
-                    "ifNoneExist": f"_tag={identity.event_tag_system}|{code}"},
+        "request": {
+            "method": "POST",
+            "url": "AuditEvent",
+            "ifNoneExist": f"_tag={identity.event_tag_system}|{code}",
+        },
     }
 
 
@@ -289,35 +336,43 @@ def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
         "action": _ACTIONS.get(record.action, "R"),
         "recorded": record.at,
         "outcome": "0",
-        "agent": [{
-            "who": {"identifier": {"system": identity.user_system, "value": record.user_id}},
-            "requestor": True,
-        }],
+        "agent": [
+            {
+                "who": {"identifier": {"system": identity.user_system, "value": record.user_id}},
+                "requestor": True,
+            }
+        ],
         "source": {
-            "observer": {"identifier": {"system": identity.device_system,
-                                        "value": identity.device_id}},
+            "observer": {
+                "identifier": {"system": identity.device_system, "value": identity.device_id}
+            },
         },
     }
     if record.seq is not None:
         event["extension"] = [chain_extension(record)]
     if record.action == SEARCH_ACTION:
         # The words searched for: patient data, so only here and in the encrypted cache.
-        event["subtype"] = [{"system": RESTFUL_INTERACTION, "code": "search-type",
-                             "display": "search-type"}]
-        event["entity"] = [{
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
-            "query": base64.b64encode((record.reason or "").encode()).decode(),
-        }]
+        event["subtype"] = [
+            {"system": RESTFUL_INTERACTION, "code": "search-type", "display": "search-type"}
+        ]
+        event["entity"] = [
+            {
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+                "query": base64.b64encode((record.reason or "").encode()).decode(),
+            }
+        ]
         return event
     if record.reason:
         event["purposeOfEvent"] = [{"text": record.reason}]
     if record.patient_id:
-        event["entity"] = [{
-            "what": {"reference": f"Patient/{record.patient_id}"},
-            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
-        }]
+        event["entity"] = [
+            {
+                "what": {"reference": f"Patient/{record.patient_id}"},
+                "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+                "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+            }
+        ]
     return event
 
 

@@ -20,24 +20,41 @@ from app.errors import InvalidInput
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("sync", help="push records and audit, then pull the cohort")
     add_user_args(p)
-    p.add_argument("--page-size", type=int, default=None, metavar="N",
-                   help="resources per page asked of the server (default 1000)")
+    p.add_argument(
+        "--page-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="resources per page asked of the server (default 1000)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_sync)
 
 
 def add_server_args(parser: argparse.ArgumentParser) -> None:
     """`enrol` options naming the central record (the secret is read like the PIN)."""
-    parser.add_argument("--server", metavar="BASE_URL", default=None,
-                        help="FHIR base URL of the central record (https; http only on this "
-                        "machine)")
-    parser.add_argument("--client-id", metavar="ID", default=None,
-                        help="this device's OAuth client id")
-    parser.add_argument("--token-url", metavar="URL", default=None,
-                        help="OAuth token endpoint (default: from the server's "
-                        ".well-known/smart-configuration)")
-    parser.add_argument("--ca-bundle", metavar="FILE", type=Path, default=None,
-                        help="CA certificates for the central record (a Trust's private CA)")
+    parser.add_argument(
+        "--server",
+        metavar="BASE_URL",
+        default=None,
+        help="FHIR base URL of the central record (https; http only on this machine)",
+    )
+    parser.add_argument(
+        "--client-id", metavar="ID", default=None, help="this device's OAuth client id"
+    )
+    parser.add_argument(
+        "--token-url",
+        metavar="URL",
+        default=None,
+        help="OAuth token endpoint (default: from the server's .well-known/smart-configuration)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="CA certificates for the central record (a Trust's private CA)",
+    )
 
 
 @dataclass
@@ -80,8 +97,9 @@ def save_server(profile: object, pending: PendingServer) -> None:
 
     assert isinstance(profile, Profile)
     store_client_secret(profile.profile_id, pending.secret)
-    profile.set_server(ServerSettings(pending.base_url, pending.client_id, pending.token_url,
-                                      pending.ca_bundle))
+    profile.set_server(
+        ServerSettings(pending.base_url, pending.client_id, pending.token_url, pending.ca_bundle)
+    )
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -91,23 +109,35 @@ def _sync(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _ProgressPrinter()
     with unlock(profile_dir(args), args.user, Secrets(args.pin_stdin).next("PIN")) as session:
         overrides = {"page_size": args.page_size} if args.page_size else {}
-        report = run_sync(session, progress=progress,
-                          options=sync_options(session.profile, **overrides))
+        report = run_sync(
+            session, progress=progress, options=sync_options(session.profile, **overrides)
+        )
     for rejection in report.rejections:
-        print(f"rejected {rejection.kind} {rejection.client_id}: {rejection.reason}",
-              file=sys.stderr)
+        print(
+            f"rejected {rejection.kind} {rejection.client_id}: {rejection.reason}", file=sys.stderr
+        )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     summary = {
-        "pulled": report.pulled, "pushed": report.pushed, "rejected": report.rejected,
-        "deleted": report.deleted, "seconds": report.seconds,
-        "audit_uploaded": report.audit_uploaded, "merged": report.merged,
-        "received": report.received, "pages": report.pages, "rescans": report.rescans,
-        "requests": report.requests, "retries": report.retries,
-        "reconciled": report.reconciled, "policy": report.policy,
+        "pulled": report.pulled,
+        "pushed": report.pushed,
+        "rejected": report.rejected,
+        "deleted": report.deleted,
+        "seconds": report.seconds,
+        "audit_uploaded": report.audit_uploaded,
+        "merged": report.merged,
+        "received": report.received,
+        "pages": report.pages,
+        "rescans": report.rescans,
+        "requests": report.requests,
+        "retries": report.retries,
+        "reconciled": report.reconciled,
+        "policy": report.policy,
         "push_blocked": report.push_blocked,
-        "rejections": [{"client_id": r.client_id, "kind": r.kind, "status": r.status,
-                        "reason": r.reason} for r in report.rejections],
+        "rejections": [
+            {"client_id": r.client_id, "kind": r.kind, "status": r.status, "reason": r.reason}
+            for r in report.rejections
+        ],
     }
     print(json.dumps(summary, sort_keys=True), flush=True)
     if report.push_blocked:

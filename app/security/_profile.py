@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -165,7 +166,7 @@ def _exclusive(path: Path) -> Iterator[None]:
     """An OS advisory lock on `path`, held until the block ends (released if we die)."""
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        if os.name == "nt":  # pragma: no cover - exercised on the Windows tablets
+        if sys.platform == "win32":  # pragma: no cover - exercised on the Windows tablets
             import msvcrt
 
             while True:

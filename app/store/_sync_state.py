@@ -16,11 +16,12 @@ from app.store._connection import Connection
 _CHUNK = 500
 
 
-def held_versions(conn: Connection, rtype: str, ids: Sequence[str]
-                  ) -> dict[str, tuple[str | None, str | None]]:
+def held_versions(
+    conn: Connection, rtype: str, ids: Sequence[str]
+) -> dict[str, tuple[str | None, str | None]]:
     held: dict[str, tuple[str | None, str | None]] = {}
     for start in range(0, len(ids), _CHUNK):
-        chunk = list(ids[start:start + _CHUNK])
+        chunk = list(ids[start : start + _CHUNK])
         marks = ",".join("?" * len(chunk))
         for rid, version, updated in conn.execute(
             f"SELECT id, version_id, last_updated FROM resource WHERE type = ? AND id IN ({marks})",
@@ -36,28 +37,31 @@ def pending(conn: Connection, limit: int) -> list[tuple[int, str, str, str | Non
         (int(seq), client_id, kind, patient_id, bytes(payload), int(attempts))
         for seq, client_id, kind, patient_id, payload, attempts in conn.execute(
             "SELECT seq, client_id, kind, patient_id, payload, attempts FROM outbox"
-            " WHERE state = 'pending' ORDER BY seq LIMIT ?", (limit,),
+            " WHERE state = 'pending' ORDER BY seq LIMIT ?",
+            (limit,),
         )
     ]
 
 
 def record_attempt(conn: Connection, seq: int, at: str) -> None:
-    conn.execute("UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE seq = ?",
-                 (at, seq))
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE seq = ?", (at, seq)
+    )
 
 
 def mark_sent(conn: Connection, seq: int, response: bytes, at: str) -> None:
     conn.execute(
         "UPDATE outbox SET state = 'sent', response = ?, sent_at = ?, reason = NULL"
-        " WHERE seq = ? AND state = 'pending'", (response, at, seq),
+        " WHERE seq = ? AND state = 'pending'",
+        (response, at, seq),
     )
 
 
-def mark_rejected(conn: Connection, seq: int, reason: str, response: bytes | None,
-                  at: str) -> None:
+def mark_rejected(conn: Connection, seq: int, reason: str, response: bytes | None, at: str) -> None:
     conn.execute(
         "UPDATE outbox SET state = 'rejected', reason = ?, response = ?, last_attempt_at = ?"
-        " WHERE seq = ? AND state = 'pending'", (reason, response, at, seq),
+        " WHERE seq = ? AND state = 'pending'",
+        (reason, response, at, seq),
     )
 
 
@@ -67,7 +71,8 @@ def repoint_patient(conn: Connection, old_id: str, new_id: str) -> int:
     changed = 0
     for seq, payload in conn.execute(
         "SELECT seq, payload FROM outbox WHERE state = 'pending' AND (patient_id = ?"
-        " OR instr(payload, ?) > 0)", (old_id, old_ref.encode()),
+        " OR instr(payload, ?) > 0)",
+        (old_id, old_ref.encode()),
     ).fetchall():
         bundle = orjson.loads(payload)
         rewritten = _rewrite(bundle, old_ref, new_ref)

@@ -438,7 +438,7 @@ class MainWindow(QMainWindow):
     def show_help(self) -> None:
         """Help over whatever is showing (the unlock screen included); Back returns to it."""
         current = self._layers.currentWidget()
-        if current is not self.help_view:
+        if current is not None and current is not self.help_view:
             self._help_return = current
         self._layers.setCurrentWidget(self.help_view)
         self.help_view.back_button.setFocus()

@@ -69,12 +69,12 @@ def check_chains(bodies: Iterable[bytes]) -> dict[str, Any]:
             links.setdefault(device, []).append(chain)
     devices: dict[str, Any] = {}
     for device in sorted(set(links) | set(reports)):
-        chain = sorted(links.get(device, []))
+        ordered = sorted(links.get(device, []))
         gaps: list[list[int]] = []
         breaks: list[int] = []
         conflicts: list[int] = []
         prev_seq, prev_hash = 0, "0" * 64
-        for seq, prev, digest in chain:
+        for seq, prev, digest in ordered:
             if seq == prev_seq:
                 conflicts.append(seq)
                 continue
@@ -84,7 +84,7 @@ def check_chains(bodies: Iterable[bytes]) -> dict[str, Any]:
                 breaks.append(seq)
             prev_seq, prev_hash = seq, digest
         devices[device] = {
-            "events": len(chain),
+            "events": len(ordered),
             "last_sequence": prev_seq,
             "gaps": gaps,
             "breaks": breaks,

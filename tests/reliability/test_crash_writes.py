@@ -59,17 +59,25 @@ elif mode == "verify":
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "XDG_DATA_HOME": str(tmp_path / "xdg"),
-        "KERBSIDE_ALLOW_INSECURE_KEYRING": "1",
-    })
+    env.update(
+        {
+            "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+            "XDG_DATA_HOME": str(tmp_path / "xdg"),
+            "KERBSIDE_ALLOW_INSECURE_KEYRING": "1",
+        }
+    )
     return env
 
 
 def _run(mode: str, profile: Path, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(profile)], env=env,
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(profile)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 
@@ -83,8 +91,12 @@ def test_acknowledged_records_survive_sigkill(tmp_path: Path) -> None:
     rng = random.Random(1136)
     acknowledged: set[str] = set()
     for _ in range(6):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, "write", str(profile)], env=env,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, "write", str(profile)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + rng.uniform(0.05, 0.6)
