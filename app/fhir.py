@@ -116,7 +116,22 @@ ALERT_CODES: dict[str, tuple[str, str]] = {
     "919461000000108": ("Sexual exploitation risk", "safeguarding"),
     "1188261000000103": ("Criminal exploitation risk", "safeguarding"),
 }
-ALERT_KINDS = ("self", "others", "safeguarding", "other")
+ALERT_KINDS = ("staff", "self", "others", "safeguarding", "other")
+# Staff-safety alerts are local, text-only flags (no national code): known by their words,
+# shown first in their own colour with what they mean for whoever attends (hazard H4).
+STAFF_SAFETY: tuple[tuple[str, str], ...] = (
+    ("do not visit alone", "Never attend alone: at least two staff at every contact."),
+    ("mappa", "Managed under MAPPA (public protection): check the risk plan with police first."),
+    ("marac", "MARAC case: high risk of domestic abuse. Do not discuss at the address."),
+    ("weapon", "May carry or keep weapons: keep your distance and call for support."),
+)
+
+
+def staff_safety_note(text: str | None) -> str | None:
+    """The plain-English meaning of a staff-safety alert's text, or None if it is not one."""
+    lowered = (text or "").lower()
+    return next((note for word, note in STAFF_SAFETY if word in lowered), None)
+
 
 OUTCOME_CODES: dict[str, str] = {
     "no-further-action": "No further action",

@@ -33,6 +33,7 @@ from app.fhir import (
     display_name_of,
     human_name_text,
     nhs_number_of,
+    staff_safety_note,
 )
 from app.nhs_number import format_nhs_number
 from app.services.encounters import EncounterSummary, field_records_for_patient
@@ -373,6 +374,8 @@ def _alerts(flags: list[dict[str, Any]], today: date) -> tuple[AlertView, ...]:
         code = _code(flag.get("code"), SNOMED)
         label, kind = ALERT_CODES.get(code or "", (None, "other"))
         label = label or _concept_text(flag.get("code")) or "Alert"
+        if kind == "other" and staff_safety_note(label):
+            kind = "staff"
         category = next(
             (_concept_text(c) for c in flag.get("category", ()) if _concept_text(c)), None
         )

@@ -36,7 +36,17 @@ from typing import Any
 
 import orjson
 
-from app.fhir import ALERT_CODES, SNOMED, nhs_number_of, obj, objs, patient_ref_of, strs
+from app.fhir import (
+    ALERT_CODES,
+    ALERT_KINDS,
+    SNOMED,
+    nhs_number_of,
+    obj,
+    objs,
+    patient_ref_of,
+    staff_safety_note,
+    strs,
+)
 from app.nhs_number import normalise as normalise_nhs_number
 from app.store._connection import Connection, run_script
 from app.textkeys import ADDRESS_STOPWORDS, name_terms, phonetic_keys, postcode_terms, words
@@ -332,7 +342,7 @@ def parse_terms(blob: bytes | str) -> list[tuple[str, int]]:
 
 # -- alerts -----------------------------------------------------------------------------------
 
-_KIND_ORDER = {"self": 0, "others": 1, "safeguarding": 2, "other": 3}
+_KIND_ORDER = {kind: rank for rank, kind in enumerate(ALERT_KINDS)}  # staff safety first
 
 
 def flag_alert(flag: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
@@ -355,11 +365,12 @@ def flag_alert(flag: dict[str, Any]) -> tuple[str, str, str, str | None] | None:
     local = text or first.get("display") or first.get("code")
     if not local:
         return None
-    return str(first.get("code") or local), str(local), "other", end
+    kind = "staff" if staff_safety_note(str(local)) else "other"
+    return str(first.get("code") or local), str(local), kind, end
 
 
 def _alerts_json(alerts: Iterable[tuple[str, str, str, str | None]]) -> bytes | None:
-    """One patient's badges, de-duplicated by code and ordered self, others, safeguarding."""
+    """One patient's badges, de-duplicated by code, ordered as ALERT_KINDS (staff first)."""
     seen: dict[tuple[str, str], tuple[str, str, str, str | None]] = {}
     for alert in alerts:
         key = (alert[0], alert[2])

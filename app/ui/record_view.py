@@ -23,6 +23,7 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QScrollArea,
     QStackedWidget,
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.fhir import staff_safety_note
 from app.times import uk_date, uk_date_time
 from app.ui.identity import IdentityHeader
 from app.ui.ops import Runner
@@ -56,6 +58,14 @@ STATE_TEXT = {
     "rejected": "Recorded on this device — REJECTED by the central record",
     "discarded": "Recorded on this device — discarded after rejection",
 }
+# The plan headings an officer acts on, at the top of the record (issue 11 item 4).
+GLANCE_SECTIONS = ("what-helps", "who-to-contact", "preferred-place")
+JUMP_LINKS = (
+    ("plan", "Warning signs, advance statements"),
+    ("contacts", "Contacts"),
+    ("medication", "Medication"),
+    ("legal", "Legal status"),
+)
 FALLBACK_REASONS: tuple[tuple[str, str], ...] = (("direct-care", "Direct care on scene"),)
 
 
@@ -352,39 +362,95 @@ class RecordView(QWidget):
         self.record_shown.emit(self.patient_id)
 
     def _build(self, record: PatientRecord) -> QWidget:
+        """The record, ordered for one look on scene (issue 11 item 4): alerts as compact
+        lines, staff safety first; then the three plan headings an officer acts on (what
+        helps, who to contact with numbers, preferred place of safety); jump links to the
+        rest; then the rest of the plan, identity details, contacts, medication, legal status
+        and last contacts."""
         page = QWidget()
         col = QVBoxLayout(page)
-        col.setContentsMargins(16, 12, 16, 16)
-        col.setSpacing(12)
+        col.setContentsMargins(16, 10, 16, 16)
+        col.setSpacing(8)
+        self._sections: dict[str, QWidget] = {}
         col.addWidget(self._person_header(record.person))
-        for alert in record.alerts:
-            detail = f"Since {format_date(alert.since)}" if alert.since else None
-            col.addWidget(AlertBand(alert.kind, alert.label, detail))
-        if not record.alerts:
-            col.addWidget(label("No active alerts recorded.", "muted"))
-        col.addWidget(self._identity_card(record.person))
-
         stale = self._staleness_text(record)
         if stale:
             note = label(stale, "stale")
             note.setAccessibleName("Stale data warning")
             col.addWidget(note)
-
-        col.addWidget(self._crisis_plan_card(record.crisis_plan))
-        col.addWidget(self._contacts_card(record))
-        col.addWidget(self._medical_card(record))
-        col.addWidget(self._legal_card(record))
+        for alert in record.alerts:
+            detail = f"Since {format_date(alert.since)}" if alert.since else None
+            subtitle = staff_safety_note(alert.label) if alert.kind == "staff" else None
+            col.addWidget(AlertBand(alert.kind, alert.label, detail, subtitle=subtitle))
+        if not record.alerts:
+            col.addWidget(label("No active alerts recorded.", "muted"))
+        col.addWidget(self._glance_card(record.crisis_plan))
+        col.addWidget(self._jump_links())
+        plan = self._crisis_plan_card(record.crisis_plan)
+        self._sections["plan"] = plan
+        col.addWidget(plan)
+        col.addWidget(self._identity_card(record.person))
+        contacts = self._contacts_card(record)
+        self._sections["contacts"] = contacts
+        col.addWidget(contacts)
+        medical = self._medical_card(record)
+        self._sections["medication"] = medical
+        col.addWidget(medical)
+        legal = self._legal_card(record)
+        self._sections["legal"] = legal
+        col.addWidget(legal)
         col.addWidget(self._history_card(record))
         col.addWidget(
             label(
-                f"Cache last refreshed {format_when(record.last_refreshed)}"
+                f"Tablet last updated from the central record {format_when(record.last_refreshed)}"
                 if record.last_refreshed
-                else "This cache has never synced.",
+                else "This tablet has never been updated from the central record.",
                 "muted",
             )
         )
         col.addStretch(1)
         return page
+
+    def _glance_card(self, plan: CrisisPlanView | None) -> QWidget:
+        """What helps, who to contact (numbers as buttons), preferred place: on one screen."""
+        card = SectionCard("Crisis plan: at a glance", accessible_name="Crisis plan at a glance")
+        if plan is None:
+            card.add(label("No crisis plan is held for this person.", "muted"))
+            return card
+        by_code = {section.code: section for section in plan.sections if section.text}
+        for code in GLANCE_SECTIONS:
+            section = by_code.get(code)
+            if section is None:
+                continue
+            card.add_heading(section.heading)
+            card.add_text(section.text)
+            if code == "who-to-contact":
+                for number in _PHONE.findall(section.text):
+                    card.add(PhoneButton(number.strip()))
+        if not any(code in by_code for code in GLANCE_SECTIONS):
+            card.add(label("The plan has none of these headings: see the full plan.", "muted"))
+        return card
+
+    def _jump_links(self) -> QWidget:
+        """Buttons to the rest of the record (warning signs, advance statements, medication,
+        legal status, contacts): one tap instead of four screens of scrolling."""
+        box = QWidget()
+        grid = QGridLayout(box)  # two a row: four in one row would be cut in portrait
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(8)
+        for index, (key, text) in enumerate(JUMP_LINKS):
+            button = BigButton(text, role="chip", accessible_name=f"Go to {text.lower()}")
+            button.clicked.connect(lambda _=False, k=key: self.jump_to(k))
+            grid.addWidget(button, index // 2, index % 2)
+        self.jump_bar = box
+        return box
+
+    def jump_to(self, key: str) -> None:
+        """Scroll so this part of the record is at the top of the pane."""
+        target = self._sections.get(key)
+        if target is None:
+            return
+        self.scroll_area.verticalScrollBar().setValue(target.y())
 
     def _person_header(self, person: PersonView) -> QWidget:
         """Other names, just under the fixed identity header (which has name, DOB, NHS, sex)."""
@@ -424,7 +490,7 @@ class RecordView(QWidget):
         return None
 
     def _crisis_plan_card(self, plan: CrisisPlanView | None) -> QWidget:
-        card = SectionCard("Crisis plan", accessible_name="Crisis plan")
+        card = SectionCard("Crisis plan: the rest", accessible_name="Crisis plan")
         if plan is None:
             card.add(label("No crisis plan is held for this person.", "muted"))
             return card
@@ -434,8 +500,8 @@ class RecordView(QWidget):
                 text += f": review was due {format_date(plan.review_date)}"
             card.add(label(text, "stale"))
         for section in plan.sections:
-            if not section.text:
-                continue
+            if not section.text or section.code in GLANCE_SECTIONS:
+                continue  # the three at a glance are above
             card.add_heading(section.heading)
             card.add_text(section.text)
             if section.code == "who-to-contact":

@@ -103,6 +103,7 @@ DAY_PALETTE = Palette(
     demo_fg="#0B0C0C",
     selection="#C9DDF2",
     alerts={
+        "staff": AlertColours(bg="#1A1A1A", fg="#FFD400", edge="#FFD400"),
         "self": AlertColours(bg="#9B1047", fg="#FFFFFF", edge="#5E0029"),
         "others": AlertColours(bg="#9C4300", fg="#FFFFFF", edge="#5C2700"),
         "safeguarding": AlertColours(bg="#5C2D91", fg="#FFFFFF", edge="#36185A"),
@@ -131,10 +132,13 @@ NIGHT_PALETTE = Palette(
     demo_fg="#FFE4A0",
     selection="#263A55",
     alerts={
-        "self": AlertColours(bg="#4C1233", fg="#FFD0E6", edge="#D6479A"),
-        "others": AlertColours(bg="#4A3108", fg="#FFD891", edge="#E0A21A"),
-        "safeguarding": AlertColours(bg="#2C2253", fg="#DDD3FF", edge="#9C86F2"),
-        "other": AlertColours(bg="#232B37", fg="#D3DAE3", edge="#7B889B"),
+        # Mid-tones, not near-black: every alert card stands out from the night page by at
+        # least 3:1 (tests/gui/test_plan_at_a_glance.py), its text by at least 4.5:1.
+        "staff": AlertColours(bg="#A68800", fg="#0A0D12", edge="#FFD400"),
+        "self": AlertColours(bg="#AC3E75", fg="#E6E9EE", edge="#F08CC0"),
+        "others": AlertColours(bg="#965811", fg="#E6E9EE", edge="#F0B45A"),
+        "safeguarding": AlertColours(bg="#6E58B8", fg="#E6E9EE", edge="#B8A8FF"),
+        "other": AlertColours(bg="#5B687B", fg="#E6E9EE", edge="#AEB9C8"),
     },
 )
 
@@ -142,12 +146,14 @@ PALETTES = {DAY: DAY_PALETTE, NIGHT: NIGHT_PALETTE}
 
 # Text (not colour alone) that names each alert kind, and the icon shape drawn for it.
 ALERT_KIND_TEXT = {
+    "staff": "Staff safety",
     "self": "Risk to self",
     "others": "Risk to others",
     "safeguarding": "Safeguarding",
     "other": "Alert",
 }
 ALERT_KIND_SHAPE = {
+    "staff": "octagon",
     "self": "circle",
     "others": "triangle",
     "safeguarding": "shield",

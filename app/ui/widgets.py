@@ -152,6 +152,22 @@ def paint_alert_icon(painter: QPainter, rect: QRectF, kind: str, colour: QColor)
                 ]
             )
         )
+    elif shape == "octagon":  # a stop sign: staff safety
+        cut = r.width() * 0.29
+        painter.drawPolygon(
+            QPolygonF(
+                [
+                    QPointF(r.left() + cut, r.top()),
+                    QPointF(r.right() - cut, r.top()),
+                    QPointF(r.right(), r.top() + cut),
+                    QPointF(r.right(), r.bottom() - cut),
+                    QPointF(r.right() - cut, r.bottom()),
+                    QPointF(r.left() + cut, r.bottom()),
+                    QPointF(r.left(), r.bottom() - cut),
+                    QPointF(r.left(), r.top() + cut),
+                ]
+            )
+        )
     elif shape == "shield":
         path = QPainterPath()
         path.moveTo(r.center().x(), r.top())
@@ -218,32 +234,55 @@ class AlertBadge(QFrame):
 
 
 class AlertBand(QFrame):
-    """A full-width alert at the top of a record: impossible to miss, readable without colour."""
+    """An alert at the top of a record: one compact line (icon, kind, label) that cannot be
+    missed and reads without colour; tapping it shows the detail (since when). A staff-safety
+    alert always shows its plain-English meaning (`subtitle`): it changes how staff attend.
+    Compact, three alerts leave room for the crisis plan on one screen (issue 11 item 4)."""
 
     def __init__(
-        self, kind: str, label_text: str, detail: str | None = None, parent: QWidget | None = None
+        self,
+        kind: str,
+        label_text: str,
+        detail: str | None = None,
+        parent: QWidget | None = None,
+        *,
+        subtitle: str | None = None,
     ) -> None:
         super().__init__(parent)
         kind = kind if kind in theme.ALERT_KIND_TEXT else "other"
+        self.kind = kind
         self.setProperty("role", "alert")
         self.setProperty("kind", kind)
-        self.setMinimumHeight(64)
+        self.setMinimumHeight(theme.MIN_TARGET_PX)
         row = QHBoxLayout(self)
-        row.setContentsMargins(14, 8, 14, 8)
-        row.setSpacing(14)
-        row.addWidget(AlertIcon(kind, 36), 0, Qt.AlignmentFlag.AlignVCenter)
+        row.setContentsMargins(12, 4, 12, 4)
+        row.setSpacing(12)
+        row.addWidget(AlertIcon(kind, 30), 0, Qt.AlignmentFlag.AlignVCenter)
         text = QVBoxLayout()
         text.setSpacing(0)
-        kind_label = label(theme.ALERT_KIND_TEXT[kind].upper())
-        kind_label.setStyleSheet("font-size: 16pt; font-weight: bold; letter-spacing: 1px;")
-        text.addWidget(kind_label)
-        main = PatientText(label_text)
-        main.setStyleSheet("font-size: 20pt; font-weight: bold;")
+        main = PatientText(f"{theme.ALERT_KIND_TEXT[kind].upper()}: {label_text}")
+        main.setStyleSheet("font-size: 17pt; font-weight: bold;")
         text.addWidget(main)
-        if detail:
-            text.addWidget(PatientText(detail))
+        self.subtitle = PatientText(subtitle or "")
+        text.addWidget(self.subtitle)
+        self.subtitle.setVisible(bool(subtitle))
+        self.detail = PatientText(detail or "")
+        text.addWidget(self.detail)
+        self.detail.hide()
+        self._has_detail = bool(detail)
         row.addLayout(text, 1)
-        self.setAccessibleName(f"Alert, {theme.ALERT_KIND_TEXT[kind]}: {label_text}")
+        self.setAccessibleName(
+            f"Alert, {theme.ALERT_KIND_TEXT[kind]}: {label_text}"
+            + (f". {subtitle}" if subtitle else "")
+        )
+        if self._has_detail:
+            self.setCursor(Qt.CursorShape.PointingHandCursor)
+
+    def mousePressEvent(self, event: Any) -> None:
+        """A tap shows or hides the detail (since when)."""
+        if self._has_detail:
+            self.detail.setVisible(not self.detail.isVisible())
+        super().mousePressEvent(event)
 
 
 class SectionCard(QFrame):

@@ -11,6 +11,7 @@ import pytest
 
 from app.errors import CacheExpired, InvalidInput
 from app.fhir import (
+    ALERT_KINDS,
     CRISIS_PLAN_SECTION_SYSTEM,
     CRISIS_PLAN_SECTIONS,
     FIELD_RECORD_ID_SYSTEM,
@@ -287,12 +288,13 @@ def test_person_details(card_session: Session) -> None:
 def test_active_alerts_only_self_then_others_then_safeguarding_then_other(
     card_session: Session,
 ) -> None:
+    """Staff safety (MAPPA, MARAC, do not visit alone, weapons) comes before all of them."""
     alerts = open_record(card_session, "p1", REASON, now=NOW).alerts
     assert [(a.kind, a.label) for a in alerts] == [
+        ("staff", "MAPPA"),
         ("self", "Risk of suicide"),
         ("others", "Risk of violence"),
         ("safeguarding", "Vulnerable adult"),
-        ("other", "MAPPA"),
     ]
 
 
@@ -395,7 +397,7 @@ def test_every_generated_record_opens(cohort_session: Session) -> None:
         assert card.person.name
         assert card.person.nhs_number is None or len(card.person.nhs_number) == 12
         assert [a.kind for a in card.alerts] == sorted(
-            (a.kind for a in card.alerts), key=["self", "others", "safeguarding", "other"].index
+            (a.kind for a in card.alerts), key=list(ALERT_KINDS).index
         )
         if card.crisis_plan:
             plans += 1

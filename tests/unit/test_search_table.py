@@ -481,8 +481,8 @@ def test_result_carries_what_the_officer_needs(search: PatientSearch) -> None:
     assert hit.address == "14 Harborne Park Road, Birmingham"
     # only active flags: inactive, entered-in-error and ended ones never show
     assert hit.alerts == (
+        Alert("MAPPA", "MAPPA", "staff"),  # staff safety first (issue 11 item 4)
         Alert("65108000", "Risk of violence", "others"),
-        Alert("MAPPA", "MAPPA", "other"),
     )
     assert 0.9 <= hit.score <= 1.0
 
@@ -667,7 +667,7 @@ def test_search_command_prints_json_best_first(
     assert item["id"] == "t-whitfield" and item["name"] == "William Arthur Whitfield"
     assert item["birth_date"] == "1961-05-12" and item["nhs_number"] == WHITFIELD_NHS
     assert item["known_as"] == "Arthur" and item["postcode"] == "B17 0DE"
-    assert [a["label"] for a in item["alerts"]] == ["Risk of violence", "MAPPA"]
+    assert [a["label"] for a in item["alerts"]] == ["MAPPA", "Risk of violence"]
 
     monkeypatch.setattr("sys.stdin", io.StringIO(TEST_PIN + "\n"))
     code = main([*args, "485", "777", "3456"])
