@@ -6,13 +6,15 @@ thread that made them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app import times
 from app.errors import CacheExpired, CacheWiped, ClockBehind, ProfileError
@@ -21,6 +23,7 @@ from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
 from app.times import iso_instant, parse_instant
 
 log = logging.getLogger("kerbside.services")
+T = TypeVar("T")
 
 DEFAULT_CACHE_TTL_HOURS = 72.0
 LAST_REFRESH = "last_refresh"  # meta key: when the cache last matched the centre (sync/import)
@@ -50,6 +53,23 @@ class Session:
 
     def __post_init__(self) -> None:
         self._watch_audit(self.store)
+
+    def on_worker(self, fn: Callable[[Session], T]) -> T:
+        """Run a service call on this (worker) thread over its own connection to the cache.
+
+        SQLite connections belong to the thread that opened them: the copy shares profile,
+        user and key, never the main thread's Store, and owns no open-marker (only the main
+        session's `close` removes it).
+        """
+        store = self.open_store()
+        try:
+            return fn(self.on_store(store))
+        finally:
+            store.close()
+
+    def on_store(self, store: Store) -> Session:
+        """This session over another connection (one the caller opened and will close)."""
+        return dataclasses.replace(self, store=store, _marker=None)
 
     def open_store(self) -> Store:
         """A second connection to the same cache, for use on another thread."""

@@ -217,11 +217,7 @@ def run_sync(
     """
     store = store if store is not None else session.store
     profile = session.profile
-    here = (
-        session
-        if store is session.store
-        else dataclasses.replace(session, store=store, _marker=None)
-    )
+    here = session if store is session.store else session.on_store(store)
     client = build_client(profile, http, retry=retry, cancel=cancel, sleep=sleep)
     options = options or sync_options(profile)
     # The chain is checked before every upload: a broken one is reported to the centre and

@@ -21,9 +21,8 @@ shown in a non-selectable label, and nothing goes to the window title or clipboa
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -53,8 +52,9 @@ from app.fhir import (
 )
 from app.services import encounters
 from app.services.session import Session
+from app.services.today import draft_person
 from app.times import clock_text, iso_instant, parse_instant, short_day_text
-from app.ui.identity import IdentityHeader, draft_person
+from app.ui.identity import IdentityHeader
 from app.ui.ops import Op, Runner
 from app.ui.widgets import (
     BigButton,
@@ -132,20 +132,6 @@ def error_text(field: str, message: str) -> str:
 def _base_field(field: str) -> str:
     """`referrals[2]` -> `referrals`; other names are kept."""
     return field.split("[", 1)[0]
-
-
-def worker_session(session: Session, fn: Callable[[Session], T]) -> T:
-    """Run a service call on this (worker) thread with its own connection to the cache.
-
-    SQLite connections belong to the thread that opened them; the copy shares the profile, user
-    and key but never the main thread's Store, and is not closed as a Session (closing would
-    drop the main session's open-marker).
-    """
-    store = session.open_store()
-    try:
-        return fn(dataclasses.replace(session, store=store, _marker=None))
-    finally:
-        store.close()
 
 
 # -- small composite controls -------------------------------------------------------------------
@@ -938,7 +924,7 @@ class EncounterForm(QWidget):
 
         Op(
             self,
-            lambda: worker_session(session, lambda s: encounters.recorded_answers(s, client_id)),
+            lambda: session.on_worker(lambda s: encounters.recorded_answers(s, client_id)),
         ).on_success(loaded).run(self._runner)
 
     # -- change handling -----------------------------------------------------------------
@@ -1053,7 +1039,7 @@ class EncounterForm(QWidget):
         draft_id, data, session = self._draft_id, self.data(), self._session
 
         def work() -> str:
-            worker_session(session, lambda s: encounters.save_draft(s, draft_id, data))
+            session.on_worker(lambda s: encounters.save_draft(s, draft_id, data))
             return draft_id
 
         def done(saved_id: str) -> None:
@@ -1094,7 +1080,7 @@ class EncounterForm(QWidget):
             self._banner_text.setText(text + ".")
             self._banner.show()
 
-        Op(self, lambda: worker_session(session, encounters.load_drafts)).on_success(found).run(
+        Op(self, lambda: session.on_worker(encounters.load_drafts)).on_success(found).run(
             self._runner
         )
 
@@ -1120,7 +1106,7 @@ class EncounterForm(QWidget):
         session = self._session
         Op(
             self,
-            lambda: worker_session(session, lambda s: encounters.discard_draft(s, draft.draft_id)),
+            lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft.draft_id)),
             writes=True,
         ).on_success(lambda _r: self._look_for_drafts()).run(self._runner)
         self._banner.hide()
@@ -1148,7 +1134,7 @@ class EncounterForm(QWidget):
         if draft_id is not None:
             Op(
                 self,
-                lambda: worker_session(session, lambda s: encounters.discard_draft(s, draft_id)),
+                lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft_id)),
                 writes=True,
             ).run(self._runner)
         self.discarded.emit()
@@ -1179,8 +1165,8 @@ class EncounterForm(QWidget):
                     encounters.resolve_rejected(s, amend, "retry", corrected=inp)
                     return encounters.RecordedEncounter(amend, _iso(times.now()) or "", None, False)
 
-                return worker_session(session, correct)
-            return worker_session(session, lambda s: encounters.record(s, inp, draft_id=draft_id))
+                return session.on_worker(correct)
+            return session.on_worker(lambda s: encounters.record(s, inp, draft_id=draft_id))
 
         Op(self, work, writes=True).on_success(self._saved).on_failure(self._save_failed).run(
             self._runner

@@ -115,27 +115,3 @@ class IdentityHeader(QFrame):
 
     def is_child(self) -> bool:
         return not self.child_badge.isHidden()
-
-
-def draft_person(session: Any, data: Any) -> str:
-    """Whom a draft is about, for offering it back: the cached person's name and date of
-    birth, the NHS number typed, or the unknown person's description."""
-    from app.nhs_number import format_nhs_number
-    from app.services.records import person_of
-
-    patient = data.get("patient") if isinstance(data, dict) else None
-    if not isinstance(patient, dict):
-        return "person not chosen yet"
-    if isinstance(patient.get("unidentified"), dict):
-        description = str(patient["unidentified"].get("description") or "").strip()
-        short = description if len(description) <= 40 else description[:39] + "…"
-        return "an unknown person" + (f" ({short})" if short else "")
-    if patient.get("id"):
-        person = person_of(session, str(patient["id"]))
-        if person is None:
-            return "a person no longer on this tablet"
-        return f"{person.name} (born {uk_date(person.birth_date)})"
-    digits = "".join(ch for ch in str(patient.get("nhs_number") or "") if ch.isdigit())
-    if len(digits) == 10:
-        return f"NHS number {format_nhs_number(digits)}"
-    return "person not chosen yet"

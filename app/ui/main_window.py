@@ -265,7 +265,7 @@ class MainWindow(QMainWindow):
 
     def _offer_drafts(self, session: Session) -> None:
         from app.services.encounters import load_drafts
-        from app.ui.identity import draft_person
+        from app.services.today import draft_person
 
         try:
             drafts = load_drafts(session)

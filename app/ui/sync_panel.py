@@ -14,7 +14,6 @@ on the device, marked discarded, with a reason from `encounters.DISCARD_REASONS`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,18 +34,15 @@ from PySide6.QtWidgets import (
 from app.nhs_number import format_nhs_number
 from app.services import encounters
 from app.services.refusals import advice_for
-from app.services.session import Session, read_status
+from app.services.session import Session
+from app.services.today import PanelData, load_panel_data
 from app.times import (
     clock_text,
     in_london,
-    london_midnight,
     london_today,
-    parse_instant,
     short_day_text,
     uk_date,
 )
-from app.ui.encounter_form import worker_session
-from app.ui.identity import draft_person
 from app.ui.ops import Op, Runner
 from app.ui.sync_worker import OFFLINE, ONLINE, PROBING, SyncController
 from app.ui.todays_encounters import TodaysEncounters, local_time
@@ -111,35 +107,6 @@ def ago_text(when: datetime | None, now: datetime | None = None) -> str:
         rel = f"{minutes // (24 * 60)} days ago"
     day = "" if local.date() == london_today(now) else f"{short_day_text(when)} "
     return f"{day}{clock_text(when)} ({rel})"
-
-
-@dataclass
-class PanelData:
-    """What one background read returns; counts and rows only."""
-
-    today: list[encounters.EncounterSummary] = field(default_factory=list)
-    rejected: list[encounters.EncounterSummary] = field(default_factory=list)
-    drafts: list[encounters.Draft] = field(default_factory=list)
-    waiting: int = 0
-    last_sync: datetime | None = None
-    draft_people: dict[str, str] = field(default_factory=dict)  # draft id -> whom it is about
-
-
-def load_panel_data(session: Session) -> PanelData:
-    """Runs on a worker with its own connection (see `worker_session`)."""
-    since = london_midnight()
-    rows = encounters.list_encounters(session, since=since)
-    status = read_status(session.profile.directory)
-    last = parse_instant(status.get("last_sync"))
-    drafts = encounters.load_drafts(session)
-    return PanelData(
-        today=rows,  # today's, plus older ones still waiting or refused
-        rejected=[r for r in rows if r.state == "rejected"],
-        drafts=drafts,
-        draft_people={d.draft_id: draft_person(session, d.data) for d in drafts},
-        waiting=sum(1 for r in rows if r.state == "waiting"),
-        last_sync=last,
-    )
 
 
 class _RejectedRow(QFrame):
@@ -391,9 +358,9 @@ class SyncPanel(QWidget):
             return
         self._loading = True
         session = self._session
-        Op(self, lambda: worker_session(session, load_panel_data)).on_success(
-            self._loaded
-        ).on_failure(self._load_failed).run(self._runner)
+        Op(self, lambda: session.on_worker(load_panel_data)).on_success(self._loaded).on_failure(
+            self._load_failed
+        ).run(self._runner)
 
     def _refresh_soon(self) -> None:
         self._debounce.start()
@@ -462,8 +429,8 @@ class SyncPanel(QWidget):
         session = self._session
 
         def work() -> None:
-            worker_session(
-                session, lambda s: encounters.resolve_rejected(s, client_id, action, reason=reason)
+            session.on_worker(
+                lambda s: encounters.resolve_rejected(s, client_id, action, reason=reason)
             )
 
         def done(_result: Any) -> None:

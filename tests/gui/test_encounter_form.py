@@ -90,13 +90,8 @@ def _outbox(session: Session) -> list[Any]:
 
 
 def _drafts(session: Session) -> list[encounters.Draft]:
-    store = _fresh_store(session)
-    try:
-        import dataclasses
-
-        return encounters.load_drafts(dataclasses.replace(session, store=store, _marker=None))
-    finally:
-        store.close()
+    """What another connection sees committed (the form's autosave runs on a worker)."""
+    return session.on_worker(encounters.load_drafts)
 
 
 def _tap(qtbot: QtBot, button: QAbstractButton) -> None:
