@@ -169,13 +169,15 @@ def first_load(base_url: str, page_size: int, *, bulk: bool) -> dict[str, Any]:
         session = tablet(base_url, Path(tmp))
         options = sync_options(session.profile, page_size=page_size, bulk=bulk)
         started = time.perf_counter()
+        cpu0 = time.process_time()
         report = run_sync(session, options=options)
         initial_s = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu0  # this process, every thread (the server is apart)
         assert report.bulk_export == bulk
         what = "bulk ($export)" if bulk else "paged"
         print(
             f"initial sync, {what}: {report.pulled} resources in {initial_s:.2f} s "
-            f"({report.pulled / initial_s:.0f}/s, {report.pages} pages)"
+            f"({report.pulled / initial_s:.0f}/s, {report.pages} pages), {cpu_s:.1f} s of CPU"
         )
         noops = []
         for _ in range(3):
@@ -202,6 +204,7 @@ def first_load(base_url: str, page_size: int, *, bulk: bool) -> dict[str, Any]:
     return {
         "resources": report.pulled,
         "initial_s": round(initial_s, 2),
+        "cpu_s": round(cpu_s, 2),
         "noop_s": noop_s,
         "limit_s": round(limit_s, 2),
         "ratio_to_limit": round(limit_s / initial_s, 3),
@@ -228,7 +231,9 @@ def measure(
             limit_s=paged["limit_s"] if paged else None,
             ratio_to_limit=paged["ratio_to_limit"] if paged else None,
             resources_per_s=main["resources_per_s"],
+            initial_cpu_s=paged["cpu_s"] if paged else None,
             bulk_initial_s=bulk["initial_s"] if bulk else None,
+            bulk_initial_cpu_s=bulk["cpu_s"] if bulk else None,
             bulk_limit_s=bulk["limit_s"] if bulk else None,
             bulk_ratio_to_limit=bulk["ratio_to_limit"] if bulk else None,
         )
