@@ -93,13 +93,18 @@ class SyncEngine:
                 pusher.push_outbox()
                 pusher.push_audit()
             if self.options.pull:
-                if offers_bulk(caps, self.options) and self.first_load():
-                    BulkLoad(
+                bulk = (
+                    offers_bulk(caps, self.options)
+                    and self.first_load()
+                    and BulkLoad(
                         client, self.store, caps, self.options, report, self.progress, run_number
                     ).run(self.options.types)
+                )
                 puller = Puller(
                     client, self.store, caps, self.options, report, self.progress, run_number
                 )
+                if bulk:
+                    puller.phase_word = "catch-up"
                 for rtype in self.options.types:
                     puller.pull_type(rtype)
                 if self.store.bulk_load_pending():

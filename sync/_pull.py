@@ -116,6 +116,8 @@ class Puller:
         self.report = report
         self.progress = progress
         self.run_number = run_number
+        # "pull"; "catch-up" after a bulk load in the same run (what changed during the export).
+        self.phase_word = "pull"
         self._no_elements = False  # the server refused `_elements`: list ids the long way
         # Forms of a count query not yet refused by the server (see `_server_count`).
         self._count_forms: list[dict[str, str]] = [
@@ -246,7 +248,7 @@ class Puller:
             params["_sort"] = "_lastUpdated"
         prev_max: datetime | None = None
         done = 0
-        phase = f"pull {rtype}"
+        phase = f"{self.phase_word} {rtype}"
         total = self._server_count(rtype) if start is None else None
         self.progress(phase, 0, total)
         try:

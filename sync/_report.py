@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # (phase, done, total or None): "connect", "push", "audit", "pull Patient", "deletions Flag",
-# "reconcile Flag", "policy". Called on the sync thread; a UI marshals it to its own thread.
+# "reconcile Flag", "policy"; a bulk first load: "export" (the server prepares it), "bulk
+# Patient" (its files), "index" (the one index build), then "catch-up Patient" (what changed
+# during the export). Called on the sync thread; a UI marshals it to its own thread.
 Progress = Callable[[str, int, int | None], None]
 
 KERBSIDE = "https://kerbside.example"

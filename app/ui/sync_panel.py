@@ -67,6 +67,10 @@ PHASE_TEXT = {
     "deletions": "Checking removals",
     "reconcile": "Checking the cache",
     "policy": "Reading device policy",
+    "export": "Central record preparing the download",
+    "bulk": "Downloading",
+    "index": "Building the search index",
+    "catch-up": "Checking for changes in",
 }
 TYPE_TEXT = {
     "Patient": "people", "Flag": "alerts", "CarePlan": "crisis plans",
