@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -73,32 +73,67 @@ def _builder(seed: int, as_of: datetime) -> CohortBuilder:
     return CohortBuilder(seed, as_of)
 
 
+def encode(resources: Iterable[dict[str, Any]]) -> tuple[dict[str, bytes], dict[str, int]]:
+    """NDJSON bytes (one compact resource per line) and counts, per resource type."""
+    buffers: dict[str, list[bytes]] = {t: [] for t in RESOURCE_TYPES}
+    dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
+    for resource in resources:
+        buffers[resource["resourceType"]].append(dumps(resource, option=newline))
+    return (
+        {t: b"".join(lines) for t, lines in buffers.items()},
+        {t: len(lines) for t, lines in buffers.items()},
+    )
+
+
 def _render(job: tuple[int, datetime, int, int]) -> tuple[dict[str, bytes], dict[str, int]]:
     """NDJSON bytes and counts per type for patients [start, stop). Runs in any process."""
     seed, as_of, start, stop = job
     builder = _builder(seed, as_of)
-    buffers: dict[str, list[bytes]] = {t: [] for t in RESOURCE_TYPES}
-    dumps = orjson.dumps
-    newline = orjson.OPT_APPEND_NEWLINE
-    for index in range(start, stop):
-        for resource in builder.patient_records(index):
-            buffers[resource["resourceType"]].append(dumps(resource, option=newline))
-    return (
-        {t: b"".join(lines) for t, lines in buffers.items()},
-        {t: len(lines) for t, lines in buffers.items()},
+    return encode(
+        resource for index in range(start, stop) for resource in builder.patient_records(index)
     )
 
 
 def _render_directory(seed: int, as_of: datetime) -> tuple[dict[str, bytes], dict[str, int]]:
-    buffers: dict[str, list[bytes]] = {t: [] for t in RESOURCE_TYPES}
-    for resource in _builder(seed, as_of).directory.resources:
-        buffers[resource["resourceType"]].append(
-            orjson.dumps(resource, option=orjson.OPT_APPEND_NEWLINE)
-        )
-    return (
-        {t: b"".join(lines) for t, lines in buffers.items()},
-        {t: len(lines) for t, lines in buffers.items()},
-    )
+    return encode(_builder(seed, as_of).directory.resources)
+
+
+def write_ndjson(
+    out_dir: Path, chunks: Iterator[tuple[dict[str, bytes], dict[str, int]]]
+) -> dict[str, int]:
+    """Write `encode` chunks, in order, as `<Type>.ndjson` files and return counts per type.
+
+    Files are written as `.part` and renamed at the end, so a crash never leaves a cohort
+    that looks complete. Every type gets a file, empty or not: the Bulk Data folder shape
+    `serve-reference --seed` and `import` expect.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = dict.fromkeys(RESOURCE_TYPES, 0)
+    parts = {t: out_dir / f"{t}.ndjson.part" for t in RESOURCE_TYPES}
+    with contextlib.ExitStack() as stack:
+        files: dict[str, BinaryIO] = {
+            t: stack.enter_context(open(path, "wb", buffering=_WRITE_BUFFER))
+            for t, path in parts.items()
+        }
+        try:
+            for data, chunk_counts in chunks:
+                for rtype, blob in data.items():
+                    files[rtype].write(blob)
+                    counts[rtype] += chunk_counts[rtype]
+        except BaseException:
+            stack.close()
+            for path in parts.values():
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # a generator holding a process pool releases it now
+    for t, path in parts.items():
+        os.replace(path, out_dir / f"{t}.ndjson")
+    return counts
 
 
 def _default_workers(patients: int) -> int:
@@ -124,41 +159,18 @@ def generate_cohort(
     """
     _check(patients, as_of)
     workers = _default_workers(patients) if workers is None else max(1, workers)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = dict.fromkeys(RESOURCE_TYPES, 0)
-    parts = {t: out_dir / f"{t}.ndjson.part" for t in RESOURCE_TYPES}
     jobs = [
         (seed, as_of, start, min(start + _CHUNK, patients)) for start in range(0, patients, _CHUNK)
     ]
-    with contextlib.ExitStack() as stack:
-        files: dict[str, BinaryIO] = {
-            t: stack.enter_context(open(path, "wb", buffering=_WRITE_BUFFER))
-            for t, path in parts.items()
-        }
 
-        def write(chunk: tuple[dict[str, bytes], dict[str, int]]) -> None:
-            data, chunk_counts = chunk
-            for rtype, blob in data.items():
-                files[rtype].write(blob)
-                counts[rtype] += chunk_counts[rtype]
+    def chunks() -> Iterator[tuple[dict[str, bytes], dict[str, int]]]:
+        yield _render_directory(seed, as_of)
+        if workers == 1 or len(jobs) < 2:
+            yield from map(_render, jobs)
+            return
+        # forkserver: never fork a parent that may hold threads (Qt, loggers, pytest).
+        context = multiprocessing.get_context("forkserver")
+        with context.Pool(min(workers, len(jobs))) as pool:
+            yield from pool.imap(_render, jobs)
 
-        try:
-            write(_render_directory(seed, as_of))
-            if workers == 1 or len(jobs) < 2:
-                for job in jobs:
-                    write(_render(job))
-            else:
-                # forkserver: never fork a parent that may hold threads (Qt, loggers, pytest).
-                context = multiprocessing.get_context("forkserver")
-                with context.Pool(min(workers, len(jobs))) as pool:
-                    for chunk in pool.imap(_render, jobs):
-                        write(chunk)
-        except BaseException:
-            stack.close()
-            for path in parts.values():
-                path.unlink(missing_ok=True)
-            raise
-    for t, path in parts.items():
-        os.replace(path, out_dir / f"{t}.ndjson")
-    return counts
+    return write_ndjson(out_dir, chunks())

@@ -146,6 +146,17 @@ class CohortBuilder:
             key: td.staff["nurse"] + td.staff["ot"] for key, td in self.directory.trusts.items()
         }
         self._rng = FastRandom()
+        # Where the records of patient i come from and where they live: the whole region by
+        # default; a subclass (app.synthetic._trusts) narrows both to one Trust's stream.
+        self._towns: Weighted[int] = _TOWN_INDEX
+
+    def records_key(self, index: int) -> str:
+        """The RNG key of patient `index`'s records (ids, address, clinical content).
+
+        Identity (name, sex, birth date, NHS number) has its own key from (seed, index) alone,
+        so a builder with another records key describes the same person with other records.
+        """
+        return f"kerbside:{self.seed}:{index}"
 
     # -- small helpers -------------------------------------------------------------------
 
@@ -165,11 +176,11 @@ class CohortBuilder:
 
     def patient_records(self, index: int) -> list[dict[str, Any]]:
         rng = self._rng
-        rng.seed(f"kerbside:{self.seed}:{index}")
+        rng.seed(self.records_key(index))
         who = identity(self.seed, index, self.today)
         pid = new_id(rng)
         subject = ref("Patient", pid)
-        town_index = _TOWN_INDEX.pick(rng)
+        town_index = self._towns.pick(rng)
         town = TOWNS[town_index][0]
         td = self.directory.trusts[town.trust]
         area = town.areas[rng.randrange(len(town.areas))]
