@@ -57,13 +57,13 @@ def parse_capabilities(body: Any) -> Capabilities:
     """Read the parts of a CapabilityStatement sync uses; BadResponse if it is not one."""
     if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
         raise BadResponse("the server's /metadata is not a CapabilityStatement")
-    rests = [r for r in body.get("rest") or () if isinstance(r, dict)]
+    rests = [r for r in _list(body.get("rest"), "rest") if isinstance(r, dict)]
     rest = next((r for r in rests if r.get("mode") == "server"), rests[0] if rests else {})
     interactions: dict[str, frozenset[str]] = {}
     conditional: set[str] = set()
     params: dict[str, frozenset[str]] = {}
     group_export = False
-    for res in rest.get("resource") or ():
+    for res in _list(rest.get("resource"), "rest.resource"):
         if not isinstance(res, dict) or not isinstance(res.get("type"), str):
             continue
         rtype = res["type"]
@@ -74,7 +74,7 @@ def parse_capabilities(body: Any) -> Capabilities:
         if rtype == "Group" and _declares_export(res.get("operation")):
             group_export = True
     operations = set(_names(rest.get("operation")))
-    for op in rest.get("operation") or ():
+    for op in _list(rest.get("operation"), "rest.operation"):
         definition = op.get("definition") if isinstance(op, dict) else None
         if isinstance(definition, str) and definition.rstrip("/").endswith("/" + DEVICE_POLICY):
             operations.add(DEVICE_POLICY)
@@ -95,10 +95,20 @@ def parse_capabilities(body: Any) -> Capabilities:
     )
 
 
+def _list(value: Any, where: str) -> list[Any]:
+    """A JSON array the CapabilityStatement must hold at `where` (absent: empty); any other
+    type is a BadResponse, never a TypeError traceback (SECURITY.md 29)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadResponse(f"the server's CapabilityStatement has a malformed {where}")
+    return value
+
+
 def _declares_export(items: Any) -> bool:
     """An operation named `export`, or defined by the Bulk Data IG's export definitions
     (servers name it `export` or `$export`; the definition URL is the reliable part)."""
-    for op in items or ():
+    for op in _list(items, "operation"):
         if not isinstance(op, dict):
             continue
         name = op.get("name")
@@ -115,12 +125,12 @@ def _declares_export(items: Any) -> bool:
 
 
 def _codes(items: Any) -> Iterable[str]:
-    for item in items or ():
+    for item in _list(items, "interaction"):
         if isinstance(item, dict) and isinstance(item.get("code"), str):
             yield item["code"]
 
 
 def _names(items: Any) -> Iterable[str]:
-    for item in items or ():
+    for item in _list(items, "name list"):
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             yield item["name"]

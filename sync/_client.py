@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+import urllib3
 
 from sync._auth import SMART_CONFIGURATION, TokenSource
 from sync._exceptions import (
@@ -81,8 +82,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """`connect_s` and `read_s` bound each socket wait; `total_s` bounds one whole request
+    (headers and body), so a server trickling a byte every few seconds cannot hold a sync
+    open for ever (SECURITY.md 29). Bulk Data file streams (`open_stream`) have their own."""
+
     connect_s: float = 10.0
     read_s: float = 60.0
+    total_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,18 @@ def check_url_allowed(url: str, what: str = "the central record") -> None:
     raise InsecureConnection(f"{what} address must be an https:// URL")
 
 
+def _issues(outcome: Any) -> list[Any]:
+    """An OperationOutcome's `issue` array; BadResponse when it is not one (`"issue": 5`)."""
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return []
+    issues = outcome.get("issue")
+    if issues is None:
+        return []
+    if not isinstance(issues, list):
+        raise BadResponse("the server sent a malformed OperationOutcome")
+    return issues
+
+
 def outcome_text(outcome: Any) -> str:
     """A one-line reason from an OperationOutcome: each issue's details.text or diagnostics.
 
@@ -141,7 +159,7 @@ def outcome_text(outcome: Any) -> str:
     if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
         return ""
     texts: list[str] = []
-    for issue in outcome.get("issue") or ():
+    for issue in _issues(outcome):
         if not isinstance(issue, dict):
             continue
         raw_details = issue.get("details")
@@ -159,18 +177,19 @@ def outcome_text(outcome: Any) -> str:
 def outcome_codes(outcome: Any) -> set[str]:
     if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
         return set()
-    return {str(i.get("code")) for i in outcome.get("issue") or () if isinstance(i, dict)}
+    return {str(i.get("code")) for i in _issues(outcome) if isinstance(i, dict)}
 
 
 def is_revocation(outcome: Any) -> bool:
     """Device revocation: issue code `security` with the server-signal `device-revoked`."""
     if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
         return False
-    for issue in outcome.get("issue") or ():
+    for issue in _issues(outcome):
         if not isinstance(issue, dict) or issue.get("code") != "security":
             continue
         details = issue.get("details")
-        for coding in (details.get("coding") or ()) if isinstance(details, dict) else ():
+        codings = details.get("coding") if isinstance(details, dict) else None
+        for coding in codings if isinstance(codings, list) else ():
             if (
                 isinstance(coding, dict)
                 and coding.get("system") == SIGNAL_SYSTEM
@@ -432,6 +451,7 @@ class FhirClient:
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One request and its whole body (size-capped); transport errors become SyncErrors."""
         self.requests += 1
+        started = time.monotonic()
         try:
             resp = self._http.request(
                 method,
@@ -455,30 +475,54 @@ class FhirClient:
             raise ConnectionLost("the connection to the central record failed") from exc
         except requests.exceptions.RequestException as exc:
             raise ConnectionLost("the request to the central record failed") from exc
+        raw = self._read_body(resp, started)
+        self.bytes_received += len(raw)
+        return resp.status_code, resp.headers, raw
+
+    def _read_body(self, resp: requests.Response, started: float) -> bytes:
+        """The whole body, decompressed, capped at `max_body_bytes` and read before the
+        request's overall deadline; the one reader for every answer, token endpoint included.
+
+        `read1` returns what has arrived (never waits to fill a buffer), so the deadline is
+        checked however slowly the bytes come; sizes count decoded bytes, so a gzip bomb
+        stops at the cap, not after inflating.
+        """
+        deadline = started + self._timeouts.total_s
         try:
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self._max_body:
                 raise BadResponse("the central record sent an answer larger than allowed")
             chunks: list[bytes] = []
             size = 0
-            for chunk in resp.iter_content(chunk_size=1 << 20):
+            while True:
+                if time.monotonic() > deadline:
+                    raise Timeout(
+                        "the central record took too long to send its answer; sync stopped"
+                    )
+                chunk = resp.raw.read1(1 << 16, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > self._max_body:
                     raise BadResponse("the central record sent an answer larger than allowed")
                 chunks.append(chunk)
-        except requests.exceptions.Timeout as exc:
+        except (
+            requests.exceptions.Timeout,
+            urllib3.exceptions.ReadTimeoutError,
+            TimeoutError,
+        ) as exc:
             raise Timeout("the central record stopped sending mid-answer") from exc
         except (
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
             requests.exceptions.ConnectionError,
+            urllib3.exceptions.HTTPError,
+            OSError,
         ) as exc:
             raise ConnectionLost("the connection dropped mid-answer") from exc
         finally:
             resp.close()
-        raw = b"".join(chunks)
-        self.bytes_received += len(raw)
-        return resp.status_code, resp.headers, raw
+        return b"".join(chunks)
 
     # -- streamed downloads (Bulk Data files) --------------------------------------------------
     def open_stream(
@@ -565,6 +609,7 @@ class FhirClient:
             self.check_cancel()
             self.requests += 1
             self.token_fetches += 1
+            started = time.monotonic()
             try:
                 resp = self._http.post(
                     self._auth.token_url,
@@ -574,8 +619,8 @@ class FhirClient:
                     headers={"Accept": "application/json"},
                     allow_redirects=False,
                     timeout=(self._timeouts.connect_s, self._timeouts.read_s),
+                    stream=True,
                 )
-                raw = resp.content
             except requests.exceptions.SSLError as exc:
                 raise InsecureConnection(
                     "the token endpoint's TLS certificate could not be verified"
@@ -592,6 +637,13 @@ class FhirClient:
                     ConnectionLost("the connection to the token endpoint failed"),
                     None,
                 )
+                continue
+            try:
+                raw = self._read_body(resp, started)
+            except BadResponse:
+                raise BadResponse("the token endpoint sent an answer larger than allowed") from None
+            except (Timeout, ConnectionLost) as exc:
+                retry = self._backoff(retry, label, exc, None)
                 continue
             body = _maybe_json(raw)
             if (
@@ -689,9 +741,7 @@ def _token_revocation(body: Any) -> bool:
 def _is_fatal(body: Any) -> bool:
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return False
-    return any(
-        isinstance(i, dict) and i.get("severity") == "fatal" for i in body.get("issue") or ()
-    )
+    return any(isinstance(i, dict) and i.get("severity") == "fatal" for i in _issues(body))
 
 
 def _as_outcome(body: Any) -> dict[str, Any] | None:

@@ -1,0 +1,228 @@
+"""A hostile or broken central record is contained (issue 12 finding 6, SECURITY.md 29).
+
+Each attack from the audit is replayed against a tiny loopback server (real HTTP on 127.0.0.1,
+port chosen by the OS): an oversized token answer, a gzip bomb from the token endpoint, a body
+trickled byte by byte, a CapabilityStatement with `"rest": 5`, an OperationOutcome with
+`"issue": 5`; and ANSI escapes in a cached name never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from sync import (
+    BadResponse,
+    ClientCredentials,
+    FhirClient,
+    RetryPolicy,
+    SyncEngine,
+    SyncOptions,
+    Timeout,
+    Timeouts,
+    new_http_session,
+)
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+CAP = 1 << 20  # the client's response limit in these tests: 1 MiB
+
+
+class Loopback:
+    """Routes path -> handler; records how many body bytes each answer really got out."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.sent: dict[str, int] = {}
+        self.finished = threading.Condition()
+        outer = self
+
+        class _H(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _go(self) -> None:
+                path = self.path.split("?", 1)[0]
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                outer.routes.get(path, _not_found)(self)
+
+            do_GET = do_POST = _go
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def sent_by(self, name: str, timeout_s: float = 30.0) -> int:
+        """Bytes the named answer got out, once its handler has finished."""
+        with self.finished:
+            assert self.finished.wait_for(lambda: name in self.sent, timeout=timeout_s)
+            return self.sent[name]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _not_found(h: BaseHTTPRequestHandler) -> None:
+    h.send_response(404)
+    h.send_header("Content-Length", "0")
+    h.end_headers()
+
+
+@pytest.fixture
+def loopback() -> Iterator[Loopback]:
+    server = Loopback()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _client(lb: Loopback, *, auth: bool = False, total_s: float = 300.0) -> FhirClient:
+    return FhirClient(
+        f"{lb.base}/fhir",
+        new_http_session(),
+        auth=ClientCredentials(f"{lb.base}/token", "tablet-1", "secret") if auth else None,
+        timeouts=Timeouts(connect_s=5, read_s=5, total_s=total_s),
+        retry=RetryPolicy(attempts=1),
+        max_body_bytes=CAP,
+        sleep=lambda _s: None,
+    )
+
+
+def _stream(lb: Loopback, name: str, body: Iterator[bytes], headers: dict[str, str]) -> Handler:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        sent = 0
+        try:
+            for chunk in body:
+                h.wfile.write(chunk)
+                h.wfile.flush()
+                sent += len(chunk)
+        except OSError:
+            pass
+        finally:
+            with lb.finished:
+                lb.sent[name] = sent
+                lb.finished.notify_all()
+
+    return handle
+
+
+def test_an_oversized_token_answer_is_cut_off_at_the_limit(loopback: Loopback) -> None:
+    size = 64 * CAP
+    junk = (b'{"access_token": "' + b"A" * (1 << 20) for _ in range(64))
+    loopback.routes["/token"] = _stream(
+        loopback, "token", junk, {"Content-Type": "application/json"}
+    )
+    with pytest.raises(BadResponse, match="larger than allowed"):
+        _client(loopback, auth=True).get(f"{loopback.base}/fhir/Patient", label="read")
+    assert loopback.sent_by("token") < size // 2  # the rest was never read
+
+
+def test_a_gzip_bomb_from_the_token_endpoint_stops_at_the_limit(loopback: Loopback) -> None:
+    bomb = gzip.compress(b"0" * (200 * CAP), compresslevel=9)  # ~200 KB inflating to 200 MB
+    loopback.routes["/token"] = _stream(
+        loopback,
+        "token",
+        iter([bomb]),
+        {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(len(bomb)),
+        },
+    )
+    with pytest.raises(BadResponse, match="larger than allowed"):
+        _client(loopback, auth=True).get(f"{loopback.base}/fhir/Patient", label="read")
+
+
+def test_a_trickled_answer_meets_the_overall_deadline(loopback: Loopback) -> None:
+    def trickle() -> Iterator[bytes]:
+        for byte in orjson.dumps({"resourceType": "Bundle", "type": "searchset"}) + b" " * 400:
+            time.sleep(0.02)  # the hostile server's pace, not the test's
+            yield bytes([byte])
+
+    loopback.routes["/fhir/Patient"] = _stream(
+        loopback, "patients", trickle(), {"Content-Type": "application/fhir+json"}
+    )
+    started = time.monotonic()
+    with pytest.raises(Timeout, match="too long"):
+        _client(loopback, total_s=1.0).get(f"{loopback.base}/fhir/Patient", label="read")
+    assert time.monotonic() - started < 5  # not the ~9 s the whole trickle takes
+
+
+def _json_answer(status: int, body: Any) -> Handler:
+    raw = orjson.dumps(body)
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", "application/fhir+json")
+        h.send_header("Content-Length", str(len(raw)))
+        h.end_headers()
+        h.wfile.write(raw)
+
+    return handle
+
+
+def test_a_capability_statement_with_rest_5_is_a_bad_response(loopback: Loopback) -> None:
+    loopback.routes["/fhir/metadata"] = _json_answer(
+        200, {"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1", "rest": 5}
+    )
+    client = _client(loopback)
+    engine = SyncEngine(client, None, SyncOptions(types=()))  # type: ignore[arg-type]
+    with pytest.raises(BadResponse, match="CapabilityStatement"):
+        engine.discover()
+
+
+def test_an_operation_outcome_with_issue_5_is_a_bad_response(loopback: Loopback) -> None:
+    loopback.routes["/fhir/Patient"] = _json_answer(
+        400, {"resourceType": "OperationOutcome", "issue": 5}
+    )
+    with pytest.raises(BadResponse, match="OperationOutcome"):
+        _client(loopback).get(f"{loopback.base}/fhir/Patient", label="read")
+
+
+def test_escape_sequences_in_a_name_never_reach_the_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app.security._profile as profile_module
+    from app.cli import main
+    from tests.conftest import TEST_KDF, TEST_PIN
+
+    monkeypatch.setattr(profile_module, "KdfParams", lambda: TEST_KDF)
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    evil = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "meta": {"versionId": "1"},
+        "name": [{"family": "Ashworth\x1b]0;pwned\x07\x1b[2J", "given": ["Mabel\x1b[31m"]}],
+        "birthDate": "1970-01-01",
+    }
+    (cohort / "Patient.ndjson").write_bytes(orjson.dumps(evil) + b"\n")
+    prof = str(tmp_path / "prof")
+    user = ["--profile", prof, "--user", "pc101", "--pin-stdin"]
+    for args in (["enrol", *user], ["import", *user, str(cohort)]):
+        monkeypatch.setattr("sys.stdin", io.StringIO(TEST_PIN + "\n"))
+        assert main(args) == 0
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO(TEST_PIN + "\n"))
+    assert main(["search", *user, "Ashworth"]) == 0
+    out = capsys.readouterr().out
+    assert "Ashworth" in out and "Mabel" in out
+    assert "\x1b" not in out and "\x07" not in out
