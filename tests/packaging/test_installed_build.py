@@ -134,6 +134,15 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
     kerbside = app(installed)
     version = ok(run([kerbside, "--version"], keychain, here)).strip()
     assert version == ok(run([DEV_KERBSIDE, "--version"], keychain, here)).strip()
+    # libsodium (PyNaCl: the sealed outbox) loads in the bundle.
+    ok(
+        run(
+            [kerbside, "trust-keygen", "--public", "trust.pub", "--private", "trust.key"],
+            keychain,
+            here,
+        )
+    )
+    assert (here / "trust.pub").stat().st_size > 0
     said = run([kerbside, "generate", "--out", "x"], keychain, here)
     assert said.returncode == 2 and "not part of this build" in said.stderr
     # The insecure opt-in does nothing in this build (the keychain here is real anyway).
