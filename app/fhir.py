@@ -24,6 +24,11 @@ NHS_VERIFICATION_SYSTEM = (
 ETHNIC_CATEGORY_EXT = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory"
 ETHNIC_CATEGORY_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-EthnicCategoryEngland"
 LEGAL_STATUS_EXT = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-LegalStatus"
+# s136 times on the Encounter (our own extensions until a national one exists): when the person
+# was detained, and when they arrived at the place of safety (the 24-hour limit runs from
+# arrival, MHA 1983 s136(2A) as amended in 2017).
+S136_DETAINED_EXT = "https://kerbside.example/StructureDefinition/s136-detained-at"
+S136_ARRIVED_EXT = "https://kerbside.example/StructureDefinition/s136-arrived-at"
 LEGAL_STATUS_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-LegalStatusClassificationEngland"
 FLAG_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/flag-category"
 CLINICAL_STATUS_ALLERGY = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
@@ -42,7 +47,7 @@ DEVICE_ID_SYSTEM = f"{KERBSIDE}/Id/device"
 USER_ID_SYSTEM = f"{KERBSIDE}/Id/user"  # the enrolled user name (collar or staff number)
 POLICE_INCIDENT_SYSTEM = f"{KERBSIDE}/Id/police-incident"  # the force's incident/CAD number
 STREET_TRIAGE_QUESTIONNAIRE = f"{KERBSIDE}/Questionnaire/street-triage"
-STREET_TRIAGE_QUESTIONNAIRE_VERSION = "2"  # 2: the Team item
+STREET_TRIAGE_QUESTIONNAIRE_VERSION = "3"  # 2: the Team item; 3: s136 times
 SERVICE_TYPE_SYSTEM = f"{KERBSIDE}/CodeSystem/service-type"
 RESPONSE_MODE_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-response-mode"
 LOCATION_TYPE_SYSTEM = f"{KERBSIDE}/CodeSystem/street-triage-location-type"

@@ -52,6 +52,8 @@ from app.fhir import (
     RISK_LEVELS,
     RISK_SYSTEM,
     RISK_TOPICS,
+    S136_ARRIVED_EXT,
+    S136_DETAINED_EXT,
     SERVICE_TYPE_SYSTEM,
     STREET_TRIAGE_QUESTIONNAIRE,
     STREET_TRIAGE_QUESTIONNAIRE_VERSION,
@@ -135,6 +137,9 @@ FORM: tuple[FormSection, ...] = (
     FormSection("risk", "Risk", tuple(_risk(k) for k in RISK_TOPICS)),
     FormSection("section-136", "Mental Health Act section 136", (
         FormItem("section_136", "Section 136 used", "boolean", required=True),
+        FormItem("s136_detained_at", "Time of detention", "dateTime", only_with_s136=True),
+        FormItem("s136_arrived_at", "Arrival at the place of safety", "dateTime",
+                 only_with_s136=True),
         FormItem("health_professional_consulted", "Health professional consulted", "boolean",
                  only_with_s136=True),
         FormItem("consulted_with", "Consulted with", "string", only_with_s136=True,
@@ -396,6 +401,12 @@ def build_transaction(
         encounter["serviceProvider"] = provider
     if inp.section_136:
         encounter["extension"] = [_legal_status_s136()]
+        for url, when in (
+            (S136_DETAINED_EXT, inp.s136_detained_at),
+            (S136_ARRIVED_EXT, inp.s136_arrived_at),
+        ):
+            if when is not None:
+                encounter["extension"].append({"url": url, "valueDateTime": fhir_instant(when)})
         if inp.place_of_safety:
             encounter["hospitalization"]["destination"] = {
                 "display": PLACE_OF_SAFETY_CODES[inp.place_of_safety]

@@ -92,5 +92,7 @@ class EncounterInput:
     consulted_with: str | None = None
     place_of_safety: str | None = None
     conveyance: str | None = None
+    s136_detained_at: datetime | None = None  # required when section_136
+    s136_arrived_at: datetime | None = None  # at the place of safety; the 24 hours run from it
     referrals: tuple[str, ...] = ()
     team: str | None = None

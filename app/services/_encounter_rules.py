@@ -71,6 +71,7 @@ def _check(
     """(errors, the cached Patient id the record is about or None for a provisional one)."""
     errors: list[FieldError] = []
     _check_times(inp, now, errors)
+    _check_s136_times(inp, now, errors)
     for name in ("location", "police_incident_ref", "presenting_situation"):
         _check_text(name, getattr(inp, name), errors, required=True)
     for name in ("narrative", "consulted_with", "team"):
@@ -119,6 +120,27 @@ def _check_times(inp: EncounterInput, now: datetime, errors: list[FieldError]) -
     for name in ("start", "end"):
         if getattr(inp, name) > now + CLOCK_SKEW:
             errors.append(FieldError(name, "is in the future"))
+
+
+def _check_s136_times(inp: EncounterInput, now: datetime, errors: list[FieldError]) -> None:
+    """Time of detention (required with s136) and arrival at the place of safety: real
+    instants, not in the future, arrival after detention. The 24-hour limit runs from them
+    (hazard H10), so a wrong time here is a wrong legal record."""
+    if not inp.section_136:
+        return  # recorded only with s136: _check_section_136 says so
+    detained, arrived = inp.s136_detained_at, inp.s136_arrived_at
+    if detained is None:
+        errors.append(FieldError("s136_detained_at", "is required when section 136 is used"))
+    for name, value in (("s136_detained_at", detained), ("s136_arrived_at", arrived)):
+        if value is None:
+            continue
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            errors.append(FieldError(name, "must be a date-time with a time zone"))
+            return
+        if value > now + CLOCK_SKEW:
+            errors.append(FieldError(name, "is in the future"))
+    if detained is not None and arrived is not None and arrived < detained:
+        errors.append(FieldError("s136_arrived_at", "must be after the time of detention"))
 
 
 def _check_text(name: str, value: Any, errors: list[FieldError], *, required: bool) -> None:

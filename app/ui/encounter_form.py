@@ -85,6 +85,7 @@ SEX_LABELS = {"female": "Female", "male": "Male", "other": "Other", "unknown": "
 PERSON_MODES = {"known": "From record", "nhs": "NHS number", "unknown": "Unknown"}
 assert set(KNOWN_LABELS) == set(KNOWN_TO_SERVICES_CODES)
 
+S136_LIMIT = timedelta(hours=24)  # a doctor may extend by 12; the form shows the first 24
 CHILD_NOTE = (
     "A police station cannot be the place of safety: this person is under 18 "
     "(Mental Health Act 1983 s136A)."
@@ -101,7 +102,8 @@ FIELD_ORDER = (
     "patient.unidentified.apparent_age", "patient.unidentified.sex",
     "patient.unidentified.place_found", "start", "end", "response_mode", "team", "location",
     "location_type", "police_incident_ref", "presenting_situation", "known_to_services",
-    "crisis_plan_consulted", *RISK_TOPICS, "section_136", "health_professional_consulted",
+    "crisis_plan_consulted", *RISK_TOPICS, "section_136", "s136_detained_at", "s136_arrived_at",
+    "health_professional_consulted",
     "consulted_with", "place_of_safety", "conveyance", "outcome", "referrals", "narrative",
 )  # fmt: skip
 FIELD_LABELS = {
@@ -143,11 +145,21 @@ class _TimeField(QWidget):
 
     changed = Signal()
 
-    def __init__(self, name: str, *, optional: bool, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        optional: bool,
+        unset: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        """`unset`: start empty, shown as this text, until the officer sets it ("Now" or the
+        nudges): for times only they know, such as the moment of an s136 detention."""
         super().__init__(parent)
         self._name = name
         self._optional = optional
-        self._value: datetime | None = None if optional else times.now()
+        self._unset = unset
+        self._value: datetime | None = None if optional or unset else times.now()
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(6)
@@ -176,7 +188,8 @@ class _TimeField(QWidget):
         return self._value
 
     def set_value(self, when: datetime | None) -> None:
-        self._value = None if when is None and self._optional else (when or times.now())
+        keep_empty = when is None and (self._optional or self._unset is not None)
+        self._value = None if keep_empty else (when or times.now())
         self._refresh()
 
     def nudge(self, minutes: int) -> None:
@@ -192,7 +205,7 @@ class _TimeField(QWidget):
 
     def _refresh(self) -> None:
         if self._value is None:
-            self._shown.setText("When you save")
+            self._shown.setText(self._unset or "When you save")
             return
         clock, day = _london_text(self._value)
         self._shown.setText(f"{clock}   {day}")
@@ -602,6 +615,16 @@ class EncounterForm(QWidget):
         self._s136_box = QWidget()
         s136 = QVBoxLayout(self._s136_box)
         s136.setContentsMargins(0, 0, 0, 0)
+        # When: the 24-hour limit runs from arrival (from detention until then), shown live.
+        self.s136_detained_at = _TimeField("Time of detention", optional=False, unset="Not set")
+        s136.addWidget(self._field("s136_detained_at", self.s136_detained_at))
+        self.s136_arrived_at = _TimeField(
+            "Arrival at the place of safety", optional=False, unset="Not arrived yet"
+        )
+        s136.addWidget(self._field("s136_arrived_at", self.s136_arrived_at))
+        self.s136_limit = label("", "notice")
+        self.s136_limit.setAccessibleName("24-hour detention limit")
+        s136.addWidget(self.s136_limit)
         self.health_professional_consulted = SegmentedChoice(
             list(YES_NO.items()), accessible_name="Health professional consulted"
         )
@@ -629,6 +652,8 @@ class EncounterForm(QWidget):
             self.consulted_with.textChanged,
             self.place_of_safety.changed,
             self.conveyance.changed,
+            self.s136_detained_at.changed,
+            self.s136_arrived_at.changed,
         )
 
         # Outcome
@@ -782,6 +807,12 @@ class EncounterForm(QWidget):
             ):
                 if choice.value() is not None:
                     out[name] = choice.value()
+            for name, field in (
+                ("s136_detained_at", self.s136_detained_at),
+                ("s136_arrived_at", self.s136_arrived_at),
+            ):
+                if field.value() is not None:
+                    out[name] = _iso(field.value())
         out["referrals"] = self.referrals.values()
         return out
 
@@ -831,6 +862,12 @@ class EncounterForm(QWidget):
                 choice.set_value(None if value is None else ("yes" if value else "no"))
             self.section_136.set_value("yes" if data.get("section_136") else "no")
             self.consulted_with.setText(str(data.get("consulted_with", "")))
+            self.s136_detained_at.set_value(
+                parse_instant(data.get("s136_detained_at"), naive="reject")
+            )
+            self.s136_arrived_at.set_value(
+                parse_instant(data.get("s136_arrived_at"), naive="reject")
+            )
             self.referrals.set_values(data.get("referrals") or ())
         finally:
             self._loading = False
@@ -872,6 +909,8 @@ class EncounterForm(QWidget):
             narrative=data["narrative"],
             referrals=tuple(data["referrals"]),
             team=data["team"] or None,
+            s136_detained_at=self.s136_detained_at.value() if data["section_136"] else None,
+            s136_arrived_at=self.s136_arrived_at.value() if data["section_136"] else None,
             **optional,
         )
 
@@ -953,6 +992,7 @@ class EncounterForm(QWidget):
             self.section_136.set_value("no")  # details stay in the widgets if it changes back
         s136 = self.section_136.value() == "yes" and not dwelling
         self._s136_box.setVisible(s136)
+        self._show_s136_limit()
         # Known up front, so shown up front: not an error after Save (hazard H9).
         child = self._subject_is_child()
         self.place_of_safety.set_enabled_value("police-station", not child)
@@ -961,6 +1001,26 @@ class EncounterForm(QWidget):
             self.place_of_safety.set_value(None)
         self.fields["consulted_with"].setVisible(
             self.health_professional_consulted.value() == "yes"
+        )
+
+    def _show_s136_limit(self, now: datetime | None = None) -> None:
+        """The 24-hour limit while it runs: from arrival at the place of safety, or from the
+        detention while the person is not there yet (MHA 1983 s136(2A))."""
+        arrived, detained = self.s136_arrived_at.value(), self.s136_detained_at.value()
+        start = arrived or detained
+        if start is None:
+            self.s136_limit.setText("Set the time of detention: the 24-hour limit runs from it.")
+            return
+        ends = start + S136_LIMIT
+        left = ends - (now or times.now())
+        clock, day = _london_text(ends)
+        basis = "arrival" if arrived is not None else "detention, until arrival"
+        if left.total_seconds() <= 0:
+            self.s136_limit.setText(f"The 24-hour limit ended at {clock} {day} (from {basis}).")
+            return
+        hours, minutes = divmod(int(left.total_seconds() // 60), 60)
+        self.s136_limit.setText(
+            f"24-hour limit: until {clock} {day} (from {basis}), {hours} h {minutes} min left."
         )
 
     def _subject_is_child(self) -> bool:

@@ -166,6 +166,10 @@ def test_every_domain_item_is_recorded_and_saved_only_after_commit(
     _tap(qtbot, form.risk["risk_to_others"].button("low"))
     _tap(qtbot, form.risk["risk_from_others"].button("medium"))
     _tap(qtbot, form.section_136.button("yes"))
+    _tap(qtbot, form.s136_detained_at.buttons["now"])
+    _tap(qtbot, form.s136_detained_at.buttons["-15"])  # detained 15 minutes ago
+    _tap(qtbot, form.s136_arrived_at.buttons["now"])
+    _tap(qtbot, form.s136_arrived_at.buttons["-5"])  # at the s136 suite 5 minutes ago
     _tap(qtbot, form.health_professional_consulted.button("yes"))
     _type(qtbot, form.consulted_with, "CPN on the car")
     _tap(qtbot, form.place_of_safety.button("hbpos"))
@@ -197,6 +201,9 @@ def test_every_domain_item_is_recorded_and_saved_only_after_commit(
     start = datetime.fromisoformat(answers["start"])
     end = datetime.fromisoformat(answers["end"])
     assert timedelta(minutes=44) <= end - start <= timedelta(minutes=46)
+    detained = datetime.fromisoformat(answers["s136_detained_at"])
+    arrived = datetime.fromisoformat(answers["s136_arrived_at"])
+    assert timedelta(minutes=9) <= arrived - detained <= timedelta(minutes=11)
     assert {
         k: answers.get(k)
         for k in (
@@ -553,3 +560,28 @@ def test_every_control_is_48px_or_more_and_named(
         unnamed = [type(w).__name__ for w in controls if not w.accessibleName().strip()]
         assert small == [] and unnamed == []
     theme.apply(QApplication.instance(), theme.DAY)  # type: ignore[arg-type]
+
+
+def test_section_136_times_show_the_24_hour_limit_and_are_checked(
+    qtbot: QtBot, make_form: FormFactory
+) -> None:
+    """Issue 11 item 11: the time of detention and of arrival at the place of safety; the
+    24-hour limit shown while it runs (from arrival, from detention until then); arrival
+    before detention refused at the field."""
+    form = make_form()
+    _tap(qtbot, form.section_136.button("yes"))
+    assert form.s136_detained_at.value() is None  # nobody entered it: not claimed
+    assert "Set the time of detention" in form.s136_limit.text()
+    _tap(qtbot, form.s136_detained_at.buttons["now"])
+    _tap(qtbot, form.s136_detained_at.buttons["-60"])
+    text = form.s136_limit.text()
+    assert text.startswith("24-hour limit: until") and "from detention" in text, text
+    assert "22 h" in text or "23 h" in text, text
+    _tap(qtbot, form.s136_arrived_at.buttons["now"])
+    _tap(qtbot, form.s136_arrived_at.buttons["-60"])
+    _tap(qtbot, form.s136_arrived_at.buttons["-60"])  # before the detention
+    _tap(qtbot, form.save_button)
+    field = form.fields["s136_arrived_at"]
+    assert "must be after the time of detention" in field.error.text()
+    _tap(qtbot, form.s136_arrived_at.buttons["now"])
+    assert "from arrival" in form.s136_limit.text()

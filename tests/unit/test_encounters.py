@@ -26,6 +26,8 @@ from app.fhir import (
     ODS_ORG_SYSTEM,
     POLICE_INCIDENT_SYSTEM,
     RECORD_STATUS_SYSTEM,
+    S136_ARRIVED_EXT,
+    S136_DETAINED_EXT,
     STREET_TRIAGE_QUESTIONNAIRE,
 )
 from app.services import _encounter_rules, encounters
@@ -86,6 +88,8 @@ S136 = {
     "place_of_safety": "hbpos",
     "conveyance": "ambulance",
     "outcome": "s136-place-of-safety",
+    "s136_detained_at": "2026-11-20T22:40:00Z",
+    "s136_arrived_at": "2026-11-20T23:00:00Z",
 }
 FULL = {
     **S136,
@@ -168,6 +172,17 @@ def test_each_required_field_is_named_when_missing(name: str) -> None:
             "health professional was consulted",
         ),
         ({"place_of_safety": "hbpos"}, "place_of_safety", "only when section 136 is used"),
+        # s136 times (issue 11 item 11): the 24-hour limit runs from them.
+        ({**S136, "s136_detained_at": None}, "s136_detained_at", "required"),
+        (
+            {**S136, "s136_arrived_at": "2026-11-20T22:30:00Z"},
+            "s136_arrived_at",
+            "must be after the time of detention",
+        ),
+        ({**S136, "s136_detained_at": "2026-11-22T22:40:00Z"}, "s136_detained_at", "future"),
+        ({**S136, "s136_arrived_at": "2026-11-22T23:00:00Z"}, "s136_arrived_at", "future"),
+        ({**S136, "s136_arrived_at": None}, None, None),
+        ({"s136_detained_at": "2026-11-20T22:40:00Z"}, "s136_detained_at", "only when section"),
         ({"conveyance": "ambulance"}, "conveyance", "only when section 136 is used"),
         ({"outcome": "s136-place-of-safety"}, "outcome", "when section 136 is not used"),
         ({"location_type": "dwelling"}, None, None),
@@ -392,8 +407,10 @@ def test_the_encounter_carries_the_triage_facts() -> None:
         "s136-place-of-safety"
     )
     assert enc["location"][0]["physicalType"]["coding"][0]["code"] == "public-place"
-    (legal,) = enc["extension"]
+    legal, detained, arrived = enc["extension"]
     assert legal["url"] == LEGAL_STATUS_EXT
+    assert detained == {"url": S136_DETAINED_EXT, "valueDateTime": "2026-11-20T22:40:00Z"}
+    assert arrived == {"url": S136_ARRIVED_EXT, "valueDateTime": "2026-11-20T23:00:00Z"}
     classification = {e["url"]: e for e in legal["extension"]}["legalStatusClassification"]
     assert classification["valueCodeableConcept"]["coding"][0]["code"] == "20"
     assert enc["participant"][0]["individual"] == {
@@ -413,6 +430,14 @@ def test_the_encounter_carries_the_triage_facts() -> None:
     )
     qr = bundle["entry"][4]["resource"]
     assert qr["questionnaire"].startswith(STREET_TRIAGE_QUESTIONNAIRE + "|")
+    answered = {
+        item["linkId"]: item["answer"][0]
+        for group in qr["item"]
+        for item in group.get("item", [])
+        if item.get("answer")
+    }
+    assert answered["s136_detained_at"] == {"valueDateTime": "2026-11-20T22:40:00Z"}
+    assert answered["s136_arrived_at"] == {"valueDateTime": "2026-11-20T23:00:00Z"}
 
 
 def test_no_legal_status_without_section_136() -> None:
