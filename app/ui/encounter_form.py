@@ -55,7 +55,7 @@ from app.services.session import Session
 from app.services.today import draft_person
 from app.times import clock_text, iso_instant, parse_instant, short_day_text
 from app.ui.identity import IdentityHeader
-from app.ui.ops import Op, Runner
+from app.ui.ops import Op, OpChanges, Runner
 from app.ui.widgets import (
     BigButton,
     ChipSelect,
@@ -1112,7 +1112,7 @@ class EncounterForm(QWidget):
             self._runner.report(exc)
 
         log.debug("autosaving draft %s", draft_id)
-        Op(self, work, writes=True).on_success(done).on_failure(failed).run(self._runner)
+        Op(self, work, changes=OpChanges()).on_success(done).on_failure(failed).run(self._runner)
 
     def _look_for_drafts(self) -> None:
         """Offer a draft left by a crash (or an earlier form) while this form is untouched."""
@@ -1167,7 +1167,7 @@ class EncounterForm(QWidget):
         Op(
             self,
             lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft.draft_id)),
-            writes=True,
+            changes=OpChanges(drafts=True),
         ).on_success(lambda _r: self._look_for_drafts()).run(self._runner)
         self._banner.hide()
 
@@ -1195,7 +1195,7 @@ class EncounterForm(QWidget):
             Op(
                 self,
                 lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft_id)),
-                writes=True,
+                changes=OpChanges(drafts=True),
             ).run(self._runner)
         self.discarded.emit()
 
@@ -1228,9 +1228,9 @@ class EncounterForm(QWidget):
                 return session.on_worker(correct)
             return session.on_worker(lambda s: encounters.record(s, inp, draft_id=draft_id))
 
-        Op(self, work, writes=True).on_success(self._saved).on_failure(self._save_failed).run(
-            self._runner
-        )
+        Op(self, work, changes=OpChanges(outbox=True, drafts=True)).on_success(
+            self._saved
+        ).on_failure(self._save_failed).run(self._runner)
 
     def _saved(self, recorded: encounters.RecordedEncounter) -> None:
         self._saving = False

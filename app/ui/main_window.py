@@ -49,7 +49,7 @@ from app.ui import theme
 from app.ui.first_run_view import FirstRunView
 from app.ui.help_view import HelpView
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
-from app.ui.ops import Runner
+from app.ui.ops import OpChanges, Runner
 from app.ui.record_view import RecordView
 from app.ui.search_view import SearchView
 from app.ui.unlock_view import UnlockView
@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         )
         self.idle.lock_requested.connect(lambda _reason: self.lock())
         runner.error_shown.connect(self.show_error)
+        runner.changes_applied.connect(self._on_changes)
         self._build_shortcuts()
         self.resize(1280, 800)
         QTimer.singleShot(0, _prewarm_in_background)
@@ -584,8 +585,6 @@ class MainWindow(QMainWindow):
         )
         panel.correct_requested.connect(self.open_correction)
         panel.draft_chosen.connect(self.open_draft)
-        panel.resolved.connect(lambda _cid: self.record_view.reload())
-        panel.resolved.connect(lambda _cid: self._show_sync_summary())
         self._sync_panel = panel
         self._sync_slot_layout.addWidget(panel)
         self._show_sync_summary()
@@ -787,12 +786,16 @@ class MainWindow(QMainWindow):
         self._picking_for_form = True
         self.focus_search()
 
-    def _on_encounter_saved(self, _client_id: str) -> None:
+    def _on_changes(self, changes: OpChanges) -> None:
+        """After any write (the runner broadcasts it once): the header's sync summary and the
+        open record's contacts follow the outbox; the sync panel listens for itself."""
+        if not changes.outbox:
+            return
         self._show_sync_summary()  # one more waiting: the header must not say "Synced"
         if self.record_view.patient_id is not None:
             self.record_view.reload()
-        if self._sync_panel is not None:
-            self._sync_panel.refresh()
+
+    def _on_encounter_saved(self, _client_id: str) -> None:
         if self.sync_controller is not None and self._auto_sync:
             from app.ui.sync_worker import ONLINE
 

@@ -5,14 +5,16 @@ worker thread; its result (or exception) is queued back to the main thread throu
 where the success or failure callback runs. Usage:
 
     Op(self, lambda: search_service.refresh()).on_success(self._show).run(self._runner)
-    Op(self, save, writes=True).on_success(self._close_form).run(self._runner)
+    Op(self, save, changes=OpChanges(outbox=True)).on_success(self._close_form).run(self._runner)
 
 Rules:
 - The callable never touches a widget. SQLite connections are per thread: a callable that reads
   or writes the cache opens its own Store (`session.open_store()`) and closes it, or the work is
   done on the main thread when it is fast (search, opening one record).
-- `writes=True` runs on a one-worker pool, so writers never race each other; reads and network
-  work run on a small general pool.
+- A write says what it changes (`changes=OpChanges(...)`) and runs on a one-worker pool, so
+  writers never race each other; reads and network work run on a small general pool. After it
+  succeeds the runner broadcasts the `OpChanges` once (`Runner.changes_applied`), and each
+  screen refreshes only for what it shows: nothing refreshes a screen by hand after a write.
 - With no failure callback, errors reach one standard display: known errors
   (`app.services.known_errors.KNOWN_ERRORS`) are shown as their one-line text
   (`Runner.error_shown`); anything else is a bug and goes to the crash handler, which logs
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import shiboken6
@@ -76,7 +79,7 @@ class Runner(QObject):
     """Thread pools plus the standard display for errors. Create one per application."""
 
     error_shown = Signal(str)  # a known error's one-line text, for the standard display
-    changes_applied = Signal(object)  # the result of a successful write op
+    changes_applied = Signal(object)  # the OpChanges of a successful write, once per write
     went_idle = Signal()  # no op is running or waiting
 
     def __init__(
@@ -158,15 +161,33 @@ class Runner(QObject):
         self._db_pool.waitForDone(timeout_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class OpChanges:
+    """What a write changed, for the screens that show it (Anki's `OpChanges`).
+
+    `outbox`: a record saved, retried, corrected or discarded (the sync panel's lists and
+    counts, the header's sync summary, the open record's contacts). `drafts`: a draft thrown
+    away or restored (the sync panel's draft list). A draft's autosave changes neither: the
+    panel reads drafts again when it is shown, not every second while the form is typed in.
+    """
+
+    outbox: bool = False
+    drafts: bool = False
+
+
 class Op(Generic[T]):
-    """One piece of background work with its callbacks. Build, chain, then `run(runner)`."""
+    """One piece of background work with its callbacks. Build, chain, then `run(runner)`.
+
+    With `changes` the work is a write: it runs on the writers' pool and, once it succeeded,
+    the runner broadcasts `changes` (before the success callback)."""
 
     def __init__(
-        self, parent: QObject | None, fn: Callable[[], T], *, writes: bool = False
+        self, parent: QObject | None, fn: Callable[[], T], *, changes: OpChanges | None = None
     ) -> None:
         self._parent = parent
         self._fn = fn
-        self._writes = writes
+        self._changes = changes
+        self._writes = changes is not None
         self._success: Callable[[T], None] | None = None
         self._failure: Callable[[BaseException], None] | None = None
 
@@ -194,7 +215,7 @@ class Op(Generic[T]):
             else:
                 runner.report(error)
             return
-        if self._writes:
-            runner.changes_applied.emit(result)
+        if self._changes is not None:
+            runner.changes_applied.emit(self._changes)
         if self._success is not None and alive:
             self._success(result)

@@ -43,7 +43,7 @@ from app.times import (
     short_day_text,
     uk_date,
 )
-from app.ui.ops import Op, Runner
+from app.ui.ops import Op, OpChanges, Runner
 from app.ui.sync_worker import OFFLINE, ONLINE, PROBING, SyncController
 from app.ui.todays_encounters import TodaysEncounters, local_time
 from app.ui.widgets import BigButton, PatientText, SectionCard, label, set_role
@@ -284,7 +284,7 @@ class SyncPanel(QWidget):
         controller.sync_cancelled.connect(self._on_cancelled)
         controller.running_changed.connect(self._show_running)
         controller.cache_wiped.connect(self._on_wiped)
-        runner.changes_applied.connect(self._refresh_soon)  # a bound slot: dropped with the panel
+        runner.changes_applied.connect(self._on_changes)  # a bound slot: dropped with the panel
 
         self._tick = QTimer(self)  # "12 min ago" moves on by itself
         self._tick.setInterval(30_000)
@@ -366,8 +366,15 @@ class SyncPanel(QWidget):
             self._load_failed
         ).run(self._runner)
 
-    def _refresh_soon(self) -> None:
-        self._debounce.start()
+    @property
+    def reload_scheduled(self) -> bool:
+        """A reload is due (a write changed what this panel lists) or running."""
+        return self._debounce.isActive() or self._loading
+
+    def _on_changes(self, changes: OpChanges) -> None:
+        """A write elsewhere changed what this panel lists: read again, once (debounced)."""
+        if changes.outbox or changes.drafts:
+            self._debounce.start()
 
     def _loaded(self, data: PanelData) -> None:
         self._loading = False
@@ -438,8 +445,7 @@ class SyncPanel(QWidget):
             )
 
         def done(_result: Any) -> None:
-            self.resolved.emit(client_id)
-            self.refresh()
+            self.resolved.emit(client_id)  # the refresh comes from the runner's OpChanges
             if action == "retry" and self._controller.connectivity == ONLINE:
                 self._controller.start_sync()
 
@@ -451,7 +457,9 @@ class SyncPanel(QWidget):
             self._runner.report(exc)
             self.refresh()
 
-        Op(self, work, writes=True).on_success(done).on_failure(failed).run(self._runner)
+        Op(self, work, changes=OpChanges(outbox=True)).on_success(done).on_failure(failed).run(
+            self._runner
+        )
 
     # -- controller signals -------------------------------------------------------------
     def _show_connectivity(self, state: str) -> None:

@@ -26,7 +26,7 @@ from app.fhir import display_name_of
 from app.services import encounters, syncing
 from app.services.session import Session
 from app.ui import theme
-from app.ui.ops import Runner
+from app.ui.ops import Op, OpChanges, Runner
 from app.ui.sync_panel import SyncPanel
 from app.ui.sync_worker import OFFLINE, ONLINE, PROGRESS_INTERVAL_S, SyncController, _SyncThread
 from sync.reference import ReferenceServer
@@ -323,3 +323,31 @@ def test_sync_starts_by_itself_when_the_network_returns(
     assert panel.today.states() == ["sent"]
     row = tablet.store.outbox_row(record.client_id)
     assert row is not None and row.state == "sent"
+
+
+def settled(panel: SyncPanel, runner: Runner) -> bool:
+    """No reload due or running, and no background work left."""
+    return not panel.reload_scheduled and runner.wait_until_idle(0)
+
+
+def test_a_write_reloads_the_panel_once_and_a_draft_autosave_not_at_all(
+    qtbot: QtBot, make_panel: PanelFactory, runner: Runner, tablet: Session
+) -> None:
+    panel, _controller = make_panel()
+    panel.show()
+    qtbot.waitUntil(lambda: settled(panel, runner), timeout=10_000)
+    reloads: list[bool] = []
+    panel.refreshed.connect(lambda: reloads.append(True))
+
+    def autosave() -> None:
+        tablet.on_worker(lambda s: encounters.save_draft(s, "draft-1", {"location": "Bus station"}))
+
+    Op(None, autosave, changes=OpChanges()).run(runner)
+    assert runner.wait_until_idle(10_000)
+    assert not panel.reload_scheduled and reloads == []  # typing in the form: no reloads
+
+    Op(None, lambda: None, changes=OpChanges(outbox=True)).run(runner)
+    assert runner.wait_until_idle(10_000)
+    assert panel.reload_scheduled
+    qtbot.waitUntil(lambda: settled(panel, runner), timeout=10_000)
+    assert reloads == [True]  # once, however many screens care about the outbox
