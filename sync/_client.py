@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
+import requests.adapters
 import urllib3
 
 from sync._auth import SMART_CONFIGURATION, TokenSource
@@ -689,9 +691,28 @@ HttpSession = requests.Session
 """The connection pool type callers pass in (so they need not import `requests`)."""
 
 
+class _Tls12Adapter(requests.adapters.HTTPAdapter):
+    """TLS 1.2 or newer, set explicitly rather than left to the OpenSSL build's default
+    (SECURITY.md 15); verification stays on (the context verifies, `verify=` may add a CA)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = tls_context()
+        super().init_poolmanager(*args, **kwargs)
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificate and host name checked, TLS 1.2+; no CAs loaded here: requests loads the
+    one trust store per request (certifi's, or the Trust's bundle, which replaces it)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def new_http_session() -> requests.Session:
-    """One connection pool per sync run; TLS verification is set per request by the client."""
+    """One connection pool per sync run; TLS verification is set per request by the client,
+    the minimum TLS version here."""
     http = requests.Session()
+    http.mount("https://", _Tls12Adapter())
     http.headers["User-Agent"] = "Kerbside/0.1 (+FHIR R4 sync)"
     return http
 
