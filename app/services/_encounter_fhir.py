@@ -101,6 +101,15 @@ class FormItem:
     repeats: bool = False
     only_with_s136: bool = False  # shown (and allowed) only when section_136 is true
     max_length: int | None = None
+    # The form's button text per code where it differs from the coded display: the question
+    # "Known to mental health services" is answered "Yes", stored as "Known to services".
+    labels: Mapping[str, str] | None = None
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        """(code, text on the form's button), in the definition's order."""
+        shown = self.labels or self.options or {}
+        return [(code, shown[code]) for code in self.options or {}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +132,8 @@ FORM: tuple[FormSection, ...] = (
         FormItem("team", "Team", "string", max_length=200),
         FormItem("location", "Location", "string", required=True, max_length=500),
         FormItem("location_type", "Type of location", "choice", _LABELS["location_type"],
-                 LOCATION_TYPE_SYSTEM),
+                 LOCATION_TYPE_SYSTEM,
+                 labels={"public-place": "Public place", "dwelling": "Dwelling (home)"}),
         FormItem("police_incident_ref", "Police incident reference", "string", required=True,
                  max_length=64),
     )),
@@ -131,7 +141,8 @@ FORM: tuple[FormSection, ...] = (
         FormItem("presenting_situation", "Presenting situation", "text", required=True,
                  max_length=4000),
         FormItem("known_to_services", "Known to mental health services", "choice",
-                 KNOWN_TO_SERVICES_CODES, KNOWN_TO_SERVICES_SYSTEM),
+                 KNOWN_TO_SERVICES_CODES, KNOWN_TO_SERVICES_SYSTEM,
+                 labels={"yes": "Yes", "no": "No", "unknown": "Don't know"}),
         FormItem("crisis_plan_consulted", "Crisis plan consulted", "boolean"),
     )),
     FormSection("risk", "Risk", tuple(_risk(k) for k in RISK_TOPICS)),

@@ -44,7 +44,6 @@ from PySide6.QtWidgets import (
 from app import times
 from app.fhir import (
     CONVEYANCE_CODES,
-    KNOWN_TO_SERVICES_CODES,
     OUTCOME_CODES,
     PLACE_OF_SAFETY_CODES,
     REFERRAL_CODES,
@@ -74,16 +73,11 @@ T = TypeVar("T")
 
 _FORM_ITEMS = {item.link_id: item for section in encounters.FORM for item in section.items}
 
-# Labels the officer reads; codes come from app.fhir so they always match what is stored.
-RESPONSE_LABELS = {"face-to-face": "Face to face", "telephone": "Telephone",
-                   "control-room": "Control room"}  # fmt: skip
-LOCATION_LABELS = {"public-place": "Public place", "dwelling": "Dwelling (home)"}
-RISK_LABELS = {"none": "None", "low": "Low", "medium": "Medium", "high": "High"}
+# Choice codes and their labels come from the one form definition (encounters.FORM); these
+# are the form's own controls that are not coded answers of the record.
 YES_NO = {"yes": "Yes", "no": "No"}
-KNOWN_LABELS = {"yes": "Yes", "no": "No", "unknown": "Don't know"}
 SEX_LABELS = {"female": "Female", "male": "Male", "other": "Other", "unknown": "Not known"}
 PERSON_MODES = {"known": "From record", "nhs": "NHS number", "unknown": "Unknown"}
-assert set(KNOWN_LABELS) == set(KNOWN_TO_SERVICES_CODES)
 
 S136_LIMIT = timedelta(hours=24)  # a doctor may extend by 12; the form shows the first 24
 CHILD_NOTE = (
@@ -542,7 +536,7 @@ class EncounterForm(QWidget):
         self.end = _TimeField("End", optional=True)
         card.add(self._field("end", self.end, "End (UK time)"))
         self.response_mode = SegmentedChoice(
-            [(code, RESPONSE_LABELS[code]) for code in RESPONSE_LABELS],
+            _FORM_ITEMS["response_mode"].choices,
             accessible_name="Response mode",
         )
         self.response_mode.set_value("face-to-face")
@@ -554,7 +548,7 @@ class EncounterForm(QWidget):
         self.location = _line("location", "Street, landmark or address")
         card.add(self._field("location", self.location))
         self.location_type = SegmentedChoice(
-            list(LOCATION_LABELS.items()), accessible_name="Public place or dwelling"
+            _FORM_ITEMS["location_type"].choices, accessible_name="Public place or dwelling"
         )
         set_role(self.location_type, "big-toggle")
         card.add(self._field("location_type", self.location_type))
@@ -578,7 +572,7 @@ class EncounterForm(QWidget):
         )
         card.add(self._field("presenting_situation", self.presenting_situation))
         self.known_to_services = SegmentedChoice(
-            list(KNOWN_LABELS.items()), accessible_name="Known to services"
+            _FORM_ITEMS["known_to_services"].choices, accessible_name="Known to services"
         )
         card.add(self._field("known_to_services", self.known_to_services))
         self.crisis_plan_consulted = SegmentedChoice(
@@ -596,7 +590,7 @@ class EncounterForm(QWidget):
         card = SectionCard("Risk")
         self.risk: dict[str, SegmentedChoice] = {}
         for name, (_code, text) in RISK_TOPICS.items():
-            choice = SegmentedChoice(list(RISK_LABELS.items()), accessible_name=text)
+            choice = SegmentedChoice(_FORM_ITEMS[name].choices, accessible_name=text)
             self.risk[name] = choice
             card.add(self._field(name, choice, text))
             self._watch(choice.changed)
