@@ -150,7 +150,7 @@ def _check_text(name: str, value: Any, errors: list[FieldError], *, required: bo
         errors.append(FieldError(name, "must be text"))
         return
     if required and not value.strip():
-        errors.append(FieldError(name, "must not be empty"))
+        errors.append(FieldError(name, "is required: fill it in"))
     limit = FORM_ITEMS[name].max_length
     if limit and len(value) > limit:
         errors.append(FieldError(name, f"is longer than {limit} characters"))
@@ -268,7 +268,7 @@ def _check_text_field(
     if not isinstance(value, str):
         errors.append(FieldError(name, "must be text"))
     elif required and not value.strip():
-        errors.append(FieldError(name, "must not be empty"))
+        errors.append(FieldError(name, "is required: fill it in"))
     elif len(value) > limit:
         errors.append(FieldError(name, f"is longer than {limit} characters"))
 

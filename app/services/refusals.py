@@ -78,3 +78,35 @@ def advice_for(reason: str | None, *, person_gone: bool = False) -> Advice:
         if reason and pattern.search(reason):
             return advice
     return GENERAL
+
+
+_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"certificate|tls|ssl", re.I),
+        "The central record's identity could not be checked. Do not sync on this network; tell IT.",
+    ),
+    (
+        re.compile(r"did not answer|timed? ?out|timeout", re.I),
+        "The central record did not answer in time. Records stay on this tablet and go at "
+        "the next sync.",
+    ),
+    (
+        re.compile(r"token|credential|401|403|sign|secret|unauthori[sz]ed|revoked", re.I),
+        "The tablet could not sign in to the central record. Records stay on this tablet; "
+        "tell IT if this happens again.",
+    ),
+    (
+        re.compile(r"connect|network|resolve|unreachable|refused|offline|dns", re.I),
+        "No connection to the central record (no signal?). Records stay on this tablet and "
+        "go when the signal is back.",
+    ),
+)
+
+
+def plain_failure(message: str) -> str:
+    """A sync failure in plain words with what happens next (the technical message goes
+    behind "Details")."""
+    for pattern, text in _FAILURES:
+        if pattern.search(message or ""):
+            return text
+    return "Sync stopped. Records stay on this tablet and go at the next sync."

@@ -118,7 +118,7 @@ def _london_text(when: datetime) -> tuple[str, str]:
 
 
 def error_text(field: str, message: str) -> str:
-    """An error as a sentence: "Location must not be empty", "End must be after start"."""
+    """An error as a sentence: "Location is required: fill it in", "End must be after start"."""
     name = FIELD_LABELS.get(_base_field(field), field)
     if message.startswith(("is ", "must ", "matches ", "has ", "cannot ")):
         return f"⚠ {name} {message}"
@@ -1326,6 +1326,8 @@ class EncounterForm(QWidget):
         wide = event.size().width() >= 1000
         self.outcome.set_columns(2 if wide else 1)
         self.referrals.set_columns(3 if wide else 2)
+        # Four places of safety in one row were cut to "alth-based place of saf" in portrait.
+        self.place_of_safety.set_columns(4 if wide else 2)
         super().resizeEvent(event)
 
 

@@ -550,7 +550,7 @@ class RecordView(QWidget):
         if record.conditions:
             card.add_heading("Conditions")
             for condition in record.conditions:
-                extra = f" (since {condition.onset})" if condition.onset else ""
+                extra = f" (since {uk_date(condition.onset)})" if condition.onset else ""
                 card.add_text(f"• {condition.name}{extra}")
         return card
 

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.nhs_number import format_nhs_number
 from app.services import encounters
-from app.services.refusals import advice_for
+from app.services.refusals import advice_for, plain_failure
 from app.services.session import Session
 from app.services.today import PanelData, load_panel_data
 from app.times import (
@@ -323,6 +323,18 @@ class SyncPanel(QWidget):
         self.outcome.setAccessibleName("Last sync result")
         self.outcome.hide()
         card.add(self.outcome)
+        # A failure's technical message, for IT: behind "Details", not in the officer's way.
+        self.failure_details_button = BigButton(
+            "Details ▾", role="link", accessible_name="Show the technical reason"
+        )
+        self.failure_details_button.setCheckable(True)
+        card.add(self.failure_details_button)
+        self.failure_details_button.hide()
+        self.failure_details = label("", "muted")
+        self.failure_details.setAccessibleName("Technical reason")
+        card.add(self.failure_details)
+        self.failure_details.hide()
+        self.failure_details_button.toggled.connect(self.failure_details.setVisible)
         row = QHBoxLayout()
         row.setSpacing(12)
         self.sync_button = BigButton("Sync now", role="primary", accessible_name="Sync now")
@@ -493,6 +505,8 @@ class SyncPanel(QWidget):
 
     def _on_started(self) -> None:
         self._finished_parts = None
+        self.failure_details_button.setChecked(False)
+        self.failure_details_button.hide()
         self.outcome.hide()
         self.phase.setText("Starting…")
         self.progress.setRange(0, 0)  # busy until the first count arrives
@@ -532,7 +546,10 @@ class SyncPanel(QWidget):
 
     def _on_failed(self, message: str) -> None:
         self._finished_parts = None
-        self._show_outcome(f"Sync stopped: {message}", "error")
+        self._show_outcome(plain_failure(message), "error")
+        self.failure_details.setText(message)
+        self.failure_details_button.setChecked(False)
+        self.failure_details_button.show()
         self.refresh()
 
     def _on_cancelled(self) -> None:

@@ -290,7 +290,7 @@ def test_missing_required_fields_are_each_shown_next_to_their_field(
         "presenting_situation",
         "outcome",
     }
-    assert shown["location"] == "⚠ Location must not be empty"
+    assert shown["location"] == "⚠ Location is required: fill it in"
     assert shown["outcome"] == "⚠ Outcome is required: choose one"
     assert form.save_button.text() == "Save · 5 to fix"
     QApplication.processEvents()

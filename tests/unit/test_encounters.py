@@ -134,11 +134,11 @@ def test_each_required_field_is_named_when_missing(name: str) -> None:
         ({"start": "2026-11-21T00:50:00Z", "end": "2026-11-21T02:00:00Z"}, "end", "future"),
         ({"end": "2026-11-20T23:05:00+00:00"}, None, None),
         ({"end": "2026-11-21T00:05:00+01:00"}, None, None),
-        ({"location": "  "}, "location", "empty"),
+        ({"location": "  "}, "location", "required"),
         ({"location": "x" * 501}, "location", "longer than 500"),
         ({"location": 5}, "location", "string"),
-        ({"police_incident_ref": ""}, "police_incident_ref", "empty"),
-        ({"presenting_situation": ""}, "presenting_situation", "empty"),
+        ({"police_incident_ref": ""}, "police_incident_ref", "required"),
+        ({"presenting_situation": ""}, "presenting_situation", "required"),
         ({"narrative": ""}, None, None),
         ({"narrative": None}, "narrative", "string"),
         ({"section_136": "no"}, "section_136", "true or false"),
@@ -228,7 +228,7 @@ def test_each_required_field_is_named_when_missing(name: str) -> None:
         (
             {"patient": {"unidentified": {"description": "", "apparent_age": 30, "sex": "male"}}},
             "patient.unidentified.description",
-            "empty",
+            "required",
         ),
         (
             {

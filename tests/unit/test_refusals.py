@@ -3,6 +3,7 @@ the server's reason becomes what to do, on a real encrypted cache."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from app.fhir import display_name_of
 from app.services import encounters
-from app.services.refusals import GENERAL, PERSON_GONE, advice_for
+from app.services.refusals import GENERAL, PERSON_GONE, advice_for, plain_failure
 from app.services.session import Session
 
 NOW = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
@@ -94,3 +95,20 @@ def test_reasons_become_plain_advice(reason: str | None, starts: str) -> None:
     assert advice.what.startswith(starts)
     for text in (advice.what, advice.todo):
         assert "Bundle" not in text and "Patient/" not in text and "cache" not in text
+
+
+@pytest.mark.parametrize(
+    ("message", "starts"),
+    [
+        ("the connection to the token endpoint failed", "The tablet could not sign in"),
+        ("the token endpoint did not answer in time", "The central record did not answer"),
+        ("the central record did not answer in time", "The central record did not answer"),
+        ("could not connect to the central record", "No connection"),
+        ("the server's TLS certificate could not be verified", "The central record's identity"),
+        ("something odd", "Sync stopped."),
+    ],
+)
+def test_sync_failures_are_said_plainly(message: str, starts: str) -> None:
+    text = plain_failure(message)
+    assert text.startswith(starts), text
+    assert not re.search(r"token|endpoint|cache|centre|TLS", text)

@@ -1,0 +1,147 @@
+"""Never clipped (issue 11 item 6): on every screen, at 1280x800 and 800x1280, no visible
+label or button shows less than its text. Seen before: the s136 place-of-safety buttons read
+"alth-based place of saf", "ergency departm" and "ice stat" in portrait.
+
+A one-line label or a button is clipped when its text (with the style's padding, which the
+size hint includes) is wider than the box it got; a wrapped label when its text needs more
+height at its width than it has.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QLineEdit, QWidget
+from pytestqt.qtbot import QtBot
+
+from app.ui.widgets import PatientText
+from tests.gui.conftest import Person, WindowFactory, open_first_with_reason, type_search, unlock
+
+SIZES = ((1280, 800), (800, 1280))
+
+
+def clipped(root: QWidget) -> list[str]:
+    """Every visible text-bearing widget under `root` whose text does not fit its box."""
+    found = []
+    for widget in root.findChildren(QWidget):
+        if not widget.isVisible():
+            continue
+        if isinstance(widget, QLabel) and widget.text() and not widget.pixmap():
+            rect = widget.contentsRect()
+            if widget.wordWrap():
+                need = widget.heightForWidth(widget.width())
+                if need > widget.height() + 1:
+                    found.append(
+                        f"label {widget.text()[:40]!r}: needs {need} px high, has {widget.height()}"
+                    )
+            else:
+                wide = widget.fontMetrics().horizontalAdvance(widget.text().split("\n")[0])
+                if wide > rect.width() + 1:
+                    found.append(f"label {widget.text()[:40]!r}: {wide} px in {rect.width()}")
+        elif isinstance(widget, QAbstractButton) and widget.text():
+            hint = widget.sizeHint().width()
+            if hint > widget.width() + 1:
+                found.append(
+                    f"button {widget.text()[:40]!r}: needs {hint} px, has {widget.width()}"
+                )
+    return found
+
+
+def _screens(qtbot: QtBot, window: Any, person: Person) -> list[tuple[str, Any]]:
+    """Drive the window through each screen; yield (name, callable that shows it)."""
+
+    def find() -> None:
+        window.show_page("find")
+        type_search(qtbot, window, person.family)
+
+    def sheet() -> None:
+        find()
+        window.open_patient(person.id)
+        qtbot.waitUntil(window.record_view.showing_reason_sheet, timeout=5_000)
+
+    def record() -> None:
+        find()
+        open_first_with_reason(qtbot, window, person.id)
+
+    def form() -> None:
+        window.start_encounter(person.id)
+        f = window.encounter_form
+        f.section_136.button("yes").click()
+        f.health_professional_consulted.button("yes").click()
+
+    def sync() -> None:
+        window.show_page("sync")
+
+    return [("search", find), ("reason sheet", sheet), ("record", record),
+            ("encounter form with s136", form), ("sync", sync)]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["landscape", "portrait"])
+def test_no_text_is_clipped_on_any_screen(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    gui_profile: Path,
+    alerted_person: Person,
+    size: tuple[int, int],
+) -> None:
+    window = make_window(gui_profile, size=size)
+    unlock(qtbot, window)
+    problems = []
+    for name, show in _screens(qtbot, window, alerted_person):
+        show()
+        QApplication.processEvents()
+        problems += [f"{name}: {p}" for p in clipped(window)]
+    assert not problems, "\n".join(problems)
+
+
+JARGON = re.compile(
+    r"\b(token|endpoint|cache|cached|centre|fhir|bundle|resource|payload|json|http)\b"
+    r"|\b[A-Z][a-z]+/[\w-]+\b"  # FHIR references such as Patient/abc
+    r"|\b[A-Z][a-zA-Z]+\.[a-z]\w*(\.[a-z]\w*)*\b"  # FHIR paths such as Encounter.subject
+    r"|(?<![\w-])\d{4}-\d{2}-\d{2}(?![\w-])",  # ISO dates (not inside a reference)
+    re.IGNORECASE,
+)
+
+
+ISO_DATE = re.compile(r"(?<![\w-])\d{4}-\d{2}-\d{2}(?![\w-])")
+
+
+def jargon(root: QWidget) -> list[str]:
+    """Visible user-facing text with technical words, FHIR paths or ISO dates in it."""
+    found = []
+    for widget in root.findChildren(QWidget):
+        if not widget.isVisible():
+            continue
+        texts = [widget.accessibleName()]
+        if isinstance(widget, QLabel | QAbstractButton):
+            texts.append(widget.text())
+        if isinstance(widget, QLineEdit):
+            texts.append(widget.placeholderText())
+        # Patient text is the record's own words ("Larch Medical Centre"): dates only.
+        pattern = ISO_DATE if isinstance(widget, PatientText) else JARGON
+        for text in texts:
+            match = pattern.search(text or "")
+            if match:
+                found.append(f"{type(widget).__name__} {text[:60]!r}: {match.group(0)!r}")
+    return found
+
+
+@pytest.mark.parametrize("size", SIZES[:1], ids=["landscape"])
+def test_plain_english_and_uk_dates_on_every_screen(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    gui_profile: Path,
+    alerted_person: Person,
+    size: tuple[int, int],
+) -> None:
+    window = make_window(gui_profile, size=size)
+    problems = [f"unlock: {p}" for p in jargon(window)]
+    unlock(qtbot, window)
+    for name, show in _screens(qtbot, window, alerted_person):
+        show()
+        QApplication.processEvents()
+        problems += [f"{name}: {p}" for p in jargon(window)]
+    assert not problems, "\n".join(sorted(set(problems)))
