@@ -9,7 +9,7 @@ that is not a platform keychain). Everything else is real: SQLCipher files on di
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +62,31 @@ COHORT_PATIENTS = 40
 
 
 @pytest.fixture(scope="session")
-def cohort_patients() -> int:
-    """How many patients this suite's cohort holds (tests/gui overrides it: 150)."""
-    return COHORT_PATIENTS
+def cohort_of(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """Generated cohorts (seed COHORT_SEED) by size, each written once per run.
+
+    Keyed by size because a session fixture is computed once: a suite that wants a larger
+    cohort asks for its own size instead of overriding a dependency of a cached fixture.
+    """
+    from app.synthetic import generate_cohort
+
+    made: dict[int, Path] = {}
+
+    def build(patients: int) -> Path:
+        if patients not in made:
+            out = tmp_path_factory.mktemp(f"cohort-{patients}")
+            generate_cohort(patients, COHORT_SEED, out)
+            made[patients] = out
+        return made[patients]
+
+    return build
 
 
 @pytest.fixture(scope="session")
-def cohort_dir(tmp_path_factory: pytest.TempPathFactory, cohort_patients: int) -> Path:
-    """The suite's generated cohort as NDJSON (seed COHORT_SEED, `cohort_patients` people),
-    written once per run; `reference` is seeded with it."""
-    from app.synthetic import generate_cohort
-
-    out = tmp_path_factory.mktemp("cohort")
-    generate_cohort(cohort_patients, COHORT_SEED, out)
-    return out
+def cohort_dir(cohort_of: Callable[[int], Path]) -> Path:
+    """The suite's generated cohort as NDJSON (COHORT_PATIENTS people; tests/gui asks for a
+    larger one under the same name); `reference` is seeded with it."""
+    return cohort_of(COHORT_PATIENTS)
 
 
 @pytest.fixture

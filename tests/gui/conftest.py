@@ -31,10 +31,10 @@ class Person:
 
 
 @pytest.fixture(scope="session")
-def cohort_patients() -> int:
-    """The GUI suite's cohort is larger (tests/conftest.py's `cohort_dir` is built from this):
-    enough people for fuzzy search, alerts and look-alikes to show up on screen."""
-    return COHORT_SIZE
+def cohort_dir(cohort_of: Callable[[int], Path]) -> Path:
+    """The GUI suite's cohort is larger (COHORT_SIZE people): enough people for fuzzy search,
+    alerts and look-alikes to show up on screen. The root `reference` is seeded with it here."""
+    return cohort_of(COHORT_SIZE)
 
 
 @pytest.fixture(scope="session")
