@@ -14,6 +14,7 @@ the end (the session compares the head with the keyring's copy) each give a prob
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,9 +92,8 @@ def append(
     return int(cur.lastrowid or 0), digest
 
 
-def verify(conn: Connection) -> int | None:
-    """The seq of the first entry whose hash does not hold, or None if the chain is intact."""
-    prev = GENESIS
+def _chain(conn: Connection) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+    """(seq, prev_hash, hash, the hashed fields) of every entry, oldest first."""
     for seq, at, user_id, action, patient_id, reason, event_id, prev_hash, digest in conn.execute(
         "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash"
         " FROM audit ORDER BY seq"
@@ -106,6 +106,13 @@ def verify(conn: Connection) -> int | None:
             "reason": reason,
             "event_id": event_id,
         }
+        yield int(seq), prev_hash, digest, fields
+
+
+def verify(conn: Connection) -> int | None:
+    """The seq of the first entry whose hash does not hold, or None if the chain is intact."""
+    prev = GENESIS
+    for seq, prev_hash, digest, fields in _chain(conn):
         if prev_hash != prev or _digest(prev, fields) != digest:
             return int(seq)
         prev = digest
@@ -124,18 +131,7 @@ def problems(conn: Connection, *, expected_head: tuple[int, str] | None = None) 
     prev = GENESIS
     last_seq = 0
     anchor_hash: str | None = None
-    for seq, at, user_id, action, patient_id, reason, event_id, prev_hash, digest in conn.execute(
-        "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash"
-        " FROM audit ORDER BY seq"
-    ):
-        fields = {
-            "at": at,
-            "user_id": user_id,
-            "action": action,
-            "patient_id": patient_id,
-            "reason": reason,
-            "event_id": event_id,
-        }
+    for seq, prev_hash, digest, fields in _chain(conn):
         if seq != last_seq + 1:
             found.append(f"entries {last_seq + 1}-{seq - 1} are missing")
         elif prev_hash != prev:

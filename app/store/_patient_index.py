@@ -384,6 +384,25 @@ def _alerts_json(alerts: Iterable[tuple[str, str, str, str | None]]) -> bytes | 
     return orjson.dumps(ordered)
 
 
+def _row(pid: int, rid: str, doc: _Doc, alerts: bytes | None) -> tuple[Any, ...]:
+    """One `patient_index` row, in the column order of its INSERTs."""
+    return (
+        pid,
+        rid,
+        doc.display_name,
+        doc.known_as,
+        doc.birth_date,
+        doc.gender,
+        doc.nhs_number,
+        doc.postcode,
+        doc.postcode_key,
+        doc.address,
+        alerts,
+        doc.names,
+        orjson.dumps(list(doc.terms)),
+    )
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -478,23 +497,7 @@ class PatientIndexer:
                     held.append(pid)
                 _vocab_change(vocab_delta, set(doc.terms), +1)
                 found = alerts.get(doc.id)
-                rows.append(
-                    (
-                        pid,
-                        doc.id,
-                        doc.display_name,
-                        doc.known_as,
-                        doc.birth_date,
-                        doc.gender,
-                        doc.nhs_number,
-                        doc.postcode,
-                        doc.postcode_key,
-                        doc.address,
-                        _alerts_json(found) if found else None,
-                        doc.names,
-                        orjson.dumps(list(doc.terms)),
-                    )
-                )
+                rows.append(_row(pid, doc.id, doc, _alerts_json(found) if found else None))
             conn.executemany(insert, rows)
             pending += len(rows)
             if pending >= flush_every:
@@ -543,23 +546,7 @@ class PatientIndexer:
                 for key in new_set:
                     adds[key].append(pid)
             _vocab_change(vocab_delta, new_set, +1)
-            rows.append(
-                (
-                    pid,
-                    rid,
-                    doc.display_name,
-                    doc.known_as,
-                    doc.birth_date,
-                    doc.gender,
-                    doc.nhs_number,
-                    doc.postcode,
-                    doc.postcode_key,
-                    doc.address,
-                    alerts,
-                    doc.names,
-                    orjson.dumps(list(doc.terms)),
-                )
-            )
+            rows.append(_row(pid, rid, doc, alerts))
         conn.executemany(
             "INSERT OR REPLACE INTO patient_index (pid, id, display_name, known_as, birth_date,"
             " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
