@@ -16,7 +16,7 @@ from typing import Any
 from sync._bulk import BulkLoad, offers_bulk
 from sync._capabilities import Capabilities, parse_capabilities
 from sync._client import FhirClient
-from sync._exceptions import DeviceRevoked, ServerRejected, Unsupported
+from sync._exceptions import BadResponse, DeviceRevoked, ServerRejected, Unsupported
 from sync._ports import SyncStore
 from sync._pull import Puller
 from sync._push import Pusher
@@ -150,7 +150,10 @@ def parse_policy(body: Any) -> dict[str, float]:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         return {}
     policy: dict[str, float] = {}
-    for param in body.get("parameter") or ():
+    params = body.get("parameter")
+    if params is not None and not isinstance(params, list):
+        raise BadResponse("the central record sent a malformed device policy")
+    for param in params or ():
         if not isinstance(param, dict):
             continue
         name = str(param.get("name") or "").replace("-", "_")

@@ -379,6 +379,64 @@ class Profile:
             log.warning("profile.json is older than the last saved generation")
             raise ProfileTampered(ROLLED_BACK)
 
+    def _check_shape(self) -> None:
+        """Every field the code reads has the type it expects, and KDF costs are bounded: a
+        damaged (or hand-made, pre-MAC) file is one clear ProfileError, never a KeyError or an
+        Argon2 call asking for a terabyte (found by tests/security/test_fuzz_parsers.py)."""
+        d = self._data
+        damaged = ProfileError("the profile file is damaged; ask Trust IT to re-enrol this tablet")
+
+        def kdf_ok(kdf: Any) -> bool:
+            return (
+                isinstance(kdf, dict)
+                and all(
+                    isinstance(kdf.get(k), int) for k in ("time_cost", "memory_kib", "parallelism")
+                )
+                and 1 <= kdf["time_cost"] <= 16
+                and 8 <= kdf["memory_kib"] <= 1 << 21
+                and 1 <= kdf["parallelism"] <= 16
+            )
+
+        def b64_ok(value: Any) -> bool:
+            if not isinstance(value, str):
+                return False
+            try:
+                base64.b64decode(value.encode(), validate=True)
+            except ValueError:
+                return False
+            return True
+
+        users = d.get("users")
+        if not isinstance(users, dict) or not isinstance(d.get("settings", {}), dict):
+            raise damaged
+        for slot in users.values():
+            if not isinstance(slot, dict) or not kdf_ok(slot.get("kdf")):
+                raise damaged
+            if not all(b64_ok(slot.get(k)) for k in ("salt", "nonce", "wrapped_key")):
+                raise damaged
+        if self.wiped is not None and not isinstance(self.wiped, dict):
+            raise damaged
+        if self.wiped:
+            return
+        if not kdf_ok(d.get("kdf")) or not isinstance(d.get("lockout"), dict):
+            raise damaged
+        try:
+            policy = LockoutPolicy(**d["lockout"])
+            float(d.get("failures", 0))
+            float(d.get("locked_until", 0.0))
+        except (TypeError, ValueError):
+            raise damaged from None
+        if not all(isinstance(getattr(policy, f), int | float) for f in policy.__slots__):
+            raise damaged
+        server = d.get("server")
+        if server is not None and (
+            not isinstance(server, dict)
+            or not all(isinstance(v, str | None) for v in server.values())
+            or not isinstance(server.get("base_url"), str)
+            or not isinstance(server.get("client_id"), str)
+        ):
+            raise damaged
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the profile lock and work on a freshly read, verified copy of the file.
@@ -400,6 +458,7 @@ class Profile:
                     self._data = self._read(self.directory)
                     self._verify()  # the MAC covers the file as written, so before _migrate
                     self._data = _migrate(self._data)
+                    self._check_shape()
                     yield
                 finally:
                     self._lock_depth = 0
