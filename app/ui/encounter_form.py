@@ -27,14 +27,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QHideEvent, QIntValidator, QResizeEvent
+from PySide6.QtGui import QHideEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
     QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
@@ -53,6 +52,8 @@ from app.services import encounters
 from app.services.session import Session
 from app.services.today import draft_person
 from app.times import clock_text, iso_instant, parse_instant, short_day_text
+from app.ui.encounter_controls import AgeField, Field, TextBox, TimeField, line_edit, london_text
+from app.ui.encounter_fields import FIELD_LABELS, FIELD_ORDER, FORM_ITEMS, base_field, error_text
 from app.ui.identity import IdentityHeader
 from app.ui.ops import Op, OpChanges, Runner
 from app.ui.widgets import (
@@ -71,7 +72,6 @@ AUTOSAVE_DELAY_MS = 1000
 MISSING_SHOWN = 3  # field names in the Save bar before "and N more"
 T = TypeVar("T")
 
-_FORM_ITEMS = {item.link_id: item for section in encounters.FORM for item in section.items}
 
 # Choice codes and their labels come from the one form definition (encounters.FORM); these
 # are the form's own controls that are not coded answers of the record.
@@ -88,217 +88,6 @@ DWELLING_NOTE = (
     "Section 136 cannot be used in a dwelling: a home, flat or room where anyone lives, or its "
     "garden, yard, garage or outbuildings (Mental Health Act 1983 s136(1))."
 )
-
-# Every field the form can show an error against, in the order it appears (for "what's
-# missing" and for scrolling to the first problem).
-FIELD_ORDER = (
-    "patient", "patient.id", "patient.nhs_number", "patient.unidentified.description",
-    "patient.unidentified.apparent_age", "patient.unidentified.sex",
-    "patient.unidentified.place_found", "start", "end", "response_mode", "team", "location",
-    "location_type", "police_incident_ref", "presenting_situation", "known_to_services",
-    "crisis_plan_consulted", *RISK_TOPICS, "section_136", "s136_detained_at", "s136_arrived_at",
-    "health_professional_consulted",
-    "consulted_with", "place_of_safety", "conveyance", "outcome", "referrals", "narrative",
-)  # fmt: skip
-FIELD_LABELS = {
-    **{name: item.text for name, item in _FORM_ITEMS.items()},
-    "patient": "Person",
-    "patient.id": "Person",
-    "patient.nhs_number": "NHS number",
-    "patient.unidentified.description": "Description",
-    "patient.unidentified.apparent_age": "Apparent age",
-    "patient.unidentified.sex": "Sex",
-    "patient.unidentified.place_found": "Where found",
-    "location_type": "Public place or dwelling",
-}
-
-
-def _london_text(when: datetime) -> tuple[str, str]:
-    return clock_text(when), short_day_text(when)
-
-
-def error_text(field: str, message: str) -> str:
-    """An error as a sentence: "Location is required: fill it in", "End must be after start"."""
-    name = FIELD_LABELS.get(_base_field(field), field)
-    if message.startswith(("is ", "must ", "matches ", "has ", "cannot ")):
-        return f"⚠ {name} {message}"
-    return "⚠ " + message[:1].upper() + message[1:]
-
-
-def _base_field(field: str) -> str:
-    """`referrals[2]` -> `referrals`; other names are kept."""
-    return field.split("[", 1)[0]
-
-
-# -- small composite controls -------------------------------------------------------------------
-class _TimeField(QWidget):
-    """A time shown big in Europe/London, moved with big nudge buttons.
-
-    `optional=True` (the end time) starts as "when saved" and has a button back to that.
-    """
-
-    changed = Signal()
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        optional: bool,
-        unset: str | None = None,
-        parent: QWidget | None = None,
-    ) -> None:
-        """`unset`: start empty, shown as this text, until the officer sets it ("Now" or the
-        nudges): for times only they know, such as the moment of an s136 detention."""
-        super().__init__(parent)
-        self._name = name
-        self._optional = optional
-        self._unset = unset
-        self._value: datetime | None = None if optional or unset else times.now()
-        col = QVBoxLayout(self)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.setSpacing(6)
-        self._shown = label("", "h2", wrap=False)
-        self._shown.setAccessibleName(name)
-        col.addWidget(self._shown)
-        row = QHBoxLayout()
-        row.setSpacing(8)
-        self.buttons: dict[str, QPushButton] = {}
-        for key, text, minutes in (("-60", "−1 h", -60), ("-15", "−15 min", -15),
-                                   ("-5", "−5 min", -5), ("+5", "+5 min", 5)):  # fmt: skip
-            button = BigButton(text, role="toggle", accessible_name=f"{name} {text}")
-            button.clicked.connect(lambda _=False, m=minutes: self.nudge(m))
-            self.buttons[key] = button
-            row.addWidget(button)
-        now_text = "At save" if optional else "Now"
-        now_button = BigButton(now_text, role="toggle", accessible_name=f"{name}: {now_text}")
-        now_button.clicked.connect(self.reset)
-        self.buttons["now"] = now_button
-        row.addWidget(now_button)
-        col.addLayout(row)
-        self._refresh()
-
-    def value(self) -> datetime | None:
-        """UTC, or None for "when saved"."""
-        return self._value
-
-    def set_value(self, when: datetime | None) -> None:
-        keep_empty = when is None and (self._optional or self._unset is not None)
-        self._value = None if keep_empty else (when or times.now())
-        self._refresh()
-
-    def nudge(self, minutes: int) -> None:
-        base = self._value or times.now()
-        self._value = (base + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
-        self._refresh()
-        self.changed.emit()
-
-    def reset(self) -> None:
-        self._value = None if self._optional else times.now()
-        self._refresh()
-        self.changed.emit()
-
-    def _refresh(self) -> None:
-        if self._value is None:
-            self._shown.setText(self._unset or "When you save")
-            return
-        clock, day = _london_text(self._value)
-        self._shown.setText(f"{clock}   {day}")
-
-
-class _AgeField(QWidget):
-    """Apparent age: a number with big -5/-1/+1/+5 steps (typing also works)."""
-
-    changed = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.setSpacing(8)
-        self.edit = QLineEdit()
-        self.edit.setValidator(QIntValidator(0, encounters.MAX_APPARENT_AGE, self))
-        self.edit.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.edit.setPlaceholderText("age")
-        self.edit.setMaximumWidth(120)
-        self.edit.setAccessibleName("Apparent age in years")
-        self.edit.textChanged.connect(lambda _t: self.changed.emit())
-        for step in (-5, -1):
-            row.addWidget(self._step_button(step))
-        row.addWidget(self.edit)
-        for step in (1, 5):
-            row.addWidget(self._step_button(step))
-        row.addStretch(1)
-
-    def _step_button(self, step: int) -> QPushButton:
-        text = f"{step:+d}".replace("-", "−")
-        button = BigButton(text, role="toggle", accessible_name=f"Apparent age {text}")
-        button.clicked.connect(lambda _=False: self.step(step))
-        return button
-
-    def step(self, delta: int) -> None:
-        current = self.value()
-        start = 30 if current is None else current  # a mid guess beats counting up from 0
-        self.set_value(
-            max(0, min(encounters.MAX_APPARENT_AGE, start + (0 if current is None else delta)))
-        )
-
-    def value(self) -> int | None:
-        text = self.edit.text().strip()
-        return int(text) if text.isdigit() else None
-
-    def set_value(self, age: int | None) -> None:
-        self.edit.setText("" if age is None else str(age))
-
-
-def _line(name: str, placeholder: str = "") -> QLineEdit:
-    """A one-line field for the form item `name`, named as its label reads (a screen
-    reader says "Police incident reference", never the key)."""
-    edit = QLineEdit()
-    edit.setAccessibleName(FIELD_LABELS[name])
-    edit.setPlaceholderText(placeholder)
-    edit.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)  # no copy menu (SEC 14)
-    item = _FORM_ITEMS.get(name)
-    if item is not None and item.max_length:
-        edit.setMaxLength(item.max_length)
-    return edit
-
-
-class _TextBox(QPlainTextEdit):
-    """Multi-line text that never copies out and tabs to the next field."""
-
-    def __init__(self, name: str, *, min_height: int, placeholder: str = "") -> None:
-        super().__init__()
-        self.setAccessibleName(name)
-        self.setPlaceholderText(placeholder)
-        self.setTabChangesFocus(True)
-        self.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
-        self.setMinimumHeight(min_height)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setFixedHeight(min_height)
-
-
-class _Field(QWidget):
-    """A label, the control, and the error line under it (hidden until there is an error)."""
-
-    def __init__(self, title: str, control: QWidget, *, hint: str | None = None) -> None:
-        super().__init__()
-        col = QVBoxLayout(self)
-        col.setContentsMargins(0, 4, 0, 4)
-        col.setSpacing(6)
-        self.title = label(title, "h3")
-        col.addWidget(self.title)
-        if hint:
-            col.addWidget(label(hint, "muted"))
-        col.addWidget(control)
-        self.control = control
-        self.error = label("", "error")
-        self.error.setAccessibleName(f"{title}: problem")
-        self.error.hide()
-        col.addWidget(self.error)
-
-    def show_error(self, text: str | None) -> None:
-        self.error.setText(text or "")
-        self.error.setVisible(bool(text))
 
 
 # -- the form -------------------------------------------------------------------------------
@@ -358,7 +147,7 @@ class EncounterForm(QWidget):
         self._drafts: list[encounters.Draft] = []
         self._resume_id = draft_id
         self._amend = amend
-        self.fields: dict[str, _Field] = {}
+        self.fields: dict[str, Field] = {}
 
         self._autosave = QTimer(self)
         self._autosave.setSingleShot(True)
@@ -453,8 +242,8 @@ class EncounterForm(QWidget):
 
     def _field(
         self, name: str, control: QWidget, title: str | None = None, hint: str | None = None
-    ) -> _Field:
-        field = _Field(title or FIELD_LABELS.get(name, name), control, hint=hint)
+    ) -> Field:
+        field = Field(title or FIELD_LABELS.get(name, name), control, hint=hint)
         self.fields[name] = field
         return field
 
@@ -475,7 +264,7 @@ class EncounterForm(QWidget):
         self.patient_name = PatientText("", role="h3")
         known.addWidget(self.patient_name, 1)
         card.add(self._field("patient.id", self._known_box, "Person from the record"))
-        self.nhs_number = _line("patient.nhs_number", "e.g. 943 476 5870")
+        self.nhs_number = line_edit("patient.nhs_number", "e.g. 943 476 5870")
         self.nhs_number.setInputMethodHints(Qt.InputMethodHint.ImhDigitsOnly)
         self.nhs_number.setMaxLength(14)
         nhs_row = QWidget()
@@ -502,13 +291,13 @@ class EncounterForm(QWidget):
                 "muted",
             )
         )
-        self.description = _TextBox(
+        self.description = TextBox(
             "Description of the person",
             min_height=96,
             placeholder="Build, height, hair, clothing, marks…",
         )
         unknown.addWidget(self._field("patient.unidentified.description", self.description))
-        self.apparent_age = _AgeField()
+        self.apparent_age = AgeField()
         unknown.addWidget(self._field("patient.unidentified.apparent_age", self.apparent_age))
         self.sex = SegmentedChoice(list(SEX_LABELS.items()), accessible_name="Sex")
         unknown.addWidget(self._field("patient.unidentified.sex", self.sex))
@@ -531,28 +320,28 @@ class EncounterForm(QWidget):
 
         # When and where
         card = SectionCard("When and where")
-        self.start = _TimeField("Start", optional=False)
+        self.start = TimeField("Start", optional=False)
         card.add(self._field("start", self.start, "Start (UK time)"))
-        self.end = _TimeField("End", optional=True)
+        self.end = TimeField("End", optional=True)
         card.add(self._field("end", self.end, "End (UK time)"))
         self.response_mode = SegmentedChoice(
-            _FORM_ITEMS["response_mode"].choices,
+            FORM_ITEMS["response_mode"].choices,
             accessible_name="Response mode",
         )
         self.response_mode.set_value("face-to-face")
         card.add(self._field("response_mode", self.response_mode, "Response"))
-        self.team = _line("team", "Your street-triage team")
+        self.team = line_edit("team", "Your street-triage team")
         default_team = encounters.team_of(self._session.profile)
         self.team.setText(default_team.name if default_team is not None else "")
         card.add(self._field("team", self.team))
-        self.location = _line("location", "Street, landmark or address")
+        self.location = line_edit("location", "Street, landmark or address")
         card.add(self._field("location", self.location))
         self.location_type = SegmentedChoice(
-            _FORM_ITEMS["location_type"].choices, accessible_name="Public place or dwelling"
+            FORM_ITEMS["location_type"].choices, accessible_name="Public place or dwelling"
         )
         set_role(self.location_type, "big-toggle")
         card.add(self._field("location_type", self.location_type))
-        self.police_incident_ref = _line("police_incident_ref", "e.g. WMP-2026-11-20-1042")
+        self.police_incident_ref = line_edit("police_incident_ref", "e.g. WMP-2026-11-20-1042")
         card.add(self._field("police_incident_ref", self.police_incident_ref))
         self._body.addWidget(card)
         self._watch(
@@ -567,12 +356,12 @@ class EncounterForm(QWidget):
 
         # Situation
         card = SectionCard("Situation")
-        self.presenting_situation = _TextBox(
+        self.presenting_situation = TextBox(
             "Presenting situation", min_height=96, placeholder="What is happening, in a line or two"
         )
         card.add(self._field("presenting_situation", self.presenting_situation))
         self.known_to_services = SegmentedChoice(
-            _FORM_ITEMS["known_to_services"].choices, accessible_name="Known to services"
+            FORM_ITEMS["known_to_services"].choices, accessible_name="Known to services"
         )
         card.add(self._field("known_to_services", self.known_to_services))
         self.crisis_plan_consulted = SegmentedChoice(
@@ -590,7 +379,7 @@ class EncounterForm(QWidget):
         card = SectionCard("Risk")
         self.risk: dict[str, SegmentedChoice] = {}
         for name, (_code, text) in RISK_TOPICS.items():
-            choice = SegmentedChoice(_FORM_ITEMS[name].choices, accessible_name=text)
+            choice = SegmentedChoice(FORM_ITEMS[name].choices, accessible_name=text)
             self.risk[name] = choice
             card.add(self._field(name, choice, text))
             self._watch(choice.changed)
@@ -610,9 +399,9 @@ class EncounterForm(QWidget):
         s136 = QVBoxLayout(self._s136_box)
         s136.setContentsMargins(0, 0, 0, 0)
         # When: the 24-hour limit runs from arrival (from detention until then), shown live.
-        self.s136_detained_at = _TimeField("Time of detention", optional=False, unset="Not set")
+        self.s136_detained_at = TimeField("Time of detention", optional=False, unset="Not set")
         s136.addWidget(self._field("s136_detained_at", self.s136_detained_at))
-        self.s136_arrived_at = _TimeField(
+        self.s136_arrived_at = TimeField(
             "Arrival at the place of safety", optional=False, unset="Not arrived yet"
         )
         s136.addWidget(self._field("s136_arrived_at", self.s136_arrived_at))
@@ -625,7 +414,7 @@ class EncounterForm(QWidget):
         s136.addWidget(
             self._field("health_professional_consulted", self.health_professional_consulted)
         )
-        self.consulted_with = _line("consulted_with", "Name and role, e.g. CPN on the car")
+        self.consulted_with = line_edit("consulted_with", "Name and role, e.g. CPN on the car")
         s136.addWidget(self._field("consulted_with", self.consulted_with))
         self.place_of_safety = SegmentedChoice(
             list(PLACE_OF_SAFETY_CODES.items()), accessible_name="Place of safety"
@@ -665,7 +454,7 @@ class EncounterForm(QWidget):
 
         # Narrative
         card = SectionCard("Narrative")
-        self.narrative = _TextBox(
+        self.narrative = TextBox(
             "Narrative", min_height=200, placeholder="What happened, what was decided and why"
         )
         card.add(self._field("narrative", self.narrative, "Narrative"))
@@ -1007,7 +796,7 @@ class EncounterForm(QWidget):
             return
         ends = start + S136_LIMIT
         left = ends - (now or times.now())
-        clock, day = _london_text(ends)
+        clock, day = london_text(ends)
         basis = "arrival" if arrived is not None else "detention, until arrival"
         if left.total_seconds() <= 0:
             self.s136_limit.setText(f"The 24-hour limit ended at {clock} {day} (from {basis}).")
@@ -1041,7 +830,7 @@ class EncounterForm(QWidget):
         by_field: dict[str, list[str]] = {}
         unplaced: list[str] = []
         for error in errors:
-            key = _base_field(error.field)
+            key = base_field(error.field)
             target = key if key in self.fields else ("patient.id" if key == "patient" else None)
             text = error_text(error.field, error.message)
             if target is None:
@@ -1054,7 +843,7 @@ class EncounterForm(QWidget):
         if errors:
             names: list[str] = []
             for error in errors:
-                name = FIELD_LABELS.get(_base_field(error.field), error.field)
+                name = FIELD_LABELS.get(base_field(error.field), error.field)
                 if name not in names:
                     names.append(name)
             # A few names, then a count: the whole list grew the Save bar to five lines in
@@ -1270,7 +1059,7 @@ class EncounterForm(QWidget):
         """Errors only `record` can find (the person is not in the cache, age rules)."""
         self._revalidate()
         for error in errors:
-            key = _base_field(error.field)
+            key = base_field(error.field)
             target = key if key in self.fields else "patient.id"
             self.fields[target].show_error(error_text(error.field, error.message))
         self.missing.setText(
@@ -1311,7 +1100,7 @@ class EncounterForm(QWidget):
             self.person_mode.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _scroll_to(self, field: str) -> None:
-        key = _base_field(field)
+        key = base_field(field)
         widget = self.fields.get(key) or self.fields.get("patient.id")
         if widget is not None and widget.isVisibleTo(self):
             self._scroll.ensureWidgetVisible(widget, 0, 80)
@@ -1342,5 +1131,5 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def _order(field: str) -> int:
-    key = _base_field(field)
+    key = base_field(field)
     return FIELD_ORDER.index(key) if key in FIELD_ORDER else len(FIELD_ORDER)
