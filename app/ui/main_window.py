@@ -49,7 +49,7 @@ from app.ui import theme
 from app.ui.first_run_view import FirstRunView
 from app.ui.help_view import HelpView
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
-from app.ui.ops import OpChanges, Runner
+from app.ui.ops import Op, OpChanges, Runner
 from app.ui.record_view import RecordView
 from app.ui.search_view import SearchView
 from app.ui.unlock_view import UnlockView
@@ -161,7 +161,13 @@ class MainWindow(QMainWindow):
         runner.changes_applied.connect(self._on_changes)
         self._build_shortcuts()
         self.resize(1280, 800)
-        QTimer.singleShot(0, _prewarm_in_background)
+        QTimer.singleShot(0, self._prewarm)
+
+    def _prewarm(self) -> None:
+        """Load what unlock needs while the PIN is typed: plain modules on the runner's pool,
+        Qt modules on this thread a little later (see _PREWARM_OFF_THREAD)."""
+        Op(None, _prewarm_off_thread).on_failure(_prewarm_stopped).run(self._runner)
+        QTimer.singleShot(_PREWARM_GUI_DELAY_MS, _prewarm_gui_modules)
 
     # -- building ----------------------------------------------------------------------------
     def _build_workspace(self) -> QWidget:
@@ -1005,24 +1011,19 @@ _PREWARM_GUI_THREAD = ("app.ui.sync_worker", "app.ui.sync_panel", "app.ui.encoun
 _PREWARM_GUI_DELAY_MS = 400  # after the unlock screen has painted and settled
 
 
-def _prewarm_in_background() -> None:
-    import threading
-
-    threading.Thread(target=_prewarm, name="kerbside-prewarm", daemon=True).start()
-    QTimer.singleShot(_PREWARM_GUI_DELAY_MS, _prewarm_gui_modules)
-
-
-def _prewarm() -> None:
+def _prewarm_off_thread() -> None:
     import importlib
 
-    try:
-        for name in _PREWARM_OFF_THREAD:
-            importlib.import_module(name)
-        from app.services.search import warm_up
+    for name in _PREWARM_OFF_THREAD:
+        importlib.import_module(name)
+    from app.services.search import warm_up
 
-        warm_up()
-    except Exception as exc:  # only a head start: unlocking imports whatever is missing
-        log.debug("prewarm stopped: %s", type(exc).__name__)
+    warm_up()
+
+
+def _prewarm_stopped(exc: BaseException) -> None:
+    """Only a head start: unlocking imports whatever is missing."""
+    log.debug("prewarm stopped: %s", type(exc).__name__)
 
 
 def _prewarm_gui_modules() -> None:
