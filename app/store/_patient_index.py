@@ -170,12 +170,17 @@ class _Doc:
     terms: dict[tuple[str, int], None]  # ordered set of (term, field)
 
 
+MAX_NAME_CHARS = 100  # per indexed name part: longer ones are cut (SECURITY.md 29)
+MAX_GIVEN_NAMES = 8
+
+
 def _name_text(name: dict[str, Any]) -> tuple[list[str], str]:
     given = strs(name.get("given"))
     family = name.get("family") if isinstance(name.get("family"), str) else ""
     if not given and not family and isinstance(name.get("text"), str):
-        *given, family = name["text"].split() or [""]
-    return given, family or ""
+        *given, family = name["text"][: MAX_NAME_CHARS * (MAX_GIVEN_NAMES + 1)].split() or [""]
+    given = [g[:MAX_NAME_CHARS] for g in given[:MAX_GIVEN_NAMES]]
+    return given, (family or "")[:MAX_NAME_CHARS]
 
 
 def _pick_address(patient: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from app.errors import InvalidInput
 from app.fhir import patient_ref_of
 from app.store._connection import Connection
 
@@ -53,19 +54,28 @@ class Indexer(Protocol):
 
 
 Row = tuple[str, str, str | None, str | None, str | None, bytes]
+MAX_RESOURCE_BYTES = 1 << 20  # one resource as stored; a real Patient or Flag is a few KB
 
 
 def row_of(res: dict[str, Any], raw: bytes | None = None) -> Row:
     """The `resource` row of one resource; `raw` is its JSON as received (a bulk load keeps
     those bytes instead of serialising the parsed copy again)."""
     meta = res.get("meta") or {}
+    blob = raw if raw is not None else orjson.dumps(res)
+    if len(blob) > MAX_RESOURCE_BYTES:
+        # A 10 MB name once made search peak at 477 MB (issue 12 finding 6): refuse the batch.
+        raise InvalidInput(
+            f"a {res.get('resourceType', 'resource')} from outside is larger than the "
+            f"{MAX_RESOURCE_BYTES // 1024} KiB limit for one resource; nothing of it was stored",
+            field="resource",
+        )
     return (
         res["resourceType"],
         res["id"],
         meta.get("versionId"),
         meta.get("lastUpdated"),
         patient_ref_of(res),
-        raw if raw is not None else orjson.dumps(res),
+        blob,
     )
 
 

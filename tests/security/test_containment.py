@@ -226,3 +226,37 @@ def test_escape_sequences_in_a_name_never_reach_the_terminal(
     out = capsys.readouterr().out
     assert "Ashworth" in out and "Mabel" in out
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_an_oversized_resource_is_refused_whole(session: Any) -> None:
+    from app.errors import InvalidInput
+
+    small = {"resourceType": "Patient", "id": "ok", "meta": {"versionId": "1"}}
+    huge = {
+        "resourceType": "Patient",
+        "id": "big",
+        "meta": {"versionId": "1"},
+        "name": [{"family": "A" * (2 << 20)}],  # the audit's 10 MB name, smaller
+    }
+    with pytest.raises(InvalidInput, match="larger than the 1024 KiB limit"):
+        session.store.put_resources([small, huge])
+    assert session.store.get_resource("Patient", "ok") is None  # nothing half-stored
+
+
+def test_index_strings_are_cut_to_a_bounded_length(session: Any) -> None:
+    from app.services.search import PatientSearch
+
+    long_name = "Quixotewell" + "x" * 50_000
+    session.store.put_resources(
+        [
+            {
+                "resourceType": "Patient",
+                "id": "p1",
+                "meta": {"versionId": "1"},
+                "name": [{"use": "official", "family": long_name, "given": ["Mabel"] * 50}],
+            }
+        ]
+    )
+    hits = PatientSearch(session.store).search("Mabel Quixotewell", limit=5).hits
+    assert [h.id for h in hits] == ["p1"]
+    assert len(hits[0].display_name or "") <= 100 * 9 + 8
