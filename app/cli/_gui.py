@@ -50,7 +50,10 @@ DEMO_ADMIN_ID = "demo-admin"
 DEMO_SEED = 1
 DEMO_TEAM = "Riverside Street Triage (demo)"  # synthetic: no ODS code, no real team
 SCREEN_SIZES = ((1280, 800), (800, 1280))
-SCENES = ("unlock", "search", "record", "encounter", "sync")
+SCENES = (
+    "unlock", "search", "reason-sheet", "record", "staff-alert", "child-record", "weak-match",
+    "encounter", "form-errors", "s136", "sync", "offline-waiting",
+)  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -388,6 +391,36 @@ def _pick_showcase(cohort: Path) -> tuple[str, str, str]:
     return best[1], best[2], doomed
 
 
+def _pick_extras(cohort: Path) -> tuple[str | None, str | None]:
+    """(child id, staff-safety id): someone under 18, and someone with a staff-safety alert,
+    for the screenshots of those states (None when the cohort has nobody of the kind)."""
+    from datetime import date
+
+    from app.fhir import staff_safety_note
+
+    today = date.today()
+    child = None
+    with (cohort / "Patient.ndjson").open(encoding="utf-8") as fh:
+        for line in fh:
+            patient = json.loads(line)
+            born = str(patient.get("birthDate", ""))
+            if len(born) == 10 and 12 <= today.year - int(born[:4]) <= 16:
+                child = str(patient["id"])
+                break
+    staff = None
+    with (cohort / "Flag.ndjson").open(encoding="utf-8") as fh:
+        for line in fh:
+            flag = json.loads(line)
+            code = flag.get("code") or {}
+            text = code.get("text") or next(
+                (c.get("display") or c.get("code") for c in code.get("coding") or []), ""
+            )
+            if flag.get("status") == "active" and staff_safety_note(str(text)):
+                staff = str(flag["subject"]["reference"]).removeprefix("Patient/")
+                break
+    return child, staff
+
+
 def _field_record(patient: dict[str, Any], minutes_ago: int) -> dict[str, Any]:
     now = times.now()
     iso = times.iso_instant
@@ -501,6 +534,7 @@ def render_screenshots(
             install_excepthook=False,
             sync_options={"use_os_network_info": False, "probe_interval_s": 0},
         )
+        extras = _pick_extras(env.cohort)
         try:
             window.show()
             for mode in ("day", "night"):
@@ -508,8 +542,9 @@ def render_screenshots(
                 for width, height in sizes:
                     window.resize(width, height)
                     written += _shoot_all(
-                        window, env, out, f"{width}x{height}-{mode}", showcase, query
+                        window, env, out, f"{width}x{height}-{mode}", showcase, query, extras
                     )
+            written += _shoot_offline(window, env, out, sizes)
         finally:
             window.set_night_mode(False)
             window.close()
@@ -518,8 +553,46 @@ def render_screenshots(
     return written
 
 
+def _shoot_offline(
+    window: MainWindow, env: DemoEnvironment, out: Path, sizes: tuple[tuple[int, int], ...]
+) -> list[Path]:
+    """Last: the central record goes away; the Sync page and header with a record waiting."""
+    shots: list[Path] = []
+    env.stop()
+    controller = window.sync_controller
+    assert controller is not None
+    from app.ui.sync_worker import OFFLINE
+
+    controller.check_connectivity()
+    _wait(lambda: controller.connectivity == OFFLINE)
+    window.show_page("sync")
+    for mode in ("day", "night"):
+        window.set_night_mode(mode == "night")
+        for width, height in sizes:
+            window.resize(width, height)
+            _settle(window)
+            path = out / f"offline-waiting-{width}x{height}-{mode}.png"
+            if not window.grab().save(str(path)):
+                raise RuntimeError(f"could not write {path}")
+            shots.append(path)
+    return shots
+
+
+def _open_record(window: MainWindow, patient_id: str) -> None:
+    window.open_patient(patient_id)
+    window.record_view.reason_sheet.buttons()[0].click()
+    _wait(lambda: window.record_view.shown_record_id() == patient_id)
+    window.record_view.scroll_area.verticalScrollBar().setValue(0)
+
+
 def _shoot_all(
-    window: MainWindow, env: DemoEnvironment, out: Path, suffix: str, showcase: str, query: str
+    window: MainWindow,
+    env: DemoEnvironment,
+    out: Path,
+    suffix: str,
+    showcase: str,
+    query: str,
+    extras: tuple[str | None, str | None] = (None, None),
 ) -> list[Path]:
     shots: list[Path] = []
 
@@ -541,16 +614,43 @@ def _shoot_all(
     window.search_view.search_now()
     shoot("search")
     window.open_patient(showcase)
+    shoot("reason-sheet")
     buttons = window.record_view.reason_sheet.buttons()
     buttons[0].click()
     _wait(lambda: window.record_view.patient_id == showcase)
     window.record_view.scroll_area.verticalScrollBar().setValue(0)
     shoot("record")
+    child, staff = extras
+    for scene, pid in (("staff-alert", staff), ("child-record", child)):
+        _open_record(window, pid or showcase)
+        shoot(scene)
+    window.search_view.box.setText(f"Xanthe {query.split()[-1]}")  # no Xanthe: weak matches
+    window.search_view.search_now()
+    shoot("weak-match")
+    _open_record(window, showcase)
     window.start_encounter(showcase)
     shoot("encounter")
     form = window.encounter_form
     assert form is not None
     form.discard()  # its autosaved draft would otherwise pile up in later shots
+    form = window._open_form()
+    form.save()  # nothing filled in: every problem shown at its field
+    shoot("form-errors")
+    form.discard()
+    window.start_encounter(showcase)
+    form = window.encounter_form
+    assert form is not None
+    form.location_type.button("public-place").click()
+    form.section_136.button("yes").click()
+    for when, nudge in ((form.s136_detained_at, "-60"), (form.s136_arrived_at, "-15")):
+        when.buttons["now"].click()
+        when.buttons[nudge].click()
+    form.health_professional_consulted.button("yes").click()
+    form.place_of_safety.button("hbpos").click()
+    form.conveyance.button("ambulance").click()
+    form._scroll.ensureWidgetVisible(form.s136_limit)
+    shoot("s136")
+    form.discard()
     window.show_page("sync")
     panel = window.sync_panel
     assert panel is not None

@@ -36,7 +36,8 @@ def identity_facts(
     digits = "".join(ch for ch in (nhs_number or "") if ch.isdigit())
     nhs = f"NHS {format_nhs_number(digits)}" if len(digits) == 10 else "No NHS number"
     sex_text = (sex or "sex not recorded").capitalize()
-    return "  ·  ".join((born, nhs, sex_text))
+    # Non-breaking inside each fact: an NHS number split over two lines is misread.
+    return "  ·  ".join(fact.replace(" ", "\u00a0") for fact in (born, nhs, sex_text))
 
 
 class IdentityHeader(QFrame):

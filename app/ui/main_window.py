@@ -904,6 +904,9 @@ class MainWindow(QMainWindow):
         new top result is never highlighted beside someone else's record."""
         if self.record_view.shown_id() is not None or self.record_view.record is not None:
             self.record_view.clear()
+        if self._portrait_pane != "search":  # portrait: the results, not an empty record pane
+            self._portrait_pane = "search"
+            self._apply_layout()
 
     def _follow_record(self) -> None:
         """Highlight the row of the person on the record pane, or no row."""

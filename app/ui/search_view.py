@@ -213,6 +213,8 @@ class HitDelegate(QStyledItemDelegate):
             height += len(self._lines(hit, body_fm, width)) * (body_fm.height() + self.GAP)
             rows = self._badge_rows(hit, QFontMetrics(badge), width)
             height += len(rows) * (self.BADGE_H + 6) + (6 if rows else 0)
+            if is_weak(hit):
+                height += self.BADGE_H + 6 + (0 if rows else 6)
         return QSize(self._view.viewport().width(), max(height, theme.ROW_HEIGHT_PX))
 
     def paint(
@@ -246,18 +248,7 @@ class HitDelegate(QStyledItemDelegate):
         name_text = hit.display_name
         if getattr(hit, "known_as", None):
             name_text += f"  “{hit.known_as}”"
-        if is_weak(hit):
-            tag = WEAK_TAG
-            tag_w = name_fm.horizontalAdvance(tag) + 16
-            box = QRectF(inner.right() - tag_w, inner.top(), tag_w, name_fm.height())
-            painter.setPen(QPen(QColor(pal.notice_fg), 2))
-            painter.setBrush(QColor(pal.notice_bg))
-            painter.drawRoundedRect(box, 6, 6)
-            painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), tag)
-            painter.setPen(QColor(pal.text))
-            name_room = inner.width() - tag_w - 8
-        else:
-            name_room = inner.width()
+        name_room = inner.width()
         painter.drawText(
             QRect(inner.left(), inner.top(), name_room, name_fm.height()),
             left,
@@ -274,6 +265,15 @@ class HitDelegate(QStyledItemDelegate):
             )
             y += body_fm.height() + self.GAP
         y += 6
+        if is_weak(hit):  # on its own line: beside the name it cut long names short
+            tag_fm = QFontMetrics(badge_font)
+            box = QRectF(inner.left(), y, tag_fm.horizontalAdvance(WEAK_TAG) + 24, self.BADGE_H)
+            painter.setFont(badge_font)
+            painter.setPen(QPen(QColor(pal.notice_fg), 2))
+            painter.setBrush(QColor(pal.notice_bg))
+            painter.drawRoundedRect(box, 8, 8)
+            painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), WEAK_TAG)
+            y += self.BADGE_H + 6
         for row in self._badge_rows(hit, QFontMetrics(badge_font), inner.width()):
             self._paint_badges(painter, inner.left(), y, inner.right(), row, badge_font)
             y += self.BADGE_H + 6

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from app.services.encounters import Draft, EncounterSummary
+from app.services.refusals import advice_for
 from app.times import clock_text, parse_instant
 from app.ui.widgets import BigButton, PatientText, label, set_role
 
@@ -112,7 +113,9 @@ class TodaysEncounters(QWidget):
         for item in summaries:
             detail = None
             if item.state == "rejected" and item.reason:
-                detail = f"Refused: {item.reason}"
+                # What happened in plain words; the server's text is on the refused card.
+                advice = advice_for(item.reason, person_gone=item.person_gone)
+                detail = f"Refused: {advice.what} See the refused records."
             what = item.outcome_display + (" · s136" if item.section_136 else "")
             self._add(_Row(local_time(item.start), item.patient_display, what, item.state, detail))
         self._empty.setVisible(not self.rows)

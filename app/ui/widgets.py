@@ -265,12 +265,14 @@ class AlertBand(QFrame):
         text.addWidget(main)
         self.subtitle = PatientText(subtitle or "")
         text.addWidget(self.subtitle)
-        self.subtitle.setVisible(bool(subtitle))
         self.detail = PatientText(detail or "")
         text.addWidget(self.detail)
-        self.detail.hide()
         self._has_detail = bool(detail)
         row.addLayout(text, 1)
+        # Only now, with a parent: shown without one, a label is a window of its own (it
+        # took the activation, and the focus-loss lock locked the app).
+        self.subtitle.setVisible(bool(subtitle))
+        self.detail.hide()
         self.setAccessibleName(
             f"Alert, {theme.ALERT_KIND_TEXT[kind]}: {label_text}"
             + (f". {subtitle}" if subtitle else "")

@@ -404,7 +404,7 @@ def test_the_form_names_its_person_in_a_fixed_header(
     qtbot.waitUntil(header.isVisible, timeout=3_000)
     assert alerted_person.family in header.name.text()
     y, m, d = alerted_person.birth_date.split("-")
-    facts = header.facts.text()
+    facts = header.facts.text().replace("\xa0", " ")  # non-breaking inside each fact
     assert f"Born {d}/{m}/{y}" in facts
     assert re.search(r"NHS \d{3} \d{3} \d{4}|No NHS number", facts)
     assert re.search(r"Female|Male|Other|Unknown|Sex not recorded", facts)
