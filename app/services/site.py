@@ -14,6 +14,8 @@ One TOML file per device, written by IT or MDM, read by every user's Kerbside:
     ca_bundle = "/etc/kerbside/trust-ca.pem"                # optional: a Trust's private CA
     cohort_group = "street-triage-cohort"                   # optional: first load via
                                                             # Group/[id]/$export (Bulk Data)
+    trust_public_key = "base64 of 32 bytes"                 # optional: unsent records are
+                                                            # sealed to it before any wipe
 
     [team]
     name = "Bolton Street Triage"
@@ -110,6 +112,7 @@ class SiteConfig:
     team_name: str | None = None
     team_code: str | None = None
     cohort_group: str | None = None
+    trust_public_key: str | None = None  # base64 X25519 key (kerbside trust-keygen)
     policies: Policies = field(default_factory=Policies)
     locked: frozenset[str] = frozenset()
 
@@ -209,7 +212,7 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
         path,
         "central_record",
         tables["central_record"],
-        set(_PARTS["central_record"]) | {"cohort_group"},
+        set(_PARTS["central_record"]) | {"cohort_group", "trust_public_key"},
     )
     url = server.text("url", required=True)
     assert url is not None
@@ -221,6 +224,16 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
     cohort_group = server.text("cohort_group")
     if cohort_group is not None and not _FHIR_ID.fullmatch(cohort_group):
         raise server.error("cohort_group", "a FHIR Group id (letters, digits, - and .)")
+    trust_key = server.text("trust_public_key")
+    if trust_key is not None:
+        from app.security import read_key
+
+        try:
+            read_key(trust_key, "trust_public_key")
+        except InvalidInput:
+            raise server.error(
+                "trust_public_key", "the Trust's public key: 32 bytes, base64 (trust-keygen)"
+            ) from None
     ca_bundle = server.text("ca_bundle")
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise server.error("ca_bundle", "the path of a CA certificate file", "no such file")
@@ -263,6 +276,7 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
         team_name=team_name,
         team_code=team_code,
         cohort_group=cohort_group,
+        trust_public_key=trust_key,
         policies=policies,
         locked=frozenset(locked),
     )
@@ -384,6 +398,10 @@ def enrol_from_site(
         )
         if site.cohort_group is not None:
             profile.update_settings(cohort_group=site.cohort_group)
+        if site.trust_public_key is not None:
+            from app.security import TRUST_KEY_SETTING
+
+            profile.update_settings(**{TRUST_KEY_SETTING: site.trust_public_key})
         if team is not None:
             set_team(profile, team)
         store_client_secret(profile.profile_id, secret)

@@ -149,3 +149,18 @@ def test_without_a_trust_key_the_wipe_says_how_many_records_it_destroys(
                 profile.unlock("pc101", "975310")
             except UnlockFailed:
                 continue
+
+
+def test_the_site_configuration_can_name_the_trust_key(tmp_path: Path) -> None:
+    from app.services.site import SiteConfigError, parse_site_config
+
+    base = {"url": "https://fhir.example.nhs.uk/R4", "client_id": "kerbside-bolton"}
+    public, _private = new_keypair()
+    site = parse_site_config(
+        tmp_path / "site.toml", {"central_record": {**base, "trust_public_key": public}}
+    )
+    assert site.trust_public_key == public
+    with pytest.raises(SiteConfigError, match="trust_public_key"):
+        parse_site_config(
+            tmp_path / "site.toml", {"central_record": {**base, "trust_public_key": "c2hvcnQ="}}
+        )
