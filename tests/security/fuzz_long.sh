@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.." || exit 1
 each=${1:-95}
 status=0
 for target in searchset_and_history capability_reader operation_outcome device_policy \
-        token_answers profile_json_only; do
+        token_answers profile_json_only site_configuration; do
     echo "== $target (${each}s)"
     KERBSIDE_FUZZ=long nice -n 15 timeout -s INT "$each" .venv/bin/python -m pytest -q \
         -p no:cacheprovider tests/security/test_fuzz_parsers.py -k "$target" \

@@ -278,3 +278,43 @@ def test_profile_json_that_is_not_an_object_is_a_profile_error(tmp_path: Path, t
     (tmp_path / "profile.json").write_text(text)
     with pytest.raises(KerbsideError):
         Profile.load(tmp_path)
+
+
+site_doc = st.fixed_dictionaries(
+    {},
+    optional={
+        "locked": maybe(st.lists(st.sampled_from(["central_record", "team", "url", "x"]))),
+        "central_record": maybe(
+            obj(
+                url=st.sampled_from(["https://fhir.example/R4", "http://evil.example", "x"]),
+                client_id=st.text(max_size=8),
+                token_url=st.text(max_size=12),
+                ca_bundle=st.text(max_size=8),
+                cohort_group=st.text(max_size=8),
+                trust_public_key=st.text(max_size=50),
+            )
+        ),
+        "team": maybe(obj(name=st.text(max_size=12), ods_code=st.text(max_size=6))),
+        "policies": maybe(
+            obj(
+                idle_lock_minutes=st.floats() | st.integers(),
+                pin_min_length=st.integers(),
+                cache_ttl_hours=st.floats(),
+                wipe_after_failures=st.integers(),
+            )
+        ),
+    },
+)
+
+
+@FUZZ
+@given(site_doc)
+def test_site_configuration_only_raises_site_config_errors(tmp_path_factory: Any, doc: Any) -> None:
+    _count("site_configuration_only_raises_site_config_errors")
+    from app.services.site import SiteConfigError, parse_site_config
+
+    path: Path = tmp_path_factory.mktemp("site") / "site.toml"
+    try:
+        parse_site_config(path, doc)
+    except SiteConfigError:
+        pass
