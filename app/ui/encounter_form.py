@@ -1032,6 +1032,7 @@ class EncounterForm(QWidget):
         focus = QApplication.focusWidget()
         self.save_button.setEnabled(False)
         self.discard_button.setEnabled(False)
+        self.discard_button.hide()  # saved: nothing left to discard here
         if focus is None or focus is self or self.isAncestorOf(focus):
             self._again_button.setFocus(Qt.FocusReason.OtherFocusReason)  # not a hidden field
         self.missing.setText("")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QKeyEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -174,6 +174,15 @@ class ReasonSheet(QFrame):
     def buttons(self) -> list[BigButton]:
         return list(self._buttons)
 
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Enter confirms the highlighted reason (the focused one, else the remembered
+        default), as the tick on it promises."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._buttons:
+            focused = next((b for b in self._buttons if b.hasFocus()), self._buttons[0])
+            focused.click()
+            return
+        super().keyPressEvent(event)
+
 
 class RecordView(QWidget):
     back_requested = Signal()
@@ -207,8 +216,11 @@ class RecordView(QWidget):
         self.reason_sheet = ReasonSheet()
         self.reason_sheet.chosen.connect(self._open_with_reason)
         self.reason_sheet.cancelled.connect(self.cancel_reason)
+        # Landscape: the sheet at the top; portrait: at the bottom, in one-handed reach.
+        sp.addStretch(0)
         sp.addWidget(self.reason_sheet)
         sp.addStretch(1)
+        self._sheet_layout = sp
         self._stack.addWidget(sheet_page)
 
         record_page = QWidget()
@@ -270,7 +282,10 @@ class RecordView(QWidget):
             old.deleteLater()
 
     def set_back_visible(self, visible: bool) -> None:
+        """Portrait (the back bar shows): the reason sheet sits at the bottom."""
         self._back_bar.setVisible(visible)
+        self._sheet_layout.setStretch(0, 1 if visible else 0)
+        self._sheet_layout.setStretch(2, 0 if visible else 1)
 
     # -- opening -----------------------------------------------------------------------------
     def request_open(self, patient_id: str, display_name: str | None = None) -> None:

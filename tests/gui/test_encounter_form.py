@@ -192,6 +192,7 @@ def test_every_domain_item_is_recorded_and_saved_only_after_commit(
     client_id = blocker.args[0]
     assert committed_when_signalled == [1]  # another connection already saw the row
     assert form._saved_page.isVisible() and form.draft_status.text() == "Saved"
+    assert not form.discard_button.isVisible()  # saved: nothing to discard (issue 11 item 10)
 
     (row,) = _outbox(cohort_session)
     assert row.client_id == client_id and row.state == "pending"
