@@ -439,9 +439,13 @@ class RecordView(QWidget):
                 continue
             card.add_heading(section.heading)
             card.add_text(section.text)
-            if code == "who-to-contact":
-                for number in _PHONE.findall(section.text):
-                    card.add(PhoneButton(number.strip()))
+            if code == "who-to-contact":  # two numbers a row: the next heading stays in view
+                numbers = QWidget()
+                grid = QGridLayout(numbers)
+                grid.setContentsMargins(0, 0, 0, 0)
+                for index, number in enumerate(_PHONE.findall(section.text)):
+                    grid.addWidget(PhoneButton(number.strip()), index // 2, index % 2)
+                card.add(numbers)
         if not any(code in by_code for code in GLANCE_SECTIONS):
             card.add(label("The plan has none of these headings: see the full plan.", "muted"))
         return card
