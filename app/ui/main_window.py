@@ -529,6 +529,10 @@ class MainWindow(QMainWindow):
         self._apply_layout()
         self.idle.arm()
         self.focus_page()  # the unlock screen that had the focus is hidden now
+        typed = self.unlock_view.take_typed_ahead()
+        if typed and self._page == PAGE_FIND:  # the name typed straight after OK
+            self.focus_search()
+            self.search_view.box.insert(typed)
 
     def _on_wiped(self) -> None:
         self._close_session()

@@ -62,6 +62,7 @@ class UnlockView(QWidget):
         self._runner = runner
         self._pin = ""
         self._busy = False
+        self._typed_ahead = ""
         self._wait_until = 0.0
         self._relock_user: str | None = None
         self._painted = False
@@ -238,6 +239,11 @@ class UnlockView(QWidget):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         text = event.text()
+        if self._busy and text and text.isprintable():
+            # Typed while the PIN is checked: the start of a search, kept for the search box
+            # (an officer types the name straight after OK; those keys used to be lost).
+            self._typed_ahead += text
+            return
         if text and text.isdigit() and len(text) == 1:
             self._add_digit(text)
         elif event.key() == Qt.Key.Key_Backspace:
@@ -246,6 +252,11 @@ class UnlockView(QWidget):
             self.submit()
         else:
             super().keyPressEvent(event)
+
+    def take_typed_ahead(self) -> str:
+        """What was typed while the PIN was being checked (once), for the search box."""
+        text, self._typed_ahead = self._typed_ahead, ""
+        return text
 
     def submit(self) -> None:
         """Check the PIN off the UI thread; the pad stays disabled until the answer."""
@@ -300,6 +311,7 @@ class UnlockView(QWidget):
         from app.errors import CacheWiped, KerbsideError, KeyringRefused, LockedOut, UnlockFailed
 
         self._busy = False
+        self._typed_ahead = ""  # not unlocked: nothing typed goes anywhere
         self._clear_pin()
         if isinstance(exc, CacheWiped):
             self._show_wiped()

@@ -68,3 +68,19 @@ def test_night_mode_is_dim() -> None:
         assert theme.luminance(getattr(night, name)) < 0.9, f"{name} is (near) full white"
     for kind, colours in night.alerts.items():
         assert theme.luminance(colours.bg) < 0.35, kind
+
+
+def test_keys_typed_straight_after_unlock_reach_the_search_box(
+    qtbot: QtBot, make_window: WindowFactory, gui_profile: Path
+) -> None:
+    from tests.conftest import TEST_PIN
+
+    window = make_window(gui_profile)
+    pad = window.unlock_view._pad
+    for digit in TEST_PIN:
+        qtbot.mouseClick(pad.keys[digit], LEFT)
+    qtbot.mouseClick(pad.keys["ok"], LEFT)
+    qtbot.keyClicks(window.unlock_view, "smi")  # while the PIN is being checked
+    qtbot.waitUntil(lambda: not window.is_locked, timeout=10_000)
+    assert window.search_view.box.text() == "smi"
+    assert window.search_view.box.hasFocus()
