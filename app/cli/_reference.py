@@ -274,6 +274,10 @@ def _register_admin(subparsers: Any) -> None:
         "--history-order", choices=("newest-first", "oldest-first"), dest="history_order"
     )
     a.add_argument("--token-lifetime", type=_positive, metavar="S", dest="token_lifetime")
+    a.add_argument("--bulk-export", choices=("on", "off"), dest="bulk_export")
+    a.add_argument("--export-ranges", choices=("on", "off"), dest="export_ranges")
+    a.add_argument("--export-fault", choices=("none", "fail", "error-file"), dest="export_fault")
+    a.add_argument("--export-retry-after", type=int, metavar="S", dest="export_retry_after")
 
     a = actions.add_parser("faults", help="list, add or remove fault rules")
     fa = a.add_subparsers(dest="fault_action", metavar="list|add|remove|clear")
@@ -380,6 +384,13 @@ def _admin(args: argparse.Namespace) -> int:
             changes["history_order"] = args.history_order
         if args.token_lifetime:
             changes["token_lifetime_s"] = args.token_lifetime
+        for flag in ("bulk_export", "export_ranges"):
+            if getattr(args, flag):
+                changes[flag] = getattr(args, flag) == "on"
+        if args.export_fault:
+            changes["export_fault"] = args.export_fault
+        if args.export_retry_after is not None:
+            changes["export_retry_after_s"] = args.export_retry_after
         result = client.call("PATCH" if changes else "GET", "settings", changes or None)
     elif action == "faults":
         fault_action = args.fault_action or "list"

@@ -126,6 +126,13 @@ def test_reference_admin_revokes_a_device_and_switches_faults(served: Served) ->
     refused = token(served, TABLET)
     assert refused.status_code == 400 and refused.json()["error_description"] == "device-revoked"
 
+    bulk = admin_cli(served, "settings", "--bulk-export", "off", "--export-fault", "fail")
+    assert bulk.returncode == 0, bulk.stderr
+    changed = json.loads(bulk.stdout)
+    assert changed["bulk_export"] is False and changed["export_fault"] == "fail"
+    caps = requests.get(f"{served.url}/metadata", timeout=30).json()
+    assert all(op["name"] != "export" for op in caps["rest"][0]["operation"])
+
     devices = admin_cli(served, "list-devices")
     listed = {c["client_id"]: c for c in json.loads(devices.stdout)}
     assert listed[TABLET[0]]["revoked"] is True and listed[ADMIN[0]]["role"] == "admin"
