@@ -199,5 +199,11 @@ class Field(QWidget):
         col.addWidget(self.error)
 
     def show_error(self, text: str | None) -> None:
-        self.error.setText(text or "")
+        """Show or hide the error; once a field has shown one, its line keeps its space when
+        the error goes, so the form does not jump under the finger while it is fixed."""
+        if text:
+            policy = self.error.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            self.error.setSizePolicy(policy)
+        self.error.setText(text or self.error.text())  # hidden, it keeps its height
         self.error.setVisible(bool(text))

@@ -586,3 +586,24 @@ def test_section_136_times_show_the_24_hour_limit_and_are_checked(
     assert "must be after the time of detention" in field.error.text()
     _tap(qtbot, form.s136_arrived_at.buttons["now"])
     assert "from arrival" in form.s136_limit.text()
+
+
+def test_a_fixed_error_keeps_its_space_so_the_form_does_not_jump(
+    qtbot: QtBot, make_form: FormFactory
+) -> None:
+    """Issue 11 item 10: error lines that vanish as you type moved the fields under the
+    finger. Once shown, an error line keeps its height after it is fixed."""
+    form = make_form()
+    _tap(qtbot, form.save_button)
+    field = form.fields["location"]
+    assert field.error.isVisible()
+    QApplication.processEvents()  # laid out with the error shown
+    before = field.height()
+    below = form.fields["location_type"].mapTo(form, form.fields["location_type"].rect().topLeft())
+    _type(qtbot, form.location, "Bus station")
+    for _ in range(3):  # let the layout settle: a jump would have happened by now
+        QApplication.processEvents()
+    assert not field.error.isVisible()
+    assert field.height() == before
+    after = form.fields["location_type"].mapTo(form, form.fields["location_type"].rect().topLeft())
+    assert after == below, "the fields below moved when the error went"
