@@ -1101,10 +1101,26 @@ class EncounterForm(QWidget):
             self.person_mode.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _scroll_to(self, field: str) -> None:
+        """Scroll to the field with the first problem and put the keyboard focus in it, so
+        typing (or a tap on Next) fixes it at once."""
         key = base_field(field)
         widget = self.fields.get(key) or self.fields.get("patient.id")
         if widget is not None and widget.isVisibleTo(self):
             self._scroll.ensureWidgetVisible(widget, 0, 80)
+            control = widget.control
+            candidates = [control, *control.findChildren(QWidget)]
+            target = next(
+                (
+                    w
+                    for w in candidates
+                    if w.focusPolicy() != Qt.FocusPolicy.NoFocus
+                    and w.isVisibleTo(self)
+                    and w.isEnabled()
+                ),
+                None,
+            )
+            if target is not None:
+                target.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # -- Qt events ---------------------------------------------------------------------------
     def hideEvent(self, event: QHideEvent) -> None:

@@ -607,3 +607,18 @@ def test_a_fixed_error_keeps_its_space_so_the_form_does_not_jump(
     assert field.height() == before
     after = form.fields["location_type"].mapTo(form, form.fields["location_type"].rect().topLeft())
     assert after == below, "the fields below moved when the error went"
+
+
+def test_save_puts_the_focus_in_the_first_problem(qtbot: QtBot, make_form: FormFactory) -> None:
+    """Issue 11 item 10: Save scrolled to the first error but left the focus elsewhere."""
+    form = make_form()
+    form.person_mode.button("unknown").click()
+    _type(qtbot, form.description, "Tall, red coat")
+    form.save_button.setFocus()
+    _tap(qtbot, form.save_button)
+    first = next(
+        name for name in ("patient.unidentified.apparent_age", "patient.unidentified.sex",
+                          "location") if form.fields[name].error.isVisible()
+    )  # fmt: skip
+    focused = QApplication.focusWidget()
+    assert focused is not None and form.fields[first].isAncestorOf(focused), (first, focused)
