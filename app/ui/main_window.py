@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         self.sync_controller: SyncController | None = None
         self._picking_for_form = False
         self._landscape = True
+        self._locked_at = ""  # HH:MM of the last lock, for the record left open across it
 
         self._layers = QStackedWidget()
         self.setCentralWidget(self._layers)
@@ -470,6 +471,9 @@ class MainWindow(QMainWindow):
         if self._is_locked:
             return
         self._is_locked = True
+        from app import times
+
+        self._locked_at = times.clock_text(times.now())
         self.idle.disarm()
         self.search_view.clear()
         self.error_bar.hide()
@@ -521,6 +525,8 @@ class MainWindow(QMainWindow):
         self._check_fresh()
         if self.session is not None:
             self._start_sync_controller(self.session)
+        # Whoever is in front of the officer now, the record left open is from before.
+        self.record_view.detach(self._locked_at)
         self._enter_workspace()
 
     def _enter_workspace(self) -> None:

@@ -242,6 +242,22 @@ class RecordView(QWidget):
         self.identity = IdentityHeader()
         self.identity.change_requested.connect(self.change_person_requested)
         rp.addWidget(self.identity)
+        # After an unlock the record is detached from whatever happened meanwhile: say so
+        # until the officer confirms it is still the person in front of them.
+        self.detached_bar = QFrame()
+        self.detached_bar.setProperty("role", "notice")
+        db = QHBoxLayout(self.detached_bar)
+        db.setContentsMargins(16, 6, 12, 6)
+        self.detached_text = label("", None)
+        self.detached_text.setAccessibleName("Record opened before the lock")
+        db.addWidget(self.detached_text, 1)
+        self.still_button = BigButton(
+            "Still this person", role="bar", accessible_name="Still this person"
+        )
+        self.still_button.clicked.connect(self.attach)
+        db.addWidget(self.still_button)
+        rp.addWidget(self.detached_bar)
+        self.detached_bar.hide()
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
@@ -271,6 +287,7 @@ class RecordView(QWidget):
         self._pending_id = None
         self.record = None
         self.identity.clear()
+        self.detached_bar.hide()
         self._drop_page()
         self._stack.setCurrentIndex(0)
         self.shown_changed.emit()
@@ -280,6 +297,22 @@ class RecordView(QWidget):
         old = self.scroll_area.takeWidget()
         if old is not None:
             old.deleteLater()
+
+    def detach(self, since: str) -> None:
+        """Mark the open record as opened before a lock (`since`: when, HH:MM)."""
+        if self.record is None:
+            return
+        self.detached_text.setText(
+            f"Opened before the tablet locked ({since}). Check this is still the person "
+            "in front of you."
+        )
+        self.detached_bar.show()
+
+    def attach(self) -> None:
+        self.detached_bar.hide()
+
+    def is_detached(self) -> bool:
+        return not self.detached_bar.isHidden()
 
     def set_back_visible(self, visible: bool) -> None:
         """Portrait (the back bar shows): the reason sheet sits at the bottom."""
@@ -366,6 +399,8 @@ class RecordView(QWidget):
 
     # -- showing -----------------------------------------------------------------------------
     def show_record(self, record: PatientRecord, *, keep_scroll: bool = False) -> None:
+        if not keep_scroll or self.patient_id != record.person.patient_id:
+            self.detached_bar.hide()  # a fresh opening (a reload keeps the notice)
         self.record = record
         self.patient_id = record.person.patient_id
         position = self.scroll_area.verticalScrollBar().value() if keep_scroll else 0

@@ -412,3 +412,25 @@ def test_the_form_names_its_person_in_a_fixed_header(
     bar.setValue(bar.maximum())
     _settle()
     assert not header.visibleRegion().isEmpty(), "the header scrolled away with the fields"
+
+
+def test_an_unlock_visibly_detaches_the_record_left_open(
+    qtbot: QtBot, make_window: WindowFactory, gui_profile: Path, alerted_person: Person
+) -> None:
+    """Issue 11 item 1: after a lock the officer may be with someone else; the record left
+    open says it was opened before the lock until they confirm or change the person."""
+    from tests.gui.conftest import open_first_with_reason, type_search
+
+    window = make_window(gui_profile)
+    unlock(qtbot, window)
+    type_search(qtbot, window, alerted_person.family)
+    open_first_with_reason(qtbot, window, alerted_person.id)
+    assert not window.record_view.is_detached()
+    window.lock()
+    unlock(qtbot, window)
+    view = window.record_view
+    assert view.shown_record_id() == alerted_person.id and view.is_detached()
+    assert view.detached_bar.isVisible() and "before the tablet locked" in view.detached_text.text()
+    assert window.search_view.highlighted_id() is None  # nothing in the list claims them
+    qtbot.mouseClick(view.still_button, LEFT)
+    assert not view.is_detached()
