@@ -116,6 +116,7 @@ __all__ = [
     "RecordedEncounter",
     "Team",
     "UnidentifiedPerson",
+    "cached_person_is_child",
     "discard_draft",
     "field_records_for_patient",
     "is_child",
@@ -257,6 +258,20 @@ def record_many(
         )
         for client_id, _, patient_id, inp in prepared
     ]
+
+
+def cached_person_is_child(
+    session: Session, on: datetime, *, patient_id: str | None = None, nhs_number: str = ""
+) -> bool:
+    """Whether the cached person the form names (by id, or by an NHS number that matches
+    exactly one cached Patient) is under 18 on `on`; False when nobody cached is named."""
+    if patient_id is None and len(nhs_number) == 10:
+        ids = session.store.patient_ids_with_nhs_number(nhs_number)
+        patient_id = ids[0] if len(ids) == 1 else None
+    if not patient_id:
+        return False
+    patient = session.store.get_resource("Patient", patient_id)
+    return patient is not None and is_child(patient.get("birthDate"), on)
 
 
 # -- what the device holds --------------------------------------------------------------------

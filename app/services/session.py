@@ -181,9 +181,16 @@ class Session:
                 "until it syncs with the central record"
             )
 
+    def outbox_counts(self) -> dict[str, int]:
+        """Records on this device per outbox state; empty while the cache is closed (locked,
+        or closed under the screens by a wipe)."""
+        return {} if self._closed or self.is_locked else self.store.outbox_counts()
+
     def last_sync(self) -> datetime | None:
         """When sync last completed; None when never or when the session is closed."""
-        return None if self._closed else parse_instant(self.store.get_meta(LAST_SYNC))
+        if self._closed or self.is_locked:
+            return None
+        return parse_instant(self.store.get_meta(LAST_SYNC))
 
     def patient_index(self) -> PatientIndexReader:
         """The search index of this session's cache (for `PatientSearch`)."""

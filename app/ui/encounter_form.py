@@ -812,18 +812,12 @@ class EncounterForm(QWidget):
         if mode == "unknown":
             age = self.apparent_age.value()
             return age is not None and age < 18
-        patient_id = self._patient_id if mode == "known" else None
+        on = self.start.value() or times.now()
         if mode == "nhs":
             digits = "".join(ch for ch in self.nhs_number.text() if ch.isdigit())
-            ids = (
-                self._session.store.patient_ids_with_nhs_number(digits) if len(digits) == 10 else []
-            )
-            patient_id = ids[0] if len(ids) == 1 else None
-        if not patient_id:
-            return False
-        patient = self._session.store.get_resource("Patient", patient_id)
-        on = self.start.value() or times.now()
-        return patient is not None and encounters.is_child(patient.get("birthDate"), on)
+            return encounters.cached_person_is_child(self._session, on, nhs_number=digits)
+        patient_id = self._patient_id if mode == "known" else None
+        return encounters.cached_person_is_child(self._session, on, patient_id=patient_id)
 
     def _revalidate(self) -> None:
         errors = self.errors()

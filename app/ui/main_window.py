@@ -693,10 +693,7 @@ class MainWindow(QMainWindow):
         """(waiting, refused) field records on this device; (0, 0) without a session."""
         if self.session is None:
             return 0, 0
-        try:
-            counts = self.session.store.outbox_counts()
-        except Exception:  # the cache was closed under us (wipe): nothing to count
-            return 0, 0
+        counts = self.session.outbox_counts()
         return counts.get("pending", 0), counts.get("rejected", 0)
 
     def _last_sync_text(self) -> str:

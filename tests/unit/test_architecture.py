@@ -106,6 +106,17 @@ def test_sql_runs_only_in_the_store() -> None:
     assert offences == []
 
 
+def test_the_ui_reaches_the_cache_only_through_services() -> None:
+    """No `session.store` in app/ui: screens ask services (Session methods included), so a
+    closed or locked cache is handled in one place, not by `except Exception` in each screen."""
+    offences = [
+        p.relative_to(ROOT).as_posix()
+        for p in _files("app/ui")
+        if re.search(r"\.store\b", _text(p))
+    ]
+    assert offences == []
+
+
 def _private_imports(path: Path) -> set[str]:
     """Modules named with a private part (`x._y`), from absolute imports."""
     return {name for name in _imports(path) if any(p.startswith("_") for p in name.split(".")[1:])}
