@@ -283,6 +283,10 @@ def test_cancel_by_hand_stops_and_keeps_what_came(
     make_panel: PanelFactory,
     reference: ReferenceServer,
 ) -> None:
+    # Paged, so every page of people waits 0.4 s and the run is still downloading when the
+    # cancel lands. A bulk first load fetches one file in a blink and could finish first on a
+    # busy machine (the race this test had once $export arrived).
+    reference.configure(bulk_export=False)
     reference.faults.add("latency", path="/fhir/Patient", delay_s=0.4)
     panel, controller = make_panel()
     with qtbot.waitSignal(controller.sync_started, timeout=30_000):
