@@ -51,6 +51,32 @@ log = logging.getLogger("kerbside.ui")
 REASON_SETTING = "access_reason"
 _PHONE = re.compile(r"(?:\+44\s?|0)(?:\d[\s-]?){9,10}\d")
 STALE_AFTER = timedelta(hours=24)
+GLANCE_NUMBERS = 2  # contacts with a number shown at a glance; the rest behind "+N more"
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+
+
+def _numbered(sentences: list[str]) -> list[str]:
+    return [s for s in sentences if _PHONE.search(s)]
+
+
+def glance_contacts(text: str) -> tuple[list[str], int]:
+    """The "who to contact" sentences shown at a glance, and how many were left for "+N more".
+
+    About five contacts pushed "Preferred place of safety" below the fold at 1280x800 (hazard
+    H5). Every sentence without a number stays (e.g. "Do not contact the ex-partner."): it is
+    short and may be a warning. Of those with a number, the first GLANCE_NUMBERS stay (the plan
+    lists the care coordinator and the crisis line first)."""
+    sentences = [s for s in _SENTENCE.split(text.strip()) if s]
+    shown: list[str] = []
+    hidden = 0
+    for sentence in sentences:
+        if _PHONE.search(sentence) and len(_numbered(shown)) >= GLANCE_NUMBERS:
+            hidden += 1
+        else:
+            shown.append(sentence)
+    return shown, hidden
+
+
 STATE_TEXT = {
     "waiting": "Recorded on this device — waiting to sync",
     "pending": "Recorded on this device — waiting to sync",
@@ -468,19 +494,42 @@ class RecordView(QWidget):
             card.add(label("No crisis plan is held for this person.", "muted"))
             return card
         by_code = {section.code: section for section in plan.sections if section.text}
-        for code in GLANCE_SECTIONS:
+        helps = by_code.get("what-helps")
+        if helps is not None:
+            card.add_heading(helps.heading)
+            card.add_text(helps.text)
+        # Who to contact and preferred place side by side: with about five contacts the
+        # place fell below the fold at 1280x800 (hazard H5); beside the contacts it cannot.
+        row = QWidget()
+        columns = QHBoxLayout(row)
+        columns.setContentsMargins(0, 0, 0, 0)
+        columns.setSpacing(16)
+        for code in ("who-to-contact", "preferred-place"):
             section = by_code.get(code)
             if section is None:
                 continue
-            card.add_heading(section.heading)
-            card.add_text(section.text)
-            if code == "who-to-contact":  # two numbers a row: the next heading stays in view
-                numbers = QWidget()
-                grid = QGridLayout(numbers)
-                grid.setContentsMargins(0, 0, 0, 0)
-                for index, number in enumerate(_PHONE.findall(section.text)):
-                    grid.addWidget(PhoneButton(number.strip()), index // 2, index % 2)
-                card.add(numbers)
+            column = QVBoxLayout()
+            column.setSpacing(8)
+            column.addWidget(label(section.heading, "h3"))
+            if code == "who-to-contact":
+                shown, hidden = glance_contacts(section.text)
+                column.addWidget(PatientText(" ".join(shown)))
+                for number in _PHONE.findall(" ".join(shown)):
+                    column.addWidget(PhoneButton(number.strip()))
+                if hidden:
+                    more = BigButton(
+                        f"+{hidden} more to contact",
+                        role="chip",
+                        accessible_name=f"Go to all {hidden + len(_numbered(shown))} contacts",
+                    )
+                    more.clicked.connect(lambda _=False: self.jump_to("plan"))
+                    column.addWidget(more)
+            else:
+                column.addWidget(PatientText(section.text))
+            column.addStretch(1)
+            columns.addLayout(column, 1)
+        if columns.count():
+            card.add(row)
         if not any(code in by_code for code in GLANCE_SECTIONS):
             card.add(label("The plan has none of these headings: see the full plan.", "muted"))
         return card
@@ -553,6 +602,13 @@ class RecordView(QWidget):
             if plan.review_date:
                 text += f": review was due {format_date(plan.review_date)}"
             card.add(label(text, "stale"))
+        for section in plan.sections:
+            if section.code == "who-to-contact" and section.text:
+                if glance_contacts(section.text)[1]:  # cut short above: all of it here
+                    card.add_heading(section.heading + " (all)")
+                    card.add_text(section.text)
+                    for number in _PHONE.findall(section.text):
+                        card.add(PhoneButton(number.strip()))
         for section in plan.sections:
             if not section.text or section.code in GLANCE_SECTIONS:
                 continue  # the three at a glance are above
