@@ -91,8 +91,12 @@ def build_window(
     crash = CrashHandler()
     runner = Runner(app, crash_handler=crash)
     # No profile or an unreadable one: the day theme; the unlock screen explains.
-    night = bool(profile_settings(profile_dir).get("night_mode", False))
-    theme.apply(app, theme.NIGHT if night else theme.DAY)
+    settings = profile_settings(profile_dir)
+    night = bool(settings.get("night_mode", False))
+    larger = bool(settings.get("larger_text", False))
+    theme.apply(
+        app, theme.NIGHT if night else theme.DAY, text_scale=theme.LARGER_TEXT if larger else 1.0
+    )
     window = MainWindow(
         profile_dir,
         runner,

@@ -52,6 +52,7 @@ from app.services import encounters
 from app.services.session import Session
 from app.services.today import draft_person
 from app.times import clock_text, iso_instant, parse_instant, short_day_text
+from app.ui import theme
 from app.ui.encounter_controls import AgeField, Field, TextBox, TimeField, line_edit, london_text
 from app.ui.encounter_fields import FIELD_LABELS, FIELD_ORDER, FORM_ITEMS, base_field, error_text
 from app.ui.identity import IdentityHeader
@@ -1123,12 +1124,19 @@ class EncounterForm(QWidget):
         super().hideEvent(event)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        wide = event.size().width() >= 1000
-        self.outcome.set_columns(2 if wide else 1)
-        self.referrals.set_columns(3 if wide else 2)
-        # Four places of safety in one row were cut to "alth-based place of saf" in portrait.
-        self.place_of_safety.set_columns(4 if wide else 2)
+        self.fit_columns(event.size().width())
         super().resizeEvent(event)
+
+    def fit_columns(self, width: int | None = None) -> None:
+        """Choice buttons a row for this width and text size (called on resize and when the
+        larger-text setting changes)."""
+        # Widths in "normal text" pixels: with larger text on, fewer buttons fit a row.
+        normal = (self.width() if width is None else width) / theme.text_scale()
+        wide, middle = normal >= 1100, normal >= 700
+        self.outcome.set_columns(2 if wide else 1)
+        self.referrals.set_columns(3 if wide else 2 if middle else 1)
+        # Four places of safety in one row were cut to "alth-based place of saf" in portrait.
+        self.place_of_safety.set_columns(4 if wide else 2 if middle else 1)
 
 
 def _text_of(edit: QLineEdit | QPlainTextEdit) -> str:

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QFrame,
     QHBoxLayout,
+    QLabel,
     QMainWindow,
     QStackedWidget,
     QVBoxLayout,
@@ -349,6 +350,12 @@ class MainWindow(QMainWindow):
         self.night_button.setChecked(self.night_mode())
         self.night_button.toggled.connect(self.set_night_mode)
         row.addWidget(self.night_button)
+        self.larger_text_button = BigButton("A+", role="bar", accessible_name="Larger text")
+        self.larger_text_button.setCheckable(True)
+        self.larger_text_button.setChecked(self.larger_text())
+        self.larger_text_button.setToolTip("Larger text")
+        self.larger_text_button.toggled.connect(self.set_larger_text)
+        row.addWidget(self.larger_text_button)
         self.help_button = BigButton("Help", role="bar", accessible_name="Help and About")
         self.help_button.clicked.connect(self.show_help)
         row.addWidget(self.help_button)
@@ -432,6 +439,33 @@ class MainWindow(QMainWindow):
         self.night_button.setText("☀ Day" if on else "☾ Night")
         self.night_button.setAccessibleName("Day mode" if on else "Night mode")
         self.night_button.blockSignals(False)
+        self.update()
+
+    def larger_text(self) -> bool:
+        return bool(self._setting("larger_text", False))
+
+    def set_larger_text(self, on: bool) -> None:
+        """Every font but the bars' at 125% (or back to 100%) now, remembered in the profile
+        beside the night-mode choice (no PIN needed: not a secret)."""
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        mode = theme.NIGHT if self.night_mode() else theme.DAY
+        theme.apply(app, mode, text_scale=theme.LARGER_TEXT if on else 1.0)
+        if self.larger_text() != on:
+            self._save_setting(larger_text=on)
+        self.larger_text_button.blockSignals(True)
+        self.larger_text_button.setChecked(on)
+        self.larger_text_button.setText("A−" if on else "A+")
+        self.larger_text_button.setAccessibleName("Normal text" if on else "Larger text")
+        self.larger_text_button.blockSignals(False)
+        for widget in self.findChildren(QWidget):  # wrapped labels need new heights
+            if isinstance(widget, QLabel) and widget.wordWrap():
+                widget.setWordWrap(False)  # drops the label's cached size for its old font
+                widget.setWordWrap(True)
+            widget.updateGeometry()
+        self.record_view.reshow()  # its rows and columns depend on the text size
+        if self._encounter_form is not None:
+            self._encounter_form.fit_columns()
         self.update()
 
     # -- locking -----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.fhir import staff_safety_note
 from app.times import uk_date, uk_date_time
+from app.ui import theme
 from app.ui.identity import IdentityHeader
 from app.ui.ops import Runner
 
@@ -423,6 +424,11 @@ class RecordView(QWidget):
             return
         self.show_record(record, keep_scroll=True)
 
+    def reshow(self) -> None:
+        """Lay the open record out again from what is held (the text size changed)."""
+        if self.record is not None and self.scroll_area.widget() is not None:
+            self.show_record(self.record, keep_scroll=True)
+
     # -- showing -----------------------------------------------------------------------------
     def show_record(self, record: PatientRecord, *, keep_scroll: bool = False) -> None:
         if not keep_scroll or self.patient_id != record.person.patient_id:
@@ -501,7 +507,8 @@ class RecordView(QWidget):
         # Who to contact and preferred place side by side: with about five contacts the
         # place fell below the fold at 1280x800 (hazard H5); beside the contacts it cannot.
         row = QWidget()
-        columns = QHBoxLayout(row)
+        # With larger text on, two columns cut the phone numbers: one under the other then.
+        columns = QHBoxLayout(row) if theme.text_scale() == 1.0 else QVBoxLayout(row)
         columns.setContentsMargins(0, 0, 0, 0)
         columns.setSpacing(16)
         for code in ("who-to-contact", "preferred-place"):
@@ -544,7 +551,8 @@ class RecordView(QWidget):
         for index, (key, text) in enumerate(JUMP_LINKS):
             button = BigButton(text, role="chip", accessible_name=f"Go to {text.lower()}")
             button.clicked.connect(lambda _=False, k=key: self.jump_to(k))
-            grid.addWidget(button, index // 2, index % 2)
+            per_row = 2 if theme.text_scale() == 1.0 else 1  # larger text: one a row
+            grid.addWidget(button, index // per_row, index % per_row)
         self.jump_bar = box
         return box
 

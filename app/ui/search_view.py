@@ -158,12 +158,12 @@ class HitDelegate(QStyledItemDelegate):
 
     def _fonts(self, base: QFont) -> tuple[QFont, QFont, QFont]:
         name = QFont(base)
-        name.setPointSize(19)
+        name.setPointSize(theme.scaled_pt(19))
         name.setBold(True)
         body = QFont(base)
-        body.setPointSize(theme.BODY_PT)
+        body.setPointSize(theme.scaled_pt(theme.BODY_PT))
         badge = QFont(base)
-        badge.setPointSize(theme.BODY_PT)
+        badge.setPointSize(theme.scaled_pt(theme.BODY_PT))
         badge.setBold(True)
         return name, body, badge
 

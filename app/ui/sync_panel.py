@@ -478,6 +478,8 @@ class SyncPanel(QWidget):
         text, role = CONNECTIVITY_TEXT.get(state, (state, "muted"))
         self.connectivity.setText(text)
         set_role(self.connectivity, role)
+        self.connectivity.setMinimumHeight(0)
+        self._fit_connectivity()
 
     def _show_running(self, running: bool) -> None:
         """Swap "Sync now" and "Cancel sync", handing the keyboard focus between them.
@@ -576,6 +578,14 @@ class SyncPanel(QWidget):
             self._controller.start()
         self.refresh()
         super().showEvent(event)
+        self._fit_connectivity()
+
+    def _fit_connectivity(self) -> None:
+        """The connection line wraps with larger text on, but side by side with today's list
+        its layout gave it one line's height (the rest was cut): ask the label itself."""
+        width = self.connectivity.width()
+        if width > 0:
+            self.connectivity.setMinimumHeight(self.connectivity.heightForWidth(width))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         wide = event.size().width() > event.size().height() and event.size().width() >= 1000
@@ -586,3 +596,4 @@ class SyncPanel(QWidget):
         self._columns.setStretch(0, 1 if wide else 0)
         self._columns.setStretch(1, 1 if wide else 0)
         super().resizeEvent(event)
+        self._fit_connectivity()

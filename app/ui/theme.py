@@ -9,6 +9,7 @@ violet instead of pure red, each with an icon shape and text so they read withou
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib.resources import files
 from string import Template
@@ -24,6 +25,11 @@ NIGHT = "night"
 TEMPLATE = files("app") / "resources" / "theme.qss"
 
 BODY_PT = 16
+LARGER_TEXT = 1.25  # the larger-text setting (issue 11 item 10): every font but the bars'
+# Rules left at their size with larger text on: the top and bottom bars (they must fit 800 px).
+_FIXED_SIZE_SELECTOR = re.compile(r'role="(?:bar|nav)"|role="topbar"')
+_FONT_SIZE = re.compile(r"font-size:\s*(\d+(?:\.\d+)?)pt")
+_RULE = re.compile(r"([^{}]*)\{([^{}]*)\}")
 MIN_TARGET_PX = 48
 ROW_HEIGHT_PX = 88  # a search result row: name line, details line, badges
 
@@ -161,6 +167,17 @@ ALERT_KIND_SHAPE = {
 }
 
 _current: Palette = DAY_PALETTE
+_text_scale = 1.0
+
+
+def text_scale() -> float:
+    """The font scale in force (1.0, or LARGER_TEXT); hand-painted text multiplies by it."""
+    return _text_scale
+
+
+def scaled_pt(points: int) -> int:
+    """`points` at the current text scale, for fonts set in code rather than in the QSS."""
+    return round(points * _text_scale)
 
 
 def current() -> Palette:
@@ -180,19 +197,38 @@ def render(palette: Palette) -> str:
         values[f"alert_{kind}_fg"] = colours.fg
         values[f"alert_{kind}_edge"] = colours.edge
     values["body_pt"] = BODY_PT
+    values["chrome_pt"] = BODY_PT
     values["target_px"] = MIN_TARGET_PX
-    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+    sheet = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+    return _scale_fonts(sheet, _text_scale) if _text_scale != 1.0 else sheet
 
 
-def apply(app: QApplication, mode: str) -> Palette:
-    """Switch the whole application to `mode` (day/night); returns the palette used."""
-    global _current
+def _scale_fonts(sheet: str, scale: float) -> str:
+    """Every `font-size: Npt` times `scale`, except in the bars' rules: one place sizes all
+    text, so larger text cannot miss a role that a hand-kept list would."""
+
+    def rule(match: re.Match[str]) -> str:
+        selector, body = match.group(1), match.group(2)
+        if _FIXED_SIZE_SELECTOR.search(selector):
+            return match.group(0)
+        body = _FONT_SIZE.sub(lambda m: f"font-size: {round(float(m.group(1)) * scale)}pt", body)
+        return f"{selector}{{{body}}}"
+
+    return _RULE.sub(rule, sheet)
+
+
+def apply(app: QApplication, mode: str, *, text_scale: float | None = None) -> Palette:
+    """Switch the whole application to `mode` (day/night), and to `text_scale` when given
+    (else the scale in force); returns the palette used."""
+    global _current, _text_scale
     palette = PALETTES.get(mode, DAY_PALETTE)
     _current = palette
+    if text_scale is not None:
+        _text_scale = text_scale
     if app.style().name().lower() != "fusion":
         app.setStyle("Fusion")  # the same look on every platform; the QSS assumes it
     font = QFont(app.font())
-    font.setPointSize(BODY_PT)
+    font.setPointSize(scaled_pt(BODY_PT))
     app.setFont(font)
     qp = QPalette()
     for role, colour in (

@@ -9,6 +9,7 @@ height at its width than it has.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def _screens(qtbot: QtBot, window: Any, person: Person) -> list[tuple[str, Any]]
             ("encounter form with s136", form), ("sync", sync)]  # fmt: skip
 
 
+@pytest.mark.parametrize("text", ["normal", "larger"])
 @pytest.mark.parametrize("size", SIZES, ids=["landscape", "portrait"])
 def test_no_text_is_clipped_on_any_screen(
     qtbot: QtBot,
@@ -86,15 +88,55 @@ def test_no_text_is_clipped_on_any_screen(
     gui_profile: Path,
     alerted_person: Person,
     size: tuple[int, int],
+    text: str,
 ) -> None:
     window = make_window(gui_profile, size=size)
     unlock(qtbot, window)
-    problems = []
-    for name, show in _screens(qtbot, window, alerted_person):
-        show()
+    window.set_larger_text(text == "larger")
+    try:
+        problems = []
+        for name, show in _screens(qtbot, window, alerted_person):
+            show()
+            QApplication.processEvents()
+            problems += [f"{name}: {p}" for p in clipped(window)]
+            if os.environ.get("KERBSIDE_CLIP_SHOTS"):  # to look at, e.g. with larger text
+                shot = f"{name.split()[0]}-{text}-{size[0]}x{size[1]}.png"
+                window.grab().save(str(Path(os.environ["KERBSIDE_CLIP_SHOTS"]) / shot))
+        assert not problems, "\n".join(problems)
+    finally:
+        window.set_larger_text(False)
+
+
+def test_larger_text_scales_the_body_text_and_survives_a_restart(
+    qtbot: QtBot, make_window: WindowFactory, gui_profile: Path
+) -> None:
+    """The setting (issue 11 item 10) is kept in the profile like night mode: it is on again
+    after a restart, before the PIN is entered."""
+    from app.ui import theme
+
+    window = make_window(gui_profile, size=SIZES[0])
+    unlock(qtbot, window)
+    sample = PatientText("What helps")
+    window.record_view.layout().addWidget(sample)  # a parent before show: never a window
+    sample.show()
+    normal = sample.fontInfo().pointSize()
+    try:
+        window.larger_text_button.click()
         QApplication.processEvents()
-        problems += [f"{name}: {p}" for p in clipped(window)]
-    assert not problems, "\n".join(problems)
+        assert window.larger_text() and window.larger_text_button.isChecked()
+        larger = sample.fontInfo().pointSize()
+        assert larger == round(normal * theme.LARGER_TEXT), (normal, larger)
+        assert QApplication.font().pointSize() == round(theme.BODY_PT * theme.LARGER_TEXT)
+        window.close()
+        theme.apply(QApplication.instance(), theme.DAY, text_scale=1.0)  # as a fresh process
+        again = make_window(gui_profile, size=SIZES[0])
+        assert again.larger_text_button.isChecked(), "larger text lost on restart"
+        assert QApplication.font().pointSize() == round(theme.BODY_PT * theme.LARGER_TEXT)
+        again.set_larger_text(False)
+        assert QApplication.font().pointSize() == theme.BODY_PT
+        assert not again.larger_text()
+    finally:
+        theme.apply(QApplication.instance(), theme.DAY, text_scale=1.0)
 
 
 JARGON = re.compile(
