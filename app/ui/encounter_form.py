@@ -744,11 +744,24 @@ class EncounterForm(QWidget):
             self.load_data(answers)
             self._pristine = False
             self.draft_status.setText("Correcting; Save sends it again")
+            if self._person_is_gone():  # refused for that reason: pick them again, at once
+                self.draft_status.setText(
+                    "Correcting: pick the person again (or record as unknown); Save sends it again"
+                )
+                self.patient_search_requested.emit()
 
         Op(
             self,
             lambda: session.on_worker(lambda s: encounters.recorded_answers(s, client_id)),
         ).on_success(loaded).run(self._runner)
+
+    def _person_is_gone(self) -> bool:
+        """The record is about a cached person who is no longer on this tablet."""
+        if self.person_mode.value() != "known" or not self._patient_id:
+            return False
+        from app.services.records import person_of
+
+        return person_of(self._session, self._patient_id) is None
 
     # -- change handling -----------------------------------------------------------------
     def _changed(self, *_args: object) -> None:

@@ -51,3 +51,38 @@ def test_the_header_never_says_synced_beside_a_waiting_or_refused_record(
     assert window.refused_badge.text() == "⚠ 1 refused"
     qtbot.mouseClick(window.refused_badge, Qt.MouseButton.LeftButton)
     assert window.current_page() == "sync"
+
+
+def test_correcting_a_record_whose_person_is_gone_goes_straight_to_picking_them_again(
+    qtbot: QtBot, tmp_path: Path, reference: Any, make_window: WindowFactory, cohort_dir: Path
+) -> None:
+    """Issue 11 item 5: "Review and correct" on a record refused because its person was
+    removed centrally opens the form and takes the officer to search for the person; the
+    next result tapped becomes the record's person (the form's own person picker)."""
+    profile = enrol_against(tmp_path / "p", reference)
+    window = make_window(profile)
+    unlock(qtbot, window)
+    _sync(qtbot, window)
+    people = [json.loads(line) for line in (cohort_dir / "Patient.ndjson").read_text().splitlines()]
+    gone, other = people[3], people[5]
+    window.start_encounter(gone["id"])
+    fill_encounter(qtbot, window.encounter_form, incident="WMP-2", narrative="Synthetic.")
+    save_encounter(qtbot, window)
+    with reference.session(admin=True) as http:
+        http.delete(f"{reference.base_url}/Patient/{gone['id']}", timeout=30).raise_for_status()
+    assert _sync(qtbot, window).rejected == 1
+    window.show_page("sync")
+    panel = window.sync_panel
+    assert panel is not None
+    qtbot.waitUntil(lambda: len(panel.rejected_rows) == 1, timeout=10_000)
+    (row,) = panel.rejected_rows
+    qtbot.mouseClick(row.correct_button, Qt.MouseButton.LeftButton)
+    form = window.encounter_form
+    qtbot.waitUntil(lambda: window.current_page() == "find", timeout=10_000)
+    assert form.title.text() == "Correct a refused record"
+    assert "pick the person again" in form.draft_status.text().lower()
+    window.open_patient(other["id"])  # as a tap on the result
+    assert window.current_page() == "encounter"
+    assert window.encounter_form is form
+    assert form.data()["patient"] == {"id": other["id"]}
+    assert form.identity.patient_id == other["id"]
