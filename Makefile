@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PACKAGE_STAMP := $(VENV)/.package
 VERSION = $$($(BIN)/python -c 'from importlib.metadata import version; print(version("kerbside"))')
 
-.PHONY: demo test test-packaging package lint audit bench screenshots clean
+.PHONY: mutation demo test test-packaging package lint audit bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ audit: $(STAMP)
 	$(BIN)/pip install --quiet pip-audit
 	$(BIN)/pip-audit --skip-editable
 
+# Mutation check of the pinned security controls (about 5 min on 2 cores); see docs/security/mutation.md.
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet mutmut
+	QT_QPA_PLATFORM=offscreen $(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_search.py
 	$(BIN)/python tests/bench/bench_sync.py
@@ -62,4 +68,4 @@ screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/kerbside screenshots --out docs/screenshots
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist mutants *.egg-info .pytest_cache .mypy_cache .ruff_cache
