@@ -1,5 +1,6 @@
-"""Help: what this app is (About: the one version, from package metadata) and, for the
-officer on the phone to IT, "Check this tablet" (the same checks as `kerbside doctor`).
+"""Help: what this app is (About: the one version, from package metadata), the display
+setting (larger text) and, for the officer on the phone to IT, "Check this tablet" (the same
+checks as `kerbside doctor`).
 
 Reachable before unlock (F1, the unlock screen's Help) because the things it checks, such as
 the keychain, are exactly what stops an unlock.
@@ -66,6 +67,18 @@ class HelpView(QFrame):
         )
         self.platform_text.setAccessibleName("Platform versions")
         col.addWidget(self.platform_text)
+
+        col.addWidget(label("Display", "h2"))
+        # Text size is set once and left: it lives here, not in the top bar, whose room goes
+        # to the sync state and the refused count (they clipped in portrait beside it).
+        self.larger_text_button = BigButton(
+            "Larger text: off", role="bar", accessible_name="Larger text"
+        )
+        self.larger_text_button.setCheckable(True)
+        display = QHBoxLayout()
+        display.addWidget(self.larger_text_button)
+        display.addStretch(1)
+        col.addLayout(display)
 
         col.addWidget(label("Check this tablet", "h2"))
         row = QHBoxLayout()

@@ -139,6 +139,9 @@ class MainWindow(QMainWindow):
             profile_dir, runner, site_path=getattr(site, "path", None) if site else None
         )
         self.help_view.back_requested.connect(self.close_help)
+        self.larger_text_button = self.help_view.larger_text_button
+        self._show_larger_text(self.larger_text())
+        self.larger_text_button.toggled.connect(self.set_larger_text)
         self._layers.addWidget(self.help_view)
         self._help_return: QWidget = self.unlock_view
         self._layers.setCurrentWidget(self.unlock_view)
@@ -332,8 +335,10 @@ class MainWindow(QMainWindow):
         bar = QFrame()
         bar.setProperty("role", "topbar")
         row = QHBoxLayout(bar)
-        row.setContentsMargins(12, 6, 12, 6)
-        row.setSpacing(10)
+        # Tight spacing: in portrait (800 px) the sync state, a refused count, Night, Help and
+        # Lock must all fit with two-digit counts (tests/gui/test_never_clipped.py).
+        row.setContentsMargins(8, 6, 8, 6)
+        row.setSpacing(6)
         self.user_label = label("", "h3", wrap=False)
         self.user_label.setAccessibleName("Signed-in user")
         row.addWidget(self.user_label)
@@ -350,12 +355,6 @@ class MainWindow(QMainWindow):
         self.night_button.setChecked(self.night_mode())
         self.night_button.toggled.connect(self.set_night_mode)
         row.addWidget(self.night_button)
-        self.larger_text_button = BigButton("A+", role="bar", accessible_name="Larger text")
-        self.larger_text_button.setCheckable(True)
-        self.larger_text_button.setChecked(self.larger_text())
-        self.larger_text_button.setToolTip("Larger text")
-        self.larger_text_button.toggled.connect(self.set_larger_text)
-        row.addWidget(self.larger_text_button)
         self.help_button = BigButton("Help", role="bar", accessible_name="Help and About")
         self.help_button.clicked.connect(self.show_help)
         row.addWidget(self.help_button)
@@ -441,6 +440,12 @@ class MainWindow(QMainWindow):
         self.night_button.blockSignals(False)
         self.update()
 
+    def _show_larger_text(self, on: bool) -> None:
+        self.larger_text_button.blockSignals(True)
+        self.larger_text_button.setChecked(on)
+        self.larger_text_button.setText("Larger text: on" if on else "Larger text: off")
+        self.larger_text_button.blockSignals(False)
+
     def larger_text(self) -> bool:
         return bool(self._setting("larger_text", False))
 
@@ -453,11 +458,7 @@ class MainWindow(QMainWindow):
         theme.apply(app, mode, text_scale=theme.LARGER_TEXT if on else 1.0)
         if self.larger_text() != on:
             self._save_setting(larger_text=on)
-        self.larger_text_button.blockSignals(True)
-        self.larger_text_button.setChecked(on)
-        self.larger_text_button.setText("A−" if on else "A+")
-        self.larger_text_button.setAccessibleName("Normal text" if on else "Larger text")
-        self.larger_text_button.blockSignals(False)
+        self._show_larger_text(on)
         for widget in self.findChildren(QWidget):  # wrapped labels need new heights
             if isinstance(widget, QLabel) and widget.wordWrap():
                 widget.setWordWrap(False)  # drops the label's cached size for its old font

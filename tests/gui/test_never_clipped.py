@@ -107,6 +107,27 @@ def test_no_text_is_clipped_on_any_screen(
         window.set_larger_text(False)
 
 
+@pytest.mark.parametrize("size", SIZES, ids=["landscape", "portrait"])
+def test_the_top_bar_fits_its_fullest_state(
+    qtbot: QtBot, make_window: WindowFactory, gui_profile: Path, size: tuple[int, int]
+) -> None:
+    """Records waiting and refused at once, with two-digit counts, in night mode: the state
+    an officer most needs to read. In portrait it clipped to "1 waiting to sen" and
+    "1 refuse" once a fifth button joined the bar."""
+    window = make_window(gui_profile, size=size)
+    unlock(qtbot, window)
+    window.set_night_mode(True)
+    try:
+        window.sync_summary.setText("◌ 12 waiting to send")
+        window.refused_badge.setText("⚠ 12 refused")
+        window.refused_badge.show()
+        QApplication.processEvents()
+        problems = [p for p in clipped(window) if "waiting" in p or "refused" in p or "Day" in p]
+        assert not problems, "\n".join(problems)
+    finally:
+        window.set_night_mode(False)
+
+
 def test_larger_text_scales_the_body_text_and_survives_a_restart(
     qtbot: QtBot, make_window: WindowFactory, gui_profile: Path
 ) -> None:
