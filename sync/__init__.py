@@ -29,6 +29,7 @@ from sync._exceptions import (
     TransientError,
     Unsupported,
 )
+from sync._pipeline import in_background
 from sync._ports import AuditRecord, HeldVersion, OutboxItem, SyncStore
 from sync._push import Pusher, audit_event
 from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
@@ -68,6 +69,7 @@ __all__ = [
     "audit_event",
     "check_url_allowed",
     "discover_token_url",
+    "in_background",
     "new_http_session",
     "outcome_text",
     "parse_capabilities",

@@ -30,8 +30,6 @@ end.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +48,7 @@ from sync._exceptions import (
     SyncError,
     TransientError,
 )
+from sync._pipeline import in_background
 from sync._ports import SyncStore
 from sync._pull import DELETIONS_KEY, ORIGIN_KEY, RECONCILED_KEY
 from sync._report import Progress, SyncOptions, SyncReport
@@ -248,7 +247,7 @@ class BulkLoad:
                 yield self.store.prepare_bulk(batch), len(batch)
 
         received = 0
-        for prepared, size in _in_background(batches()):
+        for prepared, size in in_background(batches(), depth=_QUEUE_DEPTH):
             stored = self.store.put_bulk(prepared, into_empty=into_empty)
             received += size
             self.report.received += size
@@ -414,51 +413,3 @@ def _is_stream_break(exc: Exception) -> bool:
 
 def _broken(label: str, exc: BaseException) -> TransientError:
     return ConnectionLost(f"{label}: the download broke part-way ({type(exc).__name__})")
-
-
-_DONE = object()
-
-
-def _in_background(items: Iterator[Any]) -> Iterator[Any]:
-    """Run `items` (download + parse) on a worker thread, a few batches ahead of the caller,
-    who writes (SQLite releases the GIL while it encrypts and writes, so the two overlap)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
-        except BaseException as exc:  # raised on the caller's thread, in order
-            q.put(_Failed(exc))
-
-    worker = threading.Thread(target=produce, name="kerbside-bulk", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
-
-
-class _Failed:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc

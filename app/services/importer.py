@@ -14,7 +14,8 @@ import orjson
 from app.errors import InvalidInput
 from app.fhir import CACHED_TYPES
 from app.services.session import Session
-from app.store import Row, in_background, row_of
+from app.store import Row, row_of
+from sync import in_background
 
 log = logging.getLogger("kerbside.services")
 

@@ -2,7 +2,6 @@
 sync cursors, drafts and schema migrations. Imports nothing from services, ui or sync."""
 
 from app.store._audit import AuditEntry
-from app.store._bulk import in_background
 from app.store._connection import Connection, sqlcipher_version
 from app.store._outbox import OutboxRow
 from app.store._patient_index import (
@@ -26,7 +25,6 @@ __all__ = [
     "PatientIndexer",
     "Row",
     "Store",
-    "in_background",
     "row_of",
     "sqlcipher_version",
     "utc_now",

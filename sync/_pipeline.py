@@ -4,7 +4,9 @@ A bulk load parses (orjson, id and reference extraction: Python holding the GIL)
 (SQLCipher encrypting and B-tree work: C with the GIL released). Running the parse on a second
 thread lets the two overlap on a 2-core tablet; the queue is bounded so a fast reader never
 holds more than a few batches in memory. The connection stays on the caller's thread
-(connections are not shared between threads).
+(connections are not shared between threads). Used by the bulk first load (download + parse
+feeding the store) and by `kerbside import` (NDJSON files feeding the store); it lives in
+`sync` because `sync` may not import `app`, while `app` may import `sync`.
 """
 
 from __future__ import annotations
