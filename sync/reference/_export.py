@@ -208,6 +208,10 @@ class ExportJobs:
             job.failure = str(exc)
             job.state = "failed"
         except Exception as exc:  # a job must end in a state the client can read
+            if job.cancel.is_set():
+                # DELETE removed the job's folder under the writer: the job was cancelled,
+                # not failed (it would otherwise answer 500 where the client expects 404).
+                return
             log.error("export job failed: %s", type(exc).__name__)
             job.failure = "the export failed on the server"
             job.state = "failed"
