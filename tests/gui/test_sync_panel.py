@@ -337,8 +337,13 @@ def settled(panel: SyncPanel, runner: Runner) -> bool:
 def test_a_write_reloads_the_panel_once_and_a_draft_autosave_not_at_all(
     qtbot: QtBot, make_panel: PanelFactory, runner: Runner, tablet: Session
 ) -> None:
-    panel, _controller = make_panel()
+    panel, controller = make_panel()
     panel.show()
+    # Showing the panel probes the network and may start a first-contact sync whose end
+    # reloads the panel too: stop it, and let its queued outcome land, before counting.
+    controller.stop()
+    qtbot.waitUntil(lambda: settled(panel, runner), timeout=10_000)
+    QApplication.processEvents()
     qtbot.waitUntil(lambda: settled(panel, runner), timeout=10_000)
     reloads: list[bool] = []
     panel.refreshed.connect(lambda: reloads.append(True))
