@@ -66,6 +66,7 @@ from ._model import (
     http_date,
     instant,
     operation_outcome,
+    subset,
 )
 from ._search import Query, parse_search, since_us
 from ._state import ReferenceState
@@ -500,6 +501,11 @@ class _Handlers:
             head["total"] = store.count(q)
         head["link"] = [{"relation": r, "url": u} for r, u in links]
         prefix = dumps(f"{base}/{q.rtype}/")[1:-1]
+        if q.elements:
+            rows = [
+                (rid, lu, dumps(subset(q.rtype, orjson.loads(body), q.elements)))
+                for rid, lu, body in rows
+            ]
         entries = [
             b'{"fullUrl":"'
             + prefix

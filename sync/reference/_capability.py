@@ -11,11 +11,13 @@ from typing import Any
 
 from ._export import BULK_CAPABILITY, EXPORT_DEFINITION, GROUP_EXPORT_DEFINITION
 from ._model import (
+    DATE_PARAMS,
     DEVICE_POLICY_DEFINITION,
     DEVICE_POLICY_OPERATION,
     FHIR_VERSION,
     IDENTIFIER_TYPES,
     REFERENCE_PARAMS,
+    STRING_PARAMS,
     SUPPORTED_TYPES,
 )
 
@@ -39,6 +41,16 @@ def _search_params(rtype: str) -> list[dict[str, Any]]:
         params.append({"name": "identifier", "type": "token"})
     for name in REFERENCE_PARAMS.get(rtype, {}):
         params.append({"name": name, "type": "reference"})
+    for name in STRING_PARAMS.get(rtype, {}):
+        params.append(
+            {
+                "name": name,
+                "type": "string",
+                "documentation": "Starts with, case and accents folded; no modifiers.",
+            }
+        )
+    for name in DATE_PARAMS.get(rtype, {}):
+        params.append({"name": name, "type": "date"})
     params += [
         {
             "name": "_count",
@@ -49,6 +61,12 @@ def _search_params(rtype: str) -> list[dict[str, Any]]:
             "name": "_sort",
             "type": "string",
             "documentation": "_lastUpdated or _id, '-' for descending; ties broken by _id.",
+        },
+        {
+            "name": "_elements",
+            "type": "string",
+            "documentation": "Search results cut to these elements (and id, meta, mandatory "
+            "ones), tagged SUBSETTED.",
         },
     ]
     return params

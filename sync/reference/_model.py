@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, Literal
 
@@ -83,6 +84,21 @@ REFERENCE_PARAMS: dict[str, dict[str, tuple[tuple[str, ...], str | None]]] = {
     "Provenance": {"patient": (("target",), "Patient")},
     "RelatedPerson": {"patient": (("patient",), "Patient")},
 }
+# String and date search parameters (R4 search.html#string, #date): name -> element paths.
+# Patient's are what a look-up by name and date of birth needs (issue 14).
+STRING_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Patient": {"family": ("name.family",), "given": ("name.given",)},
+}
+DATE_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {"Patient": {"birthdate": ("birthDate",)}}
+# `_elements` answers: marked so that nobody stores them as the whole resource (R4 search.html
+# #elements: "Servers SHOULD mark the resources with the tag SUBSETTED").
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
+ELEMENT_NAME_RE = re.compile(r"^[a-z][A-Za-z0-9]{0,63}$")
+
 # Every indexed reference path per type (the store indexes paths, queries filter by target type).
 REFERENCE_PATHS: dict[str, tuple[str, ...]] = {
     rtype: tuple(sorted({p for paths, _ in params.values() for p in paths}))
@@ -100,6 +116,10 @@ REQUIRED_ELEMENTS: dict[str, tuple[str, ...]] = {
     "CarePlan": ("status", "intent", "subject"),
 }
 
+_DATE_RE = re.compile(
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _REF_RE = re.compile(
     r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
@@ -258,6 +278,62 @@ def index_tokens(rtype: str, resource: dict[str, Any]) -> list[tuple[str, str, s
     return rows
 
 
+def normalise_string(value: str) -> str:
+    """A string as R4 string search compares it, "after both have been normalized by case and
+    accent" (`bronte` finds Brontë); surrounding space goes, punctuation stays."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+def index_strings(rtype: str, resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """(param, normalised value) rows for the type's string search parameters."""
+    rows: list[tuple[str, str]] = []
+    for param, paths in STRING_PARAMS.get(rtype, {}).items():
+        for path in paths:
+            for value in _values_at(resource, path):
+                if isinstance(value, str) and (key := normalise_string(value)):
+                    if (param, key) not in rows:
+                        rows.append((param, key))
+    return rows
+
+
+def index_dates(rtype: str, resource: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(param, lo, hi) rows, the value's range at its written precision in µs (a birth date
+    `1988-04-03` is that whole day), for the type's date search parameters. A malformed
+    value is not indexed (it can match no date search), never an error on write."""
+    rows: list[tuple[str, int, int]] = []
+    for param, paths in DATE_PARAMS.get(rtype, {}).items():
+        for path in paths:
+            for value in _values_at(resource, path):
+                if not isinstance(value, str):
+                    continue
+                try:
+                    lo, hi = date_bounds(value)
+                except FhirError:
+                    continue
+                rows.append((param, lo, hi))
+    return rows
+
+
+def subset(rtype: str, resource: dict[str, Any], elements: tuple[str, ...]) -> dict[str, Any]:
+    """`resource` cut to `elements` (base element names; `deceased` keeps `deceasedBoolean`,
+    `birthDate` keeps its `_birthDate` extensions) plus id, meta and the elements R4 makes
+    mandatory, tagged SUBSETTED."""
+    keep = {"resourceType", "id", "meta", *REQUIRED_ELEMENTS.get(rtype, ()), *elements}
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        name = key[1:] if key.startswith("_") else key
+        if name in keep or any(
+            name.startswith(e) and name[len(e) : len(e) + 1].isupper() for e in elements
+        ):
+            out[key] = value
+    meta = dict(out.get("meta") or {})
+    tags = [t for t in meta.get("tag") or () if t != SUBSETTED]
+    meta["tag"] = [*tags, SUBSETTED]
+    out["meta"] = meta
+    return out
+
+
 def index_references(rtype: str, resource: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(path, target type, target id) rows for the type's reference search parameters."""
     rows: list[tuple[str, str, str]] = []
@@ -332,3 +408,50 @@ def check_structure(rtype: str, resource: Any, where: str) -> dict[str, Any]:
                 400, "required", f"{rtype}.{name} is required", expression=f"{where}.{name}"
             )
     return resource
+
+
+def date_bounds(value: str) -> tuple[int, int]:
+    """[lo, hi) of a FHIR date/dateTime/instant at its written precision, in microseconds UTC.
+
+    A value without a zone is taken as UTC (the server's zone), as R4 allows.
+    """
+    m = _DATE_RE.match(value)
+    if not m:
+        raise FhirError(
+            400,
+            "invalid",
+            "not a FHIR date, dateTime or instant (a '+' in a URL must be sent as %2B)",
+        )
+    year, month, day, hour, minute, second, frac, tz = m.groups()
+    tzinfo: timezone = UTC
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+    try:
+        lo = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=tzinfo,
+        )
+        if frac:
+            digits = frac[:6]
+            lo += timedelta(microseconds=int(digits.ljust(6, "0")))
+            hi = lo + timedelta(microseconds=10 ** (6 - len(digits)))
+        elif second:
+            hi = lo + timedelta(seconds=1)
+        elif minute:
+            hi = lo + timedelta(minutes=1)
+        elif day:
+            hi = lo + timedelta(days=1)
+        elif month:
+            hi = lo.replace(year=lo.year + (lo.month == 12), month=lo.month % 12 + 1)
+        else:
+            hi = lo.replace(year=lo.year + 1)
+    except ValueError as exc:
+        raise FhirError(400, "invalid", f"date out of range: {exc}") from None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return (lo - epoch) // timedelta(microseconds=1), (hi - epoch) // timedelta(microseconds=1)

@@ -13,27 +13,33 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
-from ._model import ID_RE, IDENTIFIER_TYPES, REFERENCE_PARAMS, FhirError
-
-_DATE_RE = re.compile(
-    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
-    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+from ._model import (
+    DATE_PARAMS,
+    ELEMENT_NAME_RE,
+    ID_RE,
+    IDENTIFIER_TYPES,
+    REFERENCE_PARAMS,
+    STRING_PARAMS,
+    FhirError,
+    date_bounds,
+    normalise_string,
 )
+
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _SORTS = {"_lastUpdated": "lu", "_id": "rid"}
 _IGNORED = frozenset({"_format", "_pretty"})
-_CONTROL = frozenset({"_count", "_sort", "_total", "_offset", "_summary"})
+_CONTROL = frozenset({"_count", "_sort", "_total", "_offset", "_summary", "_elements"})
 
 
 @dataclass(frozen=True)
 class DateCondition:
-    """One `_lastUpdated` value: prefix plus the bounds [lo, hi) of its written precision,
-    in microseconds since the epoch (the precision instants are stored with)."""
+    """One date search value (`_lastUpdated`, `birthdate`): prefix plus the bounds [lo, hi) of
+    its written precision, in microseconds since the epoch (the precision instants are stored
+    with)."""
 
     prefix: str
     lo_us: int
@@ -51,6 +57,11 @@ class Query:
     refs: list[tuple[tuple[str, ...], str | None, list[tuple[str | None, str]]]] = field(
         default_factory=list
     )
+    # (param, OR list of normalised prefixes): R4 string search, "equals or starts with"
+    strings: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (param, OR list of conditions) on a date element, compared as ranges
+    ranges: list[tuple[str, list[DateCondition]]] = field(default_factory=list)
+    elements: tuple[str, ...] = ()  # `_elements`: only these (and mandatory ones) are returned
     sort: str = "rid"
     descending: bool = False
     count: int = 100
@@ -62,54 +73,9 @@ class Query:
 
     @property
     def has_criteria(self) -> bool:
-        return bool(self.dates or self.ids or self.tokens or self.refs)
-
-
-def date_bounds(value: str) -> tuple[int, int]:
-    """[lo, hi) of a FHIR date/dateTime/instant at its written precision, in microseconds UTC.
-
-    A value without a zone is taken as UTC (the server's zone), as R4 allows.
-    """
-    m = _DATE_RE.match(value)
-    if not m:
-        raise FhirError(
-            400,
-            "invalid",
-            "not a FHIR date, dateTime or instant (a '+' in a URL must be sent as %2B)",
+        return bool(
+            self.dates or self.ids or self.tokens or self.refs or self.strings or self.ranges
         )
-    year, month, day, hour, minute, second, frac, tz = m.groups()
-    tzinfo: timezone = UTC
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
-    try:
-        lo = datetime(
-            int(year),
-            int(month or 1),
-            int(day or 1),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            tzinfo=tzinfo,
-        )
-        if frac:
-            digits = frac[:6]
-            lo += timedelta(microseconds=int(digits.ljust(6, "0")))
-            hi = lo + timedelta(microseconds=10 ** (6 - len(digits)))
-        elif second:
-            hi = lo + timedelta(seconds=1)
-        elif minute:
-            hi = lo + timedelta(minutes=1)
-        elif day:
-            hi = lo + timedelta(days=1)
-        elif month:
-            hi = lo.replace(year=lo.year + (lo.month == 12), month=lo.month % 12 + 1)
-        else:
-            hi = lo.replace(year=lo.year + 1)
-    except ValueError as exc:
-        raise FhirError(400, "invalid", f"date out of range: {exc}") from None
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return (lo - epoch) // timedelta(microseconds=1), (hi - epoch) // timedelta(microseconds=1)
 
 
 def parse_date_condition(raw: str) -> DateCondition:
@@ -190,6 +156,18 @@ def parse_search(
         elif base in ref_params:
             paths, target = ref_params[base]
             q.refs.append((paths, target, [_reference(v, target) for v in values]))
+        elif base in STRING_PARAMS.get(rtype, {}):
+            prefixes = [normalise_string(v) for v in values]
+            if not all(prefixes):
+                raise FhirError(400, "invalid", f"parameter {base} has an empty value")
+            q.strings.append((base, prefixes))
+        elif base in DATE_PARAMS.get(rtype, {}):
+            q.ranges.append((base, [parse_date_condition(v) for v in values]))
+        elif base == "_elements":
+            names = tuple(n.strip() for n in value.split(","))
+            if not all(ELEMENT_NAME_RE.match(n) for n in names):
+                raise FhirError(400, "invalid", "_elements lists element names, comma-separated")
+            q.elements = names
         elif base == "_count":
             try:
                 count = int(value)

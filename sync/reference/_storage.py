@@ -25,24 +25,28 @@ from typing import Any
 import orjson
 
 from ._model import (
+    DATE_PARAMS,
     ID_RE,
     PRECISION_US,
+    STRING_PARAMS,
     SUPPORTED_TYPES,
     Clock,
     FhirError,
     Precision,
     dumps,
+    index_dates,
     index_references,
+    index_strings,
     index_tokens,
     instant_at,
     stamp,
     wall_clock_us,
 )
-from ._search import Query
+from ._search import DateCondition, Query
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: `lu` in microseconds (1: milliseconds)
+SCHEMA_VERSION = 3  # 3: string and date search keys (2: `lu` in microseconds; 1: ms)
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS version (
@@ -67,6 +71,17 @@ CREATE TABLE IF NOT EXISTS search_ref (
     seq INTEGER NOT NULL,
     PRIMARY KEY (rtype, path, target_id, target_type, seq)
 ) WITHOUT ROWID;
+-- String search keys (normalised: case and accents folded) and date search keys (the value's
+-- range at its written precision, in µs), as `search_token` holds tokens.
+CREATE TABLE IF NOT EXISTS search_string (
+    rtype TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (rtype, param, value, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_date (
+    rtype TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (rtype, param, lo, hi, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS client (
     client_id TEXT PRIMARY KEY,
     role TEXT NOT NULL CHECK (role IN ('tablet', 'admin')),
@@ -86,7 +101,28 @@ _INDEXES = (
 )
 _LIVE = "v.current = 1 AND v.body IS NOT NULL"  # must match live_by_time's WHERE exactly
 _SEED_CHUNK = 2000
-_Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+_KeyRows = list[tuple[Any, ...]]
+_Rows = tuple[_KeyRows, ...]  # version, token, reference, string, date rows
+_KEY_INSERTS = (
+    "INSERT OR IGNORE INTO search_token VALUES (?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO search_ref VALUES (?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO search_string VALUES (?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO search_date VALUES (?, ?, ?, ?, ?)",
+)
+# Beyond U+10FFFF: every string starting with a prefix sorts below prefix + this.
+_PAST_ALL = "\U0010ffff"
+
+
+def search_keys(
+    rtype: str, resource: dict[str, Any], seq: int
+) -> tuple[list[tuple[Any, ...]], ...]:
+    """The rows of each `search_*` table (in `_KEY_INSERTS` order) for one version."""
+    return (
+        [(rtype, p, value, system, seq) for p, system, value in index_tokens(rtype, resource)],
+        [(rtype, path, tid, ttype, seq) for path, ttype, tid in index_references(rtype, resource)],
+        [(rtype, p, value, seq) for p, value in index_strings(rtype, resource)],
+        [(rtype, p, lo, hi, seq) for p, lo, hi in index_dates(rtype, resource)],
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +202,12 @@ class Store:
         self._next_seq = int(row[0] or 0) + 1
 
     def _upgrade(self) -> None:
-        """Schema 1 stored `lu` in milliseconds: scale it (stored bodies keep their text)."""
+        """Schema 1 stored `lu` in milliseconds: scale it (stored bodies keep their text).
+        Schema 2 had no string or date search keys: index the live resources that have some."""
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0:
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
         if version == 1:
             last_ms = int(self._meta("last_ms") or b"0")
             self.conn.execute("BEGIN IMMEDIATE")
@@ -176,10 +216,23 @@ class Store:
             self.conn.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('last_us', ?)", (str(last_ms * 1000),)
             )
+            self.conn.execute("PRAGMA user_version = 2")
+            self.conn.execute("COMMIT")
+            version = 2
+        if version == 2:
+            self.conn.execute("BEGIN IMMEDIATE")
+            types = sorted(set(STRING_PARAMS) | set(DATE_PARAMS))
+            rows = self.conn.execute(
+                f"SELECT v.seq, v.rtype, v.body FROM version v WHERE {_LIVE}"
+                f" AND v.rtype IN ({','.join('?' * len(types))})",
+                types,
+            ).fetchall()
+            for seq, rtype, body in rows:
+                _, _, strings, dates = search_keys(rtype, orjson.loads(body), seq)
+                self.conn.executemany(_KEY_INSERTS[2], strings)
+                self.conn.executemany(_KEY_INSERTS[3], dates)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute("COMMIT")
-        elif version == 0:
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _create_indexes(self) -> None:
         for sql in _INDEXES:
@@ -319,6 +372,30 @@ class Store:
                     [q.rtype, param, *targs],
                 )
             )
+        for param, prefixes in q.strings:
+            parts = ["(value >= ? AND value < ?)"] * len(prefixes)
+            subqueries.append(
+                (
+                    "SELECT seq FROM search_string WHERE rtype = ? AND param = ? AND ("
+                    + " OR ".join(parts)
+                    + ")",
+                    [q.rtype, param, *(x for p in prefixes for x in (p, p + _PAST_ALL))],
+                )
+            )
+        for param, conditions in q.ranges:
+            parts, dargs = [], []
+            for d in conditions:
+                sql, values = _range_condition(d)
+                parts.append(sql)
+                dargs += values
+            subqueries.append(
+                (
+                    "SELECT seq FROM search_date WHERE rtype = ? AND param = ? AND ("
+                    + " OR ".join(parts)
+                    + ")",
+                    [q.rtype, param, *dargs],
+                )
+            )
         for paths, target, refs in q.refs:
             parts, rargs = [], []
             for rtype, rid in refs:
@@ -451,20 +528,8 @@ class Store:
             (seq, rtype, rid, vid, lu, method, body),
         )
         if resource is not None:
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO search_token VALUES (?, ?, ?, ?, ?)",
-                [
-                    (rtype, p, value, system, seq)
-                    for p, system, value in index_tokens(rtype, resource)
-                ],
-            )
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO search_ref VALUES (?, ?, ?, ?, ?)",
-                [
-                    (rtype, path, tid, ttype, seq)
-                    for path, ttype, tid in index_references(rtype, resource)
-                ],
-            )
+            for sql, rows in zip(_KEY_INSERTS, search_keys(rtype, resource, seq), strict=True):
+                self.conn.executemany(sql, rows)
         return Written(rtype, rid, vid, lu, body, created)
 
     # -- seeding ---------------------------------------------------------------------------
@@ -517,7 +582,8 @@ class Store:
         return counts
 
     def _parse_chunk(self, lines: list[bytes], name: str, counts: dict[str, int]) -> _Rows:
-        versions, tokens, refs = [], [], []
+        versions: list[tuple[Any, ...]] = []
+        keys: tuple[list[tuple[Any, ...]], ...] = tuple([] for _ in _KEY_INSERTS)
         for line in lines:
             try:
                 resource = orjson.loads(line)
@@ -534,24 +600,19 @@ class Store:
             lu = self.coarse(self.next_instant())
             body = dumps(stamp(resource, rid, 1, self.instant_text(lu)))
             versions.append((seq, rtype, rid, 1, lu, "POST", body))
-            tokens += [
-                (rtype, p, value, system, seq) for p, system, value in index_tokens(rtype, resource)
-            ]
-            refs += [
-                (rtype, path, tid, ttype, seq)
-                for path, ttype, tid in index_references(rtype, resource)
-            ]
+            for into, rows in zip(keys, search_keys(rtype, resource, seq), strict=True):
+                into += rows
             counts[rtype] = counts.get(rtype, 0) + 1
-        return versions, tokens, refs
+        return (versions, *keys)
 
     def _insert_chunk(self, rows: _Rows) -> None:
-        versions, tokens, refs = rows
+        versions, *keys = rows
         try:
             self.conn.executemany("INSERT INTO version VALUES (?, ?, ?, ?, ?, ?, ?, 1)", versions)
         except sqlite3.IntegrityError:
             raise FhirError(400, "duplicate", "the same id appears twice") from None
-        self.conn.executemany("INSERT OR IGNORE INTO search_token VALUES (?, ?, ?, ?, ?)", tokens)
-        self.conn.executemany("INSERT OR IGNORE INTO search_ref VALUES (?, ?, ?, ?, ?)", refs)
+        for sql, key_rows in zip(_KEY_INSERTS, keys, strict=True):
+            self.conn.executemany(sql, key_rows)
 
     # -- clients (device registry) ---------------------------------------------------------
 
@@ -587,6 +648,24 @@ class Store:
                 row.created_at,
             ),
         )
+
+
+def _range_condition(d: DateCondition) -> tuple[str, list[int]]:
+    """A date search value against an indexed range [lo, hi) (R4 search.html#prefix): `eq`
+    the search range contains it, `gt`/`lt` it reaches past the search range's end/start,
+    `ge`/`le` either of those, `ne` not `eq`."""
+    contains = "(lo >= ? AND hi <= ?)"
+    if d.prefix == "eq":
+        return contains, [d.lo_us, d.hi_us]
+    if d.prefix == "ne":
+        return f"NOT {contains}", [d.lo_us, d.hi_us]
+    if d.prefix == "gt":
+        return "hi > ?", [d.hi_us]
+    if d.prefix == "lt":
+        return "lo < ?", [d.lo_us]
+    if d.prefix == "ge":
+        return f"(hi > ? OR {contains})", [d.hi_us, d.lo_us, d.hi_us]
+    return f"(lo < ? OR {contains})", [d.lo_us, d.lo_us, d.hi_us]  # le
 
 
 def _chunks(files: list[Path]) -> Iterator[tuple[list[bytes], str]]:

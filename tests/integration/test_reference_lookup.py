@@ -1,0 +1,245 @@
+"""What an online look-up needs from the reference central record (issue 14, design note
+sections 6 and 7), over real HTTP on 127.0.0.1: Patient search by name and birth date with the
+R4 string and date semantics, `_elements`, batch Bundles of reads, the purpose-of-use report,
+and conditional create of a Patient by NHS number.
+
+Search answers are checked against an oracle: every seeded Patient filtered in Python by the
+rules of R4 search.html, written out here independently of the server's code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from typing import Any
+
+import pytest
+import requests
+from fhir.resources.R4B.bundle import Bundle
+
+from sync.reference import ReferenceServer
+from tests.support.clock import ManualClock
+from tests.support.sync import search_all
+
+FHIR_JSON = "application/fhir+json"
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+SUBSETTED = "SUBSETTED"
+
+
+@pytest.fixture
+def server_clock() -> ManualClock:
+    """The server's time moves only when a test moves it."""
+    return ManualClock()
+
+
+@pytest.fixture
+def tablet_http(reference: ReferenceServer) -> requests.Session:
+    return reference.session()
+
+
+@pytest.fixture
+def admin_http(reference: ReferenceServer) -> requests.Session:
+    return reference.session(admin=True)
+
+
+@pytest.fixture
+def patients(reference: ReferenceServer, admin_http: requests.Session) -> list[dict[str, Any]]:
+    return search_all(admin_http, f"{reference.base_url}/Patient")
+
+
+def _fold(text: str) -> str:
+    """Case and accents folded (R4 string search: "normalized by case and accent")."""
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+    ).casefold()
+
+
+def _starts(values: list[str], prefix: str) -> bool:
+    return any(_fold(v).startswith(_fold(prefix)) for v in values)
+
+
+def _families(p: dict[str, Any]) -> list[str]:
+    return [n["family"] for n in p.get("name", []) if "family" in n]
+
+
+def _givens(p: dict[str, Any]) -> list[str]:
+    return [g for n in p.get("name", []) for g in n.get("given", [])]
+
+
+def _ids(http: requests.Session, url: str, params: dict[str, str]) -> set[str]:
+    return {r["id"] for r in search_all(http, url, params)}
+
+
+def test_family_given_and_birthdate_search_as_r4_defines_them(
+    reference: ReferenceServer, tablet_http: requests.Session, patients: list[dict[str, Any]]
+) -> None:
+    url = f"{reference.base_url}/Patient"
+    someone = patients[3]
+    family, given, born = _families(someone)[0], _givens(someone)[0], someone["birthDate"]
+    cases: list[tuple[dict[str, str], Any]] = [
+        ({"family": family}, lambda p: _starts(_families(p), family)),
+        ({"family": family[:2].upper()}, lambda p: _starts(_families(p), family[:2])),
+        ({"given": given.lower()}, lambda p: _starts(_givens(p), given)),
+        (
+            {"family": family, "given": given[:3], "birthdate": born},
+            lambda p: (
+                _starts(_families(p), family)
+                and _starts(_givens(p), given[:3])
+                and p.get("birthDate") == born
+            ),
+        ),
+        ({"birthdate": born[:4]}, lambda p: p.get("birthDate", "")[:4] == born[:4]),
+        ({"birthdate": f"ge{born}"}, lambda p: p.get("birthDate", "") >= born),
+        ({"birthdate": f"gt{born}"}, lambda p: p.get("birthDate", "") > born),
+        ({"birthdate": f"lt{born}"}, lambda p: "" < p.get("birthDate", "") < born),
+        ({"birthdate": f"le{born[:7]}"}, lambda p: "" < p.get("birthDate", "")[:7] <= born[:7]),
+        ({"birthdate": f"ne{born}"}, lambda p: p.get("birthDate") not in (None, born)),
+        # OR within one parameter (comma), AND across parameters
+        (
+            {"family": f"{family},{_families(patients[5])[0]}"},
+            lambda p: (
+                _starts(_families(p), family) or _starts(_families(p), _families(patients[5])[0])
+            ),
+        ),
+        ({"family": "zzzznobody"}, lambda p: False),
+    ]
+    sizes: list[int] = []
+    for params, expected in cases:
+        want = {p["id"] for p in patients if expected(p)}
+        assert _ids(tablet_http, url, params) == want, params
+        sizes.append(len(want))
+    # every case but the last tells people apart (neither nobody nor everybody)
+    assert all(0 < n < len(patients) for n in sizes[:-1]) and sizes[-1] == 0, sizes
+
+
+def test_string_search_folds_accents_and_case_and_sees_updates(
+    reference: ReferenceServer, tablet_http: requests.Session, admin_http: requests.Session
+) -> None:
+    url = f"{reference.base_url}/Patient"
+    made = admin_http.post(
+        url,
+        json={
+            "resourceType": "Patient",
+            "name": [{"use": "official", "family": "Brontë", "given": ["Zoë", "Anne"]}],
+            "birthDate": "1990-02-03",
+        },
+        headers={"Content-Type": FHIR_JSON},
+    ).json()
+    assert _ids(tablet_http, url, {"family": "BRONTE"}) == {made["id"]}
+    assert _ids(tablet_http, url, {"given": "zoe", "birthdate": "1990-02"}) == {made["id"]}
+    assert _ids(tablet_http, url, {"given": "anne", "family": "bron"}) == {made["id"]}
+    made["name"] = [{"use": "official", "family": "Eyre", "given": ["Jane"]}]
+    admin_http.put(f"{url}/{made['id']}", json=made, headers={"Content-Type": FHIR_JSON})
+    assert _ids(tablet_http, url, {"family": "bronte"}) == set()  # only the current version
+    assert _ids(tablet_http, url, {"family": "eyre"}) == {made["id"]}
+
+
+def test_bad_string_and_date_values_are_refused(
+    reference: ReferenceServer, tablet_http: requests.Session
+) -> None:
+    url = f"{reference.base_url}/Patient"
+    for params in (
+        {"family": " "},
+        {"birthdate": "3/4/88"},
+        {"family:exact": "Smith"},
+        {"_elements": "name;birthDate"},
+        {"birthdate": "sa1990"},
+    ):
+        resp = tablet_http.get(url, params=params)
+        assert resp.status_code == 400, params
+        assert resp.json()["resourceType"] == "OperationOutcome"
+    # `family` is a Patient parameter only
+    assert tablet_http.get(f"{reference.base_url}/Flag", params={"family": "x"}).status_code == 400
+
+
+def test_elements_cuts_results_to_what_picks_a_person_and_tags_them_subsetted(
+    reference: ReferenceServer, tablet_http: requests.Session, patients: list[dict[str, Any]]
+) -> None:
+    url = f"{reference.base_url}/Patient"
+    wanted = "id,name,birthDate,gender,address,active,deceased,link"
+    nhs = next(i["value"] for i in patients[0]["identifier"] if i["system"] == NHS)
+    by_get = tablet_http.get(url, params={"identifier": f"{NHS}|{nhs}", "_elements": wanted})
+    by_post = tablet_http.post(
+        f"{url}/_search",
+        data={"identifier": f"{NHS}|{nhs}", "_elements": wanted, "_count": "10"},
+    )
+    for resp in (by_get, by_post):
+        bundle = resp.json()
+        Bundle.model_validate(bundle)
+        [entry] = bundle["entry"]
+        hit = entry["resource"]
+        assert hit["id"] == patients[0]["id"]
+        assert set(hit) <= {"resourceType", "id", "meta", *wanted.split(","), "deceasedBoolean"}
+        assert "identifier" not in hit and "telecom" not in hit and "extension" not in hit
+        assert hit["name"] == patients[0]["name"] and hit["address"] == patients[0]["address"]
+        assert SUBSETTED in {t["code"] for t in hit["meta"]["tag"]}
+        assert hit["meta"]["versionId"] == patients[0]["meta"]["versionId"]
+    # A continuation page keeps the cut; a plain search still returns whole resources.
+    first = tablet_http.get(url, params={"_count": "3", "_elements": "gender"}).json()
+    following = next(lk["url"] for lk in first["link"] if lk["relation"] == "next")
+    page2 = tablet_http.get(following).json()
+    assert all(
+        set(e["resource"]) == {"resourceType", "id", "meta", "gender"} for e in page2["entry"]
+    )
+    whole = tablet_http.get(url, params={"_count": "1"}).json()["entry"][0]["resource"]
+    assert "identifier" in whole and SUBSETTED not in {
+        t.get("code") for t in whole["meta"].get("tag", [])
+    }
+
+
+def test_elements_is_refused_in_a_conditional_create(
+    reference: ReferenceServer, admin_http: requests.Session
+) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0b8f3c52-4c1e-4d84-a1f5-25a1a0b0e001",
+                "resource": {"resourceType": "Patient"},
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": "family=x&_elements=id",
+                },
+            }
+        ],
+    }
+    resp = admin_http.post(reference.base_url, json=bundle, headers={"Content-Type": FHIR_JSON})
+    assert resp.status_code == 400 and "_elements" in resp.text
+
+
+def test_the_capability_statement_declares_the_look_up_parameters(
+    reference: ReferenceServer,
+) -> None:
+    cs = requests.get(f"{reference.base_url}/metadata", timeout=30).json()
+    patient = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Patient")
+    params = {p["name"]: p["type"] for p in patient["searchParam"]}
+    assert params["family"] == params["given"] == "string"
+    assert params["birthdate"] == "date" and params["identifier"] == "token"
+    assert "_elements" in params
+
+
+def test_a_store_made_before_string_search_is_indexed_when_opened(
+    reference: ReferenceServer, patients: list[dict[str, Any]]
+) -> None:
+    """A data directory written by the previous schema (2) has no string or date keys; the
+    server indexes its live Patients on start, so a look-up finds people loaded before."""
+    reference.stop()
+    path = reference.config.data_dir / "central-record.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM search_string")
+        conn.execute("DELETE FROM search_date")
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    reference.start()
+    someone = patients[7]
+    found = _ids(
+        reference.session(),
+        f"{reference.base_url}/Patient",
+        {"family": _families(someone)[0], "birthdate": someone["birthDate"]},
+    )
+    assert someone["id"] in found
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
