@@ -17,12 +17,17 @@ from app.security._keyring import (
 )
 from app.security._profile import (
     CACHE_FILE,
+    HOME,
     MIN_PIN_LENGTH,
+    READ_ONLY,
+    SOURCE_ROLES,
     KdfParams,
     LockoutPolicy,
     Profile,
     ServerSettings,
+    SourceSettings,
     check_pin,
+    check_source_name,
     check_user_id,
 )
 from app.security._sealed import KEY_SETTING as TRUST_KEY_SETTING
@@ -39,11 +44,14 @@ from app.security._sealed import (
 
 __all__ = [
     "CACHE_FILE",
+    "HOME",
     "INSECURE_ENV",
     "MIN_PIN_LENGTH",
+    "READ_ONLY",
     "SEALED_DIR",
     "SEALED_FORMAT",
     "SEALED_SUFFIX",
+    "SOURCE_ROLES",
     "TRUSTED_BACKENDS",
     "TRUST_KEY_SETTING",
     "KdfParams",
@@ -51,9 +59,11 @@ __all__ = [
     "MemoryKeyringBase",
     "Profile",
     "ServerSettings",
+    "SourceSettings",
     "audit_head",
     "check_backend",
     "check_pin",
+    "check_source_name",
     "check_user_id",
     "client_secret",
     "memory_keyring",

@@ -226,16 +226,24 @@ def delete_device_secret(profile_id: str) -> None:
     _delete(f"device-secret/{profile_id}")
 
 
-def store_client_secret(profile_id: str, secret: str) -> None:
-    _set(f"client-secret/{profile_id}", secret)
+def _client_account(profile_id: str, source: str | None) -> str:
+    """The home source's secret keeps the account enrolment always used (None); another
+    source's secret has its own (`SourceSettings.keyring_name`)."""
+    if source is None:
+        return f"client-secret/{profile_id}"
+    return f"client-secret/{profile_id}:source:{source}"
 
 
-def client_secret(profile_id: str) -> str | None:
-    return _get(f"client-secret/{profile_id}")
+def store_client_secret(profile_id: str, secret: str, source: str | None = None) -> None:
+    _set(_client_account(profile_id, source), secret)
 
 
-def delete_client_secret(profile_id: str) -> None:
-    _delete(f"client-secret/{profile_id}")
+def client_secret(profile_id: str, source: str | None = None) -> str | None:
+    return _get(_client_account(profile_id, source))
+
+
+def delete_client_secret(profile_id: str, source: str | None = None) -> None:
+    _delete(_client_account(profile_id, source))
 
 
 def profile_generation(profile_id: str) -> int | None:
@@ -262,14 +270,22 @@ def delete_profile_generation(profile_id: str) -> None:
     _delete(f"profile-generation/{profile_id}")
 
 
-def store_site_client_secret(client_id: str, secret: str) -> None:
+def _site_account(client_id: str, source: str | None) -> str:
+    if source is None:
+        return f"site-client-secret/{client_id}"
+    return f"site-client-secret/{client_id}:source:{source}"
+
+
+def store_site_client_secret(client_id: str, secret: str, source: str | None = None) -> None:
     """The device's client secret as Trust IT provisioned it (`kerbside provision`); each
-    enrolment copies it to its profile's own entry."""
-    _set(f"site-client-secret/{client_id}", secret)
+    enrolment copies it to its profile's own entry. `source`: None for the home central
+    record, else the name of a read-only source in the site configuration (two Trusts may
+    well give this device the same client id)."""
+    _set(_site_account(client_id, source), secret)
 
 
-def site_client_secret(client_id: str) -> str | None:
-    return _get(f"site-client-secret/{client_id}")
+def site_client_secret(client_id: str, source: str | None = None) -> str | None:
+    return _get(_site_account(client_id, source))
 
 
 def probe_keyring() -> str:

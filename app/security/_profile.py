@@ -6,7 +6,8 @@ secret from the OS keyring. Changing a PIN rewraps one slot and never re-encrypt
 A copied profile directory is useless without the keyring's device secret, and a leaked device
 secret still leaves a memory-hard KDF per PIN guess.
 
-`profile.json` holds no patient data: key slots, lockout counters, server address, policy.
+`profile.json` holds no patient data: key slots, lockout counters, the central records it syncs
+with ("sources": the home Trust's first, then read-only neighbours), policy.
 It is guarded three ways (SECURITY.md 26, issue 12 findings 3 and 4):
 - a MAC over the whole document, keyed from the device secret in the OS keyring, so editing
   the failure counter, the token URL or a limit makes the profile refuse to open;
@@ -70,10 +71,11 @@ ROLLED_BACK = (
     "the cache stays closed: ask Trust IT to re-enrol this tablet"
 )
 # profile.json's layout. 2: the keyring is recorded as the kind of store ("keyring_store"),
-# not format 1's backend class name ("keyring_backend"). Older formats migrate forward once
+# not format 1's backend class name ("keyring_backend"). 3: the central record ("server") is
+# the home entry of a list of sources ("sources", issue 14). Older formats migrate forward once
 # verified (`_migrate`; the next save writes them); a newer one is refused, since this
 # Kerbside cannot know what it means.
-FORMAT = 2
+FORMAT = 3
 _USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
@@ -110,6 +112,75 @@ class ServerSettings:
     client_id: str
     token_url: str | None = None
     ca_bundle: str | None = None
+
+
+HOME = "home"  # the role of the Trust whose records this team writes (and the home's usual name)
+READ_ONLY = "read-only"  # a neighbour or a regional shared record: read, never written to
+SOURCE_ROLES = (HOME, READ_ONLY)
+# Source names travel in keyring accounts, sync's JSON and audit entries: a safe, short charset.
+_SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_SOURCE_FIELDS = (
+    "name",
+    "base_url",
+    "client_id",
+    "token_url",
+    "ca_bundle",
+    "display_name",
+    "ods_code",
+    "role",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """One FHIR R4 central record the profile syncs with (issue 14). Configuration only: no
+    patient data, readable without a PIN; the client secret is in the OS keyring."""
+
+    name: str
+    base_url: str
+    client_id: str
+    token_url: str | None = None
+    ca_bundle: str | None = None
+    display_name: str | None = None  # the Trust's name as officers know it
+    ods_code: str | None = None  # the Trust's ODS organisation code
+    role: str = READ_ONLY
+
+    @property
+    def is_home(self) -> bool:
+        return self.role == HOME
+
+    @property
+    def server(self) -> ServerSettings:
+        return ServerSettings(self.base_url, self.client_id, self.token_url, self.ca_bundle)
+
+    @property
+    def keyring_name(self) -> str | None:
+        """The `source` argument of the keyring's client-secret functions: None for the home
+        source, whose secret stays in the account enrolment has always used."""
+        return None if self.is_home else self.name
+
+
+def check_source_name(name: str) -> None:
+    if not _SOURCE_NAME.match(name):
+        raise InvalidInput(
+            "a source name is 1-32 lower-case letters, digits, - or _, starting with a letter "
+            "or digit (e.g. trust-2)",
+            field="name",
+        )
+
+
+def _source_from_server(server: dict[str, Any]) -> dict[str, Any]:
+    """Format 2's `server` as format 3's home source."""
+    return {
+        "name": HOME,
+        "base_url": server.get("base_url"),
+        "client_id": server.get("client_id"),
+        "token_url": server.get("token_url"),
+        "ca_bundle": server.get("ca_bundle"),
+        "display_name": None,
+        "ods_code": None,
+        "role": HOME,
+    }
 
 
 MIN_PIN_LENGTH = 6
@@ -220,12 +291,42 @@ def _recorded_store(data: dict[str, Any]) -> str | None:
     return data.get("keyring_store")
 
 
+def _source_ok(raw: Any) -> bool:
+    """One entry of profile.json's `sources` has the shape `SourceSettings` needs."""
+    return (
+        isinstance(raw, dict)
+        and set(raw) <= set(_SOURCE_FIELDS)
+        and all(isinstance(raw.get(k), str | None) for k in _SOURCE_FIELDS)
+        and isinstance(raw.get("name"), str)
+        and bool(_SOURCE_NAME.match(raw["name"]))
+        and isinstance(raw.get("base_url"), str)
+        and isinstance(raw.get("client_id"), str)
+        and raw.get("role") in SOURCE_ROLES
+        and (raw["name"] != HOME or raw["role"] == HOME)
+    )
+
+
+def _sources_ok(sources: Any) -> bool:
+    """Every entry well formed, names unique, at most one home source and it comes first."""
+    if not isinstance(sources, list) or not all(map(_source_ok, sources)):
+        return False
+    names = [s["name"] for s in sources]
+    roles = [s["role"] for s in sources]
+    return len(set(names)) == len(names) and HOME not in roles[1:]
+
+
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     """profile.json brought forward to FORMAT, in memory."""
     if data["format"] == 1:
         data["keyring_store"] = _recorded_store(data)
         data.pop("keyring_backend", None)
         data["format"] = 2
+    if data["format"] == 2:
+        # The one central record becomes the home source. Its secret stays in its keyring
+        # account (`keyring_name` is None for home), so nothing moves in the keyring.
+        server = data.pop("server", None)
+        data["sources"] = [_source_from_server(server)] if isinstance(server, dict) else []
+        data["format"] = 3
     return data
 
 
@@ -272,9 +373,29 @@ class Profile:
         return float(self._data.get("locked_until", 0.0))
 
     @property
+    def sources(self) -> list[SourceSettings]:
+        """The central records this profile syncs with, the home source (if set) first."""
+        return [
+            SourceSettings(**{k: raw.get(k) for k in _SOURCE_FIELDS})
+            for raw in self._data.get("sources", [])
+        ]
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        which = f"named {name} " if _SOURCE_NAME.match(name) else "of that name "
+        raise ProfileError(f"no source {which}on this profile (kerbside source list)")
+
+    @property
+    def home_source(self) -> SourceSettings | None:
+        return next((s for s in self.sources if s.is_home), None)
+
+    @property
     def server(self) -> ServerSettings | None:
-        raw = self._data.get("server")
-        return ServerSettings(**raw) if raw else None
+        """The home source's connection settings (None until one is set)."""
+        home = self.home_source
+        return home.server if home is not None else None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -316,9 +437,71 @@ class Profile:
             self._save()
 
     def set_server(self, server: ServerSettings | None) -> None:
+        """Set (or with None, clear) the home source's connection; its name, display name and
+        ODS code stay. A new home source is named "home"."""
         with self._locked():
-            self._data["server"] = asdict(server) if server else None
+            sources = [s for s in self._data.get("sources", []) if s.get("role") != HOME]
+            if server is not None:
+                home = self.home_source
+                entry = asdict(home) if home is not None else _source_from_server({})
+                entry.update(asdict(server))
+                sources.insert(0, entry)
+            self._data["sources"] = sources
             self._save()
+
+    def add_source(self, source: SourceSettings, client_secret: str) -> None:
+        """Add a source and keep its client secret in the OS keyring.
+
+        The caller proves who asked (an admin's PIN) and checks the address first. Names are
+        unique; a profile has at most one home source, always first. The secret is stored
+        before the profile names the source, and taken back if the profile cannot be saved,
+        so a source is never listed without its secret.
+        """
+        check_source_name(source.name)
+        if source.role not in SOURCE_ROLES:
+            raise InvalidInput(f"a source's role is {' or '.join(SOURCE_ROLES)}", field="role")
+        if source.name == HOME and not source.is_home:
+            raise InvalidInput("the name 'home' is kept for the home source", field="name")
+        with self._locked():
+            self._refuse_if_wiped()
+            if any(s.name == source.name for s in self.sources):
+                raise ProfileError(f"this profile already has a source named {source.name}")
+            home = self.home_source
+            if source.is_home and home is not None:
+                raise ProfileError(
+                    f"this profile already has a home source ({home.name}); re-enrol the "
+                    "tablet to change it"
+                )
+            entry = asdict(source)
+            sources = list(self._data.get("sources", []))
+            if source.is_home:
+                sources.insert(0, entry)
+            else:
+                sources.append(entry)
+            _keyring.store_client_secret(self.profile_id, client_secret, source.keyring_name)
+            self._data["sources"] = sources
+            try:
+                self._save()
+            except BaseException:
+                _keyring.delete_client_secret(self.profile_id, source.keyring_name)
+                raise
+
+    def remove_source(self, name: str) -> SourceSettings:
+        """Forget a read-only source's settings and its keyring secret; returns what it was.
+
+        The home source cannot be removed (its records are the team's own: re-enrol instead).
+        The caller has proved who asked and erased what the source brought into the cache.
+        """
+        with self._locked():
+            source = self.source(name)
+            if source.is_home:
+                raise ProfileError(
+                    "the home source cannot be removed; re-enrol the tablet to change it"
+                )
+            self._data["sources"] = [s for s in self._data["sources"] if s.get("name") != name]
+            self._save()
+            _keyring.delete_client_secret(self.profile_id, source.keyring_name)
+            return source
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -416,6 +599,8 @@ class Profile:
                 raise damaged
         if self.wiped is not None and not isinstance(self.wiped, dict):
             raise damaged
+        if not _sources_ok(d.get("sources", [])):  # read before unlock, even when wiped
+            raise damaged
         if self.wiped:
             return
         if not kdf_ok(d.get("kdf")) or not isinstance(d.get("lockout"), dict):
@@ -427,14 +612,6 @@ class Profile:
         except (TypeError, ValueError):
             raise damaged from None
         if not all(isinstance(getattr(policy, f), int | float) for f in policy.__slots__):
-            raise damaged
-        server = d.get("server")
-        if server is not None and (
-            not isinstance(server, dict)
-            or not all(isinstance(v, str | None) for v in server.values())
-            or not isinstance(server.get("base_url"), str)
-            or not isinstance(server.get("client_id"), str)
-        ):
             raise damaged
 
     @contextmanager
@@ -494,12 +671,17 @@ class Profile:
     ) -> tuple[Profile, bytes]:
         previous: dict[str, Any] | None = None
         if cls.exists(directory):
-            previous = cls._read(directory)
+            previous = _migrate(cls._read(directory))
             if not previous.get("wiped"):
                 raise ProfileError("a profile already exists here")
         if (directory / CACHE_FILE).exists():
             raise ProfileError("a cache file already exists here; refusing to overwrite it")
         profile_id = str(uuid.uuid4())
+        # A re-enrolment after a wipe keeps the home source's settings, as it always kept the
+        # server's. Read-only sources are not carried: their secrets went with the wipe, so
+        # they are added again (`kerbside source add`, or the site configuration at enrol).
+        before = (previous or {}).get("sources", [])
+        carried = [s for s in before[:1] if s["role"] == HOME] if _sources_ok(before) else []
         data: dict[str, Any] = {
             "format": FORMAT,
             "profile_id": profile_id,
@@ -510,7 +692,7 @@ class Profile:
             "locked_until": 0.0,
             "users": {},
             "admins": [user_id],
-            "server": previous.get("server") if previous else None,
+            "sources": carried,
             "settings": previous.get("settings", {}) if previous else {},
         }
         profile = cls(directory, data)
@@ -732,6 +914,7 @@ class Profile:
             return fate
 
     def _wipe_locked(self, reason: str) -> None:
+        sources = self.sources
         self._data["users"] = {}
         self._data["wiped"] = {"reason": reason, "at": time.time()}
         self._data["failures"] = 0
@@ -740,6 +923,8 @@ class Profile:
         self._save()
         _keyring.delete_device_secret(self.profile_id)
         _keyring.delete_client_secret(self.profile_id)
+        for source in sources:
+            _keyring.delete_client_secret(self.profile_id, source.keyring_name)
         _keyring.delete_profile_generation(self.profile_id)
         _keyring.delete_audit_head(self.profile_id)
         for suffix in ("", "-wal", "-shm", "-journal"):

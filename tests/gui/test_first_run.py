@@ -77,7 +77,7 @@ def test_an_officer_enrols_on_first_run_and_lands_on_find(
     assert window.current_page() == "find" and not window.is_locked
     assert window.session.user_id == "pc101"
     saved = json.loads((profile / "profile.json").read_text())
-    assert saved["server"]["base_url"] == site.url  # type: ignore[attr-defined]
+    assert saved["sources"][0]["base_url"] == site.url  # type: ignore[attr-defined]
     assert saved["settings"]["idle_lock_minutes"] == 4
     assert saved["settings"]["team"] == "Bolton Street Triage"
     assert view.pin_box.text() == "" and view.pin_again_box.text() == ""

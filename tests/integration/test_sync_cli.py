@@ -20,7 +20,7 @@ def test_enrol_discovers_the_token_url_and_sync_prints_progress_then_one_json_li
     tmp_path: Path, reference: ReferenceServer
 ) -> None:
     profile, env, client_ids = enrol_and_record(tmp_path, reference, [0, UNIDENTIFIED])
-    server = json.loads((profile / "profile.json").read_text())["server"]
+    server = json.loads((profile / "profile.json").read_text())["sources"][0]
     assert server["token_url"] == reference.token_url
     reference.clear_requests()
     done = kerbside(

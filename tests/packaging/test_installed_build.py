@@ -164,7 +164,7 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
         ok(run([kerbside, "enrol", *who], env, here, f"{TEST_PIN}\n"))
         saved = json.loads((here / "profile/profile.json").read_text())
         assert saved["keyring_store"] == "secret-service"
-        assert saved["server"]["base_url"] == base_url
+        assert saved["sources"][0]["base_url"] == base_url
         assert saved["settings"]["team"] == "Test Street Triage"
         assert TABLET[1] not in json.dumps(saved)
 

@@ -238,8 +238,16 @@ def test_token_answers_only_raise_sync_errors(body: Any, status: int) -> None:
         pass
 
 
+source_doc = obj(
+    name=st.sampled_from(["home", "trust-2", "Bad Name", ""]),
+    base_url=st.text(max_size=10),
+    client_id=st.text(max_size=5),
+    token_url=st.none() | st.text(max_size=5),
+    display_name=st.none() | st.text(max_size=5),
+    role=st.sampled_from(["home", "read-only", "owner"]),
+)
 profile_doc = obj(
-    format=st.sampled_from([1, 2, 3]),
+    format=st.sampled_from([1, 2, 3, 4]),
     profile_id=st.text(max_size=8),
     keyring_backend=st.text(max_size=8),
     kdf=obj(time_cost=st.integers(), memory_kib=st.integers(), parallelism=st.integers()),
@@ -248,6 +256,7 @@ profile_doc = obj(
     locked_until=st.floats(),
     users=st.dictionaries(st.text(max_size=5), anything, max_size=2),
     server=obj(base_url=st.text(max_size=10), client_id=st.text(max_size=5)),
+    sources=st.lists(source_doc, max_size=3),
     settings=st.dictionaries(st.text(max_size=8), anything, max_size=3),
     mac=st.text(max_size=64),
     generation=st.integers(),
@@ -265,6 +274,8 @@ def test_profile_json_only_raises_profile_errors(tmp_path_factory: Any, doc: Any
     (directory / "profile.json").write_text(json.dumps(doc))
     try:
         profile = Profile.load(directory)
+        sources = profile.sources  # read before any PIN (status, doctor): never a crash
+        assert profile.server is None or sources[0].is_home
         profile.unlock("pc101", "246810")
     except KerbsideError:
         pass

@@ -55,9 +55,9 @@ def _edit(profile_dir: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "failures reset": lambda d: d.update(failures=0, locked_until=0.0),
-    "token_url moved": lambda d: d["server"].update(token_url="https://attacker.example/token"),
-    "server moved": lambda d: d["server"].update(base_url="https://attacker.example/fhir"),
-    "ca bundle swapped": lambda d: d["server"].update(ca_bundle="/tmp/attacker-ca.pem"),
+    "token_url moved": lambda d: d["sources"][0].update(token_url="https://attacker.example/token"),
+    "server moved": lambda d: d["sources"][0].update(base_url="https://attacker.example/fhir"),
+    "ca bundle swapped": lambda d: d["sources"][0].update(ca_bundle="/tmp/attacker-ca.pem"),
     "ttl raised": lambda d: d["settings"].update(cache_ttl_hours=1e9),
     "wipe threshold raised": lambda d: d["lockout"].update(max_failures=10_000),
     "mac removed": lambda d: d.pop("mac", None),

@@ -189,7 +189,7 @@ def test_profile_records_the_kind_of_store_not_the_class(
     _enrol(profile_dir)
     saved = json.loads((profile_dir / "profile.json").read_text())
     assert saved["keyring_store"] == "secret-service" and "keyring_backend" not in saved
-    assert saved["format"] == 2
+    assert saved["format"] == 3
 
     class UpgradedSecretService(MemoryKeyringBase, keyring.backend.KeyringBackend):
         pass
@@ -225,7 +225,7 @@ def test_format_1_profile_migrates_its_keyring_class_to_a_kind(
     assert Profile.load(profile_dir)._data["keyring_store"] is None  # learnt at next unlock
     unlock(profile_dir, "pc101", TEST_PIN).close()
     saved = json.loads(path.read_text())
-    assert saved["format"] == 2
+    assert saved["format"] == 3
     assert saved["keyring_store"] == "untrusted:app.security._keyring.MemoryKeyring"
 
 

@@ -151,9 +151,9 @@ def test_provision_then_enrol_takes_everything_from_the_site_and_syncs(
     code, out, err = run(["enrol", *who], "24681357\n", monkeypatch, capsys)
     assert code == 0, err
     saved = json.loads((prof / "profile.json").read_text())
-    assert saved["server"]["base_url"] == reference.base_url
-    assert saved["server"]["client_id"] == TABLET_CLIENT[0]
-    assert saved["server"]["token_url"]  # discovered from the server before enrolling
+    assert saved["sources"][0]["base_url"] == reference.base_url
+    assert saved["sources"][0]["client_id"] == TABLET_CLIENT[0]
+    assert saved["sources"][0]["token_url"]  # discovered from the server before enrolling
     assert saved["lockout"]["max_failures"] == 6
     settings = saved["settings"]
     assert settings["idle_lock_minutes"] == 3 and settings["cache_ttl_hours"] == 48

@@ -15,7 +15,7 @@ import pytest
 import app.security._keyring as kr
 from app import times
 from app.errors import ProfileError, SchemaTooNew
-from app.security import Profile, client_secret
+from app.security import HOME, Profile, SourceSettings, client_secret
 from app.services.encounters import list_encounters
 from app.services.search import PatientSearch
 from app.services.session import unlock
@@ -82,7 +82,8 @@ def test_an_old_release_profile_and_cache_open_migrated_with_data_and_outbox(
         assert waiting[0].patient_id == EXPECTED["patient_id"]
         assert session.store.outbox_counts()["pending"] == 1
     saved = json.loads((old_release / "profile.json").read_text())
-    assert saved["format"] == 2 and saved["keyring_store"] == "secret-service"
+    assert saved["format"] == 3 and saved["keyring_store"] == "secret-service"
+    assert saved["sources"] == [] and "server" not in saved  # it had no central record
     assert "keyring_backend" not in saved and saved["mac"]
     # And again, now in the current format.
     with unlock(old_release, EXPECTED["user"], EXPECTED["pin"]) as session:
@@ -127,3 +128,32 @@ def test_a_synced_release_8e74f4c_tablet_opens_with_cursors_outbox_and_secret(
         profile = session.profile
         assert profile.server is not None and profile.server.client_id == expected["client_id"]
         assert client_secret(profile.profile_id) == expected["client_secret"]
+
+
+def test_a_release_8e74f4c_central_record_becomes_the_home_source_and_its_secret_stays(
+    release_8e74f4c: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """Profile format 2 -> 3 (issue 14): `server` becomes `sources = [home]`; the client
+    secret is found where the release put it and the keyring is not touched."""
+    expected = EXPECTED_2
+    before = json.loads((FIXTURE_2 / "profile" / "profile.json").read_text())["server"]
+    secrets_before = {k: v for k, v in memory_keyring.secrets.items() if "client-secret" in k[1]}
+    with unlock(release_8e74f4c, expected["user"], expected["pin"]) as session:
+        profile = session.profile
+        home = SourceSettings(
+            "home", before["base_url"], expected["client_id"], role=HOME
+        )  # no token URL: the release discovered it at each sync, and so will this one
+        assert profile.sources == [home] and profile.source("home") == home
+        assert profile.home_source == home and profile.server == home.server
+        assert client_secret(profile.profile_id) == expected["client_secret"]
+        assert session.store.outbox_counts()["pending"] == 1
+    saved = json.loads((release_8e74f4c / "profile.json").read_text())
+    assert saved["format"] == 3 and "server" not in saved and saved["mac"]
+    assert saved["sources"] == [
+        {**before, "name": "home", "display_name": None, "ods_code": None, "role": "home"}
+    ]
+    assert {
+        k: v for k, v in memory_keyring.secrets.items() if "client-secret" in k[1]
+    } == secrets_before
+    # And again, now in format 3.
+    assert Profile.load(release_8e74f4c).sources == [home]
