@@ -9,7 +9,7 @@ Routes (base path `/fhir` by default):
     GET  /fhir/.well-known/smart-configuration  SMART discovery (no token needed)
     POST /oauth/token                           client credentials
     GET  /fhir/$device-policy                   Kerbside-specific device policy (Parameters)
-    POST /fhir                                  transaction Bundle
+    POST /fhir                                  transaction Bundle, or batch of GET entries
     GET  /fhir?_getpages=<token>                next page of a search or history
     GET  /fhir/T?params, POST /fhir/T/_search   search (form body for POST)
     GET  /fhir/T/_history?_since=&_count=       type history (unless history is off)
@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -70,6 +71,7 @@ from ._model import (
 )
 from ._search import Query, parse_search, since_us
 from ._state import ReferenceState
+from ._storage import Current
 from ._writes import Entry, Outcome, apply, entries_from_bundle, parse_if_match
 
 log = logging.getLogger("sync.reference")
@@ -78,6 +80,14 @@ _CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 _STATUS_HOLD_STEPS = 25  # an export status request waits up to 0.25 s for the job to end
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+def _status_line(status: int) -> str:
+    """`404 Not Found`: a batch entry's response.status."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
 
 
 def create_app(state: ReferenceState) -> ASGIApp:
@@ -402,7 +412,10 @@ class _Handlers:
     # [base]
     async def system(self, request: Request) -> Response:
         if request.method == "POST":
-            return await self.transaction(request)
+            bundle = _json_body(await request.body(), request.headers.get("content-type", ""))
+            if isinstance(bundle, dict) and bundle.get("type") == "batch":
+                return self.batch(request, bundle)
+            return self.transaction(request, bundle)
         _check_accept(request)
         token = request.query_params.get("_getpages")
         if token is None:
@@ -473,7 +486,21 @@ class _Handlers:
         self_url: str | None = None,
     ) -> Response:
         """One searchset page; keyset (`after`) unless `offset` is given."""
-        store, base = self.s.store, self.base(request)
+        return fhir_response(
+            self._searchset(self.base(request), q, after=after, offset=offset, self_url=self_url)
+        )
+
+    def _searchset(
+        self,
+        base: str,
+        q: Query,
+        *,
+        after: tuple[Any, ...] | None,
+        offset: int | None = None,
+        self_url: str | None = None,
+    ) -> bytes:
+        """One searchset page as JSON bytes (an answer, or a batch entry's resource)."""
+        store = self.s.store
         rows = (
             store.search(q, after=after, offset=offset or 0, limit=q.count + 1) if q.count else []
         )
@@ -515,7 +542,7 @@ class _Handlers:
             + b',"search":{"mode":"match"}}'
             for rid, _lu, body in rows
         ]
-        return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
+        return dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
 
     def _search_url(self, base: str, q: Query, offset: int | None) -> str:
         pairs = [*q.used, ("_count", str(q.count))]
@@ -678,16 +705,21 @@ class _Handlers:
             return await self.delete(request, rtype, rid)
         _check_accept(request)
         self.require(self.principal(request), rtype, "r")
-        current = self.s.store.read(rtype, rid)
-        if current is None or (current.deleted and not self.s.settings.history):
-            raise FhirError(404, "not-found", f"no {rtype} with this id")
-        if current.deleted:
-            raise FhirError(410, "deleted", f"this {rtype} has been deleted")
+        current = self._current(rtype, rid)
         headers = {"ETag": etag(current.vid), "Last-Modified": http_date(current.lu // 1000)}
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
         assert current.body is not None
         return fhir_response(current.body, headers=headers)
+
+    def _current(self, rtype: str, rid: str) -> Current:
+        """The live version of a resource, or 404 (410 where deletions are tracked)."""
+        current = self.s.store.read(rtype, rid)
+        if current is None or (current.deleted and not self.s.settings.history):
+            raise FhirError(404, "not-found", f"no {rtype} with this id")
+        if current.deleted:
+            raise FhirError(410, "deleted", f"this {rtype} has been deleted")
+        return current
 
     async def vread(self, request: Request) -> Response:
         rtype, rid = self.rtype(request), self._rid(request)
@@ -772,9 +804,8 @@ class _Handlers:
         entry = Entry(None, "DELETE", rtype, rid)
         return self._write_response(request, self._apply(request, principal, [entry])[0])
 
-    async def transaction(self, request: Request) -> Response:
+    def transaction(self, request: Request, bundle: Any) -> Response:
         principal = self.principal(request)
-        bundle = _json_body(await request.body(), request.headers.get("content-type", ""))
         outcomes = self._apply(request, principal, entries_from_bundle(bundle, self.base(request)))
         representation = _prefer(request).get("return") == "representation"
         entries = []
@@ -791,3 +822,73 @@ class _Handlers:
             entries.append(item + b',"response":' + dumps(response) + b"}")
         head = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response"}
         return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
+
+    # batch (R4 http.html#transaction: each entry on its own, one answer per entry)
+    def batch(self, request: Request, bundle: dict[str, Any]) -> Response:
+        """A batch of reads and searches (GET entries only): each entry succeeds or fails on
+        its own, its failure an OperationOutcome in `response.outcome`. Authentication is
+        for the whole request (a bad token is a 401, not seven)."""
+        principal = self.principal(request)
+        raw = bundle.get("entry") or []
+        if not isinstance(raw, list):
+            raise FhirError(400, "invalid", "Bundle.entry must be a list")
+        base = self.base(request)
+        entries = []
+        for index, item in enumerate(raw):
+            try:
+                entries.append(self._batch_entry(principal, base, index, item))
+            except FhirError as exc:
+                response = {"status": _status_line(exc.status), "outcome": exc.outcome()}
+                entries.append(dumps({"response": response}))
+        head = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "batch-response"}
+        return fhir_response(dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}")
+
+    def _batch_entry(self, principal: Principal, base: str, index: int, item: Any) -> bytes:
+        where = f"Bundle.entry[{index}]"
+        request = item.get("request") if isinstance(item, dict) else None
+        if not isinstance(request, dict):
+            raise FhirError(400, "invalid", "entry.request is required", expression=where)
+        if str(request.get("method", "")).upper() != "GET":
+            raise FhirError(
+                405,
+                "not-supported",
+                "this server answers GET entries in a batch; write with a transaction",
+                expression=f"{where}.request.method",
+            )
+        url = str(request.get("url") or "")
+        if url.startswith(base + "/"):
+            url = url[len(base) + 1 :]
+        path, _, query = url.partition("?")
+        parts = path.split("/")
+        rtype = parts[0]
+        if rtype not in SUPPORTED_TYPES or len(parts) > 2:
+            raise FhirError(
+                404, "not-supported", "unsupported request.url", expression=f"{where}.request.url"
+            )
+        if len(parts) == 2:
+            rid = parts[1]
+            if query or not ID_RE.match(rid):
+                raise FhirError(
+                    400, "invalid", "not a read of Type/id", expression=f"{where}.request.url"
+                )
+            self.require(principal, rtype, "r")
+            current = self._current(rtype, rid)
+            response = {
+                "status": "200 OK",
+                "etag": etag(current.vid),
+                "lastModified": self.s.store.instant_text(current.lu),
+            }
+            assert current.body is not None
+            return (
+                b'{"fullUrl":'
+                + dumps(f"{base}/{rtype}/{rid}")
+                + b',"resource":'
+                + current.body
+                + b',"response":'
+                + dumps(response)
+                + b"}"
+            )
+        self.require(principal, rtype, "s")
+        q = self._parse(rtype, parse_qsl(query, keep_blank_values=True), lenient=False)
+        page = self._searchset(base, q, after=None)
+        return b'{"resource":' + page + b',"response":{"status":"200 OK"}}'

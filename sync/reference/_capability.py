@@ -153,7 +153,7 @@ def capability_statement(
                     "system scopes.",
                 },
                 "resource": resources,
-                "interaction": [{"code": "transaction"}],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 "operation": operations,
             }
         ],

@@ -86,10 +86,8 @@ def parse_if_match(value: str | None) -> int | None:
 def entries_from_bundle(bundle: Any, base_url: str) -> list[Entry]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FhirError(400, "invalid", "POST to the base needs a Bundle")
-    if bundle.get("type") == "batch":
-        raise FhirError(400, "not-supported", "batch is not supported; use a transaction")
     if bundle.get("type") != "transaction":
-        raise FhirError(400, "invalid", "Bundle.type must be transaction")
+        raise FhirError(400, "invalid", "Bundle.type must be transaction or batch")
     raw = bundle.get("entry") or []
     if not isinstance(raw, list):
         raise FhirError(400, "invalid", "Bundle.entry must be a list")

@@ -218,6 +218,7 @@ def test_the_capability_statement_declares_the_look_up_parameters(
     assert params["family"] == params["given"] == "string"
     assert params["birthdate"] == "date" and params["identifier"] == "token"
     assert "_elements" in params
+    assert {"code": "batch"} in cs["rest"][0]["interaction"]
 
 
 def test_a_store_made_before_string_search_is_indexed_when_opened(
@@ -243,3 +244,90 @@ def test_a_store_made_before_string_search_is_indexed_when_opened(
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+RECORD_TYPES = {
+    "Flag": "patient",
+    "CarePlan": "patient",
+    "CareTeam": "patient",
+    "RelatedPerson": "patient",
+    "AllergyIntolerance": "patient",
+    "MedicationStatement": "patient",
+}
+
+
+def _batch(urls: list[str], method: str = "GET") -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": method, "url": u}} for u in urls],
+    }
+
+
+def test_a_batch_of_reads_and_searches_answers_each_entry_on_its_own(
+    reference: ReferenceServer, tablet_http: requests.Session, admin_http: requests.Session
+) -> None:
+    base = reference.base_url
+    flags = search_all(admin_http, f"{base}/Flag")
+    pid = flags[0]["subject"]["reference"].split("/")[1]
+    urls = [f"Patient/{pid}", *(f"{t}?{p}={pid}" for t, p in RECORD_TYPES.items())]
+    urls += [f"{base}/Patient/{pid}", "Patient/no-such-person", "Basic?x=1", "Flag?colour=red"]
+    resp = tablet_http.post(base, json=_batch(urls), headers={"Content-Type": FHIR_JSON})
+    answer = resp.json()
+    assert resp.status_code == 200 and answer["type"] == "batch-response"
+    Bundle.model_validate(answer)
+    entries = answer["entry"]
+    assert len(entries) == len(urls)
+    patient = tablet_http.get(f"{base}/Patient/{pid}")
+    assert entries[0]["resource"] == patient.json() == entries[7]["resource"]
+    assert entries[0]["response"]["status"] == "200 OK"
+    assert entries[0]["response"]["etag"] == patient.headers["etag"]
+    for entry, (rtype, param) in zip(entries[1:7], RECORD_TYPES.items(), strict=True):
+        page = entry["resource"]
+        assert page["type"] == "searchset" and entry["response"]["status"] == "200 OK"
+        direct = _ids(admin_http, f"{base}/{rtype}", {param: pid})
+        assert {e["resource"]["id"] for e in page.get("entry", [])} == direct
+    assert {e["resource"]["id"] for e in entries[1]["resource"]["entry"]} >= {flags[0]["id"]}
+    for entry, status in zip(entries[8:], ("404", "404", "400"), strict=True):
+        assert entry["response"]["status"].startswith(status)
+        assert entry["response"]["outcome"]["resourceType"] == "OperationOutcome"
+        assert "resource" not in entry
+
+
+def test_a_batch_takes_only_reads_and_a_bad_token_fails_it_whole(
+    reference: ReferenceServer, tablet_http: requests.Session
+) -> None:
+    base = reference.base_url
+    before = reference.counts()
+    post = _batch(["Patient"], method="POST")
+    post["entry"][0]["resource"] = {"resourceType": "Patient"}
+    answer = tablet_http.post(base, json=post, headers={"Content-Type": FHIR_JSON}).json()
+    assert answer["entry"][0]["response"]["status"].startswith("405")
+    assert reference.counts() == before
+    stranger = requests.post(
+        base,
+        json=_batch(["Patient?_count=1"]),
+        headers={"Content-Type": FHIR_JSON, "Authorization": "Bearer nonsense"},
+        timeout=30,
+    )
+    assert stranger.status_code == 401
+    assert stranger.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_search_in_a_batch_pages_like_any_search(
+    reference: ReferenceServer, tablet_http: requests.Session, patients: list[dict[str, Any]]
+) -> None:
+    base = reference.base_url
+    answer = tablet_http.post(
+        base, json=_batch(["Patient?_count=15"]), headers={"Content-Type": FHIR_JSON}
+    ).json()
+    page = answer["entry"][0]["resource"]
+    seen = [e["resource"]["id"] for e in page["entry"]]
+    next_url = next(lk["url"] for lk in page["link"] if lk["relation"] == "next")
+    while next_url:
+        more = tablet_http.get(next_url).json()
+        seen += [e["resource"]["id"] for e in more.get("entry", [])]
+        next_url = next((lk["url"] for lk in more["link"] if lk["relation"] == "next"), None)
+    assert sorted(seen) == sorted(p["id"] for p in patients)
