@@ -11,9 +11,11 @@ from app.store._patient_index import (
     PatientIndexReader,
 )
 from app.store._resources import Indexer, Row, row_of
+from app.store._sources import HOME_SOURCE, Source
 from app.store._store import SCHEMA_VERSION, Store, utc_now
 
 __all__ = [
+    "HOME_SOURCE",
     "SCHEMA_VERSION",
     "AuditEntry",
     "Connection",
@@ -24,6 +26,7 @@ __all__ = [
     "PatientIndexReader",
     "PatientIndexer",
     "Row",
+    "Source",
     "Store",
     "row_of",
     "sqlcipher_version",

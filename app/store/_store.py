@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import SchemaTooNew, StoreUnavailable
-from app.store import _audit, _outbox, _resources, _sync_state
+from app.store import _audit, _outbox, _resources, _sources, _sync_state
 from app.store._connection import (
     Connection,
     TransactionManager,
@@ -58,8 +58,14 @@ def _v2(conn: Connection) -> None:
     conn.execute(_outbox.SUBJECT_COLUMN)
 
 
+def _v3(conn: Connection) -> None:
+    """Sources (issue 14): the table, and the home source as sid 1."""
+    run_script(conn, _sources.SCHEMA_V3)
+    _sources.register_home(conn, utc_now())
+
+
 # One function per schema version, each run in its own transaction with the version bump.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -270,6 +276,20 @@ class Store:
                 indexer.rebuild(conn)
             conn.execute("DELETE FROM search_state WHERE key = 'bulk-load'")
         self.conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE_KIB}")
+
+    # -- sources (the central records the cache holds data from) ------------------------------
+    def ensure_source(self, name: str, role: str) -> int:
+        """The sid of source `name` (a profile's source name), registering it when new.
+        `role` is "home" (always sid 1; a new name renames it) or "read-only"."""
+        with self.transaction() as conn:
+            return _sources.ensure(conn, name, role, utc_now())
+
+    def sources(self) -> list[_sources.Source]:
+        """Every registered source, home (sid 1) first."""
+        return _sources.all_sources(self.conn)
+
+    def source_id(self, name: str) -> int | None:
+        return _sources.sid_of(self.conn, name)
 
     # -- small key-value state ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -19,7 +19,7 @@ from app.security import HOME, Profile, SourceSettings, client_secret
 from app.services.encounters import list_encounters
 from app.services.search import PatientSearch
 from app.services.session import unlock
-from app.store import SCHEMA_VERSION
+from app.store import HOME_SOURCE, SCHEMA_VERSION
 from tests.conftest import MemoryKeyring
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -75,6 +75,7 @@ def test_an_old_release_profile_and_cache_open_migrated_with_data_and_outbox(
 ) -> None:
     with unlock(old_release, EXPECTED["user"], EXPECTED["pin"]) as session:
         assert session.store.schema_version == SCHEMA_VERSION
+        assert [(s.sid, s.role) for s in session.store.sources()] == [(HOME_SOURCE, "home")]
         hits = PatientSearch(session.store).search(EXPECTED["family"], limit=20).hits
         assert EXPECTED["patient_id"] in [h.id for h in hits]
         waiting = [e for e in list_encounters(session) if e.state == "waiting"]
