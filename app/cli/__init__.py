@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "app.cli._generate",
     "app.cli._record_cmds",
     "app.cli._sync_cmds",
+    "app.cli._source_cmds",
     "app.cli._recover",
     "app.cli._reference",
     "app.cli._gui",

@@ -14,7 +14,7 @@ from app.services._encounter_fhir import FORM_ITEMS
 # Profile settings naming the officer's team (set at enrolment or by `kerbside set-team`).
 TEAM_SETTING = "team"
 TEAM_CODE_SETTING = "team_code"
-_ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")  # organisation (e.g. RXV) or site (e.g. RXV01) code
+ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")  # organisation (e.g. RXV) or site (e.g. RXV01) code
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def make_team(name: str, code: str | None = None) -> Team:
         raise InvalidInput("the team name must be one line of text", field=TEAM_SETTING)
     if code is not None:
         code = code.strip().upper()
-        if not _ODS_CODE.fullmatch(code):
+        if not ODS_CODE.fullmatch(code):
             raise InvalidInput(
                 "the team code must be an ODS code: 3 to 10 letters and digits, e.g. RXV",
                 field=TEAM_CODE_SETTING,

@@ -380,19 +380,25 @@ REMOVE_USER_ACTION = "remove-user"
 CHANGE_TEAM_ACTION = "change-team"
 
 
+def record_admin_action(session: Session, action: str, detail: str) -> None:
+    """One admin action in the audit trail: who, which action, a detail that names users,
+    teams or sources, never a patient."""
+    import uuid
+
+    session.store.audit(
+        user_id=session.user_id,
+        action=action,
+        patient_id=None,
+        reason=detail,
+        event_id=str(uuid.uuid4()),
+    )
+
+
 def _audit_admin_action(
     profile: Profile, by_user: str, data_key: bytes, action: str, detail: str
 ) -> None:
-    import uuid
-
     with open_session(profile, by_user, data_key) as session:
-        session.store.audit(
-            user_id=by_user,
-            action=action,
-            patient_id=None,
-            reason=detail,
-            event_id=str(uuid.uuid4()),
-        )
+        record_admin_action(session, action, detail)
 
 
 def add_user(
@@ -420,16 +426,8 @@ def remove_user(profile_dir: Path, by_user: str, by_pin: str, user_id: str) -> N
 
 def audit_team_change(session: Session, team_text: str) -> None:
     """Only an admin changes the team new encounters name; the change is audited."""
-    import uuid
-
     session.profile.require_admin(session.user_id, "change the team")
-    session.store.audit(
-        user_id=session.user_id,
-        action=CHANGE_TEAM_ACTION,
-        patient_id=None,
-        reason=team_text,
-        event_id=str(uuid.uuid4()),
-    )
+    record_admin_action(session, CHANGE_TEAM_ACTION, team_text)
 
 
 # -- sealed records (SECURITY.md 28) ----------------------------------------------------------

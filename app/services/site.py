@@ -71,6 +71,7 @@ LOCKABLE = frozenset(
         "pin_min_length",
         "cache_ttl_hours",
         "wipe_after_failures",
+        "sources",
     }
 )
 _PARTS = {

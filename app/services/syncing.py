@@ -149,18 +149,29 @@ def build_client(
     cancel: threading.Event | None = None,
     sleep: Callable[[float], None] | None = None,
     rng: random.Random | None = None,
+    source: str | None = None,
 ) -> FhirClient:
-    """A FhirClient for the profile's central record, its secret read from the OS keyring."""
-    server = profile.server
-    if server is None:
-        raise ProfileError(
-            "this profile has no central record set; enrol with --server, "
-            "--client-id and the client secret"
-        )
-    secret = client_secret(profile.profile_id)
+    """A FhirClient for one of the profile's sources (default: the home central record), its
+    secret read from the OS keyring."""
+    if source is None:
+        settings = profile.home_source
+        if settings is None:
+            raise ProfileError(
+                "this profile has no central record set; enrol with --server, "
+                "--client-id and the client secret"
+            )
+    else:
+        settings = profile.source(source)
+    server = settings.server
+    secret = client_secret(profile.profile_id, settings.keyring_name)
     if not secret:
+        if settings.is_home:
+            raise ProfileError(
+                "the client secret for the central record is not in the OS keyring; enrol again"
+            )
         raise ProfileError(
-            "the client secret for the central record is not in the OS keyring; enrol again"
+            f"the client secret for source {settings.name} is not in the OS keyring; "
+            "remove the source and add it again"
         )
     http = http or new_http_session()
     token_url = server.token_url or discover_token_url(
