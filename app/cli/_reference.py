@@ -278,6 +278,13 @@ def _register_admin(subparsers: Any) -> None:
     a.add_argument("--export-ranges", choices=("on", "off"), dest="export_ranges")
     a.add_argument("--export-fault", choices=("none", "fail", "error-file"), dest="export_fault")
     a.add_argument("--export-retry-after", type=int, metavar="S", dest="export_retry_after")
+    a.add_argument(
+        "--purpose-window",
+        type=_positive,
+        metavar="S",
+        dest="purpose_window",
+        help="how long a purpose-of-use AuditEvent covers that device's record reads",
+    )
 
     a = actions.add_parser("faults", help="list, add or remove fault rules")
     fa = a.add_subparsers(dest="fault_action", metavar="list|add|remove|clear")
@@ -295,6 +302,9 @@ def _register_admin(subparsers: Any) -> None:
     fa.add_parser("clear", help="remove every rule")
 
     actions.add_parser("stats", help="live resource counts per type")
+    actions.add_parser(
+        "access", help="purposes of use recorded, and record reads that arrived without one"
+    )
     p.set_defaults(func=_admin)
 
 
@@ -391,6 +401,8 @@ def _admin(args: argparse.Namespace) -> int:
             changes["export_fault"] = args.export_fault
         if args.export_retry_after is not None:
             changes["export_retry_after_s"] = args.export_retry_after
+        if args.purpose_window:
+            changes["purpose_window_s"] = args.purpose_window
         result = client.call("PATCH" if changes else "GET", "settings", changes or None)
     elif action == "faults":
         fault_action = args.fault_action or "list"
@@ -408,6 +420,8 @@ def _admin(args: argparse.Namespace) -> int:
             result = client.call("DELETE", "faults")
         else:
             result = client.call("GET", "faults")
+    elif action == "access":
+        result = client.call("GET", "access")
     else:  # stats
         result = client.call("GET", "stats")
     print(json.dumps(result, indent=2, sort_keys=True))

@@ -12,7 +12,7 @@ JSON (`application/json`), errors are OperationOutcomes like everywhere else. Ne
     POST   /admin/tokens/expire                 expire all tokens, or {client_id} only
     GET    /admin/settings                      {paging, history, history_order, token_lifetime_s,
                                                  bulk_export, export_ranges, export_fault,
-                                                 export_retry_after_s}
+                                                 export_retry_after_s, purpose_window_s}
     PATCH  /admin/settings                      change any of those
     GET    /admin/faults                        fault rules with hits/remaining
     POST   /admin/faults                        add a rule (FaultRule fields as JSON) -> 201
@@ -22,6 +22,8 @@ JSON (`application/json`), errors are OperationOutcomes like everywhere else. Ne
                                                 query, status, ms); DELETE clears it
     GET    /admin/stats                         live resource counts per type, audit chains
     GET    /admin/audit                         each device's audit chain: gaps, breaks, reports
+    GET    /admin/access                        purposes of use recorded and record reads that
+                                                arrived without one (_access.py)
 
 Policy keys: cache-ttl-hours, purge-after-hours, idle-lock-minutes (non-negative integers).
 """
@@ -164,10 +166,19 @@ class _Admin:
         self.check(request)
         return _json(self._audit())
 
+    async def access(self, request: Request) -> Response:
+        self.check(request)
+        return _json(access_report(self.s))
+
     def _audit(self) -> dict[str, Any]:
         from sync.reference._audit_chain import check_chains
 
         return check_chains(self.s.store.live_bodies("AuditEvent"))
+
+
+def access_report(state: ReferenceState) -> dict[str, Any]:
+    """The purpose-of-use report (shared by the admin endpoint and the test API)."""
+    return {"window_s": state.settings.purpose_window_s, **state.store.access_report()}
 
 
 def apply_settings(state: ReferenceState, changes: dict[str, Any]) -> None:
@@ -181,6 +192,7 @@ def apply_settings(state: ReferenceState, changes: dict[str, Any]) -> None:
         "export_ranges",
         "export_fault",
         "export_retry_after_s",
+        "purpose_window_s",
     }
     if unknown:
         raise FhirError(400, "invalid", f"unknown settings: {', '.join(sorted(unknown))}")
@@ -206,6 +218,10 @@ def apply_settings(state: ReferenceState, changes: dict[str, Any]) -> None:
         raise FhirError(400, "invalid", f"export_fault must be one of {', '.join(EXPORT_FAULTS)}")
     if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
         raise FhirError(400, "invalid", "export_retry_after_s must be a whole number >= 0")
+    window = changes.get("purpose_window_s", state.settings.purpose_window_s)
+    if not isinstance(window, (int, float)) or isinstance(window, bool) or window <= 0:
+        raise FhirError(400, "invalid", "purpose_window_s must be a positive number")
+    state.settings.purpose_window_s = float(window)
     state.settings.bulk_export = bulk
     state.settings.export_ranges = ranges
     state.settings.export_fault = fault
@@ -230,4 +246,5 @@ def routes(state: ReferenceState) -> list[Route]:
         Route("/admin/requests", h.requests, methods=["GET", "DELETE"]),
         Route("/admin/stats", h.stats, methods=["GET"]),
         Route("/admin/audit", h.audit, methods=["GET"]),
+        Route("/admin/access", h.access, methods=["GET"]),
     ]

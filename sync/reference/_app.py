@@ -43,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _admin
+from ._access import READ, check_read, reads_of_resource, reads_of_search
 from ._auth import ADMIN, TABLET, Principal, scopes_for
 from ._capability import capability_statement, smart_configuration
 from ._export import (
@@ -468,9 +469,11 @@ class _Handlers:
 
     def _search(self, request: Request, rtype: str, params: list[tuple[str, str]]) -> Response:
         _check_accept(request)
-        self.require(self.principal(request), rtype, "s")
+        principal = self.principal(request)
+        self.require(principal, rtype, "s")
         lenient = _prefer(request).get("handling") == "lenient"
         q = self._parse(rtype, params, lenient=lenient)
+        self._note_search(principal, q)
         offset_style = self.s.settings.paging == "offset" or any(k == "_offset" for k, _ in params)
         if offset_style:
             return self._search_page(request, q, after=None, offset=q.offset)
@@ -704,13 +707,46 @@ class _Handlers:
         if request.method == "DELETE":
             return await self.delete(request, rtype, rid)
         _check_accept(request)
-        self.require(self.principal(request), rtype, "r")
+        principal = self.principal(request)
+        self.require(principal, rtype, "r")
         current = self._current(rtype, rid)
+        self._note_resource_read(principal, rtype, rid, current.body)
         headers = {"ETag": etag(current.vid), "Last-Modified": http_date(current.lu // 1000)}
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
         assert current.body is not None
         return fhir_response(current.body, headers=headers)
+
+    # record reads against purposes of use (_access.py)
+    def _note_resource_read(
+        self, principal: Principal, rtype: str, rid: str, body: bytes | None
+    ) -> None:
+        if principal.role == ADMIN or body is None:
+            return
+        resource = orjson.loads(body) if rtype != "Patient" else {}
+        patients = reads_of_resource(rtype, rid, resource)
+        if patients:
+            self._note_read(principal, READ, rtype, patients)
+
+    def _note_search(self, principal: Principal, q: Query) -> None:
+        if principal.role == ADMIN:
+            return
+        read = reads_of_search(q)
+        if read is not None:
+            self._note_read(principal, read[0], q.rtype, read[1])
+
+    def _note_read(
+        self, principal: Principal, kind: str, rtype: str, patients: tuple[str, ...]
+    ) -> None:
+        check_read(
+            self.s.store,
+            principal.client_id,
+            kind,
+            rtype,
+            patients,
+            self.s.config.clock(),
+            self.s.settings.purpose_window_s,
+        )
 
     def _current(self, rtype: str, rid: str) -> Current:
         """The live version of a resource, or 404 (410 where deletions are tracked)."""
@@ -724,7 +760,8 @@ class _Handlers:
     async def vread(self, request: Request) -> Response:
         rtype, rid = self.rtype(request), self._rid(request)
         _check_accept(request)
-        self.require(self.principal(request), rtype, "r")
+        principal = self.principal(request)
+        self.require(principal, rtype, "r")
         try:
             vid = int(request.path_params["vid"])
         except ValueError:
@@ -734,6 +771,7 @@ class _Handlers:
             raise FhirError(404, "not-found", "no such version")
         if version.body is None:
             raise FhirError(410, "deleted", "this version is a deletion")
+        self._note_resource_read(principal, rtype, rid, version.body)
         return fhir_response(
             version.body,
             headers={"ETag": etag(vid), "Last-Modified": http_date(version.lu // 1000)},
@@ -873,6 +911,7 @@ class _Handlers:
                 )
             self.require(principal, rtype, "r")
             current = self._current(rtype, rid)
+            self._note_resource_read(principal, rtype, rid, current.body)
             response = {
                 "status": "200 OK",
                 "etag": etag(current.vid),
@@ -890,5 +929,6 @@ class _Handlers:
             )
         self.require(principal, rtype, "s")
         q = self._parse(rtype, parse_qsl(query, keep_blank_values=True), lenient=False)
+        self._note_search(principal, q)
         page = self._searchset(base, q, after=None)
         return b'{"resource":' + page + b',"response":{"status":"200 OK"}}'

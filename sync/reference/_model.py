@@ -27,6 +27,7 @@ DEVICE_REVOKED = "device-revoked"
 # A Patient a tablet creates must carry this tag: officers may only add provisional people.
 PROVISIONAL_TAG_SYSTEM = f"{KERBSIDE}/CodeSystem/patient-record-status"
 PROVISIONAL_TAG_CODE = "provisional"
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 DEVICE_POLICY_OPERATION = "device-policy"
 DEVICE_POLICY_DEFINITION = f"{KERBSIDE}/OperationDefinition/device-policy"
 

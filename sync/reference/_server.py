@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar
 import requests
 import uvicorn
 
-from ._admin import apply_settings, client_json
+from ._admin import access_report, apply_settings, client_json
 from ._app import create_app
 from ._auth import TABLET
 from ._faults import FaultInjector, FaultRule, TrackingH11Protocol
@@ -317,3 +317,8 @@ class ReferenceServer:
         from sync.reference._audit_chain import check_chains
 
         return self._call(lambda: check_chains(list(self._state.store.live_bodies("AuditEvent"))))
+
+    def access_report(self) -> dict[str, Any]:
+        """Purposes of use recorded (AuditEvents coded from v3-ActReason), counts of record
+        reads audited and not, and each read that arrived without a purpose (_access.py)."""
+        return self._call(lambda: access_report(self._state))

@@ -66,6 +66,8 @@ class Settings:
     export_ranges: bool = True
     export_fault: ExportFault = "none"
     export_retry_after_s: int = 1
+    # How long a purpose-of-use AuditEvent covers the same client's record reads (_access.py).
+    purpose_window_s: float = 900.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class Settings:
             "export_ranges": self.export_ranges,
             "export_fault": self.export_fault,
             "export_retry_after_s": self.export_retry_after_s,
+            "purpose_window_s": self.purpose_window_s,
         }
 
 

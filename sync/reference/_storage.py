@@ -82,6 +82,27 @@ CREATE TABLE IF NOT EXISTS search_date (
     seq INTEGER NOT NULL,
     PRIMARY KEY (rtype, param, lo, hi, seq)
 ) WITHOUT ROWID;
+-- Purposes of use declared by AuditEvents (v3-ActReason codes), and record reads checked
+-- against them (sync/reference/_access.py): the "audited at the source" report.
+CREATE TABLE IF NOT EXISTS purpose_of_use (
+    n INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    patient_id TEXT,
+    codes TEXT NOT NULL,                -- space-separated
+    event_id TEXT NOT NULL,             -- the AuditEvent's id
+    at INTEGER NOT NULL                 -- the event's lastUpdated, µs
+);
+CREATE INDEX IF NOT EXISTS purpose_by_client ON purpose_of_use (client_id, kind, patient_id, at);
+CREATE TABLE IF NOT EXISTS record_read (
+    n INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rtype TEXT NOT NULL,
+    patient_id TEXT,
+    at INTEGER NOT NULL,
+    audited INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS client (
     client_id TEXT PRIMARY KEY,
     role TEXT NOT NULL CHECK (role IN ('tablet', 'admin')),
@@ -613,6 +634,85 @@ class Store:
             raise FhirError(400, "duplicate", "the same id appears twice") from None
         for sql, key_rows in zip(_KEY_INSERTS, keys, strict=True):
             self.conn.executemany(sql, key_rows)
+
+    # -- purpose of use and record reads (_access.py) ----------------------------------------
+
+    def add_purpose(
+        self,
+        client_id: str,
+        kind: str,
+        patient_id: str | None,
+        codes: tuple[str, ...],
+        event_id: str,
+        at_us: int,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO purpose_of_use (client_id, kind, patient_id, codes, event_id, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (client_id, kind, patient_id, " ".join(codes), event_id, at_us),
+        )
+
+    def has_purpose(self, client_id: str, kind: str, patient_id: str | None, since: int) -> bool:
+        """A purpose of use of `kind` from `client_id` at or after `since` (for `patient_id`,
+        when given)."""
+        sql = "SELECT 1 FROM purpose_of_use WHERE client_id = ? AND kind = ? AND at >= ?"
+        args: list[Any] = [client_id, kind, since]
+        if patient_id is not None:
+            sql += " AND patient_id = ?"
+            args.append(patient_id)
+        return self.conn.execute(sql + " LIMIT 1", args).fetchone() is not None
+
+    def add_read(
+        self,
+        client_id: str,
+        kind: str,
+        rtype: str,
+        patient_id: str | None,
+        at_us: int,
+        audited: bool,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO record_read (client_id, kind, rtype, patient_id, at, audited)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (client_id, kind, rtype, patient_id, at_us, int(audited)),
+        )
+
+    def access_report(self) -> dict[str, Any]:
+        """Purposes of use recorded, how many record reads were audited, and the ones that
+        were not (oldest first)."""
+        purposes = [
+            {
+                "client_id": r[0],
+                "kind": r[1],
+                "patient_id": r[2],
+                "codes": r[3].split(),
+                "event": f"AuditEvent/{r[4]}",
+                "at": self.instant_text(r[5]),
+            }
+            for r in self.conn.execute(
+                "SELECT client_id, kind, patient_id, codes, event_id, at FROM purpose_of_use"
+                " ORDER BY n"
+            )
+        ]
+        counts = dict.fromkeys(("audited", "unaudited"), 0)
+        for audited, count in self.conn.execute(
+            "SELECT audited, count(*) FROM record_read GROUP BY audited"
+        ):
+            counts["audited" if audited else "unaudited"] = count
+        unaudited = [
+            {
+                "client_id": r[0],
+                "kind": r[1],
+                "type": r[2],
+                "patient_id": r[3],
+                "at": self.instant_text(r[4]),
+            }
+            for r in self.conn.execute(
+                "SELECT client_id, kind, rtype, patient_id, at FROM record_read"
+                " WHERE audited = 0 ORDER BY n"
+            )
+        ]
+        return {"purposes": purposes, "reads": counts, "unaudited": unaudited}
 
     # -- clients (device registry) ---------------------------------------------------------
 

@@ -14,7 +14,11 @@ Business rules (deliberately few and explicit, so tests can provoke a rejection 
     must name a Patient that exists and is not deleted, or one this transaction writes
     -> 422 business-rule;
   * an Encounter needs a subject -> 422 business-rule;
-  * a tablet may create a Patient only with the provisional tag -> 403 forbidden.
+  * a tablet may create a Patient only with the provisional tag, or conditionally on exactly
+    the NHS number the Patient carries (`ifNoneExist: identifier=<nhs-number system>|N`)
+    -> 403 forbidden.
+A created AuditEvent that declares a purpose of use is recorded against the client
+(`_access.py`), in the same transaction.
 Structural problems (not an object, wrong resourceType, bad id, a missing R4 1..1 element
 listed in `REQUIRED_ELEMENTS`, an unresolved urn:uuid reference) -> 400 invalid/required.
 """
@@ -27,9 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._access import note_purposes
 from ._auth import TABLET, Principal
 from ._model import (
     ID_RE,
+    NHS_NUMBER_SYSTEM,
     SUPPORTED_TYPES,
     FhirError,
     check_structure,
@@ -161,7 +167,15 @@ def apply(
         results: dict[int, Outcome] = {}
         for pos in sorted(range(len(plans)), key=lambda k: _ORDER[plans[k].entry.method]):
             results[pos] = _apply_one(store, plans[pos], lu)
-        return [results[pos] for pos in range(len(plans))]
+        outcomes = [results[pos] for pos in range(len(plans))]
+        created_events = [
+            (o.rid, plan.resource)
+            for o, plan in zip(outcomes, plans, strict=True)
+            if o.entry.rtype == "AuditEvent" and o.status == 201 and plan.resource is not None
+        ]
+        if created_events:
+            note_purposes(store, principal.client_id, created_events, lu)
+        return outcomes
 
 
 @dataclass
@@ -261,11 +275,17 @@ def _check_rules(store: Store, principal: Principal, plans: list[_Plan]) -> None
         e, resource = plan.entry, plan.resource
         if resource is None or plan.existing is not None:
             continue
-        if principal.role == TABLET and e.rtype == "Patient" and not has_provisional_tag(resource):
+        if (
+            principal.role == TABLET
+            and e.rtype == "Patient"
+            and not has_provisional_tag(resource)
+            and not _on_its_nhs_number(e, resource)
+        ):
             raise FhirError(
                 403,
                 "forbidden",
-                "tablets may only create provisional Patients",
+                "tablets may only create provisional Patients, or a Patient conditionally on "
+                "the NHS number it carries",
                 expression=f"{e.resource_where}.meta.tag",
             )
         if e.rtype == "Encounter" and not resource.get("subject"):
@@ -286,6 +306,26 @@ def _check_rules(store: Store, principal: Principal, plans: list[_Plan]) -> None
                 f"{path} refers to a Patient that does not exist on this server",
                 expression=f"{plan.entry.resource_where}.{path}",
             )
+
+
+def _on_its_nhs_number(entry: Entry, resource: dict[str, Any]) -> bool:
+    """A create conditional on exactly `identifier=<nhs-number system>|N`, of a Patient that
+    carries N: a person another Trust knows, sent home with an encounter (issue 14). Were
+    the number already here, the condition would have matched instead of creating."""
+    if entry.method != "POST" or not entry.if_none_exist:
+        return False
+    params = parse_qsl(entry.if_none_exist.lstrip("?"), keep_blank_values=True)
+    if len(params) != 1 or params[0][0] != "identifier":
+        return False
+    system, _, number = params[0][1].partition("|")
+    if system != NHS_NUMBER_SYSTEM or not (len(number) == 10 and number.isdigit()):
+        return False
+    return any(
+        isinstance(ident, dict)
+        and ident.get("system") == NHS_NUMBER_SYSTEM
+        and ident.get("value") == number
+        for ident in resource.get("identifier") or ()
+    )
 
 
 def _apply_one(store: Store, plan: _Plan, lu: int) -> Outcome:

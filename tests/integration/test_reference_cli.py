@@ -144,6 +144,23 @@ def test_reference_admin_revokes_a_device_and_switches_faults(served: Served) ->
     statuses = [requests.get(f"{served.url}/metadata", timeout=30).status_code for _ in range(2)]
     assert statuses == [503, 200]
 
+    # A record read with no purpose of use given first shows in the access report.
+    admin_cli(served, "reinstate-device", TABLET[0])
+    read = requests.get(
+        f"{served.url}/Patient",
+        params={"family": "a"},
+        headers={"Authorization": f"Bearer {token(served, TABLET).json()['access_token']}"},
+        timeout=30,
+    )
+    assert read.status_code == 200
+    window = admin_cli(served, "settings", "--purpose-window", "60")
+    assert json.loads(window.stdout)["purpose_window_s"] == 60
+    access = admin_cli(served, "access")
+    assert access.returncode == 0, access.stderr
+    report = json.loads(access.stdout)
+    assert report["reads"] == {"audited": 0, "unaudited": 1} and report["window_s"] == 60
+    assert report["unaudited"][0]["kind"] == "search"
+
     missing = admin_cli(served, "remove-client", "no-such-client")
     assert missing.returncode == 1 and "404" in missing.stderr
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import unicodedata
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -331,3 +332,180 @@ def test_a_search_in_a_batch_pages_like_any_search(
         seen += [e["resource"]["id"] for e in more.get("entry", [])]
         next_url = next((lk["url"] for lk in more["link"] if lk["relation"] == "next"), None)
     assert sorted(seen) == sorted(p["id"] for p in patients)
+
+
+# -- purpose of use ------------------------------------------------------------------------
+
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+
+
+def _audit_event(subtype: str, patient_id: str | None, *, purpose: bool = True) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "type": {"system": DCM, "code": "110110"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
+        "recorded": "2026-11-20T22:15:00Z",
+        "agent": [{"who": {"identifier": {"value": "pc101"}}, "requestor": True}],
+        "source": {"observer": {"identifier": {"value": "tablet-1"}}},
+    }
+    if purpose:
+        event["purposeOfEvent"] = [
+            {"coding": [{"system": ACT_REASON, "code": "ETREAT"}], "text": "synthetic reason"},
+            {"coding": [{"system": ACT_REASON, "code": "BTG"}]},
+        ]
+    if patient_id:
+        event["entity"] = [{"what": {"reference": f"Patient/{patient_id}"}}]
+    return event
+
+
+def _post_audit(reference: ReferenceServer, http: requests.Session, event: dict[str, Any]) -> str:
+    resp = http.post(
+        f"{reference.base_url}/AuditEvent", json=event, headers={"Content-Type": FHIR_JSON}
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def test_record_reads_without_a_purpose_of_use_are_reported(
+    reference: ReferenceServer,
+    tablet_http: requests.Session,
+    admin_http: requests.Session,
+    patients: list[dict[str, Any]],
+) -> None:
+    base = reference.base_url
+    pid = patients[0]["id"]
+    # Cohort sync and the Trust's own systems are not record reads.
+    tablet_http.get(f"{base}/Patient", params={"_lastUpdated": "ge2000-01-01", "_count": "5"})
+    tablet_http.get(f"{base}/Patient", params={"_id": pid, "_elements": "id"})
+    org = patients[0]["managingOrganization"]["reference"]
+    assert tablet_http.get(f"{base}/{org}").status_code == 200
+    admin_http.get(f"{base}/Patient/{pid}")
+    admin_http.get(f"{base}/Flag", params={"patient": pid})
+    assert reference.access_report()["reads"] == {"audited": 0, "unaudited": 0}
+
+    assert tablet_http.get(f"{base}/Patient/{pid}").status_code == 200
+    tablet_http.get(f"{base}/CarePlan", params={"subject": f"Patient/{pid}"})
+    tablet_http.post(f"{base}/Patient/_search", data={"family": "smith"})
+    report = reference.access_report()
+    assert report["reads"] == {"audited": 0, "unaudited": 3}
+    assert [(r["kind"], r["type"], r["patient_id"]) for r in report["unaudited"]] == [
+        ("read", "Patient", pid),
+        ("read", "CarePlan", pid),
+        ("search", "Patient", None),
+    ]
+    assert {r["client_id"] for r in report["unaudited"]} == {"tablet-1"}
+    assert report["purposes"] == [] and report["window_s"] == 900
+
+
+def test_a_purpose_of_use_covers_that_clients_reads_of_that_person_for_a_while(
+    reference: ReferenceServer,
+    tablet_http: requests.Session,
+    patients: list[dict[str, Any]],
+    server_clock: ManualClock,
+) -> None:
+    base = reference.base_url
+    pid, other = patients[0]["id"], patients[1]["id"]
+    _post_audit(reference, tablet_http, _audit_event("read", pid, purpose=False))  # no reason
+    assert reference.access_report()["purposes"] == []
+    event_id = _post_audit(reference, tablet_http, _audit_event("read", pid))
+    [purpose] = reference.access_report()["purposes"]
+    assert purpose["event"] == f"AuditEvent/{event_id}" and purpose["kind"] == "read"
+    assert purpose["codes"] == ["BTG", "ETREAT"] and purpose["patient_id"] == pid
+
+    urls = [f"Patient/{pid}", *(f"{t}?{p}={pid}" for t, p in RECORD_TYPES.items())]
+    tablet_http.post(base, json=_batch(urls), headers={"Content-Type": FHIR_JSON})
+    assert reference.access_report()["reads"] == {"audited": 7, "unaudited": 0}
+
+    tablet_http.get(f"{base}/Patient/{other}")  # someone else: not covered
+    reference.register_client("tablet-2", "second-secret-0123456789")
+    second = requests.Session()
+    second.headers["Authorization"] = (
+        f"Bearer {reference.token('tablet-2', 'second-secret-0123456789')}"
+    )
+    second.get(f"{base}/Patient/{pid}", timeout=30)  # another device: not covered
+    tablet_http.get(f"{base}/Patient", params={"family": "smith"})  # a search: not covered
+    report = reference.access_report()
+    assert [(r["client_id"], r["kind"], r["patient_id"]) for r in report["unaudited"]] == [
+        ("tablet-1", "read", other),
+        ("tablet-2", "read", pid),
+        ("tablet-1", "search", None),
+    ]
+
+    _post_audit(reference, tablet_http, _audit_event("search-type", None))
+    tablet_http.get(f"{base}/Patient", params={"family": "smith", "birthdate": "1980"})
+    assert reference.access_report()["reads"] == {"audited": 8, "unaudited": 3}
+    server_clock.advance(timedelta(seconds=901))  # past the window: a new reason is needed
+    later = reference.session()  # (the old token has expired too)
+    assert later.get(f"{base}/Patient/{pid}").status_code == 200
+    report = reference.access_report()
+    assert report["reads"] == {"audited": 8, "unaudited": 4}
+    reference.configure(purpose_window_s=3600)
+    later.get(f"{base}/Patient/{pid}")
+    assert reference.access_report()["reads"] == {"audited": 9, "unaudited": 4}
+
+
+# -- a Patient created on its NHS number -----------------------------------------------------
+
+
+def _home_bundle(number: str, carried: str | None = None) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:5f1f1d7e-0a0e-4b52-9a53-6d2f3c1b7a10",
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": NHS, "value": carried or number}],
+                    "name": [{"use": "official", "family": "Testperson", "given": ["Pat"]}],
+                    "birthDate": "1980-01-01",
+                    "gender": "unknown",
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": f"identifier={NHS}|{number}",
+                },
+            }
+        ],
+    }
+
+
+def test_a_tablet_creates_a_patient_only_conditionally_on_the_nhs_number_it_carries(
+    reference: ReferenceServer,
+    tablet_http: requests.Session,
+    admin_http: requests.Session,
+    patients: list[dict[str, Any]],
+) -> None:
+    base = reference.base_url
+    post = {"headers": {"Content-Type": FHIR_JSON}}
+    first = tablet_http.post(base, json=_home_bundle("9434765870"), **post)
+    assert first.status_code == 200
+    [entry] = first.json()["entry"]
+    assert entry["response"]["status"] == "201 Created"
+    again = tablet_http.post(base, json=_home_bundle("9434765870"), **post).json()
+    assert again["entry"][0]["response"]["status"] == "200 OK"
+    assert again["entry"][0]["response"]["location"] == entry["response"]["location"]
+
+    known = next(i["value"] for i in patients[2]["identifier"] if i["system"] == NHS)
+    existing = tablet_http.post(base, json=_home_bundle(known), **post).json()
+    assert existing["entry"][0]["response"]["location"].startswith(f"Patient/{patients[2]['id']}/")
+    before = reference.counts()
+    # Not on the number it carries, or no condition at all: refused.
+    assert (
+        tablet_http.post(base, json=_home_bundle("4857773457", "9434765870"), **post).status_code
+        == 403
+    )
+    plain = _home_bundle("4857773457")
+    del plain["entry"][0]["request"]["ifNoneExist"]
+    assert tablet_http.post(base, json=plain, **post).status_code == 403
+    assert reference.counts() == before
+    # Two Patients already hold the number: 412, nothing written, never a guess.
+    twin = {k: v for k, v in patients[2].items() if k != "id"}
+    admin_http.post(f"{base}/Patient", json=twin, **post)
+    before = reference.counts()
+    refused = tablet_http.post(base, json=_home_bundle(known), **post)
+    assert refused.status_code == 412
+    assert refused.json()["issue"][0]["code"] == "multiple-matches"
+    assert reference.counts() == before
