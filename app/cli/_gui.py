@@ -648,7 +648,7 @@ def _shoot_all(
     form.health_professional_consulted.button("yes").click()
     form.place_of_safety.button("hbpos").click()
     form.conveyance.button("ambulance").click()
-    form._scroll.ensureWidgetVisible(form.s136_limit)
+    form.reveal(form.s136_limit)
     shoot("s136")
     form.discard()
     window.show_page("sync")

@@ -1,11 +1,12 @@
-"""What the encounter form calls each field, in the order it shows them, and how it words an
-error against one: read by the form's sections, its Save bar and its error display."""
+"""What the encounter form calls each section and field, in the order it shows them, and how it
+words an error against one: read by the form's sections, its Save bar and its error display."""
 
 from __future__ import annotations
 
 from app.fhir import RISK_TOPICS
 from app.services import encounters
 
+FORM_SECTIONS = {section.link_id: section for section in encounters.FORM}
 FORM_ITEMS = {item.link_id: item for section in encounters.FORM for item in section.items}
 
 # Every field the form can show an error against, in the order it appears (for "what's

@@ -26,6 +26,7 @@ from app.ui import theme
 from app.ui.encounter_form import EncounterForm
 from app.ui.ops import Runner
 from tests.conftest import TEST_PIN
+from tests.support.gui import on_screen, shown_text, tap
 
 LEFT = Qt.MouseButton.LeftButton
 FormFactory = Callable[..., EncounterForm]
@@ -123,13 +124,14 @@ def _visible_errors(form: EncounterForm) -> dict[str, str]:
 
 # -- defaults ---------------------------------------------------------------------------------
 def test_a_new_form_starts_now_ends_at_save_and_claims_nothing_else(
+    qtbot: QtBot,
     make_form: FormFactory,
 ) -> None:
     before = datetime.now(UTC).replace(microsecond=0)
     form = make_form()
     start = form.start.value()
     assert start is not None and before - timedelta(seconds=1) <= start <= datetime.now(UTC)
-    assert form.end.value() is None and "When you save" in form.end._shown.text()
+    assert form.end.value() is None and "When you save" in shown_text(qtbot, form, "End")
     assert form.response_mode.value() == "face-to-face"
     assert form.section_136.value() == "no"
     assert form.person_mode.value() == "nhs"
@@ -186,12 +188,12 @@ def test_every_domain_item_is_recorded_and_saved_only_after_commit(
     _tap(qtbot, form.save_button)
     # The work is queued on the DB worker: nothing may say "Saved" until it has returned.
     assert form.saved_client_id() is None
-    assert not form._saved_page.isVisible() and form.save_button.text() == "Saving…"
+    assert not on_screen(form, "Encounter saved") and form.save_button.text() == "Saving…"
     with qtbot.waitSignal(form.saved, timeout=10_000) as blocker:
         pass
     client_id = blocker.args[0]
     assert committed_when_signalled == [1]  # another connection already saw the row
-    assert form._saved_page.isVisible() and form.draft_status.text() == "Saved"
+    assert on_screen(form, "Encounter saved") and form.draft_status.text() == "Saved"
     assert not form.discard_button.isVisible()  # saved: nothing to discard (issue 11 item 10)
 
     (row,) = _outbox(cohort_session)
@@ -319,7 +321,7 @@ def test_section_136_details_are_required_and_refused_in_a_dwelling(
     _tap(qtbot, form.location_type.button("dwelling"))
     assert not form.section_136.isEnabled() and form.section_136.value() == "no"
     assert form.dwelling_note.isVisible() and "dwelling" in form.dwelling_note.text()
-    assert not form._s136_box.isVisible()
+    assert not on_screen(form, "Section 136 details")
 
 
 @pytest.mark.parametrize(
@@ -399,12 +401,13 @@ def test_a_draft_autosaved_before_a_crash_is_offered_and_restored(
 
     with unlock(profile_dir, "pc101", TEST_PIN) as later:
         again = make_form(later)
-        assert again._banner.isVisible()
-        assert "An unsaved encounter about an unknown person" in again._banner_text.text()
+        assert on_screen(again, "Unsaved encounter found")
+        offer = shown_text(qtbot, again, "Unsaved encounter found")
+        assert "An unsaved encounter about an unknown person" in offer
         assert again.found_drafts()[0].draft_id == draft_id
         assert again.location.text() == ""  # offered, not forced on the officer
-        _tap(qtbot, again.resume_button)
-        assert not again._banner.isVisible() and again.draft_id() == draft_id
+        tap(qtbot, again, "Resume the unsaved encounter")
+        assert not on_screen(again, "Unsaved encounter found") and again.draft_id() == draft_id
         assert again.person_mode.value() == "unknown"
         assert again.description.toPlainText() == "Tall, grey hoodie, cut on left hand"
         assert again.apparent_age.value() == 30 and again.sex.value() == "male"
@@ -433,10 +436,10 @@ def test_discarding_the_offered_draft_removes_it(
 ) -> None:
     encounters.save_draft(cohort_session, "d-1", {"location": "Old draft"})
     form = make_form()
-    assert form._banner.isVisible()
-    _tap(qtbot, form.drop_draft_button)
+    assert on_screen(form, "Unsaved encounter found")
+    tap(qtbot, form, "Discard the unsaved encounter")
     runner.wait_until_idle(5_000)
-    assert not form._banner.isVisible() and _drafts(cohort_session) == []
+    assert not on_screen(form, "Unsaved encounter found") and _drafts(cohort_session) == []
 
 
 # -- the officer's team ----------------------------------------------------------------------
@@ -484,7 +487,7 @@ def test_an_edited_team_is_kept_in_the_draft_and_saved_by_name(
 
     again = make_form()  # a later form offers the draft; resuming brings the edit back
     assert again.team.text() == "Bolton Street Triage"
-    _tap(qtbot, again.resume_button)
+    tap(qtbot, again, "Resume the unsaved encounter")
     assert again.team.text() == "Salford Street Triage"
     _fill_required(qtbot, again, cohort_patient["nhs_number"])
     with qtbot.waitSignal(again.saved, timeout=10_000) as saved:
@@ -503,7 +506,7 @@ def test_an_unknown_person_gets_a_provisional_record_from_the_description(
 ) -> None:
     form = make_form(size=(800, 1280))
     _tap(qtbot, form.person_mode.button("unknown"))
-    assert form._unknown_box.isVisible() and not form.nhs_number.isVisible()
+    assert on_screen(form, "Unknown person") and not form.nhs_number.isVisible()
     _type(qtbot, form.description, "Slight build, red coat, no shoes")
     steps = {b.text(): b for b in form.apparent_age.findChildren(QAbstractButton)}
     _tap(qtbot, steps["+5"])  # first tap: a mid guess (30)

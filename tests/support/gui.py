@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractButton,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QWidget,
@@ -45,6 +46,24 @@ def named(qtbot: QtBot, root: QWidget, kinds: tuple[type[QWidget], ...], name: s
         found = len(_visible(root, kinds, name))
         raise AssertionError(f"{found} visible widgets named {name!r}") from None
     return _visible(root, kinds, name)[0]
+
+
+def on_screen(root: QWidget, name: str) -> bool:
+    """Is a widget with this accessible name on screen now (no waiting: also for "not")?"""
+    return bool(_visible(root, (QWidget,), name))
+
+
+def shown_text(qtbot: QtBot, root: QWidget, name: str) -> str:
+    """The text an officer reads in the visible widget with this accessible name: a label's,
+    a button's or a field's own text, else its visible labels' texts, one a line."""
+    widget = named(qtbot, root, (QWidget,), name)
+    if isinstance(widget, (QLabel, QAbstractButton, QLineEdit)):
+        return str(widget.text())
+    if isinstance(widget, QPlainTextEdit):
+        return widget.toPlainText()
+    return "\n".join(
+        lab.text() for lab in widget.findChildren(QLabel) if lab.isVisible() and lab.text()
+    )
 
 
 def tap(qtbot: QtBot, root: QWidget, name: str) -> None:
