@@ -317,33 +317,59 @@ class SectionCard(QFrame):
         return lab
 
 
-def _toggles(
-    owner: QWidget,
-    options: Sequence[tuple[Any, str]],
-    accessible_name: str,
-    spacing: int,
-    *,
-    exclusive: bool = True,
-) -> tuple[QGridLayout, QButtonGroup, list[QPushButton]]:
-    """The parts every choice control shares: a grid on `owner`, a button group (exclusive for
-    one-of-a-few), and one checkable big toggle per (value, text) option, named for screen
-    readers as "<control>: <option>". The caller places the buttons and wires the signals."""
-    owner.setAccessibleName(accessible_name)
-    grid = QGridLayout(owner)
-    grid.setContentsMargins(0, 0, 0, 0)
-    grid.setSpacing(spacing)
-    group = QButtonGroup(owner)
-    group.setExclusive(exclusive)
-    buttons: list[QPushButton] = []
-    for index, (_value, text) in enumerate(options):
-        button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
-        button.setCheckable(True)
-        group.addButton(button, index)
-        buttons.append(button)
-    return grid, group, buttons
+class _Toggles(QWidget):
+    """What every choice control shares: one checkable big toggle per (value, text) option,
+    named for screen readers as "<control>: <option>", in a button group (exclusive for
+    one-of-a-few), laid out `columns` a row and re-flowed by `set_columns`."""
+
+    def __init__(
+        self,
+        options: Sequence[tuple[Any, str]],
+        *,
+        accessible_name: str,
+        columns: int,
+        spacing: int = 8,
+        exclusive: bool = True,
+        expanding: bool = True,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setAccessibleName(accessible_name)
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(spacing)
+        self._group = QButtonGroup(self)
+        self._group.setExclusive(exclusive)
+        self._values: list[Any] = [value for value, _ in options]
+        self.buttons: list[QPushButton] = []
+        for index, (_value, text) in enumerate(options):
+            button = BigButton(text, role="toggle", accessible_name=f"{accessible_name}: {text}")
+            button.setCheckable(True)
+            if expanding:
+                button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            self._group.addButton(button, index)
+            self.buttons.append(button)
+        self._columns = max(1, columns)
+        self._place()
+
+    def _place(self) -> None:
+        for index, button in enumerate(self.buttons):
+            self._grid.addWidget(button, index // self._columns, index % self._columns)
+
+    def set_columns(self, columns: int) -> None:
+        """Re-flow (e.g. one column in portrait, two in landscape)."""
+        columns = max(1, columns)
+        if columns != self._columns:
+            self._columns = columns
+            for button in self.buttons:
+                self._grid.removeWidget(button)
+            self._place()
+
+    def button(self, value: Any) -> QPushButton:
+        return self.buttons[self._values.index(value)]
 
 
-class ToggleGroup(QWidget):
+class ToggleGroup(_Toggles):
     """Exclusive big toggles (a segmented control); `changed` carries the chosen value.
     Options are (value, text) pairs, as `SegmentedChoice` takes them; the first starts chosen."""
 
@@ -357,12 +383,14 @@ class ToggleGroup(QWidget):
         columns: int = 0,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
-        grid, self._group, self.buttons = _toggles(self, options, accessible_name, 6)
-        self._values: list[object] = [value for value, _ in options]
-        per_row = columns or len(options) or 1
-        for index, button in enumerate(self.buttons):
-            grid.addWidget(button, index // per_row, index % per_row)
+        super().__init__(
+            options,
+            accessible_name=accessible_name,
+            columns=columns or len(options),
+            spacing=6,
+            expanding=False,
+            parent=parent,
+        )
         if self.buttons:
             self.buttons[0].setChecked(True)
         self._group.idClicked.connect(lambda i: self.changed.emit(self._values[i]))
@@ -372,10 +400,8 @@ class ToggleGroup(QWidget):
         return self._values[index] if index >= 0 else None
 
     def set_value(self, value: object) -> None:
-        for index, candidate in enumerate(self._values):
-            if candidate == value:
-                self.buttons[index].setChecked(True)
-                return
+        if value in self._values:
+            self.button(value).setChecked(True)
 
 
 def rule() -> QFrame:
@@ -385,7 +411,7 @@ def rule() -> QFrame:
     return line
 
 
-class SegmentedChoice(QWidget):
+class SegmentedChoice(_Toggles):
     """One choice out of a few as a grid of big toggles; unlike `ToggleGroup` it may start
     (and be reset to) no choice, so a form can tell "not answered" from an answer.
 
@@ -403,52 +429,32 @@ class SegmentedChoice(QWidget):
         columns: int | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
-        self._grid, self._group, buttons = _toggles(self, options, accessible_name, 8)
-        self._values = [value for value, _ in options]
-        self._buttons: dict[str, QPushButton] = dict(zip(self._values, buttons, strict=True))
-        for button in buttons:
-            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self._columns = columns or len(options)
-        self._place()
+        super().__init__(
+            options,
+            accessible_name=accessible_name,
+            columns=columns or len(options),
+            parent=parent,
+        )
         self._group.idClicked.connect(lambda i: self.changed.emit(self._values[i]))
-
-    def _place(self) -> None:
-        for index, value in enumerate(self._values):
-            self._grid.addWidget(
-                self._buttons[value], index // self._columns, index % self._columns
-            )
-
-    def set_columns(self, columns: int) -> None:
-        """Re-flow (e.g. one column in portrait, two in landscape)."""
-        columns = max(1, columns)
-        if columns != self._columns:
-            self._columns = columns
-            for button in self._buttons.values():
-                self._grid.removeWidget(button)
-            self._place()
-
-    def button(self, value: str) -> QPushButton:
-        return self._buttons[value]
 
     def value(self) -> str | None:
         index = self._group.checkedId()
         return self._values[index] if index >= 0 else None
 
     def set_value(self, value: str | None) -> None:
-        if value not in self._buttons:
+        if value not in self._values:
             self._group.setExclusive(False)  # the only way to uncheck an exclusive group
-            for button in self._buttons.values():
+            for button in self.buttons:
                 button.setChecked(False)
             self._group.setExclusive(True)
             return
-        self._buttons[value].setChecked(True)
+        self.button(value).setChecked(True)
 
     def set_enabled_value(self, value: str, enabled: bool) -> None:
-        self._buttons[value].setEnabled(enabled)
+        self.button(value).setEnabled(enabled)
 
 
-class ChipSelect(QWidget):
+class ChipSelect(_Toggles):
     """Any number of choices as big toggles; a check mark shows the chosen ones without
     relying on colour. `changed` (the chosen values, in option order) fires on taps only."""
 
@@ -462,41 +468,26 @@ class ChipSelect(QWidget):
         columns: int = 3,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
-        self._grid, _, buttons = _toggles(self, options, accessible_name, 8, exclusive=False)
+        super().__init__(
+            options,
+            accessible_name=accessible_name,
+            columns=columns,
+            exclusive=False,
+            parent=parent,
+        )
         self._texts = dict(options)
-        self._buttons: dict[str, QPushButton] = {}
-        for (value, _text), button in zip(options, buttons, strict=True):
-            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        for value, button in zip(self._values, self.buttons, strict=True):
             button.toggled.connect(lambda _on, v=value: self._relabel(v))
             button.clicked.connect(lambda _=False: self.changed.emit(self.values()))
-            self._buttons[value] = button
             self._relabel(value)
-        self._columns = max(1, columns)
-        self._place()
 
     def _relabel(self, value: str) -> None:
-        button = self._buttons[value]
+        button = self.button(value)
         button.setText(("✓ " if button.isChecked() else "+ ") + self._texts[value])
 
-    def _place(self) -> None:
-        for index, button in enumerate(self._buttons.values()):
-            self._grid.addWidget(button, index // self._columns, index % self._columns)
-
-    def set_columns(self, columns: int) -> None:
-        columns = max(1, columns)
-        if columns != self._columns:
-            self._columns = columns
-            for button in self._buttons.values():
-                self._grid.removeWidget(button)
-            self._place()
-
-    def button(self, value: str) -> QPushButton:
-        return self._buttons[value]
-
     def values(self) -> list[str]:
-        return [v for v, b in self._buttons.items() if b.isChecked()]
+        return [v for v, b in zip(self._values, self.buttons, strict=True) if b.isChecked()]
 
     def set_values(self, values: Sequence[str]) -> None:
-        for value, button in self._buttons.items():
+        for value, button in zip(self._values, self.buttons, strict=True):
             button.setChecked(value in values)
