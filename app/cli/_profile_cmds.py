@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--secret-stdin",
         action="store_true",
-        help="read the client secret from the first line of stdin (else a hidden prompt)",
+        help="read the client secret from the first line of stdin (else a hidden prompt); "
+        "with [[sources]] in the site file, one more line per source, in file order",
     )
     p.set_defaults(func=_provision)
 
@@ -229,8 +230,13 @@ def _provision(args: argparse.Namespace) -> int:
             field="site_config",
         )
     check_backend()  # before the secret is read: a refused keychain asks for nothing
-    provision(site, Secrets(args.secret_stdin).next("Client secret"))
+    secrets = Secrets(args.secret_stdin)
+    home = secrets.next("Client secret")
+    others = [secrets.next(f"Client secret for source {s.name}") for s in site.sources]
+    provision(site, home, others)
     print(f"provisioned client {site.client_id} for {site.url} (secret in the OS keyring)")
+    for source in site.sources:
+        print(f"provisioned source {source.name}: client {source.client_id} for {source.base_url}")
     return 0
 
 

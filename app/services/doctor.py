@@ -173,8 +173,7 @@ def check_time_zone() -> str:
 
 
 def check_site(site_path: Path | None) -> tuple[str, Any]:
-    from app.security import site_client_secret
-    from app.services.site import default_site_path, load_site_config
+    from app.services.site import default_site_path, load_site_config, unprovisioned
 
     site = load_site_config(site_path)
     if site is None:
@@ -185,11 +184,20 @@ def check_site(site_path: Path | None) -> tuple[str, Any]:
             "edit it can point this tablet at another server)",
             f"chmod 644 {site.path} and keep it owned by root",
         )
-    if site_client_secret(site.client_id) is None:
+    missing = unprovisioned(site)
+    if "central_record" in missing:
         raise _Failed(
             f"{site.path} is valid but this device has no client secret for {site.client_id}",
             "kerbside provision --secret-stdin (Trust IT)",
         )
+    if missing:
+        raise _Failed(
+            f"{site.path} is valid but this device has no client secret for source(s) "
+            f"{', '.join(missing)}",
+            "kerbside provision --secret-stdin (Trust IT; one line per central record)",
+        )
+    if site.sources:
+        return f"{site.path}: valid, client secrets provisioned ({len(site.sources) + 1})", site
     return f"{site.path}: valid, client secret provisioned", site
 
 

@@ -17,6 +17,19 @@ One TOML file per device, written by IT or MDM, read by every user's Kerbside:
     trust_public_key = "base64 of 32 bytes"                 # optional: unsent records are
                                                             # sealed to it before any wipe
 
+    display_name = "Bolton NHS Foundation Trust"            # optional: the Trust's name
+    ods_code = "RMC"                                        # optional: the Trust's ODS code
+
+    [[sources]]                         # optional, repeatable: read-only central records
+    name = "trust-2"                    # (a neighbouring Trust, a regional shared record)
+    url = "https://fhir.trust2.example.nhs.uk/R4"
+    client_id = "kerbside-bolton"
+    token_url = "https://fhir.trust2.example.nhs.uk/oauth/token"   # optional: else discovered
+    ca_bundle = "/etc/kerbside/trust2-ca.pem"               # optional
+    display_name = "Neighbouring NHS Trust"                 # optional
+    ods_code = "RXY"                                        # optional
+    role = "read-only"                                      # optional: the only role here
+
     [team]
     name = "Bolton Street Triage"
     ods_code = "RXV"                                        # optional
@@ -30,8 +43,9 @@ One TOML file per device, written by IT or MDM, read by every user's Kerbside:
 Validation is strict because a typo here is silent otherwise: an unknown key, a wrong type or
 a value out of range is refused with the file, the key and what is expected. The client secret
 is not in the file (a file readable by every user is no place for it): `kerbside provision
---secret-stdin` puts it in the OS keyring once per device, and each enrolment copies it to the
-new profile.
+--secret-stdin` puts it in the OS keyring once per device (one stdin line per central record:
+[central_record]'s first, then each [[sources]] entry's in file order), and each enrolment
+copies them to the new profile. `locked = ["sources"]` stops users adding or removing sources.
 """
 
 from __future__ import annotations
@@ -40,20 +54,24 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput, KerbsideError, ProfileError
-from app.security import MIN_PIN_LENGTH as PIN_FLOOR
 from app.security import (
+    HOME,
+    READ_ONLY,
     KdfParams,
     LockoutPolicy,
+    SourceSettings,
     check_pin,
+    check_source_name,
     site_client_secret,
     store_site_client_secret,
 )
+from app.security import MIN_PIN_LENGTH as PIN_FLOOR
 
 SITE_ENV = "KERBSIDE_SITE_CONFIG"
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -116,6 +134,9 @@ class SiteConfig:
     trust_public_key: str | None = None  # base64 X25519 key (kerbside trust-keygen)
     policies: Policies = field(default_factory=Policies)
     locked: frozenset[str] = frozenset()
+    display_name: str | None = None  # the home Trust's name and ODS code, for labels
+    ods_code: str | None = None
+    sources: tuple[SourceSettings, ...] = ()  # read-only central records, in file order
 
     def is_locked(self, setting: str) -> bool:
         """`setting` is one of LOCKABLE's single settings (url, team, idle_lock_minutes...)."""
@@ -160,7 +181,7 @@ class _Reader:
         return value
 
 
-def _check(reader: _Reader, key: str, value: str | None, check: Callable[[str], None]) -> None:
+def _check(reader: _Reader, key: str, value: str | None, check: Callable[[str], object]) -> None:
     if value is None:
         return
     from sync import SyncError
@@ -199,7 +220,7 @@ def load_site_config(path: Path | None = None) -> SiteConfig | None:
 def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
     from sync import check_url_allowed
 
-    top = _Reader(path, "", data, {"locked", "central_record", "team", "policies"})
+    top = _Reader(path, "", data, {"locked", "central_record", "team", "policies", "sources"})
     tables: dict[str, Mapping[str, Any]] = {}
     for name in ("central_record", "team", "policies"):
         value = data.get(name, {})
@@ -213,7 +234,8 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
         path,
         "central_record",
         tables["central_record"],
-        set(_PARTS["central_record"]) | {"cohort_group", "trust_public_key"},
+        set(_PARTS["central_record"])
+        | {"cohort_group", "trust_public_key", "display_name", "ods_code"},
     )
     url = server.text("url", required=True)
     assert url is not None
@@ -238,6 +260,8 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
     ca_bundle = server.text("ca_bundle")
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise server.error("ca_bundle", "the path of a CA certificate file", "no such file")
+    home_labels = _labels(server)
+    sources = _sources(path, top, data.get("sources", []))
 
     team = _Reader(path, "team", tables["team"], {"name", "ods_code"})
     team_name = team.text("name")
@@ -280,7 +304,70 @@ def parse_site_config(path: Path, data: Mapping[str, Any]) -> SiteConfig:
         trust_public_key=trust_key,
         policies=policies,
         locked=frozenset(locked),
+        display_name=home_labels[0],
+        ods_code=home_labels[1],
+        sources=sources,
     )
+
+
+def _labels(table: _Reader) -> tuple[str | None, str | None]:
+    """A central record's optional display name and ODS code, checked as `source add` does."""
+    from app.services.sources import DISPLAY_NAME_MAX, check_ods_code, one_line
+
+    name = table.text("display_name")
+    if name is not None:
+        _check(table, "display_name", name, lambda v: one_line(v, "display name", DISPLAY_NAME_MAX))
+    code = table.text("ods_code")
+    if code is not None:
+        _check(table, "ods_code", code, check_ods_code)
+        code = code.upper()
+    return name, code
+
+
+def _sources(path: Path, top: _Reader, raw: Any) -> tuple[SourceSettings, ...]:
+    """The [[sources]] array of tables: read-only central records, names unique."""
+    from sync import check_url_allowed
+
+    if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
+        raise top.error("sources", "an array of tables [[sources]]", f"got {type(raw).__name__}")
+    keys = {"name", "url", "client_id", "token_url", "ca_bundle", "display_name", "ods_code"}
+    made: list[SourceSettings] = []
+    for number, table in enumerate(raw, start=1):
+        entry = _Reader(path, f"sources[{number}]", table, keys | {"role"})
+        name = entry.text("name", required=True)
+        assert name is not None
+        _check(entry, "name", name, check_source_name)
+        if name == HOME:
+            raise entry.error("name", "another name: 'home' is [central_record]'s")
+        if any(s.name == name for s in made):
+            raise entry.error("name", "a name no other [[sources]] entry has", f"{name} again")
+        role = entry.text("role") or READ_ONLY
+        if role != READ_ONLY:
+            raise entry.error("role", f'"{READ_ONLY}" (the home source is [central_record])')
+        url = entry.text("url", required=True)
+        assert url is not None
+        _check(entry, "url", url, check_url_allowed)
+        client_id = entry.text("client_id", required=True)
+        assert client_id is not None
+        token_url = entry.text("token_url")
+        _check(entry, "token_url", token_url, check_url_allowed)
+        ca_bundle = entry.text("ca_bundle")
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise entry.error("ca_bundle", "the path of a CA certificate file", "no such file")
+        display_name, ods_code = _labels(entry)
+        made.append(
+            SourceSettings(
+                name,
+                url.rstrip("/"),
+                client_id,
+                token_url,
+                str(Path(ca_bundle).resolve()) if ca_bundle else None,
+                display_name,
+                ods_code,
+                READ_ONLY,
+            )
+        )
+    return tuple(made)
 
 
 # -- provisioning and enrolment ----------------------------------------------------------------
@@ -291,15 +378,32 @@ def needs_first_run(profile_dir: Path, site: SiteConfig | None) -> bool:
     return site is not None and not Profile.exists(profile_dir)
 
 
-def provision(site: SiteConfig, client_secret: str) -> None:
-    """Keep the device's client secret in the OS keyring (once per device, by IT)."""
-    if not client_secret.strip():
-        raise InvalidInput("the client secret is empty", field="client_secret")
+def provision(site: SiteConfig, client_secret: str, source_secrets: Sequence[str] = ()) -> None:
+    """Keep the device's client secrets in the OS keyring (once per device, by IT): the
+    central record's, then one per [[sources]] entry in file order. All are checked before
+    any is stored."""
+    if len(source_secrets) != len(site.sources):
+        raise InvalidInput(
+            f"the site configuration lists {len(site.sources)} source(s) beside the central "
+            f"record, and {len(source_secrets)} secret(s) were given for them",
+            field="client_secret",
+        )
+    if not client_secret.strip() or not all(s.strip() for s in source_secrets):
+        raise InvalidInput("a client secret is empty", field="client_secret")
     store_site_client_secret(site.client_id, client_secret.strip())
+    for source, secret in zip(site.sources, source_secrets, strict=True):
+        store_site_client_secret(source.client_id, secret.strip(), source.name)
+
+
+def unprovisioned(site: SiteConfig) -> list[str]:
+    """Which central records of the site have no client secret on this device (the home's
+    as "central_record", the others by source name)."""
+    missing = [] if site_client_secret(site.client_id) else ["central_record"]
+    return missing + [s.name for s in site.sources if not site_client_secret(s.client_id, s.name)]
 
 
 def is_provisioned(site: SiteConfig) -> bool:
-    return site_client_secret(site.client_id) is not None
+    return not unprovisioned(site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +468,6 @@ def enrol_from_site(
     The token endpoint is found and the PIN checked against the site's minimum *before* a
     profile is made, so a wrong address or a short PIN leaves nothing half-enrolled.
     """
-    from app.security import ServerSettings, store_client_secret
     from app.services.encounters import make_team, set_team
     from app.services.session import enrol
     from sync import discover_token_url, new_http_session
@@ -373,9 +476,11 @@ def enrol_from_site(
     refuse_locked(site, choices, {})
     check_pin(pin, min_length=site.policies.pin_min_length)
     secret = site_client_secret(site.client_id if choices.client_id is None else choices.client_id)
-    if secret is None:
+    source_secrets = [site_client_secret(s.client_id, s.name) for s in site.sources]
+    if secret is None or None in source_secrets:
+        which = "the central record" if secret is None else "every source of the site"
         raise ProfileError(
-            "this device has no client secret for the central record; ask Trust IT to run "
+            f"this device has no client secret for {which}; ask Trust IT to run "
             "`kerbside provision --secret-stdin`"
         )
     url = choices.url or site.url
@@ -405,10 +510,23 @@ def enrol_from_site(
             profile.update_settings(**{TRUST_KEY_SETTING: site.trust_public_key})
         if team is not None:
             set_team(profile, team)
-        store_client_secret(profile.profile_id, secret)
-        profile.set_server(
-            ServerSettings(url, choices.client_id or site.client_id, token_url, ca_bundle)
+        home = SourceSettings(
+            HOME,
+            url,
+            choices.client_id or site.client_id,
+            token_url,
+            ca_bundle,
+            site.display_name,
+            site.ods_code,
+            HOME,
         )
+        profile.add_source(home, secret)
+        for source, source_secret in zip(site.sources, source_secrets, strict=True):
+            assert source_secret is not None
+            # Token endpoints of read-only sources are found at their first sync: a
+            # neighbour that is down today must not stop an officer enrolling.
+            session.store.ensure_source(source.name, source.role)
+            profile.add_source(source, source_secret)
     except BaseException:
         session.close()
         raise

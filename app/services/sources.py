@@ -32,7 +32,8 @@ DISPLAY_NAME_MAX = 80
 CLIENT_ID_MAX = 128
 
 
-def _one_line(value: str, what: str, field: str, limit: int) -> str:
+def one_line(value: str, what: str, limit: int, field: str | None = None) -> str:
+    """`value` stripped, refused when empty, longer than `limit` or more than one line."""
     value = value.strip()
     if not value:
         raise InvalidInput(f"the {what} must not be empty", field=field)
@@ -41,6 +42,16 @@ def _one_line(value: str, what: str, field: str, limit: int) -> str:
     if not value.isprintable():
         raise InvalidInput(f"the {what} must be one line of text", field=field)
     return value
+
+
+def check_ods_code(code: str) -> str:
+    """An ODS organisation code, upper-cased (RXV, RXV01)."""
+    code = code.strip().upper()
+    if not ODS_CODE.fullmatch(code):
+        raise InvalidInput(
+            "the ODS code must be 3 to 10 letters and digits, e.g. RXV", field="ods_code"
+        )
+    return code
 
 
 def make_source(
@@ -66,7 +77,7 @@ def make_source(
         raise InvalidInput("the name 'home' is kept for the home source", field="name")
     base_url = base_url.strip().rstrip("/")
     check_url_allowed(base_url, f"source {name}")
-    client_id = _one_line(client_id, "client id", "client_id", CLIENT_ID_MAX)
+    client_id = one_line(client_id, "client id", CLIENT_ID_MAX, "client_id")
     if token_url is not None:
         token_url = token_url.strip()
         check_url_allowed(token_url, f"source {name}'s token endpoint")
@@ -77,13 +88,9 @@ def make_source(
             raise InvalidInput("the CA bundle file does not exist", field="ca_bundle")
         bundle = str(path.resolve())
     if display_name is not None:
-        display_name = _one_line(display_name, "display name", "display_name", DISPLAY_NAME_MAX)
+        display_name = one_line(display_name, "display name", DISPLAY_NAME_MAX, "display_name")
     if ods_code is not None:
-        ods_code = ods_code.strip().upper()
-        if not ODS_CODE.fullmatch(ods_code):
-            raise InvalidInput(
-                "the ODS code must be 3 to 10 letters and digits, e.g. RXV", field="ods_code"
-            )
+        ods_code = check_ods_code(ods_code)
     return SourceSettings(
         name, base_url, client_id, token_url, bundle, display_name, ods_code, role
     )

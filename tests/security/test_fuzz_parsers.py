@@ -293,7 +293,9 @@ def test_profile_json_that_is_not_an_object_is_a_profile_error(tmp_path: Path, t
 site_doc = st.fixed_dictionaries(
     {},
     optional={
-        "locked": maybe(st.lists(st.sampled_from(["central_record", "team", "url", "x"]))),
+        "locked": maybe(
+            st.lists(st.sampled_from(["central_record", "team", "url", "sources", "x"]))
+        ),
         "central_record": maybe(
             obj(
                 url=st.sampled_from(["https://fhir.example/R4", "http://evil.example", "x"]),
@@ -302,6 +304,23 @@ site_doc = st.fixed_dictionaries(
                 ca_bundle=st.text(max_size=8),
                 cohort_group=st.text(max_size=8),
                 trust_public_key=st.text(max_size=50),
+                display_name=st.text(max_size=12),
+                ods_code=st.text(max_size=6),
+            )
+        ),
+        "sources": maybe(
+            st.lists(
+                obj(
+                    name=st.sampled_from(["trust-2", "trust-2", "home", "Bad name"]),
+                    url=st.sampled_from(["https://fhir.example/R4", "http://evil.example"]),
+                    client_id=st.text(max_size=8),
+                    token_url=st.text(max_size=12),
+                    ca_bundle=st.text(max_size=8),
+                    display_name=st.text(max_size=12),
+                    ods_code=st.text(max_size=6),
+                    role=st.sampled_from(["read-only", "home", "x"]),
+                ),
+                max_size=3,
             )
         ),
         "team": maybe(obj(name=st.text(max_size=12), ods_code=st.text(max_size=6))),
