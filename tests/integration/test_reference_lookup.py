@@ -509,3 +509,28 @@ def test_a_tablet_creates_a_patient_only_conditionally_on_the_nhs_number_it_carr
     assert refused.status_code == 412
     assert refused.json()["issue"][0]["code"] == "multiple-matches"
     assert reference.counts() == before
+
+
+def test_an_audit_event_may_name_a_patient_who_is_gone_or_never_was(
+    reference: ReferenceServer,
+    tablet_http: requests.Session,
+    admin_http: requests.Session,
+    patients: list[dict[str, Any]],
+) -> None:
+    """An audit trail records attempts and reads of records since merged away: unlike a
+    field record, an AuditEvent is not refused for naming a Patient the server lacks (the
+    tablet's trail would otherwise stick behind it for ever)."""
+    gone = patients[5]["id"]
+    admin_http.delete(f"{reference.base_url}/Patient/{gone}")
+    _post_audit(reference, tablet_http, _audit_event("read", gone))
+    _post_audit(reference, tablet_http, _audit_event("read", "never-was"))
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "FLD"},
+        "subject": {"reference": f"Patient/{gone}"},
+    }
+    resp = tablet_http.post(
+        f"{reference.base_url}/Encounter", json=encounter, headers={"Content-Type": FHIR_JSON}
+    )
+    assert resp.status_code == 422  # field records still must name a live Patient
