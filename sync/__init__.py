@@ -1,4 +1,5 @@
-"""FHIR R4 sync with a central record: client, engine, errors and the storage port.
+"""FHIR R4 sync with a central record: client, engine, errors, the storage port, and the
+online look-up of a person no cache holds.
 Imports nothing from `app` and nothing from Qt; storage is whatever implements `SyncStore`."""
 
 from sync._auth import ClientCredentials, TokenSource
@@ -22,6 +23,8 @@ from sync._exceptions import (
     ConnectionLost,
     DeviceRevoked,
     InsecureConnection,
+    InvalidRequest,
+    NotFound,
     ServerRejected,
     ServerUnavailable,
     SyncError,
@@ -29,8 +32,9 @@ from sync._exceptions import (
     TransientError,
     Unsupported,
 )
+from sync._lookup import OnlineHits, OnlineRecord, open_online, search_online
 from sync._pipeline import in_background
-from sync._ports import AuditRecord, HeldVersion, OutboxItem, SyncStore
+from sync._ports import AuditRecord, HeldVersion, OutboxItem, PurposeOfUse, SyncStore
 from sync._push import Pusher, audit_event
 from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
 
@@ -49,8 +53,13 @@ __all__ = [
     "HeldVersion",
     "HttpSession",
     "InsecureConnection",
+    "InvalidRequest",
+    "NotFound",
+    "OnlineHits",
+    "OnlineRecord",
     "OutboxItem",
     "Progress",
+    "PurposeOfUse",
     "Pusher",
     "Rejection",
     "RetryPolicy",
@@ -71,8 +80,10 @@ __all__ = [
     "discover_token_url",
     "in_background",
     "new_http_session",
+    "open_online",
     "outcome_text",
     "parse_capabilities",
+    "search_online",
 ]
 
 for _name in __all__:

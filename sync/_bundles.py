@@ -271,3 +271,35 @@ def read_transaction_response(body: Any, sent_entries: int, label: str) -> Trans
                 continue
             resources.append(res)
     return TransactionResult(resources, len(entries))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """One entry of a batch-response: its HTTP status, and its resource or OperationOutcome
+    (as sent: the caller checks them for what it asked)."""
+
+    status: int
+    resource: Any
+    outcome: Any
+
+
+def read_batch_response(body: Any, sent_entries: int, label: str) -> list[BatchEntry]:
+    """A batch-response with one entry per entry sent, each with a `response.status`."""
+    bundle = _bundle(body, "batch-response", label)
+    entries = bundle.get("entry", [])
+    if len(entries) != sent_entries:
+        raise BadResponse(
+            f"{label}: the server answered {len(entries)} entries for {sent_entries} sent"
+        )
+    out: list[BatchEntry] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise BadResponse(f"{label}: an entry is not an object")
+        response = entry.get("response")
+        status = response.get("status") if isinstance(response, dict) else None
+        code = status.split(" ", 1)[0] if isinstance(status, str) else ""
+        if not (len(code) == 3 and code.isdigit()):
+            raise BadResponse(f"{label}: an entry has no HTTP status")
+        outcome = response.get("outcome") if isinstance(response, dict) else None
+        out.append(BatchEntry(int(code), entry.get("resource"), outcome))
+    return out

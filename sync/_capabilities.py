@@ -21,6 +21,7 @@ class Capabilities:
     fhir_version: str | None
     software: str | None
     transaction: bool
+    batch: bool = False  # `POST [base]` takes a batch Bundle (an online look-up's opening)
     # per type: interactions, conditionalCreate, search parameter names
     interactions: dict[str, frozenset[str]] = field(default_factory=dict)
     conditional_create: frozenset[str] = frozenset()
@@ -85,6 +86,7 @@ def parse_capabilities(body: Any) -> Capabilities:
         fhir_version=body.get("fhirVersion") if isinstance(body.get("fhirVersion"), str) else None,
         software=name or None,
         transaction="transaction" in set(_codes(rest.get("interaction"))),
+        batch="batch" in set(_codes(rest.get("interaction"))),
         interactions=interactions,
         conditional_create=frozenset(conditional),
         search_params=params,

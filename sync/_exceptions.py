@@ -7,12 +7,15 @@ or full URLs (a search URL can carry an identifier).
      |    +-- Timeout              connect or read timeout
      |    +-- ServerUnavailable    5xx, 429 or 408 after the retries ran out
      +-- ServerRejected            a 4xx with an OperationOutcome for the run as a whole
+     |    +-- NotFound             the resource asked for is not (or no longer) on the server
      +-- BadResponse               the answer is not the FHIR we asked for (shape, JSON, size)
      +-- AuthFailed                no token, or the server refused ours twice
      +-- DeviceRevoked             the central record revoked this device: wipe the cache
      +-- Unsupported               the server lacks a FHIR feature sync relies on
      +-- InsecureConnection        plain http to a non-loopback host, or a bad TLS setting
      +-- Cancelled                 the caller's cancel event was set
+     +-- InvalidRequest            the caller's request cannot be sent as given (a bad NHS
+                                   number, no reason given); nothing was sent
 
 A rejected *record* is not an exception: it is a normal outcome (kept in the outbox with the
 server's reason and counted in the SyncReport).
@@ -55,6 +58,10 @@ class ServerRejected(SyncError):
         self.outcome = outcome
 
 
+class NotFound(ServerRejected):
+    pass
+
+
 class BadResponse(SyncError):
     pass
 
@@ -82,3 +89,12 @@ class InsecureConnection(SyncError):
 
 class Cancelled(SyncError):
     pass
+
+
+class InvalidRequest(SyncError):
+    """Refused before anything was sent; `field` names the input at fault (the message is
+    about its form, never its value)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sync._exceptions import InvalidRequest
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
@@ -24,9 +26,45 @@ class OutboxItem:
     attempts: int
 
 
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+# The purposes of use an online look-up may give (v3-ActReason): emergency treatment, and
+# "break the glass" (access beyond the usual rules, to be reviewed).
+PURPOSE_CODES: dict[str, str] = {"ETREAT": "Emergency Treatment", "BTG": "break the glass"}
+MAX_PURPOSE_TEXT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeOfUse:
+    """Why a person's record is being looked up: v3-ActReason codes and the officer's own
+    words. Checked when made (InvalidRequest), so an AuditEvent never goes without one."""
+
+    text: str
+    codes: tuple[str, ...] = ("ETREAT", "BTG")
+
+    def __post_init__(self) -> None:
+        if not self.codes or len(set(self.codes)) != len(self.codes):
+            raise InvalidRequest("give the purpose of use: ETREAT, BTG or both", field="codes")
+        unknown = [c for c in self.codes if c not in PURPOSE_CODES]
+        if unknown:
+            raise InvalidRequest(
+                f"unknown purpose-of-use code; use {' or '.join(PURPOSE_CODES)}", field="codes"
+            )
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise InvalidRequest(
+                "say why the record is needed (the reason is required)", field="text"
+            )
+        if len(self.text) > MAX_PURPOSE_TEXT:
+            raise InvalidRequest(
+                f"keep the reason under {MAX_PURPOSE_TEXT} characters", field="text"
+            )
+        if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in self.text):
+            raise InvalidRequest("the reason holds control characters", field="text")
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One local audit-chain entry to upload as an AuditEvent."""
+    """One audit entry to upload as an AuditEvent: a local-chain entry, or an online
+    look-up's (which carries a `purpose`)."""
 
     event_id: str
     at: str
@@ -37,6 +75,7 @@ class AuditRecord:
     seq: int | None = None  # the per-device sequence number, 1, 2, 3...
     prev_hash: str | None = None  # the chain: hash of entry seq-1
     hash: str | None = None  # this entry's hash
+    purpose: PurposeOfUse | None = None  # coded purpose of use (online look-ups)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,14 @@ from sync._bundles import read_transaction_response
 from sync._capabilities import Capabilities
 from sync._client import FhirClient, outcome_text
 from sync._exceptions import AuthFailed, ServerRejected
-from sync._ports import AuditRecord, OutboxItem, SyncStore
+from sync._ports import (
+    ACT_REASON,
+    PURPOSE_CODES,
+    AuditRecord,
+    OutboxItem,
+    PurposeOfUse,
+    SyncStore,
+)
 from sync._report import KERBSIDE, AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
 
 log = logging.getLogger("kerbside.sync")
@@ -323,7 +330,11 @@ def chain_extension(record: AuditRecord) -> dict[str, Any]:
 
 
 def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
-    """An R4 AuditEvent for one opening of a record (DICOM 110110 "Patient Record", read).
+    """An R4 AuditEvent for one opening of a record (DICOM 110110 "Patient Record", read),
+    or one search (subtype search-type, the words searched for in `entity.query`).
+
+    A record with a `purpose` (an online look-up) says why in coded `purposeOfEvent`;
+    otherwise a reason given for an opening is its plain-text purpose.
 
     R4 AuditEvent has no `identifier`; the local event id rides in `meta.tag` so the
     conditional create can match on `_tag`, which every resource type supports.
@@ -350,6 +361,8 @@ def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
     }
     if record.seq is not None:
         event["extension"] = [chain_extension(record)]
+    if record.purpose is not None:
+        event["purposeOfEvent"] = purpose_of_event(record.purpose)
     if record.action == SEARCH_ACTION:
         # The words searched for: patient data, so only here and in the encrypted cache.
         event["subtype"] = [
@@ -363,7 +376,7 @@ def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
             }
         ]
         return event
-    if record.reason:
+    if record.reason and record.purpose is None:
         event["purposeOfEvent"] = [{"text": record.reason}]
     if record.patient_id:
         event["entity"] = [
@@ -374,6 +387,21 @@ def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
             }
         ]
     return event
+
+
+def purpose_of_event(purpose: PurposeOfUse) -> list[dict[str, Any]]:
+    """`AuditEvent.purposeOfEvent`: one concept per v3-ActReason code (codings inside one
+    CodeableConcept are translations of one meaning, and ETREAT and BTG are two); the
+    officer's words are the text of the first, the purpose the others qualify."""
+    concepts: list[dict[str, Any]] = []
+    for code in purpose.codes:
+        concept: dict[str, Any] = {
+            "coding": [{"system": ACT_REASON, "code": code, "display": PURPOSE_CODES[code]}]
+        }
+        if not concepts:
+            concept["text"] = purpose.text.strip()
+        concepts.append(concept)
+    return concepts
 
 
 def audit_bundle(records: list[AuditRecord], identity: AuditIdentity) -> dict[str, Any]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import gzip
 import io
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,54 +30,9 @@ from sync import (
     Timeouts,
     new_http_session,
 )
+from tests.support.loopback import Handler, Loopback
 
-Handler = Callable[[BaseHTTPRequestHandler], None]
 CAP = 1 << 20  # the client's response limit in these tests: 1 MiB
-
-
-class Loopback:
-    """Routes path -> handler; records how many body bytes each answer really got out."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.sent: dict[str, int] = {}
-        self.finished = threading.Condition()
-        outer = self
-
-        class _H(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _go(self) -> None:
-                path = self.path.split("?", 1)[0]
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                outer.routes.get(path, _not_found)(self)
-
-            do_GET = do_POST = _go
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def sent_by(self, name: str, timeout_s: float = 30.0) -> int:
-        """Bytes the named answer got out, once its handler has finished."""
-        with self.finished:
-            assert self.finished.wait_for(lambda: name in self.sent, timeout=timeout_s)
-            return self.sent[name]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _not_found(h: BaseHTTPRequestHandler) -> None:
-    h.send_response(404)
-    h.send_header("Content-Length", "0")
-    h.end_headers()
 
 
 @pytest.fixture
@@ -260,3 +214,58 @@ def test_index_strings_are_cut_to_a_bounded_length(session: Any) -> None:
     hits = PatientSearch(session.store).search("Mabel Quixotewell", limit=5).hits
     assert [h.id for h in hits] == ["p1"]
     assert len(hits[0].display_name or "") <= 100 * 9 + 8
+
+
+def test_an_opened_record_holding_someone_elses_alert_is_refused_whole(
+    loopback: Loopback,
+) -> None:
+    """An online look-up (issue 14) from a source that answers with another person's Flag
+    among this person's: nothing comes back, rather than a record with a stranger's alert."""
+    from sync import AuditIdentity, PurposeOfUse, open_online
+
+    meta = {"versionId": "1", "lastUpdated": "2026-11-20T22:15:00.000Z"}
+
+    def searchset(*resources: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+        }
+
+    flag = {"resourceType": "Flag", "id": "f1", "meta": meta, "status": "active"}
+    answers = iter(
+        [
+            {
+                "resourceType": "Bundle",
+                "type": "transaction-response",
+                "entry": [{"response": {"status": "201 Created"}}],
+            },
+            {
+                "resourceType": "Bundle",
+                "type": "batch-response",
+                "entry": [
+                    {
+                        "resource": {"resourceType": "Patient", "id": "p1", "meta": meta},
+                        "response": {"status": "200 OK"},
+                    },
+                    {
+                        "resource": searchset(
+                            {**flag, "subject": {"reference": "Patient/p1"}},
+                            {**flag, "id": "f2", "subject": {"reference": "Patient/p2"}},
+                        ),
+                        "response": {"status": "200 OK"},
+                    },
+                    *({"resource": searchset(), "response": {"status": "200 OK"}},) * 5,
+                ],
+            },
+        ]
+    )
+    loopback.routes["/fhir"] = lambda h: _json_answer(200, next(answers))(h)
+    with pytest.raises(BadResponse, match="a Flag came back that is not about this person"):
+        open_online(
+            _client(loopback),
+            "p1",
+            purpose=PurposeOfUse("synthetic"),
+            audit=AuditIdentity(),
+            user_id="pc101",
+        )
