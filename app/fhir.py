@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.nhs_number import is_valid as nhs_number_is_valid
+
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ODS_ORG_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 NMC_SYSTEM = "https://fhir.hl7.org.uk/Id/nmc-number"
@@ -21,6 +23,7 @@ NHS_VERIFICATION_EXT = (
 NHS_VERIFICATION_SYSTEM = (
     "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland"
 )
+NHS_VERIFIED = "01"  # "Number present and verified" (traced against the national index)
 ETHNIC_CATEGORY_EXT = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory"
 ETHNIC_CATEGORY_SYSTEM = "https://fhir.hl7.org.uk/CodeSystem/UKCore-EthnicCategoryEngland"
 LEGAL_STATUS_EXT = "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-LegalStatus"
@@ -222,6 +225,26 @@ def nhs_number_of(patient: dict[str, Any]) -> str | None:
     for ident in objs(patient.get("identifier")):
         if ident.get("system") == NHS_NUMBER_SYSTEM and isinstance(ident.get("value"), str):
             return str(ident["value"])
+    return None
+
+
+def verified_nhs_number(patient: dict[str, Any]) -> str | None:
+    """The Patient's NHS number if it passes the Modulus 11 check and its verification status
+    is `01`, else None: the only NHS numbers that may say two Trusts' records are one person
+    (docs/design/multi-trust.md sections 5 and 6)."""
+    for ident in objs(patient.get("identifier")):
+        value = ident.get("value")
+        if ident.get("system") != NHS_NUMBER_SYSTEM or not isinstance(value, str):
+            continue
+        codes = {
+            coding.get("code")
+            for ext in objs(ident.get("extension"))
+            if ext.get("url") == NHS_VERIFICATION_EXT
+            for coding in objs(obj(ext.get("valueCodeableConcept")).get("coding"))
+            if coding.get("system") == NHS_VERIFICATION_SYSTEM
+        }
+        if NHS_VERIFIED in codes and nhs_number_is_valid(value) and value.isdigit():
+            return value
     return None
 
 

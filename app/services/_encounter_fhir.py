@@ -9,6 +9,12 @@ Every entry has a `urn:uuid:` fullUrl, a client identifier derived from the reco
 and `request.ifNoneExist` on it, so a retry after a lost response never duplicates anything
 (DESIGN.md section 5). Provenance has no `identifier` element in R4, so it carries the same
 kind of value as a `meta.tag` and is created conditionally on `_tag`.
+
+An encounter about someone the home central record may not hold (known only to a neighbour
+Trust, docs/design/multi-trust.md section 6) names its subject by verified NHS number: a
+Patient entry created conditionally on that number, which the home server answers with the
+Patient it already holds (200) or a new one (201), and 412 when it holds several: a refusal
+the officer resolves, never a guess.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ from app.fhir import (
     LEGAL_STATUS_SYSTEM,
     LOCATION_TYPE_SYSTEM,
     LOCATION_TYPES,
+    NHS_NUMBER_SYSTEM,
+    NHS_VERIFICATION_EXT,
+    NHS_VERIFICATION_SYSTEM,
+    NHS_VERIFIED,
     ODS_ORG_SYSTEM,
     OUTCOME_CODES,
     OUTCOME_SYSTEM,
@@ -59,7 +69,10 @@ from app.fhir import (
     STREET_TRIAGE_QUESTIONNAIRE_VERSION,
     USER_ID_SYSTEM,
     V3_ACT_CODE,
+    objs,
+    verified_nhs_number,
 )
+from app.nhs_number import is_valid as nhs_number_is_valid
 from app.times import iso_instant
 
 if TYPE_CHECKING:
@@ -311,6 +324,74 @@ def _provisional_patient(person: UnidentifiedPerson, identifier: dict[str, str])
     }
 
 
+@dataclass(frozen=True, slots=True)
+class PersonAtSource:
+    """A person as another Trust's record holds them, identified by a verified NHS number:
+    enough for the home record to find them, or to register them (design section 6)."""
+
+    nhs_number: str
+    name: Mapping[str, Any] | None = None  # their official HumanName at the source
+    birth_date: str | None = None
+    gender: str | None = None
+
+
+def person_at_source(patient: Mapping[str, Any]) -> PersonAtSource | None:
+    """The person a cached Patient names, if its NHS number is valid and verified (`01`);
+    None otherwise: such a person goes home as an unidentified one, never matched on an
+    unverified number."""
+    number = verified_nhs_number(dict(patient))
+    if number is None:
+        return None
+    names = [n for n in objs(patient.get("name")) if n.get("use") not in ("old", "anonymous")]
+    official = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
+    birth_date, gender = patient.get("birthDate"), patient.get("gender")
+    return PersonAtSource(
+        number,
+        official,
+        birth_date if isinstance(birth_date, str) else None,
+        gender if isinstance(gender, str) else None,
+    )
+
+
+def _nhs_condition(number: str) -> str:
+    return f"identifier={NHS_NUMBER_SYSTEM}|{number}"
+
+
+def _patient_by_nhs_number(person: PersonAtSource) -> dict[str, Any]:
+    """The Patient the home record keeps if it does not know the person yet."""
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "meta": {"profile": [f"{PROFILE_BASE}Patient"]},
+        "identifier": [
+            {
+                "extension": [
+                    {
+                        "url": NHS_VERIFICATION_EXT,
+                        "valueCodeableConcept": {
+                            "coding": [
+                                _coding(
+                                    NHS_VERIFICATION_SYSTEM,
+                                    NHS_VERIFIED,
+                                    "Number present and verified",
+                                )
+                            ]
+                        },
+                    }
+                ],
+                "system": NHS_NUMBER_SYSTEM,
+                "value": person.nhs_number,
+            }
+        ],
+    }
+    if person.name:
+        patient["name"] = [dict(person.name)]
+    if person.gender:
+        patient["gender"] = person.gender
+    if person.birth_date:
+        patient["birthDate"] = person.birth_date
+    return patient
+
+
 def build_transaction(
     inp: EncounterInput,
     *,
@@ -320,26 +401,36 @@ def build_transaction(
     device_id: str,
     recorded_at: datetime,
     team_code: str | None = None,
+    subject_nhs: PersonAtSource | None = None,
     new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> dict[str, Any]:
     """The transaction Bundle for one validated encounter.
 
     `patient_id` is the cached Patient's id, or None when `inp.patient` is an unidentified
     person: a provisional Patient is then created in the same Bundle and referenced by urn.
+    `subject_nhs` (with `patient_id` None) names the person by verified NHS number instead:
+    a Patient entry created conditionally on it, referenced by urn (design section 6).
     `team_code` is the ODS code of `inp.team`, if known: the team is then identified on
     `serviceProvider`, not only named (the device holds no Organization to point at).
     """
+    if subject_nhs is not None and (
+        patient_id is not None
+        or not nhs_number_is_valid(subject_nhs.nhs_number)
+        or not subject_nhs.nhs_number.isdigit()
+    ):
+        raise ValueError("subject_nhs needs a valid NHS number (ten digits) and no patient_id")
     entries: list[dict[str, Any]] = []
 
-    def add(resource: dict[str, Any], suffix: str | None) -> str:
+    def add(resource: dict[str, Any], suffix: str | None, condition: str | None = None) -> str:
         full_url = f"urn:uuid:{new_uuid()}"
         value = client_id if suffix is None else f"{client_id}-{suffix}"
-        if resource["resourceType"] == "Provenance":
+        # `condition` given: the resource's own identifier (an NHS number) is the condition.
+        if condition is None and resource["resourceType"] == "Provenance":
             resource.setdefault("meta", {})["tag"] = [
                 {"system": FIELD_RECORD_ID_SYSTEM, "code": value}
             ]
             condition = f"_tag={FIELD_RECORD_ID_SYSTEM}|{value}"
-        else:
+        elif condition is None:
             condition = f"identifier={FIELD_RECORD_ID_SYSTEM}|{value}"
         entries.append(
             {
@@ -358,7 +449,10 @@ def build_transaction(
         value = client_id if suffix is None else f"{client_id}-{suffix}"
         return {"system": FIELD_RECORD_ID_SYSTEM, "value": value}
 
-    if patient_id is None:
+    if subject_nhs is not None:
+        patient = _patient_by_nhs_number(subject_nhs)
+        subject = {"reference": add(patient, None, _nhs_condition(subject_nhs.nhs_number))}
+    elif patient_id is None:
         person: UnidentifiedPerson = inp.patient  # type: ignore[assignment]
         subject = {"reference": add(_provisional_patient(person, ident("patient")), "patient")}
     else:
@@ -423,7 +517,9 @@ def build_transaction(
                 "display": PLACE_OF_SAFETY_CODES[inp.place_of_safety]
             }
     encounter_url = add(encounter, None)
-    targets = [subject["reference"]] if patient_id is None else []
+    # A Patient this record creates is its target; one found by NHS number may be the home
+    # record's own (the Provenance would claim to have created it).
+    targets = [subject["reference"]] if patient_id is None and subject_nhs is None else []
     targets.append(encounter_url)
 
     for link_id, (code, display) in RISK_TOPICS.items():
@@ -525,12 +621,49 @@ def answers_of(bundle: Mapping[str, Any]) -> dict[str, Any]:
             out[spec.link_id] = values if spec.repeats else values[0]
     out.setdefault("narrative", "")
     person = provisional_person_of(bundle)
+    number = subject_nhs_number_of(bundle)
     if person is not None:
         out["patient"] = {"unidentified": person}
+    elif number is not None:
+        out["patient"] = {"nhs_number": number}
     else:
         ref = encounter_of(bundle)["subject"]["reference"]
         out["patient"] = {"id": ref.removeprefix("Patient/")}
     return out
+
+
+def _home_patient_entry(bundle: Mapping[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """(position, entry) of the Patient created conditionally on an NHS number, if any."""
+    prefix = _nhs_condition("")
+    for index, entry in enumerate(bundle.get("entry", ())):
+        request = entry.get("request") or {}
+        if request.get("url") == "Patient" and str(request.get("ifNoneExist", "")).startswith(
+            prefix
+        ):
+            return index, entry
+    return None
+
+
+def subject_nhs_number_of(bundle: Mapping[str, Any]) -> str | None:
+    """The NHS number a record names its person by (design section 6), or None."""
+    found = _home_patient_entry(bundle)
+    return None if found is None else found[1]["request"]["ifNoneExist"][len(_nhs_condition("")) :]
+
+
+def home_patient_id(bundle: Mapping[str, Any], response: Mapping[str, Any]) -> str | None:
+    """The home record's id for the person a sent record named by NHS number: the location
+    the transaction-response gave its Patient entry (`Patient/<id>/_history/<v>`, relative or
+    absolute). None for other records, or an answer without it."""
+    found = _home_patient_entry(bundle)
+    entries = response.get("entry")
+    if found is None or not isinstance(entries, list) or len(entries) <= found[0]:
+        return None
+    answer = entries[found[0]]
+    location = (answer.get("response") or {}).get("location") if isinstance(answer, dict) else None
+    if not isinstance(location, str):
+        return None
+    parts = location.split("/_history/")[0].rstrip("/").split("/")
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
 
 
 def _answer_value(spec: FormItem, answer: Mapping[str, Any]) -> Any:

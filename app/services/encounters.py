@@ -46,7 +46,14 @@ from app.services._encounter_drafts import (
     new_draft_id,
     save_draft,
 )
-from app.services._encounter_fhir import FORM, FormItem, FormSection
+from app.services._encounter_fhir import (
+    FORM,
+    FormItem,
+    FormSection,
+    PersonAtSource,
+    home_patient_id,
+    person_at_source,
+)
 from app.services._encounter_input import (
     KIND,
     EncounterInput,
@@ -113,12 +120,14 @@ __all__ = [
     "KnownPatient",
     "PatientByNhsNumber",
     "PatientChoice",
+    "PersonAtSource",
     "RecordedEncounter",
     "Team",
     "UnidentifiedPerson",
     "cached_person_is_child",
     "discard_draft",
     "field_records_for_patient",
+    "home_patient_id",
     "is_child",
     "list_encounters",
     "load_drafts",
@@ -126,6 +135,7 @@ __all__ = [
     "new_draft_id",
     "parse_encounter",
     "parse_encounter_json",
+    "person_at_source",
     "record",
     "record_many",
     "recorded_answers",

@@ -28,7 +28,19 @@ PERSON_GONE = Advice(
     "This person was merged or removed on the central record.",
     "Pick the person again (Review and correct), or record them as an unknown person.",
 )
+SEVERAL_PEOPLE = Advice(
+    "The central record holds more than one person with this NHS number, so it cannot tell "
+    "which one this record is about.",
+    "Do not pick one: the team at base asks the records team which is right. The record "
+    "stays on this tablet until then.",
+)
 _RULES: tuple[tuple[re.Pattern[str], Advice], ...] = (
+    # A record naming its person by NHS number (a neighbour Trust's patient, sent home) that
+    # matched several home Patients: 412 `multiple-matches` (HAPI: "...matched 2 resources").
+    (
+        re.compile(r"more than one|multiple[- ]match|matched \d+ resources", re.I),
+        SEVERAL_PEOPLE,
+    ),
     (
         re.compile(r"patient.*(does not exist|not found|no longer|deleted|merged|gone)", re.I),
         PERSON_GONE,

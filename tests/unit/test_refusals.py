@@ -85,6 +85,15 @@ def test_the_outbox_has_the_snapshot_column_at_the_current_version(cohort_sessio
             "The central record does not let",
         ),
         ("If-Match does not match the current version", "Someone changed"),
+        (
+            "ifNoneExist matched more than one resource (Bundle.entry[0].request.ifNoneExist)",
+            "The central record holds more than one person",
+        ),
+        (
+            'Failed to CREATE resource with match URL "Patient?identifier=https://fhir.nhs.uk/'
+            'Id/nhs-number|9434765870" because this search matched 2 resources',
+            "The central record holds more than one person",
+        ),
         ("an Encounter must have a subject (Bundle.entry[0].resource.subject)", "Something"),
         (None, GENERAL.what[:12]),
         ("teapot", GENERAL.what[:12]),
