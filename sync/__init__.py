@@ -37,6 +37,7 @@ from sync._pipeline import in_background
 from sync._ports import AuditRecord, HeldVersion, OutboxItem, PurposeOfUse, SyncStore
 from sync._push import Pusher, audit_event
 from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
+from sync._run import RunContext
 
 __all__ = [
     "Answer",
@@ -63,6 +64,7 @@ __all__ = [
     "Pusher",
     "Rejection",
     "RetryPolicy",
+    "RunContext",
     "ServerRejected",
     "ServerUnavailable",
     "SyncEngine",

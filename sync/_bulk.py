@@ -40,7 +40,7 @@ import urllib3
 
 from sync._bundles import check_resource, instant_key
 from sync._capabilities import Capabilities
-from sync._client import FHIR_JSON, FhirClient
+from sync._client import FHIR_JSON
 from sync._exceptions import (
     BadResponse,
     ConnectionLost,
@@ -49,9 +49,9 @@ from sync._exceptions import (
     TransientError,
 )
 from sync._pipeline import in_background
-from sync._ports import SyncStore
 from sync._pull import DELETIONS_KEY, ORIGIN_KEY, RECONCILED_KEY
-from sync._report import Progress, SyncOptions, SyncReport
+from sync._report import SyncOptions
+from sync._run import RunPart
 
 log = logging.getLogger("kerbside.sync")
 
@@ -88,25 +88,7 @@ def offers_bulk(caps: Capabilities, options: SyncOptions) -> bool:
     return caps.group_export if options.bulk_group else caps.bulk_export
 
 
-class BulkLoad:
-    def __init__(
-        self,
-        client: FhirClient,
-        store: SyncStore,
-        caps: Capabilities,
-        options: SyncOptions,
-        report: SyncReport,
-        progress: Progress,
-        run_number: int,
-    ) -> None:
-        self.client = client
-        self.store = store
-        self.caps = caps
-        self.options = options
-        self.report = report
-        self.progress = progress
-        self.run_number = run_number
-
+class BulkLoad(RunPart):
     # -- the whole load ----------------------------------------------------------------------
     def run(self, types: Sequence[str]) -> bool:
         """Load `types` through `$export`; False when the server turned the kick-off down

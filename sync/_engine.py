@@ -21,6 +21,7 @@ from sync._ports import SyncStore
 from sync._pull import Puller
 from sync._push import Pusher
 from sync._report import Progress, SyncOptions, SyncReport
+from sync._run import RunContext
 
 log = logging.getLogger("kerbside.sync")
 
@@ -87,8 +88,11 @@ class SyncEngine:
                 self.progress("policy", 0, None)
                 report.policy = self.fetch_policy()
             run_number = int(self.store.get_state(RUNS_KEY) or 0) + 1
+            run = RunContext(
+                client, self.store, caps, self.options, report, self.progress, run_number
+            )
             if self.options.push:
-                pusher = Pusher(client, self.store, caps, self.options, report, self.progress)
+                pusher = Pusher(run)
                 self.progress("push", 0, None)
                 pusher.push_outbox()
                 pusher.push_audit()
@@ -96,13 +100,9 @@ class SyncEngine:
                 bulk = (
                     offers_bulk(caps, self.options)
                     and self.first_load()
-                    and BulkLoad(
-                        client, self.store, caps, self.options, report, self.progress, run_number
-                    ).run(self.options.types)
+                    and BulkLoad(run).run(self.options.types)
                 )
-                puller = Puller(
-                    client, self.store, caps, self.options, report, self.progress, run_number
-                )
+                puller = Puller(run)
                 if bulk:
                     puller.phase_word = "catch-up"
                 for rtype in self.options.types:

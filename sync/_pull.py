@@ -54,11 +54,10 @@ from sync._bundles import (
     read_history,
     read_searchset,
 )
-from sync._capabilities import Capabilities
-from sync._client import Answer, FhirClient
+from sync._client import Answer
 from sync._exceptions import BadResponse, DeviceRevoked, ServerRejected, SyncError
-from sync._ports import HeldVersion, SyncStore
-from sync._report import Progress, SyncOptions, SyncReport
+from sync._ports import HeldVersion
+from sync._run import RunContext, RunPart
 
 log = logging.getLogger("kerbside.sync")
 
@@ -98,24 +97,9 @@ class _TypeRun:
     marker_written: bool = False
 
 
-class Puller:
-    def __init__(
-        self,
-        client: FhirClient,
-        store: SyncStore,
-        caps: Capabilities,
-        options: SyncOptions,
-        report: SyncReport,
-        progress: Progress,
-        run_number: int,
-    ) -> None:
-        self.client = client
-        self.store = store
-        self.caps = caps
-        self.options = options
-        self.report = report
-        self.progress = progress
-        self.run_number = run_number
+class Puller(RunPart):
+    def __init__(self, run: RunContext) -> None:
+        super().__init__(run)
         # "pull"; "catch-up" after a bulk load in the same run (what changed during the export).
         self.phase_word = "pull"
         self._no_elements = False  # the server refused `_elements`: list ids the long way

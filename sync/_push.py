@@ -24,8 +24,7 @@ from typing import Any
 import orjson
 
 from sync._bundles import read_transaction_response
-from sync._capabilities import Capabilities
-from sync._client import FhirClient, outcome_text
+from sync._client import outcome_text
 from sync._exceptions import AuthFailed, ServerRejected
 from sync._ports import (
     ACT_REASON,
@@ -33,9 +32,9 @@ from sync._ports import (
     AuditRecord,
     OutboxItem,
     PurposeOfUse,
-    SyncStore,
 )
-from sync._report import KERBSIDE, AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
+from sync._report import KERBSIDE, AuditIdentity, Rejection
+from sync._run import RunPart
 
 log = logging.getLogger("kerbside.sync")
 
@@ -84,23 +83,7 @@ def payload_types(bundle: Any) -> set[str] | None:
     return types or None
 
 
-class Pusher:
-    def __init__(
-        self,
-        client: FhirClient,
-        store: SyncStore,
-        caps: Capabilities,
-        options: SyncOptions,
-        report: SyncReport,
-        progress: Progress,
-    ) -> None:
-        self.client = client
-        self.store = store
-        self.caps = caps
-        self.options = options
-        self.report = report
-        self.progress = progress
-
+class Pusher(RunPart):
     def blocked_reason(self, types: Iterable[str]) -> str | None:
         """Why this server must not receive our records, or None. Without conditional create
         a write the server applied before the connection dropped would be duplicated by the
@@ -217,18 +200,11 @@ class Pusher:
                 return
             self.client.check_cancel()
             bundle = audit_bundle(records, self.options.audit)
-            label = "upload audit trail"
-            try:
-                answer = self.client.post(
-                    self.client.base_url,
-                    orjson.dumps(bundle),
-                    label=label,
-                    headers={"Prefer": "return=minimal"},
-                )
-            except ServerRejected as exc:
-                self.report.warnings.append(f"audit trail not uploaded: {exc}")
+            sent = self._post_audit(
+                bundle, len(records), "upload audit trail", "audit trail not uploaded"
+            )
+            if not sent:
                 return
-            read_transaction_response(answer.body, len(records), label)
             self.store.mark_audit_uploaded([r.event_id for r in records], now_instant())
             done += len(records)
             self.report.audit_uploaded += len(records)
@@ -251,7 +227,14 @@ class Pusher:
             "type": "transaction",
             "entry": [chain_broken_entry(problems, self.options.audit)],
         }
-        label = "report the broken audit chain"
+        self._post_audit(
+            bundle, 1, "report the broken audit chain", "broken audit chain not reported"
+        )
+
+    def _post_audit(self, bundle: dict[str, Any], entries: int, label: str, refused: str) -> bool:
+        """POST an audit transaction and check that the server applied all its `entries`.
+        Refused, it is a warning (`refused: <why>`) in the report and False: the trail stays
+        local for the next run, and never fails the run that carried the officer's records."""
         try:
             answer = self.client.post(
                 self.client.base_url,
@@ -260,9 +243,10 @@ class Pusher:
                 headers={"Prefer": "return=minimal"},
             )
         except ServerRejected as exc:
-            self.report.warnings.append(f"broken audit chain not reported: {exc}")
-            return
-        read_transaction_response(answer.body, 1, label)
+            self.report.warnings.append(f"{refused}: {exc}")
+            return False
+        read_transaction_response(answer.body, entries, label)
+        return True
 
 
 def chain_broken_entry(problems: Iterable[str], identity: AuditIdentity) -> dict[str, Any]:

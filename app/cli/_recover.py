@@ -117,6 +117,7 @@ def _recover(args: argparse.Namespace) -> int:
         FhirClient,
         OutboxItem,
         Pusher,
+        RunContext,
         SyncOptions,
         SyncReport,
         discover_token_url,
@@ -150,7 +151,8 @@ def _recover(args: argparse.Namespace) -> int:
     ]
     store = SealedOutbox(items)
     report = SyncReport()
-    Pusher(client, store, caps, SyncOptions(types=()), report, lambda *_: None).push_outbox()  # type: ignore[arg-type]
+    run = RunContext(client, store, caps, SyncOptions(types=()), report, lambda *_: None)  # type: ignore[arg-type]
+    Pusher(run).push_outbox()
     summary = {
         "files": len(files),
         "records": len(items),

@@ -107,20 +107,21 @@ def bulk_limit(session: Any) -> tuple[float, int]:
 
     from app.fhir import CACHED_TYPES
     from app.services.syncing import build_client, sync_options
-    from sync import SyncReport, parse_capabilities
+    from sync import RunContext, SyncReport, parse_capabilities
     from sync._bulk import BulkLoad
 
     client = build_client(session.profile)
     started = time.perf_counter()
     caps = parse_capabilities(client.get(client.url("metadata"), label="bench").body)
     loader = BulkLoad(
-        client,
-        None,
-        caps,
-        sync_options(session.profile),
-        SyncReport(),  # type: ignore[arg-type]
-        lambda *_: None,
-        0,
+        RunContext(
+            client,
+            None,  # type: ignore[arg-type]
+            caps,
+            sync_options(session.profile),
+            SyncReport(),
+            lambda *_: None,
+        )
     )
     status_url = loader._kick_off([t for t in CACHED_TYPES if t in caps.interactions])
     assert status_url is not None

@@ -125,10 +125,10 @@ def test_the_keyring_allow_list_refuses_a_plaintext_file_with_its_own_message(
 
 
 def test_records_are_not_sent_to_a_server_without_conditional_create() -> None:
-    from sync import Pusher
+    from sync import Pusher, RunContext
 
     caps = Capabilities(fhir_version="4.0.1", software=None, transaction=True)
-    pusher = Pusher(None, None, caps, None, None, None)  # type: ignore[arg-type]
+    pusher = Pusher(RunContext(None, None, caps, None, None, None))  # type: ignore[arg-type]
     reason = pusher.blocked_reason({"Encounter"})
     assert reason is not None and "conditional create" in reason
     allowed = Capabilities(
@@ -137,7 +137,8 @@ def test_records_are_not_sent_to_a_server_without_conditional_create() -> None:
         transaction=True,
         conditional_create=frozenset({"Encounter"}),
     )
-    assert Pusher(None, None, allowed, None, None, None).blocked_reason({"Encounter"}) is None  # type: ignore[arg-type]
+    unguarded = Pusher(RunContext(None, None, allowed, None, None, None))  # type: ignore[arg-type]
+    assert unguarded.blocked_reason({"Encounter"}) is None
 
 
 def test_tls_below_1_2_is_never_negotiated() -> None:
