@@ -317,6 +317,41 @@ def _central_check(profile_dir: Path, site: Any, http: Any) -> CheckResult:
     return CheckResult(name, False, f"{url}: {result.detail}", result.remedy)
 
 
-def report(results: list[CheckResult]) -> dict[str, Any]:
-    """The `--json` shape: {"ok": bool, "checks": [{"name", "ok", "detail", "remedy"}]}."""
-    return {"ok": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
+def profile_sources(profile_dir: Path) -> list[dict[str, Any]]:
+    """The enrolled profile's sources, home first, for IT to read: settings and whether each
+    client secret is in the keyring (never the secret). [] with no readable profile (the
+    checks above say why)."""
+    from app.security import Profile, client_secret
+
+    try:
+        if not Profile.exists(profile_dir):
+            return []
+        profile = Profile.load(profile_dir)
+        return [
+            {
+                "name": s.name,
+                "role": s.role,
+                "base_url": s.base_url,
+                "client_id": s.client_id,
+                "token_url": s.token_url,
+                "ca_bundle": s.ca_bundle,
+                "display_name": s.display_name,
+                "ods_code": s.ods_code,
+                "secret_stored": client_secret(profile.profile_id, s.keyring_name) is not None,
+            }
+            for s in profile.sources
+        ]
+    except KerbsideError:
+        return []
+
+
+def report(
+    results: list[CheckResult], sources: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The `--json` shape: {"ok": bool, "checks": [{"name", "ok", "detail", "remedy"}],
+    "sources": [{"name", "role", "base_url", ..., "secret_stored"}]}."""
+    return {
+        "ok": all(r.ok for r in results),
+        "checks": [r.as_dict() for r in results],
+        "sources": sources or [],
+    }

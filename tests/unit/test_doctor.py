@@ -234,3 +234,42 @@ def test_a_keychain_that_does_not_keep_an_entry_fails(
     keyring.set_keyring(forgetful)
     result = run_checks(tmp_path / "p")[1]
     assert not result.ok and "did not give back" in result.detail
+
+
+def test_json_lists_the_profiles_sources_and_whether_each_secret_is_kept_never_the_secret(
+    tmp_path: Path,
+    trusted: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 14: IT sees which central records a tablet reads from, without a PIN."""
+    from app.security import READ_ONLY, ServerSettings, SourceSettings, store_client_secret
+    from app.security._keyring import delete_client_secret
+    from app.services.session import enrol
+
+    prof = tmp_path / "prof"
+    with enrol(prof, "pc101", "246810") as session:
+        profile = session.profile
+        profile.set_server(ServerSettings("https://fhir.bolton.example/R4", "tablet-1"))
+        store_client_secret(profile.profile_id, "home-secret-1")
+        for name in ("trust-2", "shared"):
+            source = SourceSettings(name, f"https://{name}.example/R4", "t", role=READ_ONLY)
+            profile.add_source(source, f"{name}-secret-2")
+        delete_client_secret(profile.profile_id, "shared")  # as if the keychain was reset
+    _, out = doctor(["--profile", str(prof), "--json"], monkeypatch, capsys)
+    body = json.loads(out)
+    assert {"ok", "checks"} <= set(body) and [c["name"] for c in body["checks"]] == NAMES
+    assert [(s["name"], s["role"], s["secret_stored"]) for s in body["sources"]] == [
+        ("home", "home", True),
+        ("trust-2", "read-only", True),
+        ("shared", "read-only", False),
+    ]
+    assert body["sources"][1]["base_url"] == "https://trust-2.example/R4"
+    assert "secret-1" not in out and "secret-2" not in out
+    _, out = doctor(["--profile", str(prof)], monkeypatch, capsys)
+    kept = "client secret in the keyring"
+    assert out.splitlines()[-3:] == [
+        f"INFO  Source home (home): https://fhir.bolton.example/R4, {kept}",
+        f"INFO  Source trust-2 (read-only): https://trust-2.example/R4, {kept}",
+        "INFO  Source shared (read-only): https://shared.example/R4, NO client secret",
+    ]
