@@ -2,25 +2,36 @@
 
 Modelled on Anki's `CollectionOp`/`QueryOp` and its task manager: a plain callable runs on a
 worker thread; its result (or exception) is queued back to the main thread through a signal,
-where the success or failure callback runs. Usage:
+where the success or failure callback runs. Each use case is a small factory in
+`app.ui.use_cases` returning an `Op`; a screen chains its callbacks and runs it:
 
-    Op(self, lambda: search_service.refresh()).on_success(self._show).run(self._runner)
-    Op(self, save, changes=OpChanges(outbox=True)).on_success(self._close_form).run(self._runner)
+    search_op(self, session, words, query, ...).on_success(self._show).run(self._runner)
+    save_encounter_op(self, session, inp).on_success(self._saved).run(self._runner)
 
 Rules:
-- The callable never touches a widget. SQLite connections are per thread: a callable that reads
-  or writes the cache opens its own Store (`session.open_store()`) and closes it, or the work is
-  done on the main thread when it is fast (search, opening one record).
+- Service calls never run on the GUI thread: not a search, not one record, not a draft's
+  name. The callable never touches a widget. SQLite connections are per thread: the callable
+  reaches the cache through `session.on_worker(fn)`, which opens the worker's own Store and
+  closes it (the one way; nothing keeps a connection on a pool thread).
 - A write says what it changes (`changes=OpChanges(...)`) and runs on a one-worker pool, so
-  writers never race each other; reads and network work run on a small general pool. After it
-  succeeds the runner broadcasts the `OpChanges` once (`Runner.changes_applied`), and each
-  screen refreshes only for what it shows: nothing refreshes a screen by hand after a write.
+  writers never race each other; reads and network work run on a small general pool, so a
+  typed search never queues behind a save. A read that leaves an audit entry (a search that
+  showed people, a record opened) stays a read: the entry is one short IMMEDIATE transaction
+  that waits on SQLite's lock, not on the writers' queue. After a write succeeds the runner
+  broadcasts its `OpChanges` once (`Runner.changes_applied`), and each screen refreshes only
+  for what it shows: nothing refreshes a screen by hand after a write.
+- Latest request wins: a screen numbers its requests with a `Latest` (`ticket = latest.next()`,
+  `Op.for_request(ticket)`); an answer to a superseded request (an earlier query, the person
+  selected before) is dropped, never shown over a newer one (hazard H1). The work may ask
+  `ticket.current()` to skip what is already superseded.
 - With no failure callback, errors reach one standard display: known errors
   (`app.services.known_errors.KNOWN_ERRORS`) are shown as their one-line text
   (`Runner.error_shown`); anything else is a bug and goes to the crash handler, which logs
   the exception type only (no patient data).
-- If the parent widget has been deleted by the time the work finishes, its callbacks are
-  skipped (a closed screen must not be resurrected); errors still reach the standard display.
+- If the parent widget has been deleted, or the request superseded, by the time the work
+  finishes, its callbacks are skipped (a closed screen must not be resurrected, a stale answer
+  not shown); a deleted parent's errors still reach the standard display, a superseded
+  request's known errors are dropped (nobody is waiting for them) and its bugs are not.
 - The runner is passed in to each screen, never fetched from a global.
 """
 
@@ -125,12 +136,16 @@ class Runner(QObject):
             if self._pending == 0:
                 self.went_idle.emit()
 
-    def report(self, exc: BaseException) -> None:
-        """The standard display: known errors as one line, anything else to the crash handler."""
+    def report(self, exc: BaseException, *, known: bool = True) -> None:
+        """The standard display: known errors as one line, anything else to the crash handler.
+
+        `known=False`: a known error is dropped (the answer it belongs to is no longer
+        wanted); a bug still goes to the crash handler."""
         from app.services.known_errors import KNOWN_ERRORS  # not at import: sync is heavy
 
         if isinstance(exc, KNOWN_ERRORS):
-            self.error_shown.emit(str(exc))
+            if known:
+                self.error_shown.emit(str(exc))
         else:
             self._crash_handler(exc)
 
@@ -175,6 +190,41 @@ class OpChanges:
     drafts: bool = False
 
 
+class Latest:
+    """The newest of one screen's requests: only its answer is used (latest request wins).
+
+    `next()` numbers a new request (a query typed, a record asked for), which supersedes every
+    earlier one; `drop()` supersedes them all without a new one (the screen was cleared, the
+    app locked). Numbers are written on the main thread only; a worker may read them through
+    `Ticket.current()` (an int read is atomic) to skip work that is already superseded.
+    """
+
+    def __init__(self) -> None:
+        self._newest = 0
+
+    def next(self) -> Ticket:
+        self._newest += 1
+        return Ticket(self, self._newest)
+
+    def drop(self) -> None:
+        self._newest += 1
+
+    def is_newest(self, number: int) -> bool:
+        return number == self._newest
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One numbered request of a `Latest`."""
+
+    latest: Latest
+    number: int
+
+    def current(self) -> bool:
+        """No newer request has been made, and the screen has not dropped this one."""
+        return self.latest.is_newest(self.number)
+
+
 class Op(Generic[T]):
     """One piece of background work with its callbacks. Build, chain, then `run(runner)`.
 
@@ -190,6 +240,7 @@ class Op(Generic[T]):
         self._writes = changes is not None
         self._success: Callable[[T], None] | None = None
         self._failure: Callable[[BaseException], None] | None = None
+        self._ticket: Ticket | None = None
 
     def on_success(self, callback: Callable[[T], None]) -> Op[T]:
         self._success = callback
@@ -197,6 +248,12 @@ class Op(Generic[T]):
 
     def on_failure(self, callback: Callable[[BaseException], None]) -> Op[T]:
         self._failure = callback
+        return self
+
+    def for_request(self, ticket: Ticket) -> Op[T]:
+        """Deliver only while `ticket` is its screen's newest request: a slow answer to an
+        earlier query or selection is dropped, never shown over a newer one."""
+        self._ticket = ticket
         return self
 
     def run(self, runner: Runner) -> None:
@@ -208,12 +265,13 @@ class Op(Generic[T]):
         return self._parent is None or shiboken6.isValid(self._parent)
 
     def _finish(self, runner: Runner, result: Any, error: BaseException | None) -> None:
-        alive = self._parent_alive()
+        wanted = self._ticket is None or self._ticket.current()
+        alive = self._parent_alive() and wanted
         if error is not None:
             if self._failure is not None and alive:
                 self._failure(error)
             else:
-                runner.report(error)
+                runner.report(error, known=wanted)
             return
         if self._changes is not None:
             runner.changes_applied.emit(self._changes)

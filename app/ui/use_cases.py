@@ -1,0 +1,228 @@
+"""What the screens ask of the services, one small factory per use case, each returning an `Op`.
+
+As Anki's `aqt.operations` (`add_note(parent=..., note=...)` returns a `CollectionOp`): a
+screen never builds a worker closure inline; it calls a factory here, chains its callbacks
+and runs it on the runner it was given:
+
+    open_record_op(self, session, patient_id, reason).for_request(ticket).on_success(
+        self._opened
+    ).run(self._runner)
+
+Every callable here runs on a worker and reaches the cache through `session.on_worker`, its
+own connection (the rules are in `app.ui.ops`). Writes say what they change (`OpChanges`);
+reads that audit (a search that showed people, a record opened) stay reads. Services are
+imported when a factory is first called, not when a screen module is: the unlock screen does
+not need them (see `main_window._PREWARM_OFF_THREAD`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from PySide6.QtCore import QObject
+
+from app.ui.ops import Op, OpChanges, Ticket
+
+if TYPE_CHECKING:
+    from app.services.encounters import Draft, EncounterInput, RecordedEncounter
+    from app.services.records import PatientRecord
+    from app.services.search import SearchResult, SearchWords
+    from app.services.session import Session
+    from app.services.today import PanelData
+
+
+# -- search -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SearchAsked:
+    """What the officer asked: the typed query and the two hard filters."""
+
+    query: str
+    sex: Any = None
+    age_range: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A search's answer: the result, whether it was audited, the service's time."""
+
+    asked: SearchAsked
+    result: SearchResult
+    audited: bool
+    search_ms: float
+
+
+def search_words() -> SearchWords:
+    """The shared in-memory vocabulary for one open cache (empty until a search loads it)."""
+    from app.services.search import SearchWords
+
+    return SearchWords()
+
+
+def search_op(
+    parent: QObject | None,
+    session: Session,
+    words: SearchWords,
+    asked: SearchAsked,
+    ticket: Ticket,
+    *,
+    limit: int,
+    audit: bool,
+) -> Op[Found | None]:
+    """Search the cache; audit the search (`audit`) when it puts people on screen.
+
+    Latest query wins: a search already superseded when a worker picks it up does no work
+    (None), and is not audited when superseded before its audit; its answer is dropped on
+    delivery (`for_request`). The query is patient data: only the encrypted audit chain holds
+    it (`audit_search`)."""
+    from app.services import search
+
+    def work(s: Session) -> Found | None:
+        if not ticket.current():
+            return None
+        started = time.perf_counter()
+        result = search.PatientSearch(s, words=words).search(
+            asked.query, limit=limit, sex=asked.sex, age_range=asked.age_range
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        audited = False
+        if audit and result.hits and ticket.current():
+            search.audit_search(s, asked.query, len(result.hits))  # no entry, no results shown
+            audited = True
+        return Found(asked, result, audited, elapsed)
+
+    return Op(parent, lambda: session.on_worker(work)).for_request(ticket)
+
+
+def load_search_words_op(parent: QObject | None, session: Session, words: SearchWords) -> Op[None]:
+    """Load the vocabulary now (after unlock), so the first typed search does not wait."""
+
+    def work(s: Session) -> None:
+        words.current(s.patient_index())
+
+    return Op(parent, lambda: session.on_worker(work))
+
+
+# -- records ------------------------------------------------------------------------------------
+def open_record_op(
+    parent: QObject | None, session: Session, patient_id: str, reason: str
+) -> Op[PatientRecord]:
+    """Audit the opening (with its reason), then read the record."""
+    from app.services import records
+
+    return Op(
+        parent, lambda: session.on_worker(lambda s: records.open_record(s, patient_id, reason))
+    )
+
+
+def refresh_record_op(
+    parent: QObject | None, session: Session, record: PatientRecord
+) -> Op[PatientRecord]:
+    """Read an open record again (after a save or a sync), under its opening's audit entry."""
+    from app.services import records
+
+    return Op(parent, lambda: session.on_worker(lambda s: records.refresh_record(s, record)))
+
+
+# -- drafts and encounters ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DraftsFound:
+    """This user's drafts, newest first, and whom each is about (draft id -> words)."""
+
+    drafts: list[Draft]
+    people: dict[str, str] = field(default_factory=dict)
+
+
+def drafts_found_op(parent: QObject | None, session: Session) -> Op[DraftsFound]:
+    """The drafts to offer back (a crash, a lock that became a restart), each named."""
+    from app.services import encounters, today
+
+    def work(s: Session) -> DraftsFound:
+        drafts = encounters.load_drafts(s)
+        return DraftsFound(drafts, {d.draft_id: today.draft_person(s, d.data) for d in drafts})
+
+    return Op(parent, lambda: session.on_worker(work))
+
+
+def save_draft_op(
+    parent: QObject | None, session: Session, draft_id: str, data: dict[str, Any]
+) -> Op[str]:
+    """Autosave a half-filled form; no screen lists it differently (`OpChanges()`)."""
+    from app.services import encounters
+
+    def work() -> str:
+        session.on_worker(lambda s: encounters.save_draft(s, draft_id, data))
+        return draft_id
+
+    return Op(parent, work, changes=OpChanges())
+
+
+def discard_draft_op(parent: QObject | None, session: Session, draft_id: str) -> Op[None]:
+    from app.services import encounters
+
+    return Op(
+        parent,
+        lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft_id)),
+        changes=OpChanges(drafts=True),
+    )
+
+
+def recorded_answers_op(
+    parent: QObject | None, session: Session, client_id: str
+) -> Op[dict[str, Any]]:
+    """A refused record's answers, to correct them."""
+    from app.services import encounters
+
+    return Op(
+        parent, lambda: session.on_worker(lambda s: encounters.recorded_answers(s, client_id))
+    )
+
+
+def save_encounter_op(
+    parent: QObject | None,
+    session: Session,
+    inp: EncounterInput,
+    *,
+    draft_id: str | None,
+    amend: str | None,
+) -> Op[RecordedEncounter]:
+    """Record the encounter (its draft goes), or send a refused one again corrected
+    (`amend`: its client id). "Saved" is shown only once COMMIT returned."""
+    from app import times
+    from app.services import encounters
+
+    def work(s: Session) -> RecordedEncounter:
+        if amend is None:
+            return encounters.record(s, inp, draft_id=draft_id)
+        encounters.resolve_rejected(s, amend, "retry", corrected=inp)
+        return encounters.RecordedEncounter(amend, times.iso_instant(times.now()), None, False)
+
+    return Op(parent, lambda: session.on_worker(work), changes=OpChanges(outbox=True, drafts=True))
+
+
+# -- the sync screen ----------------------------------------------------------------------------
+def panel_data_op(parent: QObject | None, session: Session) -> Op[PanelData]:
+    from app.services import today
+
+    return Op(parent, lambda: session.on_worker(today.load_panel_data))
+
+
+def resolve_rejected_op(
+    parent: QObject | None,
+    session: Session,
+    client_id: str,
+    action: Literal["retry", "discard"],
+    *,
+    reason: str | None = None,
+) -> Op[None]:
+    """Send a refused record again as it is, or discard it with a reason."""
+    from app.services import encounters
+
+    return Op(
+        parent,
+        lambda: session.on_worker(
+            lambda s: encounters.resolve_rejected(s, client_id, action, reason=reason)
+        ),
+        changes=OpChanges(outbox=True),
+    )
