@@ -50,10 +50,11 @@ from app.ui import theme
 from app.ui.first_run_view import FirstRunView
 from app.ui.help_view import HelpView
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
-from app.ui.ops import Op, OpChanges, Runner
+from app.ui.ops import Latest, Op, OpChanges, Runner
 from app.ui.record_view import RecordView
 from app.ui.search_view import SearchView
 from app.ui.unlock_view import UnlockView
+from app.ui.use_cases import DraftsFound, drafts_found_op
 from app.ui.widgets import BigButton, PatientText, label
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ class MainWindow(QMainWindow):
         self.search_view.patient_chosen.connect(self.open_patient)
         self.search_view.unknown_person_requested.connect(self.start_unknown_person)
         self.search_view.query_edited.connect(self._detach_record)
+        self.search_view.results_shown.connect(self._follow_record)
         self.record_view = RecordView(self._runner)
         self.record_view.back_requested.connect(self.go_back)
         self.record_view.encounter_requested.connect(self.start_encounter)
@@ -273,26 +275,28 @@ class MainWindow(QMainWindow):
         bar.hide()
         self.draft_bar = bar
         self._offered_draft: str | None = None
+        self._draft_offers = Latest()  # a form opened or the session closed: the offer is void
         return bar
 
     def _offer_drafts(self, session: Session) -> None:
-        from app.services.encounters import load_drafts
-        from app.services.today import draft_person
+        """Look for drafts on a worker; offer the newest when the answer comes, unless a
+        form was opened (it offers drafts itself) or the session closed meanwhile."""
+        ticket = self._draft_offers.next()
+        drafts_found_op(self, session).for_request(ticket).on_success(self._show_draft_offer).run(
+            self._runner
+        )
 
-        try:
-            drafts = load_drafts(session)
-        except Exception as exc:
-            self._runner.report(exc)
-            drafts = []
-        if not drafts:
+    def _show_draft_offer(self, found: DraftsFound) -> None:
+        if not found.drafts:
             self.draft_bar.hide()
             self._offered_draft = None
             return
-        newest = drafts[0]
+        newest = found.drafts[0]
         self._offered_draft = newest.draft_id
-        more = f" (and {len(drafts) - 1} more on the Sync page)" if len(drafts) > 1 else ""
+        count = len(found.drafts)
+        more = f" (and {count - 1} more on the Sync page)" if count > 1 else ""
         self.draft_bar_text.setText(
-            f"Unsaved encounter about {draft_person(session, newest.data)}{more}."
+            f"Unsaved encounter about {found.people[newest.draft_id]}{more}."
         )
         self.draft_bar.show()
 
@@ -511,6 +515,7 @@ class MainWindow(QMainWindow):
         self._locked_at = times.clock_text(times.now())
         self.idle.disarm()
         self.search_view.clear()
+        self.record_view.drop_answers()  # asked for before the lock: asked again after it
         self.error_bar.hide()
         self._layers.setCurrentWidget(self.unlock_view)  # the form's hide keeps its draft
         self.setWindowTitle(TITLE)
@@ -592,6 +597,7 @@ class MainWindow(QMainWindow):
         self.search_view.set_locked(None)
 
     def _close_session(self) -> None:
+        self._draft_offers.drop()
         self.draft_bar.hide()
         self.draft_bar_text.setText("")
         self._remove_session_widgets()
@@ -748,9 +754,7 @@ class MainWindow(QMainWindow):
             return
         self._check_fresh()
         if report.pulled or report.deleted or report.merged:
-            self.search_view.refresh_index()
-            if not self._is_locked:
-                self.search_view.search_now()
+            self.search_view.refresh_index()  # the same query again (none while locked)
             self.record_view.reload()
         self.sync_finished.emit(report)
 
@@ -772,6 +776,7 @@ class MainWindow(QMainWindow):
         from app.ui.encounter_form import EncounterForm
 
         assert self.session is not None
+        self._draft_offers.drop()
         self.draft_bar.hide()  # the form offers drafts itself
         self._drop_form()
         # Made inside its slot: a child shown while the form had no parent would flash up

@@ -8,8 +8,11 @@ button stays pinned at the bottom, in thumb reach.
 
 Opening a record first asks why (Caldicott: justify the purpose). The chooser puts the last
 reason used first and highlighted, so the usual case is one tap; the service audits the
-opening. The record is read on the main thread: one person's resources plus one audit row
-take a few milliseconds.
+opening. The record is read (and the opening audited) on a worker, `use_cases.open_record_op`;
+until it comes the reason sheet stays, naming the person. An answer is used only if it is
+still wanted: asking about someone else, cancelling, clearing or locking drops the opening in
+flight (hazard H1: a slow answer for the person selected before never replaces the one
+selected now), and a reload (after a save or a sync) is dropped once another record is shown.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from app.fhir import staff_safety_note
 from app.times import uk_date, uk_date_time
 from app.ui import theme
 from app.ui.identity import IdentityHeader
-from app.ui.ops import Runner
+from app.ui.ops import Latest, Runner
+from app.ui.use_cases import open_record_op, refresh_record_op
 
 if TYPE_CHECKING:
     from app.services.records import CrisisPlanView, PatientRecord, PersonView
@@ -226,6 +230,9 @@ class RecordView(QWidget):
         self.patient_id: str | None = None
         self._pending_id: str | None = None
         self.record: Any = None
+        self._opening = Latest()  # the opening whose answer is wanted (one at a time)
+        self._opening_id: str | None = None  # whom that opening is for, while it runs
+        self._reading = Latest()  # the reload of the shown record whose answer is wanted
 
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
@@ -310,6 +317,7 @@ class RecordView(QWidget):
         self.clear()
 
     def clear(self) -> None:
+        self.drop_answers()
         self.patient_id = None
         self._pending_id = None
         self.record = None
@@ -318,6 +326,13 @@ class RecordView(QWidget):
         self._drop_page()
         self._stack.setCurrentIndex(0)
         self.shown_changed.emit()
+
+    def drop_answers(self) -> None:
+        """Whatever opening or reload is in flight, its answer is no longer wanted (cleared,
+        locked: the record asked for before the lock is asked for again after it)."""
+        self._opening.drop()
+        self._opening_id = None
+        self._reading.drop()
 
     def _drop_page(self) -> None:
         """Remove the shown record's widgets."""
@@ -352,6 +367,8 @@ class RecordView(QWidget):
         """Ask for the reason, then open (and audit) the record."""
         if self._session is None:
             return
+        self._opening.drop()  # an opening still in flight was for the person asked before
+        self._opening_id = None
         self._pending_id = patient_id
         default = self._session.profile.settings.get(REASON_SETTING)
         self.reason_sheet.populate(access_reasons(), default, display_name)
@@ -385,6 +402,8 @@ class RecordView(QWidget):
     def cancel_reason(self) -> None:
         if self._stack.currentIndex() != 1:
             return
+        self._opening.drop()
+        self._opening_id = None
         self._pending_id = None
         self._stack.setCurrentIndex(2 if self.record is not None else 0)
         self.shown_changed.emit()
@@ -392,56 +411,78 @@ class RecordView(QWidget):
             self.back_requested.emit()
 
     def _open_with_reason(self, reason: str) -> None:
-        from app.errors import KerbsideError
-        from app.services.records import open_record
-
+        """Open (and audit) the record of the person the sheet names, on a worker."""
         patient_id = self._pending_id
         if patient_id is None or self._session is None:
             return
+        if self._opening_id == patient_id:
+            return  # a second tap while it opens: one opening, one audit entry
         if self._session.profile.settings.get(REASON_SETTING) != reason:
             self._session.profile.update_settings(**{REASON_SETTING: reason})
-        try:
-            record = open_record(self._session, patient_id, reason)
-        except KerbsideError as exc:
-            self._runner.report(exc)
-            self.cancel_reason()
-            return
+        self._opening_id = patient_id
+        ticket = self._opening.next()
+        open_record_op(self, self._session, patient_id, reason).for_request(ticket).on_success(
+            self._opened
+        ).on_failure(self._open_failed).run(self._runner)
+
+    def _opened(self, record: PatientRecord) -> None:
+        self._opening_id = None
         self._pending_id = None
         self.show_record(record)
 
+    def _open_failed(self, exc: BaseException) -> None:
+        self._opening_id = None
+        self._runner.report(exc)
+        self.cancel_reason()
+
     def reload(self) -> None:
-        """Re-read the open record after a save or sync (no new audit entry)."""
+        """Re-read the open record after a save or sync (no new audit entry), on a worker."""
         if self.record is None or self._session is None:
             return
-        from app.errors import KerbsideError
-        from app.services.records import refresh_record
-
         # The same opening, new data: the audit log holds only the openings the officer made.
-        try:
-            record = refresh_record(self._session, self.record)
-        except KerbsideError as exc:
-            self._runner.report(exc)
-            return
-        self.show_record(record, keep_scroll=True)
+        ticket = self._reading.next()
+        refresh_record_op(self, self._session, self.record).for_request(ticket).on_success(
+            self._reloaded
+        ).run(self._runner)
+
+    def _reloaded(self, record: PatientRecord) -> None:
+        if self.record is None or self.record.person.patient_id != record.person.patient_id:
+            return  # another record is held now (belt and braces: its showing dropped this)
+        self._update(record)
 
     def reshow(self) -> None:
         """Lay the open record out again from what is held (the text size changed)."""
         if self.record is not None and self.scroll_area.widget() is not None:
-            self.show_record(self.record, keep_scroll=True)
+            self._update(self.record)
 
     # -- showing -----------------------------------------------------------------------------
     def show_record(self, record: PatientRecord, *, keep_scroll: bool = False) -> None:
+        """Show this record on the pane (an opening; `keep_scroll`: the same one again)."""
+        position = self._lay_out(record, keep_scroll=keep_scroll)
+        self._stack.setCurrentIndex(2)
+        self.scroll_area.verticalScrollBar().setValue(position)
+        self.record_shown.emit(record.person.patient_id)
+
+    def _update(self, record: PatientRecord) -> None:
+        """The held person's record again (new data, new text size). Behind a reason sheet
+        it is laid out in place: the sheet asking about someone else stays on screen."""
+        if self.showing_reason_sheet():
+            self._lay_out(record, keep_scroll=True)
+        else:
+            self.show_record(record, keep_scroll=True)
+
+    def _lay_out(self, record: PatientRecord, *, keep_scroll: bool) -> int:
+        """Build the record's page; the scroll position to restore once it is shown."""
         if not keep_scroll or self.patient_id != record.person.patient_id:
             self.detached_bar.hide()  # a fresh opening (a reload keeps the notice)
+            self._reading.drop()  # a reload of the record shown before is not wanted
         self.record = record
         self.patient_id = record.person.patient_id
         position = self.scroll_area.verticalScrollBar().value() if keep_scroll else 0
         self._drop_page()
         self.identity.show_person(record.person)
         self.scroll_area.setWidget(self._build(record))
-        self._stack.setCurrentIndex(2)
-        self.scroll_area.verticalScrollBar().setValue(position)
-        self.record_shown.emit(self.patient_id)
+        return position
 
     def _build(self, record: PatientRecord) -> QWidget:
         """The record, ordered for one look on scene (issue 11 item 4): alerts as compact

@@ -1,9 +1,13 @@
 """Find a person: one big search box, results as you type, filters, "did you mean".
 
-Search runs on the main thread: the service answers from the local cache in about a
-millisecond at 100,000 patients (tests/bench/bench_search.py: p95 at or under 10 ms), which is
-below the debounce and far cheaper than a thread hop plus a second connection. If it ever gets
-slow, move `_run_search` into an `Op` with its own Store.
+Search runs on a worker (`use_cases.search_op`, its own connection to the cache), never on
+the GUI thread, so typing stays fluent whatever the cache's size. Keystrokes are coalesced:
+the debounce runs one search after a pause, and only the newest query's answer is shown (a
+`Latest` ticket per search; an answer to an earlier query, or one that arrives after the view
+was cleared or locked, is dropped, and a search already superseded when a worker picks it up
+does no work). Until the answer comes the previous results stay, so a tap during the wait
+opens the person tapped; when the answer arrives the highlight follows the record pane
+(`results_shown`), never silently moving to someone else (hazard H1).
 
 Result rows are painted by a delegate so they stay cheap to rebuild on every keystroke; each
 row is at least 88 px tall (a gloved finger) and reads without colour: alert badges carry an
@@ -13,7 +17,6 @@ icon shape and text as well as their colour.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from PySide6.QtCore import (
@@ -44,7 +47,8 @@ from PySide6.QtWidgets import (
 
 from app.times import uk_date
 from app.ui import theme
-from app.ui.ops import Runner
+from app.ui.ops import Latest, Runner, Ticket
+from app.ui.use_cases import Found, SearchAsked, load_search_words_op, search_op, search_words
 from app.ui.widgets import BigButton, ToggleGroup, label, paint_alert_icon
 
 log = logging.getLogger("kerbside.ui")
@@ -340,15 +344,19 @@ class SearchView(QWidget):
     patient_chosen = Signal(str)
     unknown_person_requested = Signal()
     query_edited = Signal()  # the officer changed the query or a filter: a different search
+    results_shown = Signal()  # a search's answer is on screen (the window re-applies H1)
 
     def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Find a person")
         self._runner = runner
-        self._search: Any = None
+        self._words: Any = None  # the open cache's vocabulary, shared by the searches
         self._session: Any = None
         self._audited_query = ""  # a search shown again (a filter toggled) is one audit entry
         self.last_search_ms: float | None = None
+        self._searches = Latest()  # only the newest search's answer is shown
+        self._awaited: Ticket | None = None  # the search whose answer is still to come
+        self._open_top_for: Ticket | None = None  # Enter pressed before this answer came
         # The query the shown results answer: a re-run of the same one (after a sync) keeps
         # the highlighted person rather than moving the highlight to whoever is now first.
         self._shown_query: tuple[str, object, object] | None = None
@@ -446,19 +454,21 @@ class SearchView(QWidget):
 
     # -- session -----------------------------------------------------------------------------
     def set_session(self, session: Any) -> None:
-        """Search this session's cache (None: nothing to search; the app is locked)."""
-        self._search = None
+        """Search this session's cache (None: nothing to search; the app is locked). The
+        vocabulary loads on a worker now, so the first search after unlock does not wait."""
         self._session = session
-        if session is not None:
-            from app.services.search import PatientSearch
-
-            self._search = PatientSearch(session)
+        self._words = None
         self.clear()
+        if session is not None:
+            self._words = search_words()
+            # Only a head start: the first search loads what is missing (bugs still show).
+            load_search_words_op(self, session, self._words).on_failure(
+                lambda exc: self._runner.report(exc, known=False)
+            ).run(self._runner)
 
     def refresh_index(self) -> None:
-        """After a sync or import changed the cache."""
-        if self._search is not None and hasattr(self._search, "refresh"):
-            self._search.refresh()
+        """After a sync or import changed the cache: search again (a search reloads the
+        vocabulary when the index changed it)."""
         if self.box.text().strip():
             self._run_search()
 
@@ -472,8 +482,11 @@ class SearchView(QWidget):
             self.clear()
 
     def clear(self) -> None:
-        """Hide every result and the query (lock, user change)."""
+        """Hide every result and the query (lock, user change); drop any answer to come."""
         self._timer.stop()
+        self._searches.drop()
+        self._awaited = None
+        self._open_top_for = None
         self._audited_query = ""
         self.box.blockSignals(True)
         self.box.clear()
@@ -527,38 +540,70 @@ class SearchView(QWidget):
             self._timer.start()
 
     def search_now(self) -> None:
-        """Run the pending search immediately (tests, Enter)."""
+        """Start the pending search now (Enter, a filter, the suggestion); the answer comes
+        on the main thread later (`is_searching` until then)."""
         self._timer.stop()
         self._run_search()
 
+    def is_searching(self) -> bool:
+        """A search is due (the debounce runs) or its answer has not come yet."""
+        return self._timer.isActive() or self._awaited is not None
+
+    def answered_query(self) -> str | None:
+        """The query the results on screen answer (None: no results shown)."""
+        return self._shown_query[0] if self._shown_query is not None else None
+
     def _run_search(self) -> None:
         query = self.box.text().strip()
-        if not query or self._search is None:
+        if not query or self._session is None or self._words is None:
+            self._searches.drop()
+            self._awaited = None
+            self._open_top_for = None
             self.model.set_hits([])
             self._shown_query = None
             self.notice.hide()
             self.did_you_mean.hide()
             self._states.setCurrentWidget(self.hint)
             return
-        started = time.perf_counter()
-        try:
-            result = self._search.search(
-                query, limit=RESULT_LIMIT, sex=self.sex.value(), age_range=self.age.value()
-            )
-        except Exception as exc:  # known errors shown as one line; bugs to the crash handler
-            self._runner.report(exc)
-            return
-        self.last_search_ms = (time.perf_counter() - started) * 1000
-        if result.hits and query != self._audited_query:
-            from app.services.search import audit_search
+        asked = SearchAsked(query, self.sex.value(), self.age.value())
+        ticket = self._searches.next()
+        self._awaited = ticket
+        search_op(
+            self,
+            self._session,
+            self._words,
+            asked,
+            ticket,
+            limit=RESULT_LIMIT,
+            audit=query != self._audited_query,
+        ).for_request(ticket).on_success(self._answered).on_failure(self._search_failed).run(
+            self._runner
+        )
 
-            try:
-                audit_search(self._session, query, len(result.hits))
-            except Exception as exc:  # no audit entry, no results on screen
-                self._runner.report(exc)
-                return
-            self._audited_query = query
-        asked = (query, self.sex.value(), self.age.value())
+    def _search_failed(self, exc: BaseException) -> None:
+        """Known errors shown as one line (no audit entry, no results on screen); bugs go
+        to the crash handler. The results shown before stay."""
+        self._awaited = None
+        self._open_top_for = None
+        self._runner.report(exc)
+
+    def _answered(self, found: Found | None) -> None:
+        """The newest search's answer (`for_request` dropped any older one)."""
+        ticket, self._awaited = self._awaited, None
+        if found is None:  # superseded on the worker: a newer answer is on its way
+            return
+        open_top = ticket is not None and self._open_top_for == ticket
+        self._open_top_for = None
+        self.last_search_ms = found.search_ms
+        if found.audited:
+            self._audited_query = found.asked.query
+        self._show(found)
+        if open_top:
+            self._open_highlighted()
+
+    def _show(self, found: Found) -> None:
+        result = found.result
+        asked = (found.asked.query, found.asked.sex, found.asked.age_range)
         rerun = asked == self._shown_query
         kept = self.highlighted_id() if rerun else None
         self._shown_query = asked
@@ -586,7 +631,7 @@ class SearchView(QWidget):
                 self.results.setCurrentIndex(self.model.index(0))
                 self.results.scrollToTop()
         else:
-            filtered = self.sex.value() is not None or self.age.value() is not None
+            filtered = found.asked.sex is not None or found.asked.age_range is not None
             self.no_results.setText(
                 "No one in this cache matches."
                 + (" Try clearing the sex or age filter." if filtered else "")
@@ -594,6 +639,7 @@ class SearchView(QWidget):
                 "unknown person."
             )
             self._states.setCurrentWidget(self.no_results)
+        self.results_shown.emit()
 
     def _apply_suggestion(self) -> None:
         suggestion = self.did_you_mean.property("suggestion")
@@ -609,13 +655,23 @@ class SearchView(QWidget):
 
     def _open_first(self) -> None:
         """Enter in the box opens the highlighted result: the top one when it is a close
-        match, nobody when nothing is close (a weak match is only ever opened by a tap)."""
-        self.search_now()
+        match, nobody when nothing is close (a weak match is only ever opened by a tap).
+        Pressed before the answer to what was typed has come, it opens from that answer
+        (unless the officer types again or taps someone first)."""
+        if self._timer.isActive():
+            self.search_now()
+        if self._awaited is not None:
+            self._open_top_for = self._awaited
+            return
+        self._open_highlighted()
+
+    def _open_highlighted(self) -> None:
         index = self.results.currentIndex()
         if index.isValid() and not is_weak(self.model.hits[index.row()]):
             self._choose(index.row())
 
     def _choose(self, row: int) -> None:
+        self._open_top_for = None  # a tap is the newer choice: an earlier Enter is void
         if 0 <= row < len(self.model.hits):
             self.results.setCurrentIndex(self.model.index(row))
             self.patient_chosen.emit(self.model.hits[row].id)

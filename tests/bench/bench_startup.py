@@ -201,7 +201,7 @@ def unlock_and_search():
 
     QTest.keyClicks(box, query)
     deadline = time.monotonic() + 10
-    while (window.search_view._timer.isActive() or not window.search_view.hits()) and \\
+    while (window.search_view.is_searching() or not window.search_view.hits()) and \\
             time.monotonic() < deadline:
         QTest.qWait(20)
     if crash.count:

@@ -161,7 +161,15 @@ def type_search(qtbot: QtBot, window: Any, text: str) -> list[Any]:
         qtbot.keyClicks(view.box, text)
     else:  # QTest can only type ASCII
         view.box.setText(text)
-    qtbot.waitUntil(lambda: view.box.text() == text and not view._timer.isActive(), timeout=5_000)
+    qtbot.waitUntil(lambda: view.box.text() == text and not view.is_searching(), timeout=5_000)
+    return view.hits()
+
+
+def wait_for_results(qtbot: QtBot, window: Any) -> list[Any]:
+    """The answer to what the search box and filters ask now is on screen (search runs on a
+    worker: a tap on a filter shows its results a moment later)."""
+    view = window.search_view
+    qtbot.waitUntil(lambda: not view.is_searching(), timeout=5_000)
     return view.hits()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from pytestqt.exceptions import TimeoutError as NotInTime
 from pytestqt.qtbot import QtBot
 
 from app.services.encounters import save_draft
@@ -20,7 +21,10 @@ def test_a_draft_is_offered_at_unlock_with_its_person(
         save_draft(session, "draft-1", {"patient": {"id": alerted_person.id}, "location": "Park"})
     window = make_window(gui_profile)
     unlock(qtbot, window)
-    assert window.draft_bar.isVisible(), "the draft waits until someone taps New encounter"
+    try:  # looked for on a worker, right after unlock
+        qtbot.waitUntil(window.draft_bar.isVisible, timeout=5_000)
+    except NotInTime:
+        raise AssertionError("the draft waits until someone taps New encounter") from None
     y, m, d = alerted_person.birth_date.split("-")
     text = window.draft_bar_text.text()
     assert alerted_person.family in text and f"born {d}/{m}/{y}" in text, text

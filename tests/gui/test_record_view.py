@@ -179,7 +179,7 @@ def test_opening_asks_why_remembers_the_reason_and_audits_each_opening(
         b for b in window.record_view.reason_sheet.buttons() if b.property("reason") == chosen
     )
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
-    assert window.record_view.patient_id == alerted_person.id
+    qtbot.waitUntil(lambda: window.record_view.patient_id == alerted_person.id, timeout=5_000)
     entries = openings()
     assert len(entries) == before + 1
     last = entries[-1]
@@ -207,7 +207,8 @@ def test_stale_data_is_labelled(
     assert "Not synced for" not in page_text
     old = (datetime.now(UTC) - timedelta(hours=30)).isoformat().replace("+00:00", "Z")
     window.session.store.set_meta(LAST_REFRESH, old)
-    window.record_view.reload()
+    with qtbot.waitSignal(window.record_view.record_shown, timeout=5_000):
+        window.record_view.reload()  # read on a worker
     page = window.record_view.scroll_area.widget()
     stale = [
         lab for lab in page.findChildren(QLabel) if lab.accessibleName() == "Stale data warning"
@@ -326,6 +327,9 @@ def test_a_sync_refreshes_the_open_record_without_a_false_audit_entry(
     assert second.args[0].pulled > 0
 
     assert window.record_view.patient_id == alerted_person.id
-    assert "“Sparrow”" in "\n".join(_texts(window.record_view.scroll_area.widget()))
+    qtbot.waitUntil(  # the reload the sync started reads on a worker
+        lambda: "“Sparrow”" in "\n".join(_texts(window.record_view.scroll_area.widget())),
+        timeout=5_000,
+    )
     assert _openings(store) == opened
     assert store.verify_audit_chain() is None

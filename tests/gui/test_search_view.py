@@ -10,7 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from app.fhir import ALERT_CODES
 from app.ui.search_view import EMPTY_HINT
-from tests.gui.conftest import WindowFactory, type_search, unlock
+from tests.gui.conftest import WindowFactory, type_search, unlock, wait_for_results
 
 
 def _typo(word: str) -> str:
@@ -100,13 +100,13 @@ def test_sex_and_age_filters_narrow_the_results(
     qtbot.mouseClick(view.filters_button, Qt.MouseButton.LeftButton)
     assert view.filters.isVisible()
     qtbot.mouseClick(view.sex.buttons[1], Qt.MouseButton.LeftButton)  # Female
-    assert all(h.gender == "female" for h in view.hits())
+    assert all(h.gender == "female" for h in wait_for_results(qtbot, window))
     qtbot.mouseClick(view.age.buttons[1], Qt.MouseButton.LeftButton)  # Under 18
-    assert all(h.age is not None and h.age < 18 for h in view.hits())
+    assert all(h.age is not None and h.age < 18 for h in wait_for_results(qtbot, window))
     assert "Female" in view.filters_button.text()
     view.clear_filters()
     view.search_now()
-    assert len(view.hits()) == len(everyone)
+    assert len(wait_for_results(qtbot, window)) == len(everyone)
 
 
 def test_results_come_as_you_type_after_a_short_pause(

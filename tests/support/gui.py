@@ -96,7 +96,7 @@ def search(qtbot: QtBot, window: Any, text: str) -> list[Any]:
     qtbot.keyClick(box, Qt.Key.Key_Delete)
     qtbot.keyClicks(box, text)
     view = window.search_view
-    qtbot.waitUntil(lambda: bool(view.hits()), timeout=5_000)
+    qtbot.waitUntil(lambda: not view.is_searching() and bool(view.hits()), timeout=5_000)
     return view.hits()
 
 
