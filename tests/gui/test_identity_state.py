@@ -3,10 +3,12 @@
 A Hypothesis state machine drives the real window on a real SQLCipher cohort with the actions
 an officer has: type a query (or let it settle), tap a result, press Enter, pick or cancel the
 reason, go back, lock, unlock with the PIN, start a new encounter (Ctrl+N or "Record
-encounter"), "Find in search" from the form, a sync refresh, rotate the tablet. After every
-step it checks the invariant: the record on screen, the highlighted result and the subject of a
-new encounter are the same person, or nothing is shown; whatever record or form is on screen
-has the fixed identity header naming its person.
+encounter"), "Find in search" from the form, a sync refresh, rotate the tablet, and make the
+next search, record opening or reload answer late (held on its worker while the machine goes on
+acting, then released: out-of-order delivery). After every step it checks the invariant: the
+record on screen, the highlighted result and the subject of a new encounter are the same
+person, or nothing is shown; whatever record or form is on screen has the fixed identity header
+naming its person.
 
 Steps: KERBSIDE_IDENTITY_STEPS (default 2,000, CI's profile, about 40 s on a laptop core). The
 long run the safety case cites:
@@ -41,6 +43,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import Person, WindowFactory, enter_pin, unlock
+from tests.support.held import Holder
 
 DEFAULT_STEPS = 2_000
 STEPS_PER_EXAMPLE = 40
@@ -74,13 +77,55 @@ def _queries(cohort_dir: Path, alerted: Person) -> list[str]:
 
 
 class _World:
-    """What the machine drives: the window, the queries, a step counter."""
+    """What the machine drives: the window, the queries, a step counter, the late answers."""
 
-    def __init__(self, qtbot: QtBot, window: Any, queries: list[str]) -> None:
+    def __init__(self, qtbot: QtBot, window: Any, queries: list[str], late: Holder) -> None:
         self.qtbot = qtbot
         self.window = window
         self.queries = queries
+        self.late = late
         self.steps = 0
+        # Whom the officer chose last (the person the reason sheet names) and whose record
+        # the pane held last: a record may replace another only if it is the one chosen.
+        self.selected: str | None = None
+        self.last_shown: str | None = None
+        self.swaps: list[str] = []
+        window.record_view.record_shown.connect(self.record_shown)
+
+    def record_shown(self, patient_id: str) -> None:
+        """The pane shows a person: the reason sheet (a choice), or a record."""
+        if self.window.record_view.showing_reason_sheet():
+            self.selected = patient_id
+            return
+        if patient_id not in (self.last_shown, self.selected):
+            self.swaps.append(f"{self.last_shown} -> {patient_id}, chosen {self.selected}")
+        self.last_shown = patient_id
+
+    def observe(self) -> None:
+        """After a step: whom the reason sheet names now, whose record the pane holds."""
+        view = self.window.record_view
+        if view.showing_reason_sheet():
+            self.selected = view.shown_id()
+        self.last_shown = view.patient_id
+
+
+def hold_ui_reads(monkeypatch: pytest.MonkeyPatch) -> Holder:
+    """Make the services the screens read through (search, open a record, reload it) answer
+    late on demand (`Holder.arm`)."""
+    from app.services import records
+    from app.services.search import PatientSearch
+
+    late = Holder()
+    monkeypatch.setattr(records, "open_record", late.wrap(records.open_record))
+    monkeypatch.setattr(records, "refresh_record", late.wrap(records.refresh_record))
+    monkeypatch.setattr(PatientSearch, "search", late.wrap(PatientSearch.search))
+    return late
+
+
+def settled(qtbot: QtBot, window: Any, late: Holder) -> None:
+    """Every answer asked for has been delivered, except those held (a condition, no clock)."""
+    runner = window.runner
+    qtbot.waitUntil(lambda: runner.pending == late.held(), timeout=10_000)
 
 
 WORLD: _World | None = None
@@ -126,21 +171,25 @@ class IdentityMachine(RuleBasedStateMachine):
         return self._find_page() and rv.isVisible() and rv.showing_reason_sheet()
 
     def _step(self) -> None:
-        """Let background work (drafts, PIN checks) finish and deliver: no wall-clock races."""
+        """Let background work (searches, openings, drafts, PIN checks) finish and deliver,
+        all but a held answer: no wall-clock races."""
         self.w.steps += 1
-        self.win.runner.wait_until_idle(10_000)
+        settled(self.w.qtbot, self.win, self.w.late)
         _settle()
+        self.w.observe()
 
     # -- reset ---------------------------------------------------------------------------
     @initialize()
     def reset(self) -> None:
         win = self.win
+        self.w.swaps.clear()
         if win.is_locked:
             unlock(self.w.qtbot, win)
         if win.encounter_form is not None:
             win.encounter_form.discard()
         win.search_view.clear()
         win.record_view.clear()
+        self.w.selected = None
         win.show_page("encounter")  # leaving Find ends any pick-for-the-form
         win.resize(*LANDSCAPE)
         win.focus_search()
@@ -151,6 +200,13 @@ class IdentityMachine(RuleBasedStateMachine):
 
         for draft in load_drafts(win.session):
             discard_draft(win.session, draft.draft_id)
+
+    def teardown(self) -> None:
+        """An answer still held when the example ends arrives now, in this example."""
+        self.w.late.release_all()
+        self._step()
+        self.w.steps -= 1
+        self.one_person_at_a_time()
 
     # -- actions -------------------------------------------------------------------------
     @precondition(lambda self: self._find_page() and self.win.search_view.isVisible())
@@ -276,6 +332,20 @@ class IdentityMachine(RuleBasedStateMachine):
         self.win.resize(*(PORTRAIT if portrait else LANDSCAPE))
         self._step()
 
+    @precondition(lambda self: not self.w.late.armed and not self.w.late.held())
+    @rule()
+    def next_answer_late(self) -> None:
+        """The next search, opening or reload answers only when released (a slow worker)."""
+        self.w.late.arm()
+        self._step()
+
+    @precondition(lambda self: bool(self.w.late.held()))
+    @rule()
+    def late_answer_arrives(self) -> None:
+        """The held answer comes now, after whatever the officer did meanwhile."""
+        self.w.late.release_all()
+        self._step()
+
     # -- the invariant ---------------------------------------------------------------------
     def _record_on_screen(self) -> str | None:
         rv = self.win.record_view
@@ -298,6 +368,10 @@ class IdentityMachine(RuleBasedStateMachine):
         if win.is_locked:
             assert not win.record_view.isVisible(), "patient data behind the lock screen"
             return
+        assert not self.w.swaps, f"a record nobody chose replaced the one shown: {self.w.swaps}"
+        view = win.search_view
+        if self._results_visible() and not view.is_searching():
+            assert view.answered_query() == view.box.text().strip(), "an older query's results"
         rv = win.record_view
         shown = self._record_on_screen()
         pending = rv._pending_id if self._sheet_visible() else None
@@ -330,14 +404,16 @@ def test_one_person_at_a_time(
     gui_profile: Path,
     cohort_dir: Path,
     alerted_person: Person,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     global WORLD
     from app.security import Profile
 
     Profile.load(gui_profile).update_settings(idle_lock_minutes=600)  # no idle lock mid-run
+    late = hold_ui_reads(monkeypatch)
     window = make_window(gui_profile)
     unlock(qtbot, window)
-    WORLD = _World(qtbot, window, _queries(cohort_dir, alerted_person))
+    WORLD = _World(qtbot, window, _queries(cohort_dir, alerted_person), late)
     wanted = _steps_wanted()
     long_run = wanted > DEFAULT_STEPS
     started = time.perf_counter()
@@ -360,6 +436,7 @@ def test_one_person_at_a_time(
     finally:
         steps = WORLD.steps
         WORLD = None
+        late.release_all()
     print(f"\nidentity state machine: {steps} steps in {time.perf_counter() - started:.1f} s")
     assert steps >= wanted
 
@@ -382,6 +459,138 @@ def test_a_new_query_detaches_the_open_record(
     window.new_encounter()
     form = window.encounter_form
     assert form is not None and "id" not in (form.data().get("patient") or {})
+
+
+def _tap_and_choose_reason(qtbot: QtBot, window: Any, patient_id: str) -> None:
+    """Tap the person's row, then the (default) reason; the answer may come later."""
+    from tests.support.gui import tap_result
+
+    tap_result(qtbot, window, patient_id)
+    qtbot.waitUntil(window.record_view.showing_reason_sheet, timeout=5_000)
+    assert window.record_view.shown_id() == patient_id
+    qtbot.mouseClick(window.record_view.reason_sheet.buttons()[0], LEFT)
+
+
+def _one_person_everywhere(window: Any, patient_id: str) -> None:
+    """The record pane, its header, the highlighted row and a new encounter: this person."""
+    view = window.record_view
+    assert view.shown_record_id() == patient_id, "the pane shows someone else"
+    assert view.identity.patient_id == patient_id
+    assert window.search_view.highlighted_id() in (patient_id, None)
+    assert window.encounter_subject() == patient_id, "Ctrl+N would record about someone else"
+    window.new_encounter()
+    form = window.encounter_form
+    assert form is not None and form.data().get("patient") == {"id": patient_id}
+
+
+def test_a_late_record_for_the_person_selected_before_is_never_shown(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    gui_profile: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hazard H1 with answers out of order: the officer opens one person, whose record is
+    slow to come; they choose another instead, whose record comes first. The first record,
+    arriving last, is dropped: the pane, the highlighted row and a new encounter are all
+    about the person chosen last. (Both openings were asked for with a reason: both are
+    audited.)"""
+    from tests.gui.conftest import type_search
+
+    late = hold_ui_reads(monkeypatch)
+    window = make_window(gui_profile)
+    unlock(qtbot, window)
+    hits = type_search(qtbot, window, "smith")
+    assert len(hits) >= 2
+    before, chosen = hits[0].id, hits[1].id
+    late.arm()
+    _tap_and_choose_reason(qtbot, window, before)
+    qtbot.waitUntil(lambda: late.held() == 1, timeout=5_000)  # its record is read, not shown
+    _tap_and_choose_reason(qtbot, window, chosen)
+    qtbot.waitUntil(lambda: window.record_view.shown_record_id() == chosen, timeout=5_000)
+    late.release_all()
+    settled(qtbot, window, late)  # the late record has been delivered (and dropped)
+    _settle()
+    _one_person_everywhere(window, chosen)
+    opened = [e.patient_id for e in window.session.store.audit_entries()]
+    assert before in opened and chosen in opened
+
+
+def test_a_late_reload_of_the_record_before_never_replaces_the_one_opened_now(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    gui_profile: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload of the open record (a save or a sync) answering after another person's
+    record was opened does not bring the first person back."""
+    from tests.gui.conftest import open_first_with_reason, type_search
+
+    late = hold_ui_reads(monkeypatch)
+    window = make_window(gui_profile)
+    unlock(qtbot, window)
+    hits = type_search(qtbot, window, "smith")
+    first, second = hits[0].id, hits[1].id
+    open_first_with_reason(qtbot, window, first)
+    late.arm()
+    window.record_view.reload()
+    qtbot.waitUntil(lambda: late.held() == 1, timeout=5_000)
+    _tap_and_choose_reason(qtbot, window, second)
+    qtbot.waitUntil(lambda: window.record_view.shown_record_id() == second, timeout=5_000)
+    late.release_all()
+    settled(qtbot, window, late)
+    _settle()
+    _one_person_everywhere(window, second)
+
+
+def test_a_late_answer_to_an_earlier_query_is_never_shown(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    gui_profile: Path,
+    alerted_person: Person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Typed as you go, the latest query wins: the answer to an earlier query arriving after
+    the newer one's is dropped (the list, the highlight and the open record stay); and a
+    tap on a result while the answer to a new query is on its way wins over an Enter pressed
+    before it: the highlight then follows the record pane, it does not jump to the top."""
+    from tests.gui.conftest import open_first_with_reason, type_search
+    from tests.support.gui import tap_result
+
+    late = hold_ui_reads(monkeypatch)
+    window = make_window(gui_profile)
+    unlock(qtbot, window)
+    view = window.search_view
+    late.arm()
+    view.box.setText("smith")
+    view.search_now()
+    qtbot.waitUntil(lambda: late.held() == 1, timeout=5_000)  # "smith" is slow to answer
+    hits = type_search(qtbot, window, alerted_person.family)  # the newer query answers first
+    assert hits[0].id == alerted_person.id
+    open_first_with_reason(qtbot, window, alerted_person.id)
+    late.release_all()
+    settled(qtbot, window, late)
+    _settle()
+    assert view.box.text() == alerted_person.family
+    assert [h.id for h in view.hits()] == [h.id for h in hits], "an older query's results"
+    assert view.highlighted_id() == alerted_person.id
+    _one_person_everywhere(window, alerted_person.id)
+
+    # Enter on a query whose answer is on its way, then a tap on a row still shown.
+    window.show_page("find")
+    smiths = type_search(qtbot, window, "smith")
+    tapped = smiths[-1].id
+    late.arm()
+    view.box.setFocus()
+    view.box.insert(" x")  # a new query (its search waits for the debounce) ...
+    qtbot.keyClick(view.box, Qt.Key.Key_Return)  # ... and Enter, before its answer
+    qtbot.waitUntil(lambda: late.held() == 1, timeout=5_000)
+    tap_result(qtbot, window, tapped)  # the old list is still on screen: the tap wins
+    qtbot.waitUntil(window.record_view.showing_reason_sheet, timeout=5_000)
+    late.release_all()
+    settled(qtbot, window, late)
+    _settle()
+    assert window.record_view.shown_id() == tapped, "Enter opened someone over the tap"
+    assert view.highlighted_id() in (tapped, None), "the highlight left the person shown"
 
 
 def test_the_form_names_its_person_in_a_fixed_header(
