@@ -55,6 +55,7 @@ class IdleLock(QObject):
         self._away.timeout.connect(self._check_away)
         app.installEventFilter(self)
         app.applicationStateChanged.connect(self._on_state)
+        self._attached = True
 
     def set_minutes(self, minutes: float) -> None:
         self._timer.setInterval(max(1, int(minutes * 60_000)))
@@ -122,6 +123,10 @@ class IdleLock(QObject):
             self.lock_requested.emit("hidden")
 
     def detach(self) -> None:
+        """Stop for good (the window closes): no input or platform state reaches it again."""
         self._app.removeEventFilter(self)
+        if self._attached:
+            self._app.applicationStateChanged.disconnect(self._on_state)
+            self._attached = False
         self._timer.stop()
         self._away.stop()

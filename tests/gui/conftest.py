@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from app.security import KdfParams, LockoutPolicy
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
+from tests.support.gui import pin as tap_pin
 
 USER = "pc101"
 COHORT_SIZE = 150
@@ -130,11 +131,8 @@ def make_window(qtbot: QtBot, qapp: Any) -> Iterator[WindowFactory]:
 
 
 def enter_pin(qtbot: QtBot, window: Any, pin: str = TEST_PIN) -> None:
-    """Tap the PIN on the pad and OK, as an officer would."""
-    pad = window.unlock_view._pad
-    for digit in pin:
-        qtbot.mouseClick(pad.keys[digit], _left())
-    qtbot.mouseClick(pad.keys["ok"], _left())
+    """Tap the PIN on the pad and OK, as an officer would (keys found by accessible name)."""
+    tap_pin(qtbot, window, pin)
 
 
 def unlock(qtbot: QtBot, window: Any, pin: str = TEST_PIN) -> None:

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QAbstractButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.services.session import unlock as open_session
 from tests.conftest import TEST_PIN
 from tests.gui.conftest import USER, Person, WindowFactory
+from tests.support.gui import named, tap
 
 LEFT = Qt.MouseButton.LeftButton
 MAX_TAPS = 3
@@ -83,11 +84,10 @@ def test_locked_tablet_to_crisis_plan_with_a_misheard_name(
     window = make_window(gui_profile)
     count = Counter(qtbot)
 
-    pad = window.unlock_view._pad
     for digit in TEST_PIN:
-        qtbot.mouseClick(pad.keys[digit], LEFT)
+        tap(qtbot, window.unlock_view, f"Digit {digit}")
         count.pin_digits += 1
-    count.tap(pad.keys["ok"], "OK")
+    count.tap(named(qtbot, window.unlock_view, (QAbstractButton,), "Unlock"), "OK")
     qtbot.waitUntil(lambda: not window.is_locked, timeout=10_000)
 
     box = window.search_view.box

@@ -21,6 +21,8 @@ def test_the_lock_screen_closes_the_cache_and_drops_the_key(
     session = window.session
     old_store = session.store
     window.lock()
+    # The key itself, not a flag: SECURITY.md 30 is about what stays in memory, which no
+    # screen can show.
     assert session.is_locked and session._data_key is None
     with pytest.raises(Exception, match="closed"):
         old_store.conn.execute("SELECT count(*) FROM sqlite_master")

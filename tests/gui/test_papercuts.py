@@ -8,9 +8,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.ui import theme
-from tests.gui.conftest import Person, WindowFactory, type_search, unlock
-
-LEFT = Qt.MouseButton.LeftButton
+from tests.gui.conftest import Person, WindowFactory, enter_pin, type_search, unlock
 
 
 def _sheet(qtbot: QtBot, window: object, person: Person) -> None:
@@ -73,13 +71,8 @@ def test_night_mode_is_dim() -> None:
 def test_keys_typed_straight_after_unlock_reach_the_search_box(
     qtbot: QtBot, make_window: WindowFactory, gui_profile: Path
 ) -> None:
-    from tests.conftest import TEST_PIN
-
     window = make_window(gui_profile)
-    pad = window.unlock_view._pad
-    for digit in TEST_PIN:
-        qtbot.mouseClick(pad.keys[digit], LEFT)
-    qtbot.mouseClick(pad.keys["ok"], LEFT)
+    enter_pin(qtbot, window)
     qtbot.keyClicks(window.unlock_view, "smi")  # while the PIN is being checked
     qtbot.waitUntil(lambda: not window.is_locked, timeout=10_000)
     assert window.search_view.box.text() == "smi"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from app.security import LockoutPolicy, Profile
@@ -19,6 +20,15 @@ from tests.gui.conftest import (
     type_search,
     unlock,
 )
+from tests.support.gui import on_screen, shown_text
+
+
+def _platform_reports(state: Qt.ApplicationState) -> None:
+    """The application's state changes as the platform would report it (every listener hears
+    it, as on a tablet)."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    app.applicationStateChanged.emit(state)
 
 
 def test_correct_pin_unlocks_to_search_with_focus(
@@ -39,8 +49,8 @@ def test_keyboard_types_the_pin(
     window = make_window(gui_profile)
     window.unlock_view.setFocus()
     qtbot.keyClicks(window.unlock_view, TEST_PIN)
-    assert "6 digits" in window.unlock_view._dots.accessibleName()
-    assert TEST_PIN not in window.unlock_view._dots.text()  # masked
+    assert on_screen(window.unlock_view, "PIN, 6 digits entered")
+    assert TEST_PIN not in shown_text(qtbot, window.unlock_view, "PIN, 6 digits entered")  # masked
     qtbot.keyClick(window.unlock_view, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: not window.is_locked, timeout=10_000)
 
@@ -127,7 +137,7 @@ def test_hidden_app_locks_at_once(
     unlock(qtbot, window)
     type_search(qtbot, window, "a")
     # What the platform reports when the task switcher opens or the screen turns off.
-    window.idle._on_state(Qt.ApplicationState.ApplicationHidden)
+    _platform_reports(Qt.ApplicationState.ApplicationHidden)
     assert window.is_locked
     assert window.search_view.hits() == []
 
@@ -137,9 +147,11 @@ def test_losing_the_focus_to_another_window_locks(
 ) -> None:
     window = make_window(gui_profile)
     unlock(qtbot, window)
+    # The offscreen platform has no other application to take the foreground, so this stands
+    # in for its answer when the grace period asks "is something else in front?".
     monkeypatch.setattr(window.idle, "_still_away", lambda: True)
-    window.idle._on_state(Qt.ApplicationState.ApplicationActive)
-    window.idle._on_state(Qt.ApplicationState.ApplicationInactive)
+    _platform_reports(Qt.ApplicationState.ApplicationActive)
+    _platform_reports(Qt.ApplicationState.ApplicationInactive)
     qtbot.waitUntil(lambda: window.is_locked, timeout=3_000)
 
 
@@ -148,9 +160,9 @@ def test_a_focus_flicker_does_not_lock(
 ) -> None:
     window = make_window(gui_profile)
     unlock(qtbot, window)
-    window.idle._on_state(Qt.ApplicationState.ApplicationActive)
-    window.idle._on_state(Qt.ApplicationState.ApplicationInactive)
-    window.idle._on_state(Qt.ApplicationState.ApplicationActive)
+    _platform_reports(Qt.ApplicationState.ApplicationActive)
+    _platform_reports(Qt.ApplicationState.ApplicationInactive)
+    _platform_reports(Qt.ApplicationState.ApplicationActive)
     # Back at once: the grace period is called off, and only the idle timer (minutes) runs.
     assert not window.idle.leaving
     assert window.idle.remaining_ms() > 60_000

@@ -244,3 +244,19 @@ def test_test_modules_import_no_other_test_module() -> None:
         if name.startswith("tests.") and name.rpartition(".")[2].startswith("test_")
     ]
     assert offences == []
+
+
+MODULE_LINES = 1_200
+
+
+def test_no_module_grows_past_the_size_budget() -> None:
+    """The encounter form reached 1,260 lines holding five jobs (controls, answers,
+    validation, drafts, saving) before it was split; past this many lines a module is split
+    along its seams before it grows further, not after."""
+    offences = [
+        f"{path.relative_to(ROOT)}: {lines} lines"
+        for pkg in ("app", "sync", "nhs")
+        for path in _files(pkg)
+        if (lines := len(_text(path).splitlines())) > MODULE_LINES
+    ]
+    assert offences == []
