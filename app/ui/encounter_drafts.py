@@ -16,9 +16,9 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QWidget
 
 from app.services import encounters
 from app.services.session import Session
-from app.services.today import draft_person
 from app.times import clock_text, parse_instant, short_day_text
-from app.ui.ops import Op, OpChanges, Runner
+from app.ui.ops import Runner
+from app.ui.use_cases import DraftsFound, discard_draft_op, drafts_found_op, save_draft_op
 from app.ui.widgets import BigButton, label, set_role
 
 log = logging.getLogger("kerbside.ui")
@@ -76,33 +76,23 @@ class DraftKeeper(QObject):
         self._dirty = False
         if self.draft_id is None:
             self.draft_id = encounters.new_draft_id()
-        draft_id, data, session = self.draft_id, self._read(), self._session
-
-        def work() -> str:
-            session.on_worker(lambda s: encounters.save_draft(s, draft_id, data))
-            return draft_id
 
         def failed(exc: BaseException) -> None:
             self._dirty = True  # try again on the next change
             self.not_kept.emit()
             self._runner.report(exc)
 
-        log.debug("autosaving draft %s", draft_id)
-        Op(self._owner, work, changes=OpChanges()).on_success(self.kept.emit).on_failure(
-            failed
-        ).run(self._runner)
+        log.debug("autosaving draft %s", self.draft_id)
+        save_draft_op(self._owner, self._session, self.draft_id, self._read()).on_success(
+            self.kept.emit
+        ).on_failure(failed).run(self._runner)
 
     def discard(self) -> None:
         """Stop keeping, and remove the draft kept so far."""
         self.stop()
-        draft_id, session = self.draft_id, self._session
-        self.draft_id = None
+        draft_id, self.draft_id = self.draft_id, None
         if draft_id is not None:
-            Op(
-                self._owner,
-                lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft_id)),
-                changes=OpChanges(drafts=True),
-            ).run(self._runner)
+            discard_draft_op(self._owner, self._session, draft_id).run(self._runner)
 
 
 class DraftOffer(QFrame):
@@ -161,12 +151,10 @@ class DraftOffer(QFrame):
     def look(self) -> None:
         """Look for drafts other than the form's own, then offer the newest (or resume the
         one asked for)."""
-        session = self._session
-        Op(self, lambda: session.on_worker(encounters.load_drafts)).on_success(self._found).run(
-            self._runner
-        )
+        drafts_found_op(self, self._session).on_success(self._found).run(self._runner)
 
-    def _found(self, drafts: list[encounters.Draft]) -> None:
+    def _found(self, found: DraftsFound) -> None:
+        drafts = found.drafts
         self._drafts = [d for d in drafts if d.draft_id != self._keeper.draft_id]
         wanted = [d for d in self._drafts if d.draft_id == self._resume_id]
         if wanted and self.open:
@@ -180,7 +168,7 @@ class DraftOffer(QFrame):
         newest = self._drafts[0]
         when = parse_instant(newest.updated_at, naive="reject")
         more = len(self._drafts) - 1
-        text = f"An unsaved encounter about {draft_person(self._session, newest.data)}"
+        text = f"An unsaved encounter about {found.people[newest.draft_id]}"
         if when is not None:
             text += f", last changed {clock_text(when)} {short_day_text(when)}"
         if more:
@@ -202,10 +190,7 @@ class DraftOffer(QFrame):
             self.hide()
             return
         draft = self._drafts.pop(0)
-        session = self._session
-        Op(
-            self,
-            lambda: session.on_worker(lambda s: encounters.discard_draft(s, draft.draft_id)),
-            changes=OpChanges(drafts=True),
-        ).on_success(lambda _r: self.look()).run(self._runner)
+        discard_draft_op(self, self._session, draft.draft_id).on_success(
+            lambda _r: self.look()
+        ).run(self._runner)
         self.hide()

@@ -46,7 +46,7 @@ from PySide6.QtWidgets import (
 from app import times
 from app.services import encounters
 from app.services.session import Session
-from app.times import clock_text, iso_instant, parse_instant
+from app.times import clock_text, parse_instant
 from app.ui import theme
 from app.ui.encounter_answers import EncounterAnswers
 from app.ui.encounter_drafts import DraftKeeper, DraftOffer
@@ -58,7 +58,8 @@ from app.ui.encounter_validation import (
     show_service_errors,
 )
 from app.ui.identity import IdentityHeader
-from app.ui.ops import Op, OpChanges, Runner
+from app.ui.ops import Runner
+from app.ui.use_cases import recorded_answers_op, save_encounter_op
 from app.ui.widgets import BigButton, label, set_role
 
 log = logging.getLogger("kerbside.ui")
@@ -298,7 +299,6 @@ class EncounterForm(EncounterAnswers, QWidget):
 
     def _load_recorded(self, client_id: str) -> None:
         """Open a refused record's answers for correction."""
-        session = self._session
         self.title.setText("Correct a refused record")
         self.discard_button.hide()
 
@@ -312,10 +312,7 @@ class EncounterForm(EncounterAnswers, QWidget):
                 )
                 self.patient_search_requested.emit()
 
-        Op(
-            self,
-            lambda: session.on_worker(lambda s: encounters.recorded_answers(s, client_id)),
-        ).on_success(loaded).run(self._runner)
+        recorded_answers_op(self, self._session, client_id).on_success(loaded).run(self._runner)
 
     def errors(self, now: datetime | None = None) -> list[encounters.FieldError]:
         """The service's validation of the current form, with "choose one" for unset choices."""
@@ -399,27 +396,12 @@ class EncounterForm(EncounterAnswers, QWidget):
             self._scroll_to(self._errors[0].field)
             return
         inp = self.to_input(now)
-        draft_id, session = self._keeper.draft_id, self._session
+        draft_id = self._keeper.draft_id
         self._keeper.stop()
         self._set_saving(True)
-
-        amend = self._amend
-
-        def work() -> encounters.RecordedEncounter:
-            if amend is not None:
-
-                def correct(s: Session) -> encounters.RecordedEncounter:
-                    encounters.resolve_rejected(s, amend, "retry", corrected=inp)
-                    return encounters.RecordedEncounter(
-                        amend, iso_instant(times.now()), None, False
-                    )
-
-                return session.on_worker(correct)
-            return session.on_worker(lambda s: encounters.record(s, inp, draft_id=draft_id))
-
-        Op(self, work, changes=OpChanges(outbox=True, drafts=True)).on_success(
-            self._saved
-        ).on_failure(self._save_failed).run(self._runner)
+        save_encounter_op(
+            self, self._session, inp, draft_id=draft_id, amend=self._amend
+        ).on_success(self._saved).on_failure(self._save_failed).run(self._runner)
 
     def _saved(self, recorded: encounters.RecordedEncounter) -> None:
         self._saving = False
