@@ -61,24 +61,10 @@ def test_layers_import_only_downwards(package: str) -> None:
     assert offences == []
 
 
-def test_the_shared_nhs_package_needs_only_the_standard_library() -> None:
-    """`nhs` is shared by `app` (store included) and `sync`, which may not import each other:
-    it imports neither of them, nor anything else outside the standard library."""
-    import sys
-
-    offences = [
-        f"{path.relative_to(ROOT)} imports {name}"
-        for path in _files("nhs")
-        for name in _imports(path)
-        if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] != "nhs"
-    ]
-    assert offences == []
-
-
 def test_only_the_store_connection_module_opens_sqlcipher() -> None:
     users = [
         p.relative_to(ROOT).as_posix()
-        for pkg in ("app", "sync", "nhs")
+        for pkg in ("app", "sync")
         for p in _files(pkg)
         if "sqlcipher3" in _imports(p)
     ]
@@ -88,7 +74,7 @@ def test_only_the_store_connection_module_opens_sqlcipher() -> None:
 def test_only_the_ui_layer_imports_qt_widgets() -> None:
     users = [
         p.relative_to(ROOT).as_posix()
-        for pkg in ("app", "sync", "nhs")
+        for pkg in ("app", "sync")
         for p in _files(pkg)
         if any(n.startswith("PySide6.QtWidgets") for n in _imports(p))
     ]
@@ -96,7 +82,7 @@ def test_only_the_ui_layer_imports_qt_widgets() -> None:
 
 
 def test_tls_verification_is_never_switched_off() -> None:
-    for pkg in ("app", "sync", "nhs"):
+    for pkg in ("app", "sync"):
         for path in _files(pkg):
             text = path.read_text(encoding="utf-8")
             assert "verify=False" not in text and "verify = False" not in text, path
@@ -104,7 +90,7 @@ def test_tls_verification_is_never_switched_off() -> None:
 
 
 def test_extension_loading_is_never_enabled() -> None:
-    for pkg in ("app", "sync", "nhs"):
+    for pkg in ("app", "sync"):
         for path in _files(pkg):
             assert "enable_load_extension" not in path.read_text(encoding="utf-8"), path
 
@@ -140,7 +126,7 @@ def test_no_package_imports_another_packages_private_modules() -> None:
     """`sync.reference._model` from the CLI is a private name leaking: packages export what
     others may use in `__init__`. A package may use its own private modules."""
     offences = []
-    for pkg in ("app", "sync", "nhs"):
+    for pkg in ("app", "sync"):
         for path in _files(pkg):
             here = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
             for name in _private_imports(path):
@@ -229,7 +215,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 def test_no_import_cycles_in_app_or_sync() -> None:
     """Modules that import each other cannot be read, tested or split alone."""
-    paths = {_module_name(p): p for pkg in ("app", "sync", "nhs") for p in _files(pkg)}
+    paths = {_module_name(p): p for pkg in ("app", "sync") for p in _files(pkg)}
     graph = {name: _module_edges(path, set(paths)) for name, path in paths.items()}
     assert _cycles(graph) == []
 
