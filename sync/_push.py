@@ -18,6 +18,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,35 @@ AUDIT_CHAIN_EXTENSION = f"{KERBSIDE}/StructureDefinition/audit-chain"
 AUDIT_CHAIN_SYSTEM = f"{KERBSIDE}/CodeSystem/audit-chain"
 CHAIN_BROKEN_CODE = "audit-chain-broken"
 SEARCH_ACTION = "search"  # app.services.search.SEARCH_ACTION: the reason column holds the query
+
+
+@dataclass(frozen=True)
+class _AdminEvent:
+    """How an admin action (app.services.session / app.services.sources) reads at the centre."""
+
+    code: str
+    display: str
+    action: str  # C, U or D
+    role: str  # object-role: 11 Security User Entity, 13 Security Resource
+    role_display: str
+
+
+# An admin action is not a patient record read: a user or team change is DICOM "Security Roles
+# Changed" / "User Security Attributes Changed", a central record added or removed is "Network
+# Configuration" under "Security Alert". The local detail (user ids, team text, a source's name
+# and host; never a patient) goes in entity.description, not in purposeOfEvent.
+_ADMIN_EVENTS = {
+    "add-user": _AdminEvent("110136", "Security Roles Changed", "C", "11", "Security User Entity"),
+    "remove-user": _AdminEvent(
+        "110136", "Security Roles Changed", "D", "11", "Security User Entity"
+    ),
+    "change-team": _AdminEvent(
+        "110137", "User Security Attributes Changed", "U", "11", "Security User Entity"
+    ),
+    "source-add": _AdminEvent("110113", "Security Alert", "C", "13", "Security Resource"),
+    "source-remove": _AdminEvent("110113", "Security Alert", "D", "13", "Security Resource"),
+}
+NETWORK_CONFIGURATION = {"system": DCM, "code": "110128", "display": "Network Configuration"}
 
 
 def now_instant() -> str:
@@ -315,7 +345,8 @@ def chain_extension(record: AuditRecord) -> dict[str, Any]:
 
 def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
     """An R4 AuditEvent for one opening of a record (DICOM 110110 "Patient Record", read),
-    or one search (subtype search-type, the words searched for in `entity.query`).
+    or one search (subtype search-type, the words searched for in `entity.query`), or one admin
+    action (`_ADMIN_EVENTS`: its own event type, the detail in `entity.description`).
 
     A record with a `purpose` (an online look-up) says why in coded `purposeOfEvent`;
     otherwise a reason given for an opening is its plain-text purpose.
@@ -345,6 +376,22 @@ def audit_event(record: AuditRecord, identity: AuditIdentity) -> dict[str, Any]:
     }
     if record.seq is not None:
         event["extension"] = [chain_extension(record)]
+    admin = _ADMIN_EVENTS.get(record.action)
+    if admin is not None:
+        event["type"] = {"system": DCM, "code": admin.code, "display": admin.display}
+        if admin.code == "110113":
+            event["subtype"] = [NETWORK_CONFIGURATION]
+        else:
+            del event["subtype"]
+        event["action"] = admin.action
+        event["entity"] = [
+            {
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": admin.role, "display": admin.role_display},
+                "description": record.reason or "",
+            }
+        ]
+        return event
     if record.purpose is not None:
         event["purposeOfEvent"] = purpose_of_event(record.purpose)
     if record.action == SEARCH_ACTION:
