@@ -33,7 +33,7 @@ from sync._exceptions import (
     Unsupported,
 )
 from sync._lookup import OnlineHits, OnlineRecord, open_online, search_online
-from sync._pipeline import in_background
+from sync._pipeline import BulkWorker, Preparer, in_background
 from sync._ports import AuditRecord, HeldVersion, OutboxItem, PurposeOfUse, SyncStore
 from sync._push import Pusher, audit_event
 from sync._report import AuditIdentity, Progress, Rejection, SyncOptions, SyncReport
@@ -45,6 +45,7 @@ __all__ = [
     "AuditRecord",
     "AuthFailed",
     "BadResponse",
+    "BulkWorker",
     "Cancelled",
     "Capabilities",
     "ClientCredentials",
@@ -59,6 +60,7 @@ __all__ = [
     "OnlineHits",
     "OnlineRecord",
     "OutboxItem",
+    "Preparer",
     "Progress",
     "PurposeOfUse",
     "Pusher",

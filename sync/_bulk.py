@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -48,7 +49,7 @@ from sync._exceptions import (
     SyncError,
     TransientError,
 )
-from sync._pipeline import in_background
+from sync._pipeline import BulkWorker
 from sync._pull import DELETIONS_KEY, ORIGIN_KEY, RECONCILED_KEY
 from sync._report import SyncOptions
 from sync._run import RunPart
@@ -103,11 +104,26 @@ class BulkLoad(RunPart):
         self._check_errors(manifest)
         held = {t for t in wanted if self.store.count(t) > 0}
         self.store.begin_bulk_load()
-        for item in self._ordered(manifest.output, wanted):
-            self._load_file(item, manifest.requires_token, into_empty=item.rtype not in held)
+        files = self._ordered(manifest.output, wanted)
+        counts = [item.count for item in files]
+        process = self.options.bulk_process and (
+            None in counts or sum(c or 0 for c in counts) >= self.options.bulk_process_min
+        )
+        try:
+            with BulkWorker(
+                self.store.bulk_preparer(), process=process, depth=_QUEUE_DEPTH
+            ) as worker:
+                for item in files:
+                    self._load_file(
+                        worker, item, manifest.requires_token, into_empty=item.rtype not in held
+                    )
+                built = worker.finish()
+        except BaseException:
+            self.store.abandon_bulk_load()
+            raise
         self._move_cursors(wanted, manifest.transaction_time)
         self.progress("index", 0, None)
-        self.store.finish_bulk_load()
+        self.store.finish_bulk_load(built)
         self.report.bulk_export = True
         self._release(status_url)
         log.info("bulk load: %d resources from $export", self.report.pulled)
@@ -209,34 +225,54 @@ class BulkLoad(RunPart):
         order = {t: i for i, t in enumerate(types)}
         return sorted((o for o in output if o.rtype in order), key=lambda o: order[o.rtype])
 
-    def _load_file(self, item: OutputFile, requires_token: bool, *, into_empty: bool) -> None:
+    def _load_file(
+        self, worker: BulkWorker, item: OutputFile, requires_token: bool, *, into_empty: bool
+    ) -> None:
+        """Lines are read on a download thread, parsed, checked and prepared (rows, search
+        terms) by the worker, and written here: each commit holds `bulk_commit` resources."""
         rtype = item.rtype
         label = f"bulk {rtype}"
         phase = f"bulk {rtype}"
         batch_size = self.options.write_batch
         done = self.report.pulled_by_type.get(rtype, 0)
 
-        def batches() -> Iterator[Any]:
-            batch: list[tuple[dict[str, Any], bytes]] = []
+        def batches() -> Iterator[list[bytes]]:
+            batch: list[bytes] = []
             for line in self._lines(item.url, requires_token, label):
-                res = _json_line(line, label)
-                check_resource(res, rtype, label)
-                batch.append((res, line))
+                batch.append(line)
                 if len(batch) >= batch_size:
-                    yield self.store.prepare_bulk(batch), len(batch)
+                    yield batch
                     batch = []
             if batch:
-                yield self.store.prepare_bulk(batch), len(batch)
+                yield batch
 
         received = 0
-        for prepared, size in in_background(batches(), depth=_QUEUE_DEPTH):
-            stored = self.store.put_bulk(prepared, into_empty=into_empty)
-            received += size
-            self.report.received += size
-            self.report.pulled += stored
+        parse = partial(parse_line, rtype=rtype, label=label)
+        pending: list[Any] = []
+        pending_lines = 0
+
+        def write() -> None:
+            nonlocal received, done, pending, pending_lines
+            stored = self.store.put_bulk(pending, into_empty=into_empty)
+            received += pending_lines
             done += stored
+            self.report.received += pending_lines
+            self.report.pulled += stored
             self.report.pulled_by_type[rtype] = done
+            pending, pending_lines = [], 0
             self.progress(phase, received, item.count)
+
+        prepared_batches = worker.map(rtype, batches(), parse)
+        try:
+            for prepared, size in prepared_batches:
+                pending.append(prepared)
+                pending_lines += size
+                if pending_lines >= self.options.bulk_commit:
+                    write()
+        finally:
+            prepared_batches.close()
+        if pending:
+            write()
 
     def _lines(self, url: str, requires_token: bool, label: str) -> Iterator[bytes]:
         """The non-empty lines of one file, resuming a broken download where it broke."""
@@ -348,6 +384,12 @@ def read_manifest(body: Any) -> Manifest:
     if not isinstance(requires, bool):
         raise BadResponse(f"{label}: requiresAccessToken is not true or false")
     return Manifest(when, requires, output, errors)
+
+
+def parse_line(line: bytes, number: int, *, rtype: str, label: str) -> dict[str, Any]:
+    """One line of an export file, parsed and checked (runs in the bulk worker)."""
+    res = _json_line(line, label)
+    return check_resource(res, rtype, label)
 
 
 def _json_line(line: bytes, label: str) -> Any:

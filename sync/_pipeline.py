@@ -11,16 +11,19 @@ feeding the store) and by `kerbside import` (NDJSON files feeding the store); it
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import queue
 import threading
-from collections.abc import Iterator
-from typing import TypeVar
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 
 
-def in_background(items: Iterator[T], depth: int = 3) -> Iterator[T]:
+def in_background(items: Iterator[T], depth: int = 3) -> Generator[T, None, None]:
     """Yield `items`, produced on a worker thread up to `depth` ahead. An exception in the
     producer is raised here, in order; leaving the loop early stops the producer."""
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -63,3 +66,183 @@ def in_background(items: Iterator[T], depth: int = 3) -> Iterator[T]:
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+# -- a preparer in a worker process ------------------------------------------------------------
+
+
+class Preparer(Protocol):
+    """What the store hands a bulk load to run off the writer's thread (and process): turns
+    batches of NDJSON lines into what the store writes, and collects what its index build
+    needs. Built in the worker by calling the factory (a class is fine), so the factory and
+    `parse` must be importable by name (top-level functions, `functools.partial` of them)."""
+
+    def prepare(self, rtype: str, lines: list[bytes], parse: Any, first: int = 1) -> Any: ...
+
+    def finish(self) -> Any: ...
+
+
+class BulkWorker:
+    """A `Preparer` in one worker process, fed batches in order while this process writes.
+
+    Why a process: preparing a batch is Python (orjson, checks, rows, search terms) and holds
+    the GIL, so on a thread it takes turns with the writer's own Python (binding rows); in a
+    process it runs on the other core, and its cyclic GC is switched off (parsed JSON has no
+    cycles), which a process shared with the GUI cannot do. Spawned, never forked (the parent
+    may hold Qt and other threads). With `process=False` the same preparer runs on the
+    download thread instead (tests, tiny loads).
+
+    The worker exits when told to, and when this process dies (its task queue ends).
+    """
+
+    def __init__(self, factory: Callable[[], Preparer], *, process: bool, depth: int = 3) -> None:
+        self.depth = depth
+        self.failed = False
+        self._local: Preparer | None = None
+        self._proc: Any = None
+        if not process:
+            self._local = factory()
+            return
+        ctx = multiprocessing.get_context("spawn")
+        self._tasks: Any = ctx.Queue()  # a feeder thread writes: `put` never blocks the writer
+        self._answers, answers_in = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(factory, self._tasks, answers_in),
+            name="kerbside-bulk-prepare",
+            daemon=True,
+        )
+        self._proc.start()
+        answers_in.close()
+
+    def __enter__(self) -> BulkWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(
+        self, rtype: str, batches: Iterator[list[bytes]], parse: Any, first: int = 1
+    ) -> Generator[tuple[Any, int], None, None]:
+        """(prepared batch, lines in it) for each batch, in order. `first`: the number of the
+        first line (each batch carries on from the last). Leaving early or an error makes
+        `finish` return None (the preparer saw batches that were never written)."""
+        numbered = _numbered(batches, first)
+        if self._local is not None:
+            local = self._local
+            ok = False
+            try:
+                yield from in_background(
+                    (
+                        (local.prepare(rtype, lines, parse, start), len(lines))
+                        for start, lines in numbered
+                    ),
+                    depth=self.depth,
+                )
+                ok = True
+            finally:
+                self.failed = self.failed or not ok
+            return
+        sizes: deque[int] = deque()
+        source = in_background(numbered, depth=self.depth)
+        ok = False
+        try:
+            for start, lines in source:
+                self._tasks.put(("prepare", (rtype, lines, parse, start)))
+                sizes.append(len(lines))
+                if len(sizes) >= self.depth:
+                    size = sizes.popleft()
+                    yield self._answer(), size
+            while sizes:
+                size = sizes.popleft()
+                yield self._answer(), size
+            ok = True
+        finally:
+            source.close()
+            if not ok:
+                self.failed = True
+                self._drain(len(sizes))
+
+    def finish(self) -> Any:
+        """The preparer's `finish()` (what it collected over every batch), or None when a
+        batch failed or was left unread."""
+        if self.failed:
+            return None
+        if self._local is not None:
+            return self._local.finish()
+        self._tasks.put(("finish", ()))
+        return self._answer()
+
+    def close(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        if proc.is_alive():
+            self._tasks.put(None)
+            proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+            self._tasks.cancel_join_thread()
+        self._tasks.close()
+        self._answers.close()
+
+    def _answer(self) -> Any:
+        # Poll, so a worker that died (killed, out of memory) fails the load instead of
+        # hanging it.
+        while not self._answers.poll(0.5):
+            if not self._proc.is_alive():
+                self.failed = True
+                raise RuntimeError("the bulk load's worker process ended unexpectedly")
+        ok, value = self._answers.recv()
+        if not ok:
+            self.failed = True
+            raise value
+        return value
+
+    def _drain(self, outstanding: int) -> None:
+        """Read the answers still in flight, so the worker is idle and can be told to stop."""
+        for _ in range(outstanding):
+            try:
+                self._answer()
+            except RuntimeError:
+                return  # the worker is gone
+            except Exception:  # noqa: S112 - a later batch's error: the first one is raised
+                continue
+
+
+def _numbered(batches: Iterator[list[bytes]], first: int) -> Iterator[tuple[int, list[bytes]]]:
+    for lines in batches:
+        yield first, lines
+        first += len(lines)
+
+
+def _serve(factory: Callable[[], Preparer], tasks: Any, answers: Any) -> None:
+    """The worker process: prepare what comes, in order, until told to stop."""
+    preparer = factory()
+    quiet = getattr(preparer, "quiet_gc", None)
+    if quiet is not None:
+        quiet()
+    while True:
+        try:
+            task = tasks.get()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if task is None:
+            return
+        op, args = task
+        try:
+            answer: tuple[bool, Any] = (True, getattr(preparer, op)(*args))
+        except Exception as exc:
+            answer = (False, _portable(exc))
+        answers.send(answer)
+
+
+def _portable(exc: Exception) -> Exception:
+    """The error as the parent can unpickle it (the caller's own error types, normally)."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc

@@ -7,11 +7,12 @@ leave the cache consistent when a run stops between two calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sync._exceptions import InvalidRequest
+from sync._pipeline import Preparer
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,16 +114,21 @@ class SyncStore(Protocol):
         """From now on writes skip the secondary and search indexes, and search refuses to
         answer, until `finish_bulk_load` (the mark survives a crash)."""
 
-    def prepare_bulk(self, resources: Sequence[tuple[dict[str, Any], bytes]]) -> Any:
-        """Turn parsed resources (and their JSON as received) into what `put_bulk` writes.
-        Called on the download thread, so it must not touch the database."""
+    def bulk_preparer(self) -> Callable[[], Preparer]:
+        """What turns NDJSON lines into what `put_bulk` writes (see `sync._pipeline`). It runs
+        in a worker process or thread, never touches the database, and must be picklable by
+        reference (a top-level class or function)."""
 
-    def put_bulk(self, prepared: Any, *, into_empty: bool) -> int:
-        """Store one prepared batch in one transaction; returns how many were new or newer.
+    def put_bulk(self, prepared: Sequence[Any], *, into_empty: bool) -> int:
+        """Store prepared batches in one transaction; returns how many were new or newer.
         `into_empty`: the cache held none of this type when the load began."""
 
-    def finish_bulk_load(self) -> None:
-        """Build every index once and clear the mark (one transaction)."""
+    def finish_bulk_load(self, built: Any = None) -> None:
+        """Build every index once and clear the mark (one transaction). `built`: what the
+        preparer's `finish()` collected, or None (a load that stopped: derive it all)."""
+
+    def abandon_bulk_load(self) -> None:
+        """The load stopped part-way: the mark stays for the next run to finish."""
 
     def bulk_load_pending(self) -> bool:
         """A bulk load (sync or import) began and its index build has not finished."""

@@ -61,6 +61,13 @@ class SyncOptions:
     bulk: bool = True
     bulk_group: str | None = None
     bulk_max_wait_s: float = 3600.0
+    # A bulk load parses and prepares in a worker process (both cores; see
+    # `sync._pipeline.BulkWorker`), or on the download thread when False, and commits
+    # `bulk_commit` resources at a time (fewer commits: the random-id pages of the (type, id)
+    # index are encrypted and written once per commit).
+    bulk_process: bool = True
+    bulk_process_min: int = 20_000  # fewer resources (the manifest's counts): no process start
+    bulk_commit: int = 50_000
     audit: AuditIdentity = field(default_factory=AuditIdentity)
     # Problems the device found in its local audit chain: the trail is not uploaded, one
     # "chain broken" AuditEvent tells the centre instead.

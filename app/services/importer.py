@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +15,31 @@ import orjson
 from app.errors import InvalidInput
 from app.fhir import CACHED_TYPES
 from app.services.session import Session
-from app.store import Row, row_of
-from sync import in_background
+from app.store import Prepared, Store
+from sync import BulkWorker
 
 log = logging.getLogger("kerbside.services")
 
-BATCH = 6000
+BATCH_BYTES = 8 << 20  # lines read per batch (about 6,000 resources)
+COMMIT_LINES = 50_000  # resources per transaction
+PROCESS_MIN_BYTES = 4 << 20  # smaller imports prepare on the reading thread (no process start)
 Progress = Callable[[str, int], None]
 
 
-def _read_ndjson(path: Path, rtype: str) -> Iterator[tuple[dict[str, Any], bytes]]:
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                res = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise InvalidInput(f"{path.name} line {number}: not valid JSON") from None
-            if not isinstance(res, dict) or res.get("resourceType") != rtype:
-                raise InvalidInput(f"{path.name} line {number}: expected a {rtype} resource")
-            problem = _shape_problem(res)
-            if problem:
-                raise InvalidInput(f"{path.name} line {number}: {problem}")
-            yield res, line.strip()
+def parse_line(line: bytes, number: int, *, rtype: str, name: str) -> dict[str, Any] | None:
+    """One line of `name`, parsed and checked (runs in the bulk worker); None when blank."""
+    if not line.strip():
+        return None
+    try:
+        res = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise InvalidInput(f"{name} line {number}: not valid JSON") from None
+    if not isinstance(res, dict) or res.get("resourceType") != rtype:
+        raise InvalidInput(f"{name} line {number}: expected a {rtype} resource")
+    problem = _shape_problem(res)
+    if problem:
+        raise InvalidInput(f"{name} line {number}: {problem}")
+    return res
 
 
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -69,23 +71,19 @@ def ndjson_files(directory: Path) -> list[tuple[str, Path]]:
     return [(t, found[t]) for t in ordered]
 
 
-def _row_batches(files: list[tuple[str, Path]]) -> Iterator[tuple[str, list[Row]]]:
-    for rtype, path in files:
-        batch: list[Row] = []
-        for res, raw in _read_ndjson(path, rtype):
-            batch.append(row_of(res, raw))
-            if len(batch) >= BATCH:
-                yield rtype, batch
-                batch = []
-        yield rtype, batch  # possibly empty: marks the end of this type
+def _line_batches(path: Path) -> Iterator[list[bytes]]:
+    with path.open("rb") as fh:
+        while lines := fh.readlines(BATCH_BYTES):
+            yield lines
 
 
 def import_ndjson(
     session: Session, directory: Path, progress: Progress | None = None
 ) -> dict[str, int]:
-    """Load every file through the store's bulk-load path: resources first (each batch one
-    transaction), every index once at the end. Files are read and parsed on a worker thread
-    while this one writes (SQLCipher releases the GIL while it encrypts and writes).
+    """Load every file through the store's bulk-load path, as sync's bulk first load does:
+    files are read on a worker thread, parsed, checked and prepared (rows, search terms) in a
+    worker process, and written here, `COMMIT_LINES` at a time; the indexes are built once at
+    the end.
 
     A bad line stops the import with InvalidInput: the batches before it stay, no half batch
     is written, and the indexes are still built over what was loaded, so search answers for
@@ -97,20 +95,46 @@ def import_ndjson(
     counts: dict[str, int] = {}
     held = store.count_by_type(*(t for t, _path in files))
     empty = {t for t, _path in files if not held.get(t)}
+    size = sum(path.stat().st_size for _t, path in files)
+    built = None
     store.begin_bulk_load()
     try:
-        for rtype, batch in in_background(_row_batches(files)):
-            if batch:
-                store.put_rows(batch, into_empty=rtype in empty)
-            counts[rtype] = counts.get(rtype, 0) + len(batch)
-            if progress:
-                progress(rtype, counts[rtype])
-            if not batch:
-                log.info("imported %d %s", counts[rtype], rtype)
+        with BulkWorker(store.bulk_preparer(), process=size >= PROCESS_MIN_BYTES) as worker:
+            for rtype, path in files:
+                parse = partial(parse_line, rtype=rtype, name=path.name)
+                pending: list[Prepared] = []
+                lines = 0
+                for prepared, _size in worker.map(rtype, _line_batches(path), parse):
+                    pending.append(prepared)
+                    lines += len(prepared.rows)
+                    if lines >= COMMIT_LINES:
+                        _write(store, pending, rtype in empty, counts, progress)
+                        pending, lines = [], 0
+                _write(store, pending, rtype in empty, counts, progress, rtype=rtype)
+                log.info("imported %d %s", counts.get(rtype, 0), rtype)
+            built = worker.finish()
     finally:
         if progress:
             progress("indexes", 0)
-        store.finish_bulk_load()
+        store.finish_bulk_load(built)
     session.mark_refreshed(synced=False)
     session.write_status()
     return counts
+
+
+def _write(
+    store: Store,
+    pending: list[Prepared],
+    into_empty: bool,
+    counts: dict[str, int],
+    progress: Progress | None,
+    rtype: str | None = None,
+) -> None:
+    if pending:
+        store.put_prepared(pending, into_empty=into_empty)
+        rtype = pending[0].rtype
+    if rtype is None:
+        return
+    counts[rtype] = counts.get(rtype, 0) + sum(len(p.rows) for p in pending)
+    if progress:
+        progress(rtype, counts[rtype])

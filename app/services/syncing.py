@@ -18,7 +18,7 @@ from app.errors import CacheWiped, ProfileError
 from app.fhir import CACHED_TYPES, DEVICE_ID_SYSTEM, KERBSIDE, USER_ID_SYSTEM
 from app.security import Profile, client_secret
 from app.services.session import Session, reseal_pending
-from app.store import Row, Store, row_of
+from app.store import BuiltIndex, BulkPreparer, Prepared, Store
 from sync import (
     AuditIdentity,
     AuditRecord,
@@ -83,14 +83,17 @@ class StoreSyncPort:
     def begin_bulk_load(self) -> None:
         self.store.begin_bulk_load()
 
-    def prepare_bulk(self, resources: Sequence[tuple[dict[str, Any], bytes]]) -> list[Row]:
-        return [row_of(res, raw) for res, raw in resources]
+    def bulk_preparer(self) -> type[BulkPreparer]:
+        return self.store.bulk_preparer()
 
-    def put_bulk(self, prepared: list[Row], *, into_empty: bool) -> int:
-        return self.store.put_rows(prepared, into_empty=into_empty)
+    def put_bulk(self, prepared: Sequence[Prepared], *, into_empty: bool) -> int:
+        return self.store.put_prepared(prepared, into_empty=into_empty)
 
-    def finish_bulk_load(self) -> None:
-        self.store.finish_bulk_load()
+    def finish_bulk_load(self, built: BuiltIndex | None = None) -> None:
+        self.store.finish_bulk_load(built)
+
+    def abandon_bulk_load(self) -> None:
+        self.store.abandon_bulk_load()
 
     def bulk_load_pending(self) -> bool:
         return self.store.bulk_load_pending()

@@ -2,6 +2,7 @@
 sync cursors, drafts and schema migrations. Imports nothing from services, ui or sync."""
 
 from app.store._audit import AuditEntry
+from app.store._bulk import BuiltIndex, BulkPreparer, LineParser, Prepared
 from app.store._connection import Connection, sqlcipher_version
 from app.store._outbox import OutboxRow
 from app.store._patient_index import (
@@ -18,13 +19,17 @@ __all__ = [
     "HOME_SOURCE",
     "SCHEMA_VERSION",
     "AuditEntry",
+    "BuiltIndex",
+    "BulkPreparer",
     "Connection",
     "Field",
     "IndexedPatient",
     "Indexer",
+    "LineParser",
     "OutboxRow",
     "PatientIndexReader",
     "PatientIndexer",
+    "Prepared",
     "Row",
     "Source",
     "Store",

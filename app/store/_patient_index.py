@@ -152,6 +152,14 @@ def encode_pids(pids: Iterable[int]) -> bytes:
     return arr.tobytes()
 
 
+def encode_sorted(pids: array) -> bytes:
+    """`encode_pids` of an array already in order (a bulk load hands pids out rising)."""
+    if _SWAP:
+        pids = array(_TYPECODE, pids)
+        pids.byteswap()
+    return pids.tobytes()
+
+
 # -- what one patient contributes -------------------------------------------------------------
 
 
@@ -454,6 +462,16 @@ class PatientIndexer:
             old = self._drop_flags(conn, ids)
             self._refresh_alerts(conn, set(patient_ids) | old)
 
+    def clear(self, conn: Connection) -> None:
+        """Empty every search table (the start of a bulk load and of a rebuild)."""
+        run_script(
+            conn,
+            """
+            DELETE FROM patient_index; DELETE FROM search_posting; DELETE FROM search_vocab;
+            DELETE FROM flag_alert""",
+        )
+        conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+
     def rebuild(self, conn: Connection, batch: int = 5000, flush_every: int = 100_000) -> None:
         """Re-derive every index row from the resource table: the one index build of a bulk
         load (sync's first load, `kerbside import`), and after a schema or rule change.
@@ -463,28 +481,16 @@ class PatientIndexer:
         (each common term's blob is rewritten a few times, not once per batch), and the
         vocabulary is written once. Call inside a transaction (`with store.transaction()`).
         """
-        run_script(
-            conn,
-            """
-            DELETE FROM patient_index; DELETE FROM search_posting; DELETE FROM search_vocab;
-            DELETE FROM flag_alert""",
-        )
-        conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+        self.clear(conn)
         cursor = conn.execute("SELECT json FROM resource WHERE type = 'Flag'")
         while rows := cursor.fetchmany(batch):
             self._store_flags(conn, [orjson.loads(r[0]) for r in rows])
-        alerts: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
-        for patient_id, alert in conn.execute("SELECT patient_id, alert FROM flag_alert"):
-            alerts[patient_id].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
+        alerts = _all_alerts(conn)
         adds: dict[tuple[str, int], array] = {}
         vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         pid = 0
         pending = 0
-        insert = (
-            "INSERT INTO patient_index (pid, id, display_name, known_as, birth_date,"
-            " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
+        insert = INSERT_ROW
         # In (type, id) index order: `ORDER BY rid` would sort every Patient's JSON in a temp
         # B-tree first (in memory: temp_store), a gigabyte at 1,000,000 patients. Any order
         # works: pids are handed out as rows come, so postings stay sorted.
@@ -600,10 +606,7 @@ class PatientIndexer:
             alert = flag_alert(flag)
             if alert is not None:
                 rows.append((flag["id"], patient_id, orjson.dumps(alert)))
-        conn.executemany(
-            "INSERT OR REPLACE INTO flag_alert (flag_id, patient_id, alert) VALUES (?, ?, ?)",
-            rows,
-        )
+        put_flag_rows(conn, rows)
         return patients
 
     @staticmethod
@@ -628,6 +631,49 @@ class PatientIndexer:
             "UPDATE patient_index SET alerts = ? WHERE id = ?",
             [(body, pid) for pid, body in alerts.items()],
         )
+
+
+INSERT_ROW = (
+    "INSERT INTO patient_index (pid, id, display_name, known_as, birth_date,"
+    " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def put_flag_rows(conn: Connection, rows: Sequence[tuple[str, str, bytes]]) -> None:
+    """(flag id, patient id, alert JSON) of active Flags, as `flag_alert` keeps them."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO flag_alert (flag_id, patient_id, alert) VALUES (?, ?, ?)", rows
+    )
+
+
+def _all_alerts(conn: Connection) -> dict[str, list[tuple[str, str, str, str | None]]]:
+    alerts: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
+    for patient_id, alert in conn.execute("SELECT patient_id, alert FROM flag_alert"):
+        alerts[patient_id].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
+    return alerts
+
+
+def write_built(
+    conn: Connection,
+    postings: Sequence[tuple[str, int, bytes]],
+    vocab: Sequence[tuple[str, int, int, str, str]],
+) -> None:
+    """The end of a bulk load whose patient_index and flag_alert rows were written as it went
+    (`Store.put_prepared`): its postings and vocabulary, collected while it was prepared, into
+    the empty tables, and each patient's alerts from the Flags. The same tables `rebuild`
+    derives from the resource table."""
+    conn.executemany("INSERT INTO search_posting (term, field, pids) VALUES (?, ?, ?)", postings)
+    conn.executemany(
+        "INSERT INTO search_vocab (term, n_name, n_address, metaphone, nysiis)"
+        " VALUES (?, ?, ?, ?, ?)",
+        vocab,
+    )
+    conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+    conn.executemany(
+        "UPDATE patient_index SET alerts = ? WHERE id = ?",
+        [(_alerts_json(found), pid) for pid, found in _all_alerts(conn).items()],
+    )
 
 
 def _vocab_change(delta: dict[str, list[int]], terms: set[tuple[str, int]], sign: int) -> None:

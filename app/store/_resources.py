@@ -49,6 +49,9 @@ class Indexer(Protocol):
     ) -> None:
         """Called after resources were deleted; `patient_ids` are the patients they were about."""
 
+    def clear(self, conn: Connection) -> None:
+        """Empty the derived tables (a bulk load begins; they are built at its end)."""
+
     def rebuild(self, conn: Connection) -> None:
         """Re-derive every row from the resource table (the end of a bulk load)."""
 

@@ -8,12 +8,14 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.errors import SchemaTooNew, StoreUnavailable
-from app.store import _audit, _outbox, _resources, _sources, _sync_state
+from app.store import _audit, _outbox, _patient_index, _resources, _sources, _sync_state
+from app.store._bulk import BuiltIndex, BulkPreparer, Prepared
 from app.store._connection import (
     Connection,
     TransactionManager,
@@ -71,6 +73,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _BULK_CACHE_KIB = -65536  # 64 MiB while a bulk load runs
 _DEFAULT_CACHE_KIB = -2000  # SQLite's default
+_BULK_CHECKPOINT_PAGES = 16384
+_DEFAULT_CHECKPOINT_PAGES = 1000  # SQLite's default
+
+
+_DERIVED_TYPES = frozenset({"Patient", "Flag"})  # what the search tables are derived from
+
+
+@dataclass
+class _BulkRun:
+    """A bulk load on this connection: whether its own postings can still be used."""
+
+    data_version: int
+    armed: bool = True
+    patients: int = 0  # patient_index rows written by put_prepared
 
 
 def _bulk_loading(conn: Connection) -> bool:
@@ -96,6 +112,7 @@ class Store:
         # Called with (seq, hash) once an audit entry is committed: the session keeps the head
         # outside the cache (OS keyring), so entries cut off the end are noticed.
         self.audit_committed: Callable[[int, str], None] | None = None
+        self._bulk: _BulkRun | None = None  # a bulk load running on this connection
 
     @classmethod
     def create(cls, path: Path, key: bytes) -> Store:
@@ -163,6 +180,8 @@ class Store:
     def _put(self, conn: Connection, resources: Iterable[dict[str, Any]]) -> int:
         fresh = _resources.upsert(conn, resources)
         if _bulk_loading(conn):
+            if self._bulk is not None and any(r["resourceType"] in _DERIVED_TYPES for r in fresh):
+                self._bulk.armed = False  # not in the load's own postings
             return len(fresh)  # the load's index build derives them
         by_type: dict[str, list[dict[str, Any]]] = {}
         for res in fresh:
@@ -180,6 +199,8 @@ class Store:
     def _delete(self, conn: Connection, rtype: str, ids: Sequence[str]) -> None:
         patient_ids = _resources.delete(conn, rtype, ids)
         if _bulk_loading(conn):
+            if self._bulk is not None and rtype in _DERIVED_TYPES:
+                self._bulk.armed = False
             return
         for indexer in self.indexers:
             if rtype in indexer.types:
@@ -240,10 +261,22 @@ class Store:
         # A bigger page cache for the load and the index build (sorting 1M rows); the
         # default 2 MB makes SQLCipher decrypt the same pages again and again.
         self.conn.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
+        # NORMAL while the load runs: WAL syncs at checkpoints, not at every commit. The
+        # database stays consistent through a power cut; what can be lost is the last few
+        # batches of copies of the central record, which the resumed load (the mark is set
+        # first, with a sync) fetches again. No clinical write shares this connection while it
+        # loads, and `finish_bulk_load` (or `abandon_bulk_load`) puts FULL back.
         with self.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO search_state (key, value) VALUES ('bulk-load', 1)")
             for name in _resources.SECONDARY_INDEXES:
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
+            for indexer in self.indexers:
+                indexer.clear(conn)
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoint every 64 MB of log instead of 4 MB: a page written by several commits
+        # (the random-id index pages) is copied into the database once, not once per commit.
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT_PAGES}")
+        self._bulk = _BulkRun(data_version=self._data_version())
 
     def put_rows(self, rows: Sequence[_resources.Row], *, into_empty: bool = False) -> int:
         """Store prepared resource rows (see `_resources.row_of`) in one transaction, without
@@ -253,29 +286,93 @@ class Store:
         nothing to compare versions with (the common first load: plain inserts). A load that
         resumes after a crash passes False and skips the versions already held.
         """
+        rtype = rows[0][0] if rows else ""
+        return self.put_prepared([Prepared(rtype, list(rows))], into_empty=into_empty)
+
+    def put_prepared(self, batches: Sequence[Prepared], *, into_empty: bool = False) -> int:
+        """Store batches from `BulkPreparer` (each of one type) in one transaction; returns
+        how many resources were new or newer. A Patient batch also writes its patient_index
+        rows and a Flag batch its flag_alert rows, as long as everything this load wrote went
+        through here into an empty cache (then `finish_bulk_load` can use the postings the
+        preparer collected); otherwise the index build re-derives everything."""
+        run = self._bulk
+        stored = 0
         with self.transaction() as conn:
             if not _bulk_loading(conn):
-                raise RuntimeError("put_rows is for a bulk load (begin_bulk_load first)")
-            if into_empty:
-                before = conn.total_changes
-                conn.executemany(
-                    "INSERT OR IGNORE INTO resource (type, id, version_id, last_updated,"
-                    " patient_id, json) VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                return conn.total_changes - before
-            return len(_resources.upsert_rows(conn, rows))
+                raise RuntimeError("put_prepared is for a bulk load (begin_bulk_load first)")
+            for batch in batches:
+                if not batch.rows:
+                    continue
+                if into_empty:
+                    before = conn.total_changes
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO resource (type, id, version_id, last_updated,"
+                        " patient_id, json) VALUES (?, ?, ?, ?, ?, ?)",
+                        batch.rows,
+                    )
+                    count = conn.total_changes - before
+                else:
+                    count = len(_resources.upsert_rows(conn, batch.rows))
+                stored += count
+                if run is None or not run.armed or batch.rtype not in _DERIVED_TYPES:
+                    continue
+                if not into_empty or count != len(batch.rows):
+                    run.armed = False  # held versions or a repeated id: rebuild at the end
+                elif batch.rtype == "Patient":
+                    if len(batch.patients) != count:
+                        run.armed = False
+                        continue
+                    conn.executemany(_patient_index.INSERT_ROW, batch.patients)
+                    run.patients += count
+                else:
+                    _patient_index.put_flag_rows(conn, batch.flags)
+        return stored
 
-    def finish_bulk_load(self) -> None:
-        """Build the secondary indexes and every derived table from the resource table, and
-        clear the mark, in one transaction."""
-        with self.transaction() as conn:
-            for sql in _resources.SECONDARY_INDEXES.values():
-                conn.execute(sql)
-            for indexer in self.indexers:
-                indexer.rebuild(conn)
-            conn.execute("DELETE FROM search_state WHERE key = 'bulk-load'")
+    def abandon_bulk_load(self) -> None:
+        """The load stopped (an error, a cancel): the mark stays, so the next load or sync
+        builds the indexes; this connection goes back to its usual settings."""
+        self._bulk = None
+        self._usual_settings()
+
+    def finish_bulk_load(self, built: BuiltIndex | None = None) -> None:
+        """Build the secondary indexes and every derived table, and clear the mark, in one
+        transaction. `built`: the postings and vocabulary the load's preparer collected, used
+        when every Patient and Flag of the cache came through `put_prepared` of this load on
+        this connection with nobody else writing (else every row is derived again from the
+        resource table)."""
+        run, self._bulk = self._bulk, None
+        try:
+            with self.transaction() as conn:
+                for sql in _resources.SECONDARY_INDEXES.values():
+                    conn.execute(sql)
+                if (
+                    built is not None
+                    and run is not None
+                    and run.armed
+                    and run.patients == built.patients
+                    and run.data_version == self._data_version()
+                ):
+                    _patient_index.write_built(conn, built.postings, built.vocab)
+                    log.info("bulk load: index from the load's own postings")
+                else:
+                    for indexer in self.indexers:
+                        indexer.rebuild(conn)
+                conn.execute("DELETE FROM search_state WHERE key = 'bulk-load'")
+        finally:
+            self._usual_settings()
+
+    def bulk_preparer(self) -> type[BulkPreparer]:
+        """What a bulk load's worker runs (see `app.store._bulk`): picklable by reference."""
+        return BulkPreparer
+
+    def _usual_settings(self) -> None:
         self.conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE_KIB}")
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_CHECKPOINT_PAGES}")
+
+    def _data_version(self) -> int:
+        """Changes whenever another connection commits to this cache (SQLite's data_version)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     # -- sources (the central records the cache holds data from) ------------------------------
     def ensure_source(self, name: str, role: str) -> int:

@@ -14,6 +14,7 @@ import requests
 from app.fhir import CACHED_TYPES, FIELD_RECORD_ID_SYSTEM
 from app.services.encounters import parse_encounter_json, record_many
 from app.store import Store
+from app.store._patient_index import decode_pids
 from sync import RetryPolicy
 from sync.reference import ReferenceServer
 
@@ -153,4 +154,29 @@ def cohort_counts(cohort_dir: Path) -> dict[str, int]:
     return {
         p.stem: sum(1 for line in p.read_bytes().splitlines() if line.strip())
         for p in cohort_dir.glob("*.ndjson")
+    }
+
+
+def index_contents(store: Store) -> dict[str, Any]:
+    """The derived tables with pids replaced by patient ids (pid numbering is free)."""
+    conn = store.conn
+    ids = dict(conn.execute("SELECT pid, id FROM patient_index"))
+    postings = {}
+    for term, field, blob in conn.execute("SELECT term, field, pids FROM search_posting"):
+        postings[(term, field)] = sorted(ids[p] for p in decode_pids(blob))
+    rows = {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT id, display_name, known_as, birth_date, gender, nhs_number, postcode,"
+            " postcode_key, address, alerts, names, terms FROM patient_index"
+        )
+    }
+    return {
+        "rows": rows,
+        "postings": postings,
+        "vocab": sorted(conn.execute("SELECT * FROM search_vocab")),
+        "flags": sorted(conn.execute("SELECT * FROM flag_alert")),
+        "by_patient": conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'resource_by_patient'"
+        ).fetchone()[0],
     }

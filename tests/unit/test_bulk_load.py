@@ -10,38 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from app.errors import IndexIncomplete
+from app.errors import IndexIncomplete, InvalidInput
+from app.services import importer
 from app.services.importer import import_ndjson, ndjson_files
 from app.services.search import PatientSearch
 from app.services.session import enrol
 from app.store import Store, row_of
-from app.store._patient_index import decode_pids
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
-
-
-def index_contents(store: Store) -> dict[str, Any]:
-    """The derived tables with pids replaced by patient ids (pid numbering is free)."""
-    conn = store.conn
-    ids = dict(conn.execute("SELECT pid, id FROM patient_index"))
-    postings = {}
-    for term, field, blob in conn.execute("SELECT term, field, pids FROM search_posting"):
-        postings[(term, field)] = sorted(ids[p] for p in decode_pids(blob))
-    rows = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            "SELECT id, display_name, known_as, birth_date, gender, nhs_number, postcode,"
-            " postcode_key, address, alerts, names, terms FROM patient_index"
-        )
-    }
-    return {
-        "rows": rows,
-        "postings": postings,
-        "vocab": sorted(conn.execute("SELECT * FROM search_vocab")),
-        "flags": sorted(conn.execute("SELECT * FROM flag_alert")),
-        "by_patient": conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'resource_by_patient'"
-        ).fetchone()[0],
-    }
+from tests.support.sync import index_contents
 
 
 def resources(cohort_dir: Path) -> list[dict[str, Any]]:
@@ -51,10 +27,14 @@ def resources(cohort_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.parametrize("worker", ["process", "thread"])
 def test_bulk_load_builds_the_same_indexes_as_incremental_writes(
-    session: Any, cohort_dir: Path, tmp_path: Path
+    session: Any, cohort_dir: Path, tmp_path: Path, worker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import_ndjson(session, cohort_dir)  # the bulk path
+    # The bulk path: lines prepared (rows, search terms, postings) in a worker process, or
+    # on the reading thread for a small import.
+    monkeypatch.setattr(importer, "PROCESS_MIN_BYTES", 0 if worker == "process" else 1 << 40)
+    import_ndjson(session, cohort_dir)
     other = enrol(tmp_path / "incremental", "pc102", TEST_PIN, kdf=TEST_KDF, lockout=TEST_LOCKOUT)
     try:
         everything = resources(cohort_dir)
@@ -92,3 +72,24 @@ def test_a_load_stopped_part_way_refuses_search_until_a_load_finishes(
     assert patients[0]["id"] in [h.id for h in hits]
     count = store.conn.execute("SELECT count(*) FROM patient_index").fetchone()[0]
     assert count == len(patients)
+
+
+def test_a_bad_line_in_the_worker_process_stops_the_import_with_its_line_number(
+    session: Any, cohort_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "PROCESS_MIN_BYTES", 0)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for _rtype, path in ndjson_files(cohort_dir):
+        (broken / path.name).write_bytes(path.read_bytes())
+    lines = (broken / "Patient.ndjson").read_bytes().splitlines()
+    lines[29] = b'{"resourceType": "Patient", "id": "bad id!"}'
+    (broken / "Patient.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(InvalidInput, match=r"Patient\.ndjson line 30: the resource has no valid"):
+        import_ndjson(session, broken)
+    store: Store = session.store
+    # The file's batch with the bad line is not written, and the index is still built over
+    # what was (derived again from the resource table, not from the worker's half count).
+    assert not store.bulk_load_pending()
+    held = store.count_by_type("Patient").get("Patient", 0)
+    assert held == store.conn.execute("SELECT count(*) FROM patient_index").fetchone()[0]
