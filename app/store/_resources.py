@@ -33,6 +33,48 @@ SECONDARY_INDEXES = {
     " ON resource (patient_id, type) WHERE patient_id IS NOT NULL",
 }
 
+# Resources per type. Triggers keep it while the cache is in use; a bulk load drops them (a
+# trigger run per inserted row) and counts once at the end (`recount`).
+COUNT_SCHEMA = """
+CREATE TABLE resource_count (type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID
+"""
+_COUNT_TRIGGERS = {
+    "resource_counted": "CREATE TRIGGER IF NOT EXISTS resource_counted AFTER INSERT ON resource"
+    " BEGIN INSERT OR IGNORE INTO resource_count (type, n) VALUES (NEW.type, 0);"
+    " UPDATE resource_count SET n = n + 1 WHERE type = NEW.type; END",
+    "resource_uncounted": "CREATE TRIGGER IF NOT EXISTS resource_uncounted AFTER DELETE"
+    " ON resource BEGIN UPDATE resource_count SET n = n - 1 WHERE type = OLD.type; END",
+}
+
+
+def recount(conn: Connection) -> None:
+    """Count every type again and (re)start the triggers, in the caller's transaction."""
+    conn.execute("DELETE FROM resource_count")
+    conn.execute(
+        "INSERT INTO resource_count (type, n) SELECT type, count(*) FROM resource GROUP BY type"
+    )
+    for sql in _COUNT_TRIGGERS.values():
+        conn.execute(sql)
+
+
+def stop_counting(conn: Connection) -> None:
+    for name in _COUNT_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def counts(conn: Connection, types: Sequence[str], *, exact: bool) -> dict[str, int]:
+    """Resources per type (only `types` when given; a type with none is absent). `exact`:
+    count the rows (a bulk load is running and the triggers are off)."""
+    source = (
+        "(SELECT type, count(*) AS n FROM resource GROUP BY type)" if exact else "resource_count"
+    )
+    if not types:
+        return dict(conn.execute(f"SELECT type, n FROM {source} WHERE n > 0"))
+    marks = ",".join("?" * len(types))
+    return dict(
+        conn.execute(f"SELECT type, n FROM {source} WHERE n > 0 AND type IN ({marks})", types)
+    )
+
 
 class Indexer(Protocol):
     """Derived tables (search, views) that follow the resource table inside its transactions."""

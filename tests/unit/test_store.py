@@ -10,7 +10,7 @@ import pytest
 import sqlcipher3
 
 from app.errors import SchemaTooNew, StoreUnavailable, UnlockFailed
-from app.store import SCHEMA_VERSION, Store
+from app.store import SCHEMA_VERSION, Store, row_of
 
 CANARY = "Zebulonqwerty"
 
@@ -164,3 +164,25 @@ def test_disk_full_is_reported_and_nothing_is_acknowledged(tmp_path: Path, key: 
     with Store.open(tmp_path / "c.db", key) as store:
         assert store.check_integrity()
         assert store.count_by_type() == {"Patient": 1}
+
+
+def test_counts_per_type_follow_every_write_without_a_scan(tmp_path: Path, key: bytes) -> None:
+    def scanned(store: Store) -> dict[str, int]:
+        return dict(store.conn.execute("SELECT type, count(*) FROM resource GROUP BY type"))
+
+    with Store.create(tmp_path / "c.db", key) as store:
+        store.put_resources([_patient(f"p{i}") for i in range(5)])
+        store.put_resources([_patient("p1", version="2", updated="2026-11-02T10:00:00.000Z")])
+        store.put_resources([_patient("p1")])  # older: skipped
+        store.delete_resources("Patient", ["p2", "p3", "gone"])
+        assert store.count_by_type() == scanned(store) == {"Patient": 3}
+        assert store.count_by_type("Patient", "Flag") == {"Patient": 3}
+        store.delete_resources("Patient", ["p0", "p1", "p4"])
+        assert store.count_by_type() == {} == scanned(store)
+        # A bulk load counts the rows while it runs (its triggers are off) and once at the end.
+        store.begin_bulk_load()
+        store.put_rows([row_of(_patient(f"b{i}")) for i in range(4)], into_empty=True)
+        assert store.count_by_type() == {"Patient": 4}
+        store.finish_bulk_load()
+        store.put_resources([_patient("b9")])
+        assert store.count_by_type() == scanned(store) == {"Patient": 5}
