@@ -61,7 +61,7 @@ _CHUNK = 1 << 20
 _POLL_START_S = 1.0
 _POLL_CAP_S = 30.0
 _POLL_FLOOR_S = 0.05  # `Retry-After: 0` must not become a busy loop
-_QUEUE_DEPTH = 3
+_QUEUE_DEPTH = 2  # batches in flight beyond those of one commit
 
 
 class BulkExportFailed(ServerRejected):
@@ -111,7 +111,11 @@ class BulkLoad(RunPart):
         )
         try:
             with BulkWorker(
-                self.store.bulk_preparer(), process=process, depth=_QUEUE_DEPTH
+                self.store.bulk_preparer(),
+                process=process,
+                # Enough batches in flight to cover a commit: the worker prepares the next
+                # commit's batches while this thread writes one (else they take turns).
+                depth=-(-self.options.bulk_commit // self.options.write_batch) + _QUEUE_DEPTH,
             ) as worker:
                 for item in files:
                     self._load_file(

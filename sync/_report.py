@@ -67,7 +67,7 @@ class SyncOptions:
     # index are encrypted and written once per commit).
     bulk_process: bool = True
     bulk_process_min: int = 20_000  # fewer resources (the manifest's counts): no process start
-    bulk_commit: int = 50_000
+    bulk_commit: int = 30_000
     audit: AuditIdentity = field(default_factory=AuditIdentity)
     # Problems the device found in its local audit chain: the trail is not uploaded, one
     # "chain broken" AuditEvent tells the centre instead.

@@ -21,7 +21,8 @@ from sync import BulkWorker
 log = logging.getLogger("kerbside.services")
 
 BATCH_BYTES = 8 << 20  # lines read per batch (about 6,000 resources)
-COMMIT_LINES = 50_000  # resources per transaction
+COMMIT_LINES = 30_000  # resources per transaction
+DEPTH = 7  # batches in flight: a commit's worth and two, so the worker never waits on a write
 PROCESS_MIN_BYTES = 4 << 20  # smaller imports prepare on the reading thread (no process start)
 Progress = Callable[[str, int], None]
 
@@ -99,7 +100,9 @@ def import_ndjson(
     built = None
     store.begin_bulk_load()
     try:
-        with BulkWorker(store.bulk_preparer(), process=size >= PROCESS_MIN_BYTES) as worker:
+        with BulkWorker(
+            store.bulk_preparer(), process=size >= PROCESS_MIN_BYTES, depth=DEPTH
+        ) as worker:
             for rtype, path in files:
                 parse = partial(parse_line, rtype=rtype, name=path.name)
                 pending: list[Prepared] = []
