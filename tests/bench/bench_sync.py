@@ -3,13 +3,16 @@ the "limit" (the same pages downloaded and parsed by the same client, nothing st
 incremental sync with nothing changed, at 10,000 and at N patients.
 
     .venv/bin/python tests/bench/bench_sync.py --patients 100000 [--mode both|bulk|paged]
+        [--worker process|thread]
 
 `--mode bulk` times the first load through FHIR Bulk Data (`$export`: kick-off, polling, the
 NDJSON files streamed into the store's bulk-load path, the index build) against its own limit
 (the same export's files downloaded and parsed by the same client, nothing stored); `paged`
 the paged first load (the server's `$export` switched off); `both` (default) each into its own
-fresh cache. `initial_s`/`limit_s`/`ratio_to_limit` are the paged figures (as before),
-`bulk_initial_s`/`bulk_limit_s`/`bulk_ratio_to_limit` the bulk ones; null where not run.
+fresh cache. `--worker thread` prepares the bulk load's batches on the download thread
+instead of the worker process (the GIL shared with the writer). `initial_s`/`limit_s`/
+`ratio_to_limit` are the paged figures (as before), `bulk_initial_s`/`bulk_limit_s`/
+`bulk_ratio_to_limit` the bulk ones; null where not run.
 
 The cohort and the seeded server database are cached under bench-data/. The server runs in its
 own process, so the figures (and peak RSS) are the tablet's alone. Prints figures, then ONE
@@ -169,13 +172,18 @@ def limit(session: Any, page_size: int) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
-def first_load(base_url: str, page_size: int, *, bulk: bool) -> dict[str, Any]:
-    """One first sync into a fresh cache, then three no-op syncs, then the limit."""
+def first_load(
+    base_url: str, page_size: int, *, bulk: bool, worker: str = "process"
+) -> dict[str, Any]:
+    """One first sync into a fresh cache, then three no-op syncs, then the limit. `worker`:
+    where a bulk load prepares its batches (a worker process, or the download thread)."""
     from app.services.syncing import run_sync, sync_options
 
     with tempfile.TemporaryDirectory(dir=ROOT / "bench-data") as tmp:
         session = tablet(base_url, Path(tmp))
-        options = sync_options(session.profile, page_size=page_size, bulk=bulk)
+        options = sync_options(
+            session.profile, page_size=page_size, bulk=bulk, bulk_process=worker == "process"
+        )
         started = time.perf_counter()
         cpu0 = tablet_cpu()
         report = run_sync(session, options=options)
@@ -221,14 +229,24 @@ def first_load(base_url: str, page_size: int, *, bulk: bool) -> dict[str, Any]:
 
 
 def measure(
-    patients: int, seed: int, page_size: int, *, mode: str = "both", noop_only: bool = False
+    patients: int,
+    seed: int,
+    page_size: int,
+    *,
+    mode: str = "both",
+    noop_only: bool = False,
+    worker: str = "process",
 ) -> dict[str, Any]:
     proc, base_url = start_server(patients, seed)
-    out: dict[str, Any] = {"patients": patients, "mode": mode}
+    out: dict[str, Any] = {"patients": patients, "mode": mode, "worker": worker}
     try:
         if noop_only:
             return {**out, **first_load(base_url, page_size, bulk=mode != "paged")}
-        bulk = first_load(base_url, page_size, bulk=True) if mode in ("both", "bulk") else None
+        bulk = (
+            first_load(base_url, page_size, bulk=True, worker=worker)
+            if mode in ("both", "bulk")
+            else None
+        )
         paged = first_load(base_url, page_size, bulk=False) if mode in ("both", "paged") else None
         main = paged or bulk
         assert main is not None
@@ -258,8 +276,15 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--mode", choices=("both", "bulk", "paged"), default="both")
     parser.add_argument("--skip-10k", action="store_true", help="no 10,000-patient no-op run")
+    parser.add_argument(
+        "--worker",
+        choices=("process", "thread"),
+        default="process",
+        help="where a bulk load parses and prepares: a worker process (default) or the"
+        " download thread (what the GIL costs)",
+    )
     args = parser.parse_args()
-    result = measure(args.patients, args.seed, args.page_size, mode=args.mode)
+    result = measure(args.patients, args.seed, args.page_size, mode=args.mode, worker=args.worker)
     if args.skip_10k:
         result["noop_s_10k"] = None
     elif args.patients != 10_000:
