@@ -20,7 +20,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
 
-from app.ui.ops import Op, Runner
+from app.ui.ops import Runner
+from app.ui.use_cases import enrol_op
 from app.ui.widgets import BigButton, label, set_role
 
 MAX_PIN_LENGTH = 16
@@ -119,19 +120,12 @@ class FirstRunView(QFrame):
             self.pin_again_box.clear()
             self._say("The two PINs are different. Type the PIN again.", "error")
             return
-        from app.services.site import enrol_from_site
-
-        directory, site = self._profile_dir, self._site
-
-        def work() -> None:
-            enrol_from_site(directory, site, user, pin).close()
-
         self._busy = True
         self.enrol_button.setEnabled(False)
         self._say("Enrolling… (contacting the central record)", "muted")
-        Op(self, work).on_success(lambda _r: self._done(user, pin)).on_failure(self._failed).run(
-            self._runner
-        )
+        enrol_op(self, self._profile_dir, self._site, user, pin).on_success(
+            lambda _r: self._done(user, pin)
+        ).on_failure(self._failed).run(self._runner)
 
     def _done(self, user: str, pin: str) -> None:
         self._busy = False

@@ -16,7 +16,8 @@ from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from app.ui.ops import Op, Runner
+from app.ui.ops import Runner
+from app.ui.use_cases import doctor_op
 from app.ui.widgets import BigButton, label, set_role
 from app.version import version
 
@@ -110,13 +111,10 @@ class HelpView(QFrame):
         """Run the doctor's checks off the UI thread (one of them waits for the network)."""
         if self._checking:
             return
-        from app.services.doctor import run_checks
-
-        directory, site_path = self._profile_dir, self._site_path
         self._checking = True
         self.check_button.setEnabled(False)
         self.check_summary.setText("Checking…")
-        Op(self, lambda: run_checks(directory, site_path)).on_success(self._show).on_failure(
+        doctor_op(self, self._profile_dir, self._site_path).on_success(self._show).on_failure(
             self._failed
         ).run(self._runner)
 

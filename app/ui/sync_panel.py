@@ -35,7 +35,7 @@ from app.nhs_number import format_nhs_number
 from app.services import encounters
 from app.services.refusals import advice_for, plain_failure
 from app.services.session import Session
-from app.services.today import PanelData, load_panel_data
+from app.services.today import PanelData
 from app.times import (
     clock_text,
     in_london,
@@ -43,9 +43,10 @@ from app.times import (
     short_day_text,
     uk_date,
 )
-from app.ui.ops import Op, OpChanges, Runner
+from app.ui.ops import OpChanges, Runner
 from app.ui.sync_worker import OFFLINE, ONLINE, PROBING, SyncController
 from app.ui.todays_encounters import TodaysEncounters, local_time
+from app.ui.use_cases import panel_data_op, resolve_rejected_op
 from app.ui.widgets import BigButton, PatientText, SectionCard, label, set_role
 from sync import SyncReport
 
@@ -373,8 +374,7 @@ class SyncPanel(QWidget):
             self._reload_again = True
             return
         self._loading = True
-        session = self._session
-        Op(self, lambda: session.on_worker(load_panel_data)).on_success(self._loaded).on_failure(
+        panel_data_op(self, self._session).on_success(self._loaded).on_failure(
             self._load_failed
         ).run(self._runner)
 
@@ -449,12 +449,6 @@ class SyncPanel(QWidget):
         self, client_id: str, action: Literal["retry", "discard"], *, reason: str | None = None
     ) -> None:
         """Settle a rejected record through the service, then refresh (and send a retry)."""
-        session = self._session
-
-        def work() -> None:
-            session.on_worker(
-                lambda s: encounters.resolve_rejected(s, client_id, action, reason=reason)
-            )
 
         def done(_result: Any) -> None:
             self.resolved.emit(client_id)  # the refresh comes from the runner's OpChanges
@@ -469,9 +463,9 @@ class SyncPanel(QWidget):
             self._runner.report(exc)
             self.refresh()
 
-        Op(self, work, changes=OpChanges(outbox=True)).on_success(done).on_failure(failed).run(
-            self._runner
-        )
+        resolve_rejected_op(self, self._session, client_id, action, reason=reason).on_success(
+            done
+        ).on_failure(failed).run(self._runner)
 
     # -- controller signals -------------------------------------------------------------
     def _show_connectivity(self, state: str) -> None:

@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.ops import Op, Runner
+from app.ui.ops import Runner
+from app.ui.use_cases import derive_key_op
 from app.ui.widgets import BigButton, PinDots, PinPad, label, set_role
 
 log = logging.getLogger("kerbside.ui")
@@ -273,17 +274,10 @@ class UnlockView(QWidget):
         self._busy = True
         self._set_pad_enabled(False)
         self._set_status("Unlocking…", "muted")
-        from app.services.session import derive_key
-
-        directory = self._profile_dir
         resume = self._relock_user == user
-
-        def work() -> tuple[Any, bytes]:
-            return derive_key(directory, user, pin)
-
-        Op(self, work).on_success(lambda result: self._on_key(result, user, resume)).on_failure(
-            self._on_failure
-        ).run(self._runner)
+        derive_key_op(self, self._profile_dir, user, pin).on_success(
+            lambda result: self._on_key(result, user, resume)
+        ).on_failure(self._on_failure).run(self._runner)
 
     def _on_key(self, result: tuple[Any, bytes], user: str, resume: bool) -> None:
         from app.errors import KerbsideError

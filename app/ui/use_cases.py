@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject
@@ -26,11 +27,44 @@ from PySide6.QtCore import QObject
 from app.ui.ops import Op, OpChanges, Ticket
 
 if TYPE_CHECKING:
+    from app.services.doctor import CheckResult
     from app.services.encounters import Draft, EncounterInput, RecordedEncounter
     from app.services.records import PatientRecord
     from app.services.search import SearchResult, SearchWords
     from app.services.session import Session
     from app.services.today import PanelData
+
+
+# -- unlocking and enrolling (no cache open yet) -----------------------------------------------
+def derive_key_op(
+    parent: QObject | None, profile_dir: Path, user_id: str, pin: str
+) -> Op[tuple[Any, bytes]]:
+    """Check the PIN (Argon2, about 0.15 s): the profile and its data key. The cache is then
+    opened on the main thread (`session.open_session`), whose Store it is."""
+    from app.services import session
+
+    return Op(parent, lambda: session.derive_key(profile_dir, user_id, pin))
+
+
+def enrol_op(
+    parent: QObject | None, profile_dir: Path, site: Any, user_id: str, pin: str
+) -> Op[None]:
+    """Enrol this officer on a provisioned tablet (contacts the central record)."""
+    from app.services import site as sites
+
+    def work() -> None:
+        sites.enrol_from_site(profile_dir, site, user_id, pin).close()
+
+    return Op(parent, work)
+
+
+def doctor_op(
+    parent: QObject | None, profile_dir: Path, site_path: Path | None
+) -> Op[list[CheckResult]]:
+    """The doctor's checks (one waits for the network)."""
+    from app.services import doctor
+
+    return Op(parent, lambda: doctor.run_checks(profile_dir, site_path))
 
 
 # -- search -------------------------------------------------------------------------------------

@@ -246,3 +246,23 @@ def test_no_module_grows_past_the_size_budget() -> None:
         if (lines := len(_text(path).splitlines())) > MODULE_LINES
     ]
     assert offences == []
+
+
+# Not use cases: the prewarm imports modules, the sync controller's probe is injected.
+_OPS_OUTSIDE_USE_CASES = {"app/ui/main_window.py", "app/ui/sync_worker.py"}
+
+
+def test_screens_run_background_work_through_use_case_factories() -> None:
+    """Issue 10, one way to run UI work: a screen calls a factory in app/ui/use_cases.py and
+    chains its callbacks; it builds no `Op` around a closure of its own and never reaches the
+    cache itself (`session.on_worker` appears in the factories only)."""
+    offences = [
+        name
+        for p in _files("app/ui")
+        if (name := p.relative_to(ROOT).as_posix()) not in ("app/ui/use_cases.py", "app/ui/ops.py")
+        and (
+            ".on_worker(" in _text(p)
+            or (name not in _OPS_OUTSIDE_USE_CASES and re.search(r"\bOp\(", _text(p)))
+        )
+    ]
+    assert offences == []
