@@ -94,3 +94,22 @@ def test_the_newest_requests_answer_and_errors_are_delivered(qtbot: QtBot, runne
     assert run.wait_until_idle(10_000)
     assert answers == ["answer"]
     assert shown == ["the cache is busy"]  # the standard display
+
+
+def test_a_read_never_queues_behind_a_write(qtbot: QtBot, runner: Any) -> None:
+    """Typed search is a read: it runs on the general pool while the single writer is busy
+    (a save, a draft) rather than waiting for it."""
+    from app.ui.ops import OpChanges
+
+    run, _crashes, _shown = runner
+    gate = threading.Event()
+    writes: list[str] = []
+    reads: list[str] = []
+    Op(None, _held(gate, "written"), changes=OpChanges(outbox=True)).on_success(writes.append).run(
+        run
+    )
+    Op(None, lambda: "read").on_success(reads.append).run(run)
+    qtbot.waitUntil(lambda: reads == ["read"], timeout=5_000)
+    assert writes == []  # the write is still running
+    gate.set()
+    qtbot.waitUntil(lambda: writes == ["written"], timeout=5_000)
