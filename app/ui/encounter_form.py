@@ -133,6 +133,7 @@ class EncounterForm(EncounterAnswers, QWidget):
         self.identity.change_requested.connect(self.patient_search_requested)
         outer.addWidget(self.identity)
         self._scroll = QScrollArea()
+        self._scroll.setAccessibleName("Encounter fields")
         self._scroll.setWidgetResizable(True)
         self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()

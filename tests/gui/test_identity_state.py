@@ -39,10 +39,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QScrollArea
 from pytestqt.qtbot import QtBot
 
 from tests.gui.conftest import Person, WindowFactory, enter_pin, unlock
+from tests.support.gui import named
 from tests.support.held import Holder
 
 DEFAULT_STEPS = 2_000
@@ -324,7 +325,7 @@ class IdentityMachine(RuleBasedStateMachine):
         """What the window does when a sync brought changes: re-run the search, reload."""
         from sync import SyncReport
 
-        self.win._on_sync_finished(SyncReport(pulled=1))
+        self.win.sync_controller.sync_finished.emit(SyncReport(pulled=1))
         self._step()
 
     @rule(portrait=st.booleans())
@@ -374,7 +375,7 @@ class IdentityMachine(RuleBasedStateMachine):
             assert view.answered_query() == view.box.text().strip(), "an older query's results"
         rv = win.record_view
         shown = self._record_on_screen()
-        pending = rv._pending_id if self._sheet_visible() else None
+        pending = rv.shown_id() if self._sheet_visible() else None
         highlighted = self._highlighted()
         on_pane = shown or pending
         if on_pane is not None and highlighted is not None:
@@ -617,7 +618,7 @@ def test_the_form_names_its_person_in_a_fixed_header(
     assert f"Born {d}/{m}/{y}" in facts
     assert re.search(r"NHS \d{3} \d{3} \d{4}|No NHS number", facts)
     assert re.search(r"Female|Male|Other|Unknown|Sex not recorded", facts)
-    bar = form._scroll.verticalScrollBar()
+    bar = named(qtbot, form, (QScrollArea,), "Encounter fields").verticalScrollBar()
     bar.setValue(bar.maximum())
     _settle()
     assert not header.visibleRegion().isEmpty(), "the header scrolled away with the fields"

@@ -11,6 +11,7 @@ from pytestqt.qtbot import QtBot
 from app.fhir import ALERT_CODES
 from app.ui.search_view import EMPTY_HINT
 from tests.gui.conftest import WindowFactory, type_search, unlock, wait_for_results
+from tests.support.gui import on_screen
 
 
 def _typo(word: str) -> str:
@@ -45,7 +46,7 @@ def test_empty_box_shows_what_can_be_typed(
     window = make_window(gui_profile)
     unlock(qtbot, window)
     view = window.search_view
-    assert view._states.currentWidget() is view.hint
+    assert on_screen(view, "Search hint")
     assert view.hint.text() == EMPTY_HINT
     for word in ("name", "nickname", "date of birth", "age", "NHS number", "postcode"):
         assert word in EMPTY_HINT
@@ -56,7 +57,7 @@ def test_no_match_says_so(qtbot: QtBot, gui_profile: Path, make_window: WindowFa
     unlock(qtbot, window)
     assert type_search(qtbot, window, "Zzyzxqwv Qqqqxz") == []
     view = window.search_view
-    assert view._states.currentWidget() is view.no_results
+    assert on_screen(view, "No results")
     assert "No one" in view.no_results.text()
 
 
@@ -75,7 +76,7 @@ def test_did_you_mean_applies_with_one_tap(
         qtbot.mouseClick(view.did_you_mean, Qt.MouseButton.LeftButton)
         assert view.box.text() == suggestion
     else:
-        assert view._states.currentWidget() in (view.results, view.no_results)
+        assert on_screen(view, "Search results") or on_screen(view, "No results")
 
 
 def test_bad_nhs_check_digit_shows_the_notice(
@@ -116,7 +117,7 @@ def test_results_come_as_you_type_after_a_short_pause(
     unlock(qtbot, window)
     view = window.search_view
     qtbot.keyClicks(view.box, alerted_person.family[:4])
-    assert view._timer.isActive() and view.hits() == []  # debounced, no button
+    assert view.is_searching() and view.hits() == []  # debounced, no button
     qtbot.waitUntil(lambda: bool(view.hits()), timeout=5_000)  # speed: tests/bench
 
 

@@ -266,3 +266,26 @@ def test_screens_run_background_work_through_use_case_factories() -> None:
         )
     ]
     assert offences == []
+
+
+# Private members the GUI tests may still reach, each with why. Everything else drives and
+# reads the window as an officer (and a screen reader) does: tests/support/gui.py finds
+# controls by their accessible names.
+GUI_TEST_PRIVATE = {
+    "session._data_key": "SECURITY.md 30: the key itself leaves memory, which no screen shows",
+    '"_still_away"': "the offscreen platform cannot put another application in front",
+}
+
+
+def test_gui_tests_reach_no_private_member_of_the_app() -> None:
+    reach = re.compile(r"\b(?!self\b)([A-Za-z_]\w*)\.(_[a-z]\w*)|setattr\([^,]+,\s*(\"_[a-z]\w*\")")
+    offences = []
+    for path in sorted((ROOT / "tests" / "gui").glob("*.py")):
+        for number, line in enumerate(_text(path).splitlines(), start=1):
+            if line.lstrip().startswith(("import ", "from ", "#")):
+                continue
+            for match in reach.finditer(line):
+                found = match.group(3) or f"{match.group(1)}.{match.group(2)}"
+                if found not in GUI_TEST_PRIVATE:
+                    offences.append(f"{path.relative_to(ROOT)}:{number}: {found}")
+    assert offences == []
