@@ -44,9 +44,9 @@ test-packaging: $(PACKAGE_STAMP)
 	packaging/linux/deb-install-check.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check app sync nhs tests
-	$(BIN)/ruff format --check app sync nhs tests
-	$(BIN)/mypy app sync nhs
+	$(BIN)/ruff check app sync tests
+	$(BIN)/ruff format --check app sync tests
+	$(BIN)/mypy app sync
 
 # SECURITY.md 16: known vulnerabilities in the pinned dependencies (needs the OSV/PyPI advisory API).
 audit: $(STAMP)
