@@ -335,7 +335,10 @@ class Store:
         """The load stopped (an error, a cancel): the mark stays, so the next load or sync
         builds the indexes; this connection goes back to its usual settings."""
         self._bulk = None
-        self._usual_settings()
+        try:
+            self._usual_settings()
+        except Exception as exc:  # the load's own error is the one to report
+            log.warning("cache settings not restored after a stopped load: %s", type(exc).__name__)
 
     def finish_bulk_load(self, built: BuiltIndex | None = None) -> None:
         """Build the secondary indexes and every derived table, and clear the mark, in one
