@@ -533,6 +533,7 @@ def main() -> int:
                 "p50_ms": cipher["p50_ms"],
                 "p95_ms": cipher["p95_ms"],
                 "p99_ms": cipher["p99_ms"],
+                "app_p95_ms": app["p95_ms"],
                 "plain_sqlite_p95_ms": plain["p95_ms"],
                 "python_scan_p95_ms": scan["p95_ms"],
                 "top1_hit_rate": cipher["top1_hit_rate"],

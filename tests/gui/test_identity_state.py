@@ -10,8 +10,9 @@ record on screen, the highlighted result and the subject of a new encounter are 
 person, or nothing is shown; whatever record or form is on screen has the fixed identity header
 naming its person.
 
-Steps: KERBSIDE_IDENTITY_STEPS (default 2,000, CI's profile, about 40 s on a laptop core). The
-long run the safety case cites:
+Steps: KERBSIDE_IDENTITY_STEPS (default 2,000, CI's profile: 191 s on the shared two-core box at
+load average 6-9, searches and openings now answering from workers). The long run the safety
+case cites:
 
     KERBSIDE_IDENTITY_STEPS=20000 QT_QPA_PLATFORM=offscreen \\
         .venv/bin/python -m pytest tests/gui/test_identity_state.py -q -s
