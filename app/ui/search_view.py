@@ -589,9 +589,9 @@ class SearchView(QWidget):
 
     def _answered(self, found: Found | None) -> None:
         """The newest search's answer (`for_request` dropped any older one)."""
-        ticket, self._awaited = self._awaited, None
-        if found is None:  # superseded on the worker: a newer answer is on its way
+        if found is None:  # skipped on the worker as superseded: never delivered, for_request
             return
+        ticket, self._awaited = self._awaited, None
         open_top = ticket is not None and self._open_top_for == ticket
         self._open_top_for = None
         self.last_search_ms = found.search_ms
