@@ -99,6 +99,13 @@ def connect(path: Path, key: bytes) -> Connection:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA trusted_schema = OFF")
+        # Deleted rows and freed pages are overwritten with zeros, so what is erased (a
+        # source that is removed, a person deleted centrally) is not left in free space for
+        # anyone holding the key; on from a cache's first write, or stale copies from B-tree
+        # rebalancing survive the delete (tests/unit/test_cache_by_source.py).
+        conn.execute("PRAGMA secure_delete = ON")
+        if conn.execute("PRAGMA secure_delete").fetchone()[0] != 1:
+            raise StoreUnavailable("deleted data could not be set to be overwritten")
     except BaseException as exc:
         conn.close()
         if isinstance(exc, sqlcipher3.dbapi2.Error):

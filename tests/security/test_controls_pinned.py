@@ -99,6 +99,7 @@ def test_the_key_comes_first_and_sqlcipher_4_settings_are_pinned(
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = FULL",
             "PRAGMA trusted_schema = OFF",
+            "PRAGMA secure_delete = ON",
         ):
             assert required in sql, required
         assert sql.index("PRAGMA cipher_compatibility = 4") < sql.index(
