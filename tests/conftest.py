@@ -160,3 +160,20 @@ def keychain(tmp_path: Path) -> Iterator[dict[str, str]]:
 
     with desktop_keychain(tmp_path) as env:
         yield env
+
+
+@pytest.fixture
+def release_8e74f4c(
+    tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A copy of release 8e74f4c's synced tablet (tests/fixtures/README.md), opened an hour
+    after it was made: its centre's policy purges a cache not synced for a week, and a test
+    must not start failing in a week."""
+    from datetime import datetime, timedelta
+
+    from app import times
+    from tests.support.releases import EXPECTED_2, FIXTURE_2, install_release
+
+    opened = datetime.fromisoformat(EXPECTED_2["made_at"]) + timedelta(hours=1)
+    monkeypatch.setattr(times, "now", lambda **_: opened)
+    return install_release(FIXTURE_2, tmp_path, memory_keyring, monkeypatch)

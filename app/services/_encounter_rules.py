@@ -34,6 +34,7 @@ from app.services._encounter_input import (
     UnidentifiedPerson,
 )
 from app.services.session import Session
+from app.store import HOME_SOURCE
 
 CLOCK_SKEW = timedelta(minutes=5)  # tablets drift; an end this far ahead is still "now"
 MAX_DURATION = timedelta(hours=24)  # longer is almost surely a mistyped date
@@ -225,7 +226,7 @@ def _check_patient(
         if session is None:
             return None, None
         digits = normalise_nhs_number(person.nhs_number)
-        ids = session.store.patient_ids_with_nhs_number(digits)
+        ids = session.store.patient_ids_with_nhs_number(HOME_SOURCE, digits)
         if not ids:
             errors.append(
                 FieldError(
@@ -255,7 +256,7 @@ def _check_patient(
     else:
         errors.append(FieldError("patient", "must be a known, NHS-numbered or unidentified person"))
         return None, None
-    patient = session.store.get_resource("Patient", patient_id)
+    patient = session.store.get_resource(HOME_SOURCE, "Patient", patient_id)
     if patient is None:
         errors.append(FieldError("patient.id", "matches no person in this device's cache"))
         return None, None

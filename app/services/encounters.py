@@ -81,7 +81,7 @@ from app.services._encounter_team import (
     team_of,
 )
 from app.services.session import Session
-from app.store import OutboxRow
+from app.store import HOME_SOURCE, OutboxRow
 from app.times import iso_instant
 
 log = logging.getLogger("kerbside.services")
@@ -189,7 +189,7 @@ def subject_snapshot(session: Session, patient_id: str | None) -> bytes | None:
     merged or removed centrally and leaves the cache."""
     if not patient_id:
         return None
-    patient = session.store.get_resource("Patient", patient_id)
+    patient = session.store.get_resource(HOME_SOURCE, "Patient", patient_id)
     if patient is None:
         return None
     return orjson.dumps(
@@ -250,6 +250,7 @@ def record_many(
                 client_id=client_id,
                 kind=KIND,
                 patient_id=patient_id,
+                patient_source=HOME_SOURCE if patient_id is not None else None,
                 user_id=session.user_id,
                 payload=payload,
                 created_at=created_at,
@@ -276,11 +277,11 @@ def cached_person_is_child(
     """Whether the cached person the form names (by id, or by an NHS number that matches
     exactly one cached Patient) is under 18 on `on`; False when nobody cached is named."""
     if patient_id is None and len(nhs_number) == 10:
-        ids = session.store.patient_ids_with_nhs_number(nhs_number)
+        ids = session.store.patient_ids_with_nhs_number(HOME_SOURCE, nhs_number)
         patient_id = ids[0] if len(ids) == 1 else None
     if not patient_id:
         return False
-    patient = session.store.get_resource("Patient", patient_id)
+    patient = session.store.get_resource(HOME_SOURCE, "Patient", patient_id)
     return patient is not None and is_child(patient.get("birthDate"), on)
 
 
@@ -330,7 +331,8 @@ def _summary(session: Session, row: OutboxRow, names_visible: bool) -> Encounter
     elif not names_visible:
         display = "Name hidden until the tablet syncs"
     else:
-        patient = session.store.get_resource("Patient", row.patient_id or "")
+        source = row.patient_source if row.patient_source is not None else HOME_SOURCE
+        patient = session.store.get_resource(source, "Patient", row.patient_id or "")
         gone = patient is None
         if patient is not None:
             display = display_name_of(patient)
@@ -378,9 +380,12 @@ def list_encounters(
     return [_summary(session, r, names_visible) for r in chosen]
 
 
-def field_records_for_patient(session: Session, patient_id: str) -> list[EncounterSummary]:
-    """This device's records about one cached person, newest first (for the record card)."""
-    rows = session.store.outbox_rows(kind=KIND, patient_id=patient_id)
+def field_records_for_patient(
+    session: Session, patient_id: str, *, source: int = HOME_SOURCE
+) -> list[EncounterSummary]:
+    """This device's records about one cached person (`source`'s Patient `patient_id`),
+    newest first (for the record card)."""
+    rows = session.store.outbox_rows(kind=KIND, patient_id=patient_id, patient_source=source)
     return [_summary(session, r, True) for r in sorted(rows, key=lambda r: -r.seq)]
 
 
@@ -432,13 +437,18 @@ def resolve_rejected(
         with store.transaction():
             subject = subject_snapshot(session, patient_id) if corrected is not None else None
             if not store.requeue_outbox(
-                client_id, payload=payload, patient_id=patient_id, subject=subject
+                client_id,
+                payload=payload,
+                patient_id=patient_id,
+                patient_source=HOME_SOURCE if patient_id is not None else None,
+                subject=subject,
             ):
                 raise InvalidInput("the record changed meanwhile; look again", field="client_id")
             store.audit(
                 user_id=session.user_id,
                 action="amend-field-record" if corrected is not None else "retry-field-record",
                 patient_id=patient_id,
+                source=HOME_SOURCE if patient_id is not None else None,
                 reason=None,
                 event_id=str(uuid.uuid4()),
             )
@@ -458,6 +468,7 @@ def resolve_rejected(
                 user_id=session.user_id,
                 action="discard-field-record",
                 patient_id=row.patient_id,
+                source=row.patient_source if row.patient_id is not None else None,
                 reason=reason,
                 event_id=str(uuid.uuid4()),
             )

@@ -15,7 +15,7 @@ import orjson
 from app.errors import InvalidInput
 from app.fhir import CACHED_TYPES
 from app.services.session import Session
-from app.store import Prepared, Store
+from app.store import HOME_SOURCE, Prepared, Store
 from sync import BulkWorker
 
 log = logging.getLogger("kerbside.services")
@@ -79,7 +79,11 @@ def _line_batches(path: Path) -> Iterator[list[bytes]]:
 
 
 def import_ndjson(
-    session: Session, directory: Path, progress: Progress | None = None
+    session: Session,
+    directory: Path,
+    progress: Progress | None = None,
+    *,
+    source: int = HOME_SOURCE,
 ) -> dict[str, int]:
     """Load every file through the store's bulk-load path, as sync's bulk first load does:
     files are read on a worker thread, parsed, checked and prepared (rows, search terms) in a
@@ -90,18 +94,23 @@ def import_ndjson(
     is written, and the indexes are still built over what was loaded, so search answers for
     exactly what the cache holds. A crash leaves the store's bulk-load mark set: search
     refuses until the next import or sync finishes the load.
+
+    `source`: the sid the files come from (a registered source; `kerbside import` loads the
+    home source's). Only a home import counts as the cache matching its central record.
     """
     files = ndjson_files(directory)
     store = session.store
     counts: dict[str, int] = {}
-    held = store.count_by_type(*(t for t, _path in files))
+    if source not in {s.sid for s in store.sources()}:
+        raise InvalidInput("no such source in this cache", field="source")
+    held = store.count_by_type(*(t for t, _path in files), source=source)
     empty = {t for t, _path in files if not held.get(t)}
     size = sum(path.stat().st_size for _t, path in files)
     built = None
     store.begin_bulk_load()
     try:
         with BulkWorker(
-            store.bulk_preparer(), process=size >= PROCESS_MIN_BYTES, depth=DEPTH
+            store.bulk_preparer(source), process=size >= PROCESS_MIN_BYTES, depth=DEPTH
         ) as worker:
             for rtype, path in files:
                 parse = partial(parse_line, rtype=rtype, name=path.name)
@@ -111,22 +120,24 @@ def import_ndjson(
                     pending.append(prepared)
                     lines += len(prepared.rows)
                     if lines >= COMMIT_LINES:
-                        _write(store, pending, rtype in empty, counts, progress)
+                        _write(store, source, pending, rtype in empty, counts, progress)
                         pending, lines = [], 0
-                _write(store, pending, rtype in empty, counts, progress, rtype=rtype)
+                _write(store, source, pending, rtype in empty, counts, progress, rtype=rtype)
                 log.info("imported %d %s", counts.get(rtype, 0), rtype)
             built = worker.finish()
     finally:
         if progress:
             progress("indexes", 0)
         store.finish_bulk_load(built)
-    session.mark_refreshed(synced=False)
+    if source == HOME_SOURCE:
+        session.mark_refreshed(synced=False)
     session.write_status()
     return counts
 
 
 def _write(
     store: Store,
+    source: int,
     pending: list[Prepared],
     into_empty: bool,
     counts: dict[str, int],
@@ -134,7 +145,7 @@ def _write(
     rtype: str | None = None,
 ) -> None:
     if pending:
-        store.put_prepared(pending, into_empty=into_empty)
+        store.put_prepared(source, pending, into_empty=into_empty)
         rtype = pending[0].rtype
     if rtype is None:
         return

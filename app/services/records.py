@@ -38,6 +38,7 @@ from app.fhir import (
 from app.nhs_number import format_nhs_number
 from app.services.encounters import EncounterSummary, field_records_for_patient
 from app.services.session import Session
+from app.store import HOME_SOURCE
 from app.times import london_today, parse_instant
 
 ACCESS_REASONS: tuple[str, ...] = (
@@ -163,16 +164,24 @@ class PatientRecord:
     last_contacts: tuple[LastContact, ...]  # newest first
     last_refreshed: datetime | None  # when the cache last matched the central record
     audit_event_id: str
+    source: int = HOME_SOURCE  # the sid of the central record it was read from
 
 
 # -- opening a record -------------------------------------------------------------------------
 def open_record(
-    session: Session, patient_id: str, reason: str, *, now: datetime | None = None
+    session: Session,
+    patient_id: str,
+    reason: str,
+    *,
+    source: int = HOME_SOURCE,
+    now: datetime | None = None,
 ) -> PatientRecord:
-    """Audit the opening, then read the record.
+    """Audit the opening, then read the record of `source`'s Patient `patient_id`.
 
     `reason` is one of ACCESS_REASONS. A cache past its time-to-live raises CacheExpired
-    before anything is read or audited.
+    before anything is read or audited. Everything the record refers to (practitioners,
+    organisations) is read from the same source: an id means something only within its
+    source.
     """
     if reason not in ACCESS_REASONS:
         raise InvalidInput(f"choose a reason: {', '.join(ACCESS_REASONS)}", field="reason")
@@ -182,10 +191,11 @@ def open_record(
         user_id=session.user_id,
         action=OPEN_RECORD_ACTION,
         patient_id=patient_id,
+        source=source,
         reason=reason,
         event_id=event_id,
     )
-    return _read_record(session, patient_id, event_id, now)
+    return _read_record(session, source, patient_id, event_id, now)
 
 
 def refresh_record(
@@ -198,11 +208,17 @@ def refresh_record(
     CacheExpired, as opening does.
     """
     session.check_fresh()
-    return _read_record(session, record.person.patient_id, record.audit_event_id, now)
+    return _read_record(
+        session, record.source, record.person.patient_id, record.audit_event_id, now
+    )
 
 
 def person_of(
-    session: Session, patient_id: str, *, now: datetime | None = None
+    session: Session,
+    patient_id: str,
+    *,
+    source: int = HOME_SOURCE,
+    now: datetime | None = None,
 ) -> PersonView | None:
     """Who a cached patient is (name, date of birth and age, NHS number, sex), unaudited.
 
@@ -210,22 +226,22 @@ def person_of(
     queued record's snapshot): the demographics only, none of the clinical record, which
     still needs `open_record` and its audited reason. None when the cache does not hold them.
     """
-    patient = session.store.get_resource("Patient", patient_id)
+    patient = session.store.get_resource(source, "Patient", patient_id)
     if patient is None:
         return None
-    return _person(patient, london_today(now), _Lookup(session))
+    return _person(patient, london_today(now), _Lookup(session, source))
 
 
 def _read_record(
-    session: Session, patient_id: str, event_id: str, now: datetime | None
+    session: Session, source: int, patient_id: str, event_id: str, now: datetime | None
 ) -> PatientRecord:
     by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in _PATIENT_TYPES}
-    for res in session.store.resources_for_patient(patient_id, _PATIENT_TYPES):
+    for res in session.store.resources_for_patient(source, patient_id, _PATIENT_TYPES):
         by_type[res["resourceType"]].append(res)
     if not by_type["Patient"]:
         raise InvalidInput("no such person in this device's cache", field="patient_id")
     today = london_today(now)
-    lookup = _Lookup(session)
+    lookup = _Lookup(session, source)
     care_teams = [t for t in by_type["CareTeam"] if t.get("status", "active") == "active"]
     return PatientRecord(
         person=_person(by_type["Patient"][0], today, lookup),
@@ -237,18 +253,21 @@ def _read_record(
         conditions=_conditions(by_type["Condition"]),
         legal_status=_legal_status(by_type["Encounter"]),
         last_contacts=_last_contacts(
-            by_type["Encounter"], field_records_for_patient(session, patient_id)
+            by_type["Encounter"], field_records_for_patient(session, patient_id, source=source)
         ),
         last_refreshed=session.last_refresh(),
         audit_event_id=event_id,
+        source=source,
     )
 
 
 class _Lookup:
-    """Practitioners and Organizations by reference, each read once per opening."""
+    """Practitioners and Organizations by reference, each read once per opening, from the
+    source of the record that refers to them (the same id elsewhere is someone else)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, source: int) -> None:
         self._store = session.store
+        self._source = source
         self._seen: dict[str, dict[str, Any] | None] = {}
 
     def __call__(self, reference: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -257,7 +276,7 @@ class _Lookup:
         if rtype not in ("Practitioner", "Organization") or not rid:
             return None
         if ref not in self._seen:
-            self._seen[ref] = self._store.get_resource(rtype, rid)
+            self._seen[ref] = self._store.get_resource(self._source, rtype, rid)
         return self._seen[ref]
 
     def name(self, reference: Mapping[str, Any] | None) -> str | None:

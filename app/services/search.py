@@ -858,6 +858,7 @@ def audit_search(session: Any, query: str, shown: int) -> None:
         user_id=session.user_id,
         action=SEARCH_ACTION,
         patient_id=None,
+        source=None,
         reason=query,
         event_id=str(uuid.uuid4()),
     )

@@ -389,6 +389,7 @@ def record_admin_action(session: Session, action: str, detail: str) -> None:
         user_id=session.user_id,
         action=action,
         patient_id=None,
+        source=None,
         reason=detail,
         event_id=str(uuid.uuid4()),
     )

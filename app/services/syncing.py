@@ -18,7 +18,7 @@ from app.errors import CacheWiped, ProfileError
 from app.fhir import CACHED_TYPES, DEVICE_ID_SYSTEM, KERBSIDE, USER_ID_SYSTEM
 from app.security import Profile, client_secret
 from app.services.session import Session, reseal_pending
-from app.store import BuiltIndex, BulkPreparer, Prepared, Store
+from app.store import HOME_SOURCE, BuiltIndex, BulkPreparer, Prepared, Store
 from sync import (
     AuditIdentity,
     AuditRecord,
@@ -51,14 +51,20 @@ UI_WRITE_BATCH = 6_000
 
 
 class StoreSyncPort:
-    """`sync.SyncStore` over the encrypted Store (each writing call is one transaction)."""
+    """`sync.SyncStore` over the encrypted Store (each writing call is one transaction), scoped
+    to one source: what sync pulls, counts, reconciles and keeps state about is that source's
+    part of the cache, so sync itself knows nothing of sources. Pushes (outbox, audit) go to
+    the home source whatever the scope: a caller runs them against home only."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, source: int) -> None:
+        if source not in {s.sid for s in store.sources()}:
+            raise ValueError(f"source {source} is not registered in this cache")
         self.store = store
+        self.source = source
 
     # -- pull ------------------------------------------------------------------------------
     def cursor(self, rtype: str) -> str | None:
-        return self.store.cursor(rtype)
+        return self.store.cursor(self.source, rtype)
 
     def apply_page(
         self,
@@ -67,27 +73,26 @@ class StoreSyncPort:
         cursor: str | None,
         deleted_ids: Sequence[str] = (),
     ) -> int:
-        return self.store.apply_page(rtype, resources, cursor, deleted_ids)
+        return self.store.apply_page(self.source, rtype, resources, cursor, deleted_ids)
 
     def held_versions(self, rtype: str, ids: Sequence[str]) -> dict[str, HeldVersion]:
-        return {
-            rid: HeldVersion(v, u) for rid, (v, u) in self.store.held_versions(rtype, ids).items()
-        }
+        held = self.store.held_versions(self.source, rtype, ids)
+        return {rid: HeldVersion(v, u) for rid, (v, u) in held.items()}
 
     def known_ids(self, rtype: str) -> Iterator[str]:
-        return self.store.resource_ids(rtype)
+        return self.store.resource_ids(self.source, rtype)
 
     def count(self, rtype: str) -> int:
-        return self.store.count_by_type(rtype).get(rtype, 0)
+        return self.store.count_by_type(rtype, source=self.source).get(rtype, 0)
 
     def begin_bulk_load(self) -> None:
         self.store.begin_bulk_load()
 
-    def bulk_preparer(self) -> type[BulkPreparer]:
-        return self.store.bulk_preparer()
+    def bulk_preparer(self) -> Callable[[], BulkPreparer]:
+        return self.store.bulk_preparer(self.source)
 
     def put_bulk(self, prepared: Sequence[Prepared], *, into_empty: bool) -> int:
-        return self.store.put_prepared(prepared, into_empty=into_empty)
+        return self.store.put_prepared(self.source, prepared, into_empty=into_empty)
 
     def finish_bulk_load(self, built: BuiltIndex | None = None) -> None:
         self.store.finish_bulk_load(built)
@@ -99,13 +104,13 @@ class StoreSyncPort:
         return self.store.bulk_load_pending()
 
     def get_state(self, key: str) -> str | None:
-        return self.store.get_meta(key)
+        return self.store.get_sync_state(self.source, key)
 
     def set_state(self, key: str, value: str | None) -> None:
-        self.store.set_meta(key, value)
+        self.store.set_sync_state(self.source, key, value)
 
     def repoint_patient(self, old_id: str, new_id: str) -> int:
-        return self.store.repoint_patient(old_id, new_id)
+        return self.store.repoint_patient(self.source, old_id, new_id)
 
     # -- push ------------------------------------------------------------------------------
     def pending_outbox(self, limit: int) -> list[OutboxItem]:
@@ -237,7 +242,8 @@ def run_sync(
     # The chain is checked before every upload: a broken one is reported to the centre and
     # its entries stay here (SECURITY.md 27).
     options = dataclasses.replace(options, audit_chain_problems=tuple(here.audit_problems(store)))
-    engine = SyncEngine(client, StoreSyncPort(store), options, progress=progress, cancel=cancel)
+    port = StoreSyncPort(store, source=HOME_SOURCE)
+    engine = SyncEngine(client, port, options, progress=progress, cancel=cancel)
     try:
         report = engine.run()
     except DeviceRevoked:

@@ -1,5 +1,6 @@
-"""The encrypted cache (SQLCipher): resources as received, derived indexes, outbox, audit chain,
-sync cursors, drafts and schema migrations. Imports nothing from services, ui or sync."""
+"""The encrypted cache (SQLCipher): resources as received, keyed by the source (central record)
+they came from, derived indexes, outbox, audit chain, sync cursors, drafts and schema
+migrations. Imports nothing from services, ui or sync."""
 
 from app.store._audit import AuditEntry
 from app.store._bulk import BuiltIndex, BulkPreparer, LineParser, Prepared
@@ -8,6 +9,7 @@ from app.store._outbox import OutboxRow
 from app.store._patient_index import (
     Field,
     IndexedPatient,
+    Member,
     PatientIndexer,
     PatientIndexReader,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "IndexedPatient",
     "Indexer",
     "LineParser",
+    "Member",
     "OutboxRow",
     "PatientIndexReader",
     "PatientIndexer",

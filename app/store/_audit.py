@@ -6,6 +6,13 @@ its sequence number, the previous hash and its own hash, so the centre can check
 per device and see a gap (docs/security/audit-trail.md); the chain stays on the device until
 the cache is purged.
 
+What a hash covers depends on the entry's `chain` version: 1 (schema versions 1-4) the fields
+below without `source`, 2 (schema version 5 on) with it, so whose record was opened (which
+central record's Patient `patient_id` is) cannot be changed either. Entries written before
+version 2 keep their hashes; the migration gave them `source` 1 for an entry about a patient
+(every cached patient was the home source's) and NULL otherwise, and the check holds them to
+exactly that.
+
 `problems` is the full check the product runs (on unlock, before each upload, and in
 `kerbside audit`): an edited row, a deleted row, rows re-hashed after an edit and rows cut off
 the end (the session compares the head with the keyring's copy) each give a problem.
@@ -22,6 +29,7 @@ from typing import Any
 import orjson
 
 from app.store._connection import Connection
+from app.store._sources import HOME_SOURCE
 from app.times import iso_instant
 
 SCHEMA = """
@@ -35,9 +43,12 @@ CREATE TABLE audit (
     event_id TEXT NOT NULL UNIQUE,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL,
-    uploaded_at TEXT
+    uploaded_at TEXT,
+    source INTEGER,
+    chain INTEGER NOT NULL DEFAULT 1
 );
 """
+CHAIN_VERSION = 2  # what `append` writes
 
 GENESIS = "0" * 64
 
@@ -54,6 +65,7 @@ class AuditEntry:
     uploaded_at: str | None
     prev_hash: str = GENESIS
     hash: str = GENESIS
+    source: int | None = None  # the sid whose Patient `patient_id` is (None: no patient)
 
 
 def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -69,9 +81,13 @@ def append(
     patient_id: str | None,
     reason: str | None,
     event_id: str,
+    source: int | None,
     at: datetime | None = None,
 ) -> tuple[int, str]:
-    """Append one entry; call inside a transaction so the chain head cannot race."""
+    """Append one entry; call inside a transaction so the chain head cannot race.
+    `source`: the sid of the source whose Patient `patient_id` is (None without a patient)."""
+    if (source is None) != (patient_id is None):
+        raise ValueError("an audit entry names a source exactly when it names a patient")
     when = iso_instant(at or datetime.now(UTC), timespec="milliseconds")
     row = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     prev = row[0] if row else GENESIS
@@ -82,23 +98,28 @@ def append(
         "patient_id": patient_id,
         "reason": reason,
         "event_id": event_id,
+        "source": source,
     }
     digest = _digest(prev, fields)
     cur = conn.execute(
-        "INSERT INTO audit (at, user_id, action, patient_id, reason, event_id, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (when, user_id, action, patient_id, reason, event_id, prev, digest),
+        "INSERT INTO audit (at, user_id, action, patient_id, reason, event_id, prev_hash, hash,"
+        " source, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (when, user_id, action, patient_id, reason, event_id, prev, digest, source, CHAIN_VERSION),
     )
     return int(cur.lastrowid or 0), digest
 
 
-def _chain(conn: Connection) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
-    """(seq, prev_hash, hash, the hashed fields) of every entry, oldest first."""
-    for seq, at, user_id, action, patient_id, reason, event_id, prev_hash, digest in conn.execute(
-        "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash"
-        " FROM audit ORDER BY seq"
+def _chain(conn: Connection) -> Iterator[tuple[int, str, str, dict[str, Any] | None]]:
+    """(seq, prev_hash, hash, the hashed fields) of every entry, oldest first. The fields are
+    None for an entry that cannot be what was written: an unknown chain version, or a version 1
+    entry whose `source` is not what the migration gave it."""
+    for row in conn.execute(
+        "SELECT seq, at, user_id, action, patient_id, reason, event_id, prev_hash, hash, source,"
+        " chain FROM audit ORDER BY seq"
     ):
-        fields = {
+        seq, at, user_id, action, patient_id, reason, event_id, prev_hash, digest = row[:9]
+        source, chain = row[9], row[10]
+        fields: dict[str, Any] | None = {
             "at": at,
             "user_id": user_id,
             "action": action,
@@ -106,14 +127,22 @@ def _chain(conn: Connection) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
             "reason": reason,
             "event_id": event_id,
         }
+        if chain == CHAIN_VERSION:
+            fields["source"] = source  # type: ignore[index]
+        elif chain != 1 or source != (None if patient_id is None else HOME_SOURCE):
+            fields = None
         yield int(seq), prev_hash, digest, fields
+
+
+def _holds(prev_hash: str, fields: dict[str, Any] | None, digest: str) -> bool:
+    return fields is not None and _digest(prev_hash, fields) == digest
 
 
 def verify(conn: Connection) -> int | None:
     """The seq of the first entry whose hash does not hold, or None if the chain is intact."""
     prev = GENESIS
     for seq, prev_hash, digest, fields in _chain(conn):
-        if prev_hash != prev or _digest(prev, fields) != digest:
+        if prev_hash != prev or not _holds(prev, fields, digest):
             return int(seq)
         prev = digest
     return None
@@ -136,7 +165,7 @@ def problems(conn: Connection, *, expected_head: tuple[int, str] | None = None) 
             found.append(f"entries {last_seq + 1}-{seq - 1} are missing")
         elif prev_hash != prev:
             found.append(f"entry {seq} does not follow entry {last_seq} (a row was replaced)")
-        if _digest(prev_hash, fields) != digest:
+        if not _holds(prev_hash, fields, digest):
             found.append(f"entry {seq} was changed after it was written")
         if expected_head is not None and seq == expected_head[0]:
             anchor_hash = digest
@@ -164,7 +193,7 @@ def entries(
         AuditEntry(*row)
         for row in conn.execute(
             "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at,"
-            f" prev_hash, hash FROM audit {where} ORDER BY seq LIMIT ?",
+            f" prev_hash, hash, source FROM audit {where} ORDER BY seq LIMIT ?",
             (limit,),
         )
     ]

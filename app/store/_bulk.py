@@ -1,9 +1,11 @@
 """Bulk-load preparation: everything a bulk load can work out from NDJSON lines without the
 database, run in a worker process (see `sync._pipeline.BulkWorker`) while the writer writes.
 
-Per batch of lines of one type: parse and check each line (the caller's function, which raises
-the caller's error), its `resource` row (the line's bytes as received, never re-serialised),
-and for Patients their `patient_index` row, for Flags their `flag_alert` row. Patients get
+One preparer per load, and a load is of one source (the central record the lines come from:
+every row it prepares carries that source's sid). Per batch of lines of one type: parse and
+check each line (the caller's function, which raises the caller's error), its `resource` row
+(the line's bytes as received, never re-serialised), and for Patients their `patient_index`
+row, for Flags their `flag_alert` row. Patients get
 pids in the order they are prepared, which is the order the writer writes them, and their
 postings and vocabulary counts are collected here: the index build at the end of the load
 writes them (`BuiltIndex`) instead of reading every Patient back, parsing and deriving it
@@ -45,14 +47,15 @@ LineParser = Callable[[bytes, int], dict[str, Any] | None]
 
 @dataclass(slots=True)
 class Prepared:
-    """One batch, ready to write: `rows` for `resource`, and for a Patient batch their
-    `patient_index` rows (alerts left empty: Flags fill them at the end), for a Flag batch
-    their `flag_alert` rows."""
+    """One batch of one source, ready to write: `rows` for `resource`, and for a Patient batch
+    their `patient_index` rows (alerts left empty: Flags fill them at the end), for a Flag
+    batch their `flag_alert` rows."""
 
     rtype: str
+    source: int
     rows: list[Row]
     patients: list[tuple[Any, ...]] = field(default_factory=list)
-    flags: list[tuple[str, str, bytes]] = field(default_factory=list)
+    flags: list[tuple[int, str, str, bytes]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -66,9 +69,11 @@ class BuiltIndex:
 
 
 class BulkPreparer:
-    """Prepares the batches of one bulk load, in order, and collects its search index."""
+    """Prepares the batches of one bulk load of `source`, in order, and collects its search
+    index."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: int) -> None:
+        self.source = source
         self._pid = 0
         self._postings: dict[tuple[str, int], array] = {}
         self._vocab: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -82,7 +87,7 @@ class BulkPreparer:
     def prepare(
         self, rtype: str, lines: list[bytes], parse: LineParser, first: int = 1
     ) -> Prepared:
-        out = Prepared(rtype, [])
+        out = Prepared(rtype, self.source, [])
         rows = out.rows
         if rtype == "Patient":
             deriver = _Deriver()
@@ -113,7 +118,7 @@ class BulkPreparer:
                         vocab[term][1] += 1
                 for term in names:
                     vocab[term][0] += 1
-                out.patients.append(_row(pid, doc.id, doc, None))
+                out.patients.append(_row(pid, self.source, doc, None))
             self._pid = pid
             return out
         flags = rtype == "Flag"
@@ -126,7 +131,7 @@ class BulkPreparer:
                 patient_id = patient_ref_of(res)
                 alert = flag_alert(res) if patient_id else None
                 if alert is not None and patient_id:
-                    out.flags.append((res["id"], patient_id, orjson.dumps(alert)))
+                    out.flags.append((self.source, res["id"], patient_id, orjson.dumps(alert)))
         return out
 
     def finish(self) -> BuiltIndex:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from app.store._connection import Connection
 
+# The current layout (`_migrations`: version 1, `subject` from 2, `patient_source` from 5).
 SCHEMA = """
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY,
@@ -28,24 +29,26 @@ CREATE TABLE outbox (
     response BLOB,
     sent_at TEXT,
     resolved_at TEXT,
-    resolved_by TEXT
+    resolved_by TEXT,
+    subject BLOB,
+    patient_source INTEGER
 );
 CREATE INDEX outbox_by_state ON outbox (state, seq);
 CREATE INDEX outbox_by_patient ON outbox (patient_id) WHERE patient_id IS NOT NULL;
 """
-
-# Who a record is about, as the officer saw them when it was saved (name, date of birth, NHS
-# number; JSON). Kept with the row, not looked up: a person merged or removed centrally leaves
-# the cache, and a refused record that then said only "person no longer in the cache" could
-# not be acted on (hazard H8, docs/clinical-safety/hazard-log.md). Added by schema version 2.
-SUBJECT_COLUMN = "ALTER TABLE outbox ADD COLUMN subject BLOB"
+# `subject`: who a record is about, as the officer saw them when it was saved (name, date of
+# birth, NHS number; JSON). Kept with the row, not looked up: a person merged or removed
+# centrally leaves the cache, and a refused record that then said only "person no longer in the
+# cache" could not be acted on (hazard H8, docs/clinical-safety/hazard-log.md).
+# `patient_source`: the sid whose Patient `patient_id` is. The record itself always goes to the
+# home source; the row outlives the source's data (`Store.erase_source` keeps it).
 
 # `discarded`: a person reviewed a rejection and decided the record is not to be sent (e.g. a
 # duplicate). The row, its payload and the server's reason stay; only sync ignores it.
 STATES = ("pending", "sent", "rejected", "discarded")
 _COLUMNS = (
     "seq, client_id, kind, patient_id, user_id, created_at, payload, state, attempts,"
-    " last_attempt_at, reason, sent_at, resolved_at, resolved_by, subject"
+    " last_attempt_at, reason, sent_at, resolved_at, resolved_by, subject, patient_source"
 )
 
 
@@ -66,6 +69,7 @@ class OutboxRow:
     resolved_at: str | None
     resolved_by: str | None
     subject: bytes | None = None  # JSON snapshot: name, birth_date, nhs_number
+    patient_source: int | None = None  # the sid whose Patient `patient_id` is
 
 
 def add(
@@ -74,16 +78,19 @@ def add(
     client_id: str,
     kind: str,
     patient_id: str | None,
+    patient_source: int | None,
     user_id: str,
     created_at: str,
     payload: bytes,
     subject: bytes | None = None,
 ) -> int:
     """Queue one record; the caller's transaction also holds whatever the record replaces."""
+    if (patient_source is None) != (patient_id is None):
+        raise ValueError("an outbox row names the patient's source exactly when it names one")
     cur = conn.execute(
-        "INSERT INTO outbox (client_id, kind, patient_id, user_id, created_at, payload, subject)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (client_id, kind, patient_id, user_id, created_at, payload, subject),
+        "INSERT INTO outbox (client_id, kind, patient_id, patient_source, user_id, created_at,"
+        " payload, subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (client_id, kind, patient_id, patient_source, user_id, created_at, payload, subject),
     )
     return int(cur.lastrowid or 0)
 
@@ -93,6 +100,7 @@ def rows(
     *,
     kind: str | None = None,
     patient_id: str | None = None,
+    patient_source: int | None = None,
     since: str | None = None,
     states: tuple[str, ...] | None = None,
 ) -> list[OutboxRow]:
@@ -105,6 +113,9 @@ def rows(
     if patient_id is not None:
         where.append("patient_id = ?")
         args.append(patient_id)
+    if patient_source is not None:
+        where.append("patient_source = ?")
+        args.append(patient_source)
     if since is not None:
         where.append("created_at >= ?")
         args.append(since)
@@ -131,6 +142,7 @@ def requeue(
     *,
     payload: bytes | None,
     patient_id: str | None,
+    patient_source: int | None = None,
     subject: bytes | None = None,
 ) -> bool:
     """Rejected -> pending; False if the row is not rejected.
@@ -145,10 +157,12 @@ def requeue(
             (client_id,),
         )
     else:
+        if (patient_source is None) != (patient_id is None):
+            raise ValueError("an outbox row names the patient's source exactly when it names one")
         cur = conn.execute(
             "UPDATE outbox SET state = 'pending', attempts = 0, payload = ?, patient_id = ?,"
-            " subject = ? WHERE client_id = ? AND state = 'rejected'",
-            (payload, patient_id, subject, client_id),
+            " patient_source = ?, subject = ? WHERE client_id = ? AND state = 'rejected'",
+            (payload, patient_id, patient_source, subject, client_id),
         )
     return cur.rowcount == 1
 

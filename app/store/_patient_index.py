@@ -2,9 +2,10 @@
 
 Layout (all rebuilt from the `resource` table by `PatientIndexer.rebuild`):
 
-- `patient_index`: one row per patient with what a result line shows (name, known-as, birth
-  date, gender, NHS number, postcode, address, active alerts as JSON) and `terms`, the postings
-  the row contributes, so an update or delete knows which postings to take it out of.
+- `patient_index`: one row per patient of each source (`source`, `id`) with what a result line
+  shows (name, known-as, birth date, gender, NHS number, postcode, address, active alerts as
+  JSON), `person_key` (who the row is, across sources: see `person_key`) and `terms`, the
+  postings the row contributes, so an update or delete knows which postings to take it out of.
 - `search_posting(term, field, pids)`: an inverted index with one row per (term, field) whose
   `pids` blob is a sorted packed uint32 array of `patient_index.pid`. One row per term instead
   of one per (term, patient) because a query then reads a handful of rows and decodes them in
@@ -12,9 +13,9 @@ Layout (all rebuilt from the `resource` table by `PatientIndexer.rebuild`):
   keeps p95 under 10 ms at 100k patients inside SQLCipher. Writes merge per batch.
 - `search_vocab`: the distinct name and address words with patient counts and phonetic keys;
   search loads it on open for prefix, nickname, phonetic and typo expansion.
-- `flag_alert`: each active Flag's patient and badge (code, label, kind, end), so alerts are
-  recomputed set-wise from small rows rather than re-parsing Flag JSON, and a Flag that moves
-  to another patient or is deleted also refreshes the patient it used to point at.
+- `flag_alert`: each active Flag's (source, patient) and badge (code, label, kind, end), so
+  alerts are recomputed set-wise from small rows rather than re-parsing Flag JSON, and a Flag
+  that moves to another patient or is deleted also refreshes the patient it used to point at.
 - `search_state`: a generation number bumped whenever the vocabulary changes, so a reader can
   tell cheaply whether its in-memory copy is stale.
 
@@ -46,15 +47,20 @@ from app.fhir import (
     patient_ref_of,
     staff_safety_note,
     strs,
+    verified_nhs_number,
 )
 from app.nhs_number import normalise as normalise_nhs_number
 from app.store._connection import Connection, run_script
 from app.textkeys import ADDRESS_STOPWORDS, name_terms, phonetic_keys, postcode_terms, words
 
+# The current layout (schema version 5, `_migrations._v5`); a cache gets it through MIGRATIONS,
+# `create_schema` is for copies of the index (the search benchmark's plain SQLite).
 SCHEMA = """
 CREATE TABLE patient_index (
     pid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    source INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    person_key TEXT NOT NULL,
     display_name TEXT,
     known_as TEXT,
     birth_date TEXT,
@@ -67,6 +73,8 @@ CREATE TABLE patient_index (
     names TEXT NOT NULL,
     terms BLOB NOT NULL
 );
+CREATE UNIQUE INDEX patient_index_key ON patient_index (source, id);
+CREATE INDEX patient_index_person ON patient_index (person_key);
 CREATE INDEX patient_index_nhs_number ON patient_index (nhs_number)
     WHERE nhs_number IS NOT NULL;
 CREATE INDEX patient_index_birth_date ON patient_index (birth_date) WHERE birth_date IS NOT NULL;
@@ -86,11 +94,13 @@ CREATE TABLE search_vocab (
     nysiis TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE flag_alert (
-    flag_id TEXT PRIMARY KEY,
+    source INTEGER NOT NULL,
+    flag_id TEXT NOT NULL,
     patient_id TEXT NOT NULL,
-    alert BLOB NOT NULL
+    alert BLOB NOT NULL,
+    PRIMARY KEY (source, flag_id)
 ) WITHOUT ROWID;
-CREATE INDEX flag_alert_by_patient ON flag_alert (patient_id);
+CREATE INDEX flag_alert_by_patient ON flag_alert (source, patient_id);
 CREATE TABLE search_state (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -163,9 +173,18 @@ def encode_sorted(pids: array) -> bytes:
 # -- what one patient contributes -------------------------------------------------------------
 
 
+def person_key(source: int, rid: str, verified_nhs: str | None) -> str:
+    """Who a Patient row is, across sources: `nhs:<number>` for a valid NHS number whose
+    verification status is 01 (`app.fhir.verified_nhs_number`), which every source's row of
+    that person shares, else `src:<sid>:<id>`, which no other row has. People without a
+    verified number are never merged automatically (docs/design/multi-trust.md section 5)."""
+    return f"nhs:{verified_nhs}" if verified_nhs else f"src:{source}:{rid}"
+
+
 @dataclass(slots=True)
 class _Doc:
     id: str
+    verified_nhs: str | None
     display_name: str | None
     known_as: str | None
     birth_date: str | None
@@ -330,6 +349,7 @@ class _Deriver:
             nhs = normalise_nhs_number(nhs)
         return _Doc(
             id=patient["id"],
+            verified_nhs=verified_nhs_number(patient) if nhs else None,
             display_name=display_name,
             known_as=known_as,
             birth_date=birth_date,
@@ -397,11 +417,22 @@ def _alerts_json(alerts: Iterable[tuple[str, str, str, str | None]]) -> bytes | 
     return orjson.dumps(ordered)
 
 
-def _row(pid: int, rid: str, doc: _Doc, alerts: bytes | None) -> tuple[Any, ...]:
-    """One `patient_index` row, in the column order of its INSERTs."""
+_COLUMNS = (
+    "patient_index (pid, source, id, person_key, display_name, known_as, birth_date, gender,"
+    " nhs_number, postcode, postcode_key, address, alerts, names, terms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_ROW = f"INSERT INTO {_COLUMNS}"  # a `_row` (new pids: a bulk load, a rebuild)
+_REPLACE_ROW = f"INSERT OR REPLACE INTO {_COLUMNS}"  # held pids keep their number
+
+
+def _row(pid: int, source: int, doc: _Doc, alerts: bytes | None) -> tuple[Any, ...]:
+    """One `patient_index` row, in the column order of `INSERT_ROW`."""
     return (
         pid,
-        rid,
+        source,
+        doc.id,
+        person_key(source, doc.id, doc.verified_nhs),
         doc.display_name,
         doc.known_as,
         doc.birth_date,
@@ -421,14 +452,17 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[start : start + size]
 
 
-def _alerts_for(conn: Connection, patient_ids: Sequence[str]) -> dict[str, bytes | None]:
-    """Alert JSON per patient, from the `flag_alert` rows of their active Flags."""
+def _alerts_for(
+    conn: Connection, source: int, patient_ids: Sequence[str]
+) -> dict[str, bytes | None]:
+    """Alert JSON per patient of one source, from the `flag_alert` rows of their active Flags."""
     found: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
     for chunk in _chunks(list(patient_ids)):
         marks = ",".join("?" * len(chunk))
         for pid, alert in conn.execute(
-            f"SELECT patient_id, alert FROM flag_alert WHERE patient_id IN ({marks})",
-            tuple(chunk),
+            "SELECT patient_id, alert FROM flag_alert"
+            f" WHERE source = ? AND patient_id IN ({marks})",
+            (source, *chunk),
         ):
             found[pid].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
     return {p: _alerts_json(found.get(p, ())) for p in patient_ids}
@@ -445,22 +479,45 @@ class PatientIndexer:
     def create_schema(self, conn: Connection) -> None:
         run_script(conn, SCHEMA)
 
-    def index(self, conn: Connection, resources: Sequence[dict[str, Any]]) -> None:
+    def index(self, conn: Connection, source: int, resources: Sequence[dict[str, Any]]) -> None:
         if not resources:
             return
         if resources[0].get("resourceType") == "Patient":
-            self._index_patients(conn, resources)
+            self._index_patients(conn, source, resources)
         else:
-            self._index_flags(conn, resources)
+            self._index_flags(conn, source, resources)
 
     def remove(
-        self, conn: Connection, rtype: str, ids: Sequence[str], patient_ids: Sequence[str]
+        self,
+        conn: Connection,
+        source: int,
+        rtype: str,
+        ids: Sequence[str],
+        patient_ids: Sequence[str],
     ) -> None:
         if rtype == "Patient":
-            self._remove_patients(conn, ids)
+            self._remove_patients(conn, source, ids)
         elif rtype == "Flag":
-            old = self._drop_flags(conn, ids)
-            self._refresh_alerts(conn, set(patient_ids) | old)
+            old = self._drop_flags(conn, source, ids)
+            self._refresh_alerts(conn, source, set(patient_ids) | old)
+
+    def erase(self, conn: Connection, source: int) -> None:
+        """Take one source's patients out of the postings and the vocabulary, then drop its
+        rows: one pass over the posting lists its patients are in, whatever their number."""
+        gone: set[int] = set()
+        keys: set[tuple[str, int]] = set()
+        vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        cursor = conn.execute("SELECT pid, terms FROM patient_index WHERE source = ?", (source,))
+        while rows := cursor.fetchmany(5000):
+            for pid, blob in rows:
+                gone.add(pid)
+                terms = set(parse_terms(blob))
+                keys.update(terms)
+                _vocab_change(vocab_delta, terms, -1)
+        _drop_pids(conn, keys, gone)
+        conn.execute("DELETE FROM patient_index WHERE source = ?", (source,))
+        conn.execute("DELETE FROM flag_alert WHERE source = ?", (source,))
+        _apply_vocab(conn, vocab_delta)
 
     def clear(self, conn: Connection) -> None:
         """Empty every search table (the start of a bulk load and of a rebuild)."""
@@ -482,44 +539,53 @@ class PatientIndexer:
         vocabulary is written once. Call inside a transaction (`with store.transaction()`).
         """
         self.clear(conn)
-        cursor = conn.execute("SELECT json FROM resource WHERE type = 'Flag'")
-        while rows := cursor.fetchmany(batch):
-            self._store_flags(conn, [orjson.loads(r[0]) for r in rows])
+        sources = [int(sid) for (sid,) in conn.execute("SELECT sid FROM source ORDER BY sid")]
+        for source in sources:
+            cursor = conn.execute(
+                "SELECT json FROM resource WHERE source = ? AND type = 'Flag'", (source,)
+            )
+            while rows := cursor.fetchmany(batch):
+                self._store_flags(conn, source, [orjson.loads(r[0]) for r in rows])
         alerts = _all_alerts(conn)
         adds: dict[tuple[str, int], array] = {}
         vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         pid = 0
         pending = 0
-        insert = INSERT_ROW
-        # In (type, id) index order: `ORDER BY rid` would sort every Patient's JSON in a temp
-        # B-tree first (in memory: temp_store), a gigabyte at 1,000,000 patients. Any order
-        # works: pids are handed out as rows come, so postings stay sorted.
-        cursor = conn.execute("SELECT json FROM resource WHERE type = 'Patient'")
-        while raw := cursor.fetchmany(batch):
-            deriver = _Deriver()
-            rows = []
-            for (blob,) in raw:
-                doc = deriver.derive(orjson.loads(blob))
-                pid += 1
-                for key in doc.terms:
-                    held = adds.get(key)
-                    if held is None:
-                        held = adds[key] = array(_TYPECODE)
-                    held.append(pid)
-                _vocab_change(vocab_delta, set(doc.terms), +1)
-                found = alerts.get(doc.id)
-                rows.append(_row(pid, doc.id, doc, _alerts_json(found) if found else None))
-            conn.executemany(insert, rows)
-            pending += len(rows)
-            if pending >= flush_every:
-                _merge_postings(conn, adds, {})  # type: ignore[arg-type]
-                adds = {}
-                pending = 0
+        for source in sources:
+            # In (source, type, id) index order: `ORDER BY rid` would sort every Patient's
+            # JSON in a temp B-tree first (in memory: temp_store), a gigabyte at 1,000,000
+            # patients. Any order works: pids are handed out as rows come, so postings stay
+            # sorted.
+            cursor = conn.execute(
+                "SELECT json FROM resource WHERE source = ? AND type = 'Patient'", (source,)
+            )
+            while raw := cursor.fetchmany(batch):
+                deriver = _Deriver()
+                rows = []
+                for (blob,) in raw:
+                    doc = deriver.derive(orjson.loads(blob))
+                    pid += 1
+                    for key in doc.terms:
+                        held = adds.get(key)
+                        if held is None:
+                            held = adds[key] = array(_TYPECODE)
+                        held.append(pid)
+                    _vocab_change(vocab_delta, set(doc.terms), +1)
+                    found = alerts.get((source, doc.id))
+                    rows.append(_row(pid, source, doc, _alerts_json(found) if found else None))
+                conn.executemany(INSERT_ROW, rows)
+                pending += len(rows)
+                if pending >= flush_every:
+                    _merge_postings(conn, adds, {})  # type: ignore[arg-type]
+                    adds = {}
+                    pending = 0
         _merge_postings(conn, adds, {})  # type: ignore[arg-type]
         _apply_vocab(conn, vocab_delta)
 
     # -- patients -------------------------------------------------------------------------
-    def _index_patients(self, conn: Connection, patients: Sequence[dict[str, Any]]) -> None:
+    def _index_patients(
+        self, conn: Connection, source: int, patients: Sequence[dict[str, Any]]
+    ) -> None:
         deriver = _Deriver()
         docs: dict[str, _Doc] = {}
         for res in patients:
@@ -529,14 +595,15 @@ class PatientIndexer:
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             for pid, rid, terms, alerts in conn.execute(
-                f"SELECT pid, id, terms, alerts FROM patient_index WHERE id IN ({marks})",
-                tuple(chunk),
+                "SELECT pid, id, terms, alerts FROM patient_index"
+                f" WHERE source = ? AND id IN ({marks})",
+                (source, *chunk),
             ):
                 held[rid] = (pid, terms, alerts)
         next_pid = (conn.execute("SELECT max(pid) FROM patient_index").fetchone()[0] or 0) + 1
         # A changed Patient keeps its alerts (Flags have their own path); a new one may have
         # Flags that arrived before it.
-        new_alerts = _alerts_for(conn, [rid for rid in ids if rid not in held])
+        new_alerts = _alerts_for(conn, source, [rid for rid in ids if rid not in held])
         adds: dict[tuple[str, int], list[int]] = defaultdict(list)
         drops: dict[tuple[str, int], list[int]] = defaultdict(list)
         vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -557,24 +624,20 @@ class PatientIndexer:
                 for key in new_set:
                     adds[key].append(pid)
             _vocab_change(vocab_delta, new_set, +1)
-            rows.append(_row(pid, rid, doc, alerts))
-        conn.executemany(
-            "INSERT OR REPLACE INTO patient_index (pid, id, display_name, known_as, birth_date,"
-            " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+            rows.append(_row(pid, source, doc, alerts))
+        conn.executemany(_REPLACE_ROW, rows)
         _merge_postings(conn, adds, drops)
         _apply_vocab(conn, vocab_delta)
 
-    def _remove_patients(self, conn: Connection, ids: Sequence[str]) -> None:
+    def _remove_patients(self, conn: Connection, source: int, ids: Sequence[str]) -> None:
         drops: dict[tuple[str, int], list[int]] = defaultdict(list)
         vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         pids = []
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
             for pid, terms in conn.execute(
-                f"SELECT pid, terms FROM patient_index WHERE id IN ({marks})", tuple(chunk)
+                f"SELECT pid, terms FROM patient_index WHERE source = ? AND id IN ({marks})",
+                (source, *chunk),
             ):
                 pids.append(pid)
                 old = set(parse_terms(terms))
@@ -588,14 +651,15 @@ class PatientIndexer:
         _apply_vocab(conn, vocab_delta)
 
     # -- flags ----------------------------------------------------------------------------
-    def _index_flags(self, conn: Connection, flags: Sequence[dict[str, Any]]) -> None:
-        old = self._drop_flags(conn, [f["id"] for f in flags])
-        new = self._store_flags(conn, flags)
-        self._refresh_alerts(conn, old | new)
+    def _index_flags(self, conn: Connection, source: int, flags: Sequence[dict[str, Any]]) -> None:
+        old = self._drop_flags(conn, source, [f["id"] for f in flags])
+        new = self._store_flags(conn, source, flags)
+        self._refresh_alerts(conn, source, old | new)
 
     @staticmethod
-    def _store_flags(conn: Connection, flags: Sequence[dict[str, Any]]) -> set[str]:
-        """Record the active ones; returns every patient the batch's Flags are about."""
+    def _store_flags(conn: Connection, source: int, flags: Sequence[dict[str, Any]]) -> set[str]:
+        """Record the active ones; returns every patient (of `source`) the batch's Flags are
+        about."""
         rows = []
         patients = set()
         for flag in flags:
@@ -605,12 +669,12 @@ class PatientIndexer:
             patients.add(patient_id)
             alert = flag_alert(flag)
             if alert is not None:
-                rows.append((flag["id"], patient_id, orjson.dumps(alert)))
+                rows.append((source, flag["id"], patient_id, orjson.dumps(alert)))
         put_flag_rows(conn, rows)
         return patients
 
     @staticmethod
-    def _drop_flags(conn: Connection, flag_ids: Sequence[str]) -> set[str]:
+    def _drop_flags(conn: Connection, source: int, flag_ids: Sequence[str]) -> set[str]:
         """Forget these Flags' alerts; returns the patients they were about."""
         patients: set[str] = set()
         for chunk in _chunks(list(flag_ids)):
@@ -618,39 +682,44 @@ class PatientIndexer:
             patients.update(
                 pid
                 for (pid,) in conn.execute(
-                    f"SELECT patient_id FROM flag_alert WHERE flag_id IN ({marks})", tuple(chunk)
+                    f"SELECT patient_id FROM flag_alert WHERE source = ? AND flag_id IN ({marks})",
+                    (source, *chunk),
                 )
             )
-            conn.execute(f"DELETE FROM flag_alert WHERE flag_id IN ({marks})", tuple(chunk))
+            conn.execute(
+                f"DELETE FROM flag_alert WHERE source = ? AND flag_id IN ({marks})",
+                (source, *chunk),
+            )
         return patients
 
     @staticmethod
-    def _refresh_alerts(conn: Connection, patient_ids: Iterable[str]) -> None:
-        alerts = _alerts_for(conn, sorted(patient_ids))
+    def _refresh_alerts(conn: Connection, source: int, patient_ids: Iterable[str]) -> None:
+        alerts = _alerts_for(conn, source, sorted(patient_ids))
         conn.executemany(
-            "UPDATE patient_index SET alerts = ? WHERE id = ?",
-            [(body, pid) for pid, body in alerts.items()],
+            "UPDATE patient_index SET alerts = ? WHERE source = ? AND id = ?",
+            [(body, source, pid) for pid, body in alerts.items()],
         )
 
 
-INSERT_ROW = (
-    "INSERT INTO patient_index (pid, id, display_name, known_as, birth_date,"
-    " gender, nhs_number, postcode, postcode_key, address, alerts, names, terms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def put_flag_rows(conn: Connection, rows: Sequence[tuple[str, str, bytes]]) -> None:
-    """(flag id, patient id, alert JSON) of active Flags, as `flag_alert` keeps them."""
+def put_flag_rows(conn: Connection, rows: Sequence[tuple[int, str, str, bytes]]) -> None:
+    """(source, flag id, patient id, alert JSON) of active Flags, as `flag_alert` keeps
+    them."""
     conn.executemany(
-        "INSERT OR REPLACE INTO flag_alert (flag_id, patient_id, alert) VALUES (?, ?, ?)", rows
+        "INSERT OR REPLACE INTO flag_alert (source, flag_id, patient_id, alert)"
+        " VALUES (?, ?, ?, ?)",
+        rows,
     )
 
 
-def _all_alerts(conn: Connection) -> dict[str, list[tuple[str, str, str, str | None]]]:
-    alerts: dict[str, list[tuple[str, str, str, str | None]]] = defaultdict(list)
-    for patient_id, alert in conn.execute("SELECT patient_id, alert FROM flag_alert"):
-        alerts[patient_id].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
+def _all_alerts(
+    conn: Connection,
+) -> dict[tuple[int, str], list[tuple[str, str, str, str | None]]]:
+    """Every patient's alerts, keyed (source, patient id)."""
+    alerts: dict[tuple[int, str], list[tuple[str, str, str, str | None]]] = defaultdict(list)
+    for source, patient_id, alert in conn.execute(
+        "SELECT source, patient_id, alert FROM flag_alert"
+    ):
+        alerts[(source, patient_id)].append(tuple(orjson.loads(alert)))  # type: ignore[arg-type]
     return alerts
 
 
@@ -671,8 +740,8 @@ def write_built(
     )
     conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
     conn.executemany(
-        "UPDATE patient_index SET alerts = ? WHERE id = ?",
-        [(_alerts_json(found), pid) for pid, found in _all_alerts(conn).items()],
+        "UPDATE patient_index SET alerts = ? WHERE source = ? AND id = ?",
+        [(_alerts_json(found), *key) for key, found in _all_alerts(conn).items()],
     )
 
 
@@ -728,6 +797,28 @@ def _merge_postings(
             upserts.append((*key, encode_pids(merged)))
         else:
             deletes.append(key)
+    conn.executemany(
+        "INSERT OR REPLACE INTO search_posting (term, field, pids) VALUES (?, ?, ?)", upserts
+    )
+    conn.executemany("DELETE FROM search_posting WHERE term = ? AND field = ?", deletes)
+
+
+def _drop_pids(conn: Connection, keys: set[tuple[str, int]], gone: set[int]) -> None:
+    """Take the pids in `gone` out of the posting lists of `keys` (removing emptied lists)."""
+    upserts = []
+    deletes = []
+    for chunk in _chunks(sorted({t for t, _ in keys})):
+        marks = ",".join("?" * len(chunk))
+        for term, field, blob in conn.execute(
+            f"SELECT term, field, pids FROM search_posting WHERE term IN ({marks})", tuple(chunk)
+        ).fetchall():
+            if (term, field) not in keys:
+                continue
+            kept = [p for p in decode_pids(blob) if p not in gone]
+            if kept:
+                upserts.append((term, field, encode_pids(kept)))
+            else:
+                deletes.append((term, field))
     conn.executemany(
         "INSERT OR REPLACE INTO search_posting (term, field, pids) VALUES (?, ?, ?)", upserts
     )
@@ -792,6 +883,17 @@ class IndexedPatient:
     alerts: tuple[tuple[str, str, str, str | None], ...]
     names: tuple[str, ...]
     terms: tuple[tuple[str, int], ...]
+    source: int  # the sid of the central record the row came from
+    person_key: str  # `person_key`: rows of one person across sources share it
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One source's row of a person (see `PatientIndexReader.people`)."""
+
+    source: int
+    id: str
+    pid: int
 
 
 class PatientIndexReader:
@@ -867,7 +969,8 @@ class PatientIndexReader:
             marks = ",".join("?" * len(chunk))
             for row in self._conn.execute(
                 "SELECT pid, id, display_name, known_as, birth_date, gender, nhs_number, postcode,"
-                f" address, alerts, names, terms FROM patient_index WHERE pid IN ({marks})",
+                " address, alerts, names, terms, source, person_key FROM patient_index"
+                f" WHERE pid IN ({marks})",
                 tuple(chunk),
             ):
                 alerts = tuple(tuple(a) for a in orjson.loads(row[9])) if row[9] else ()
@@ -887,7 +990,23 @@ class PatientIndexReader:
                     alerts=alerts,  # type: ignore[arg-type]
                     names=tuple(row[10].split("|")) if row[10] else (),
                     terms=tuple(parse_terms(row[11])),
+                    source=row[12],
+                    person_key=row[13],
                 )
+        return out
+
+    def people(self, person_keys: Iterable[str]) -> dict[str, list[Member]]:
+        """Every source's row of each person (by `person_key`), home source first: what a
+        merged search result and record view are made of. Keys nobody has are absent."""
+        out: dict[str, list[Member]] = {}
+        for chunk in _chunks(sorted(set(person_keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, source, rid, pid in self._conn.execute(
+                "SELECT person_key, source, id, pid FROM patient_index"
+                f" WHERE person_key IN ({marks}) ORDER BY person_key, source, id",
+                tuple(chunk),
+            ):
+                out.setdefault(key, []).append(Member(source, rid, pid))
         return out
 
     def patient_count(self) -> int:

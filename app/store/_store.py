@@ -9,73 +9,32 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from app.errors import SchemaTooNew, StoreUnavailable
+from app.errors import InvalidInput, SchemaTooNew, StoreUnavailable
 from app.store import _audit, _outbox, _patient_index, _resources, _sources, _sync_state
 from app.store._bulk import BuiltIndex, BulkPreparer, Prepared
+from app.store._clock import utc_now
 from app.store._connection import (
     Connection,
     TransactionManager,
     connect,
-    run_script,
     translate_error,
 )
-from app.store._patient_index import PatientIndexer, PatientIndexReader
+from app.store._migrations import MIGRATIONS, SCHEMA_VERSION
+from app.store._patient_index import Member, PatientIndexer, PatientIndexReader
 from app.store._resources import Indexer
-from app.times import iso_instant
+from app.store._sources import HOME_SOURCE
 
 log = logging.getLogger("kerbside.store")
 
-_CORE_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-CREATE TABLE sync_cursor (type TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)
-    WITHOUT ROWID;
-CREATE TABLE draft (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    json BLOB NOT NULL,
-    updated_at TEXT NOT NULL
-) WITHOUT ROWID;
-"""
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Store", "utc_now"]
 
 
 def _indexers() -> tuple[Indexer, ...]:
     return (PatientIndexer(),)
-
-
-def _v1(conn: Connection) -> None:
-    run_script(conn, _CORE_SCHEMA)
-    run_script(conn, _resources.SCHEMA)
-    run_script(conn, _audit.SCHEMA)
-    run_script(conn, _outbox.SCHEMA)
-    for indexer in _indexers():
-        indexer.create_schema(conn)
-
-
-def _v2(conn: Connection) -> None:
-    conn.execute(_outbox.SUBJECT_COLUMN)
-
-
-def _v3(conn: Connection) -> None:
-    """Sources (issue 14): the table, and the home source as sid 1."""
-    run_script(conn, _sources.SCHEMA_V3)
-    _sources.register_home(conn, utc_now())
-
-
-def _v4(conn: Connection) -> None:
-    """Resources per type, kept by triggers: the status summary written after every sync
-    counted the whole (type, id) index (most of a no-change sync at 1,000,000 patients)."""
-    run_script(conn, _resources.COUNT_SCHEMA)
-    _resources.recount(conn)
-
-
-# One function per schema version, each run in its own transaction with the version bump.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 _BULK_CACHE_KIB = -65536  # 64 MiB while a bulk load runs
@@ -99,11 +58,6 @@ class _BulkRun:
 def _bulk_loading(conn: Connection) -> bool:
     row = conn.execute("SELECT value FROM search_state WHERE key = 'bulk-load'").fetchone()
     return row is not None
-
-
-def utc_now() -> str:
-    """Now as the cache stores it: UTC text, millisecond precision."""
-    return iso_instant(datetime.now(UTC), timespec="milliseconds")
 
 
 class Store:
@@ -179,13 +133,33 @@ class Store:
         return not bad_pages and bool(result) and result[0] == "ok"
 
     # -- resources ---------------------------------------------------------------------------
-    def put_resources(self, resources: Iterable[dict[str, Any]]) -> int:
-        """Store resources (any types) in one transaction; returns how many were new/newer."""
+    # Every resource belongs to one source (the sid of the central record it came from), and
+    # an id means something only within its source: the same id at two servers is two
+    # resources, and a reference inside a resource resolves within the resource's own source.
+    # So every read and write of central-record data names the source; services pass
+    # HOME_SOURCE until several sources sync (docs/design/multi-trust.md section 3).
+    def put_resources(
+        self,
+        source: int,
+        resources: Iterable[dict[str, Any]],
+        *,
+        lookup_expires_at: str | None = None,
+    ) -> int:
+        """Store one source's resources (any types) in one transaction; returns how many were
+        new or newer. `lookup_expires_at`: fetched by an online look-up, kept until then
+        (unless the cohort brings them too: `_resources.upsert_rows`)."""
         with self.transaction() as conn:
-            return self._put(conn, resources)
+            return self._put(conn, source, resources, lookup_expires_at=lookup_expires_at)
 
-    def _put(self, conn: Connection, resources: Iterable[dict[str, Any]]) -> int:
-        fresh = _resources.upsert(conn, resources)
+    def _put(
+        self,
+        conn: Connection,
+        source: int,
+        resources: Iterable[dict[str, Any]],
+        *,
+        lookup_expires_at: str | None = None,
+    ) -> int:
+        fresh = _resources.upsert(conn, source, resources, lookup_expires_at=lookup_expires_at)
         if _bulk_loading(conn):
             if self._bulk is not None and any(r["resourceType"] in _DERIVED_TYPES for r in fresh):
                 self._bulk.armed = False  # not in the load's own postings
@@ -196,45 +170,61 @@ class Store:
         for rtype, group in by_type.items():
             for indexer in self.indexers:
                 if rtype in indexer.types:
-                    indexer.index(conn, group)
+                    indexer.index(conn, source, group)
         return len(fresh)
 
-    def delete_resources(self, rtype: str, ids: Sequence[str]) -> None:
+    def delete_resources(self, source: int, rtype: str, ids: Sequence[str]) -> None:
         with self.transaction() as conn:
-            self._delete(conn, rtype, ids)
+            self._delete(conn, source, rtype, ids)
 
-    def _delete(self, conn: Connection, rtype: str, ids: Sequence[str]) -> None:
-        patient_ids = _resources.delete(conn, rtype, ids)
+    def _delete(self, conn: Connection, source: int, rtype: str, ids: Sequence[str]) -> None:
+        patient_ids = _resources.delete(conn, source, rtype, ids)
         if _bulk_loading(conn):
             if self._bulk is not None and rtype in _DERIVED_TYPES:
                 self._bulk.armed = False
             return
         for indexer in self.indexers:
             if rtype in indexer.types:
-                indexer.remove(conn, rtype, ids, patient_ids)
+                indexer.remove(conn, source, rtype, ids, patient_ids)
 
-    def get_resource(self, rtype: str, rid: str) -> dict[str, Any] | None:
-        return _resources.get(self.conn, rtype, rid)
+    def get_resource(self, source: int, rtype: str, rid: str) -> dict[str, Any] | None:
+        return _resources.get(self.conn, source, rtype, rid)
 
     def resources_for_patient(
-        self, patient_id: str, types: Iterable[str] | None = None
+        self, source: int, patient_id: str, types: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
-        return _resources.for_patient(self.conn, patient_id, types)
+        """What `source` holds about its Patient `patient_id` (the Patient included)."""
+        return _resources.for_patient(self.conn, source, patient_id, types)
 
-    def patient_ids_with_nhs_number(self, digits: str) -> list[str]:
-        """Cached Patients carrying this NHS number (ten digits), via the search index."""
-        rows = self.conn.execute("SELECT id FROM patient_index WHERE nhs_number = ?", (digits,))
+    def patient_ids_with_nhs_number(self, source: int, digits: str) -> list[str]:
+        """`source`'s cached Patients carrying this NHS number (ten digits), via the index."""
+        rows = self.conn.execute(
+            "SELECT id FROM patient_index WHERE nhs_number = ? AND source = ?", (digits, source)
+        )
         return [rid for (rid,) in rows]
 
-    def resource_ids(self, rtype: str) -> Iterator[str]:
-        for (rid,) in self.conn.execute("SELECT id FROM resource WHERE type = ?", (rtype,)):
+    def people(self, person_keys: Iterable[str]) -> dict[str, list[Member]]:
+        """Every source's row of each person, by `person_key` (`nhs:<verified number>`
+        joins sources; `src:<sid>:<id>` is one row): for merging search results and records."""
+        return self.patient_index().people(person_keys)
+
+    def resource_ids(self, source: int, rtype: str) -> Iterator[str]:
+        for (rid,) in self.conn.execute(
+            "SELECT id FROM resource WHERE source = ? AND type = ?", (source, rtype)
+        ):
             yield rid
 
-    def count_by_type(self, *types: str) -> dict[str, int]:
-        """Resources held per type; only `types` when given (a type with none is absent).
-        Read from the counts the triggers keep, without scanning the resources; during a
-        bulk load (the triggers are off) the rows are counted."""
-        return _resources.counts(self.conn, types, exact=_bulk_loading(self.conn))
+    def count_by_type(self, *types: str, source: int | None = None) -> dict[str, int]:
+        """Resources held per type, over every source unless `source` is given; only `types`
+        when given (a type with none is absent). Read from the counts the triggers keep,
+        without scanning the resources; during a bulk load (the triggers are off) the rows
+        are counted."""
+        return _resources.counts(self.conn, types, source=source, exact=_bulk_loading(self.conn))
+
+    def looked_up_until(self, source: int, rtype: str, rid: str) -> str | None:
+        """When a resource an online look-up fetched expires; None for the cohort's (what
+        sync keeps) and for one the cache does not hold."""
+        return _resources.looked_up_until(self.conn, source, rtype, rid)
 
     def outbox_counts(self) -> dict[str, int]:
         """Outbox rows per state (pending, rejected, sent, discarded): counts only."""
@@ -279,43 +269,51 @@ class Store:
         # Checkpoint every 64 MB of log instead of 4 MB: a page written by several commits
         # (the random-id index pages) is copied into the database once, not once per commit.
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT_PAGES}")
-        self._bulk = _BulkRun(data_version=self._data_version())
+        # The load's own postings can stand for the whole index only if the cache held no
+        # Patient or Flag of any source (`clear` above took every source's rows).
+        self._bulk = _BulkRun(
+            data_version=self._data_version(), armed=not self._holds_derived_types()
+        )
 
-    def put_rows(self, rows: Sequence[_resources.Row], *, into_empty: bool = False) -> int:
-        """Store prepared resource rows (see `_resources.row_of`) in one transaction, without
-        index work; only during a bulk load. Returns how many were new or newer.
+    def put_rows(
+        self, source: int, rows: Sequence[_resources.Row], *, into_empty: bool = False
+    ) -> int:
+        """Store one source's prepared resource rows (see `_resources.row_of`) in one
+        transaction, without index work; only during a bulk load. Returns how many were new
+        or newer.
 
-        `into_empty`: the cache held none of these types when the load began, so there is
+        `into_empty`: the source held none of these types when the load began, so there is
         nothing to compare versions with (the common first load: plain inserts). A load that
         resumes after a crash passes False and skips the versions already held.
         """
         rtype = rows[0][0] if rows else ""
-        return self.put_prepared([Prepared(rtype, list(rows))], into_empty=into_empty)
+        return self.put_prepared(
+            source, [Prepared(rtype, source, list(rows))], into_empty=into_empty
+        )
 
-    def put_prepared(self, batches: Sequence[Prepared], *, into_empty: bool = False) -> int:
-        """Store batches from `BulkPreparer` (each of one type) in one transaction; returns
-        how many resources were new or newer. A Patient batch also writes its patient_index
-        rows and a Flag batch its flag_alert rows, as long as everything this load wrote went
-        through here into an empty cache (then `finish_bulk_load` can use the postings the
-        preparer collected); otherwise the index build re-derives everything."""
+    def put_prepared(
+        self, source: int, batches: Sequence[Prepared], *, into_empty: bool = False
+    ) -> int:
+        """Store `source`'s batches from `BulkPreparer` (each of one type) in one transaction;
+        returns how many resources were new or newer. A Patient batch also writes its
+        patient_index rows and a Flag batch its flag_alert rows, as long as everything this
+        load wrote went through here into a cache that held no Patient or Flag of any source
+        (then `finish_bulk_load` can use the postings the preparer collected); otherwise the
+        index build re-derives everything, every source's."""
         run = self._bulk
         stored = 0
         with self.transaction() as conn:
             if not _bulk_loading(conn):
                 raise RuntimeError("put_prepared is for a bulk load (begin_bulk_load first)")
             for batch in batches:
+                if batch.source != source:
+                    raise ValueError("a batch prepared for another source")
                 if not batch.rows:
                     continue
                 if into_empty:
-                    before = conn.total_changes
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO resource (type, id, version_id, last_updated,"
-                        " patient_id, json) VALUES (?, ?, ?, ?, ?, ?)",
-                        batch.rows,
-                    )
-                    count = conn.total_changes - before
+                    count = _resources.insert_rows(conn, source, batch.rows)
                 else:
-                    count = len(_resources.upsert_rows(conn, batch.rows))
+                    count = len(_resources.upsert_rows(conn, source, batch.rows))
                 stored += count
                 if run is None or not run.armed or batch.rtype not in _DERIVED_TYPES:
                     continue
@@ -368,14 +366,26 @@ class Store:
         finally:
             self._usual_settings()
 
-    def bulk_preparer(self) -> type[BulkPreparer]:
-        """What a bulk load's worker runs (see `app.store._bulk`): picklable by reference."""
-        return BulkPreparer
+    def bulk_preparer(self, source: int) -> Callable[[], BulkPreparer]:
+        """What a bulk load of `source` runs in its worker (see `app.store._bulk`): picklable
+        by reference."""
+        return partial(BulkPreparer, source)
 
     def _usual_settings(self) -> None:
         self.conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE_KIB}")
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_CHECKPOINT_PAGES}")
+
+    def _holds_derived_types(self) -> bool:
+        marks = ",".join("?" * len(_DERIVED_TYPES))
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM source s WHERE EXISTS (SELECT 1 FROM resource r WHERE"
+                f" r.source = s.sid AND r.type IN ({marks}))",
+                tuple(_DERIVED_TYPES),
+            ).fetchone()
+            is not None
+        )
 
     def _data_version(self) -> int:
         """Changes whenever another connection commits to this cache (SQLite's data_version)."""
@@ -407,32 +417,80 @@ class Store:
             else:
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    # -- sync cursors (the SyncStore port of sync/ builds on these) ---------------------------
-    def cursor(self, rtype: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM sync_cursor WHERE type = ?", (rtype,)).fetchone()
+    # -- sync cursors and state, per source (the SyncStore port of sync/ builds on these) ----
+    def cursor(self, source: int, rtype: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT value FROM sync_cursor WHERE source = ? AND type = ?", (source, rtype)
+        ).fetchone()
         return row[0] if row else None
 
     def apply_page(
         self,
+        source: int,
         rtype: str,
         resources: Sequence[dict[str, Any]],
         cursor: str | None,
         deleted_ids: Sequence[str] = (),
     ) -> int:
-        """Store a pulled page, its deletions and its cursor in one transaction.
+        """Store a page pulled from `source`, its deletions and its cursor in one transaction.
 
         A crash then re-pulls the page (harmless) instead of skipping it.
         """
         with self.transaction() as conn:
-            count = self._put(conn, resources)
+            count = self._put(conn, source, resources)
             if deleted_ids:
-                self._delete(conn, rtype, deleted_ids)
+                self._delete(conn, source, rtype, deleted_ids)
             if cursor is not None:
                 conn.execute(
-                    "INSERT OR REPLACE INTO sync_cursor (type, value, updated_at) VALUES (?, ?, ?)",
-                    (rtype, cursor, utc_now()),
+                    "INSERT OR REPLACE INTO sync_cursor (source, type, value, updated_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (source, rtype, cursor, utc_now()),
                 )
             return count
+
+    def get_sync_state(self, source: int, key: str) -> str | None:
+        """Sync's small state for one source (deletion cursors, pass markers, run counter)."""
+        return _sync_state.get_state(self.conn, source, key)
+
+    def set_sync_state(self, source: int, key: str, value: str | None) -> None:
+        with self.transaction() as conn:
+            _sync_state.set_state(conn, source, key, value)
+
+    # -- erasing a source ------------------------------------------------------------------------
+    def erase_source(self, source: int, *, unregister: bool = False) -> int:
+        """Erase everything `source` brought, in one transaction: its resources, its search
+        index rows (and its patients' places in the postings and vocabulary), its alerts,
+        cursors and sync state. Returns how many resources went.
+
+        Kept: the outbox (records about its people still go home; each row's `subject` says
+        who they were about, hazard H8) and the audit chain (it is never edited). Deleted
+        rows and freed pages are overwritten with zeros (`secure_delete`, on for every
+        connection) and the write-ahead log is checkpointed and truncated, so the erased
+        rows do not linger in the file for anyone holding the key.
+
+        `unregister`: the source is removed from the profile, so its sid is forgotten too
+        (never reused); without it (a read-only source revoked the device) it stays
+        registered, empty. The home source's data goes only with a wipe of the whole cache.
+        """
+        if source == HOME_SOURCE:
+            raise InvalidInput(
+                "the home source's data is erased only by wiping the whole cache", field="source"
+            )
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM source WHERE sid = ?", (source,)).fetchone() is None:
+                raise InvalidInput("no such source in this cache", field="source")
+            for indexer in self.indexers:
+                indexer.erase(conn, source)
+            erased = conn.execute("DELETE FROM resource WHERE source = ?", (source,)).rowcount
+            conn.execute("DELETE FROM sync_cursor WHERE source = ?", (source,))
+            conn.execute("DELETE FROM sync_state WHERE source = ?", (source,))
+            if unregister:
+                conn.execute("DELETE FROM source WHERE sid = ?", (source,))
+        busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy and busy[0]:
+            log.warning("write-ahead log not truncated after erasing a source: a reader is open")
+        log.info("erased source %d: %d resources", source, erased)
+        return int(erased)
 
     # -- audit -------------------------------------------------------------------------------
     def audit(
@@ -441,15 +499,19 @@ class Store:
         user_id: str,
         action: str,
         patient_id: str | None,
+        source: int | None,
         reason: str | None,
         event_id: str,
     ) -> int:
+        """Append to the audit chain. `source`: the sid whose Patient `patient_id` is (None
+        exactly when there is no patient)."""
         with self.transaction() as conn:
             seq, digest = _audit.append(
                 conn,
                 user_id=user_id,
                 action=action,
                 patient_id=patient_id,
+                source=source,
                 reason=reason,
                 event_id=event_id,
             )
@@ -501,19 +563,22 @@ class Store:
         client_id: str,
         kind: str,
         patient_id: str | None,
+        patient_source: int | None,
         user_id: str,
         payload: bytes,
         created_at: str | None = None,
         subject: bytes | None = None,
     ) -> int:
         """Queue a record; joins the caller's transaction when there is one (SECURITY.md 17).
-        `subject`: who it is about as the officer saw them (see `_outbox.SUBJECT_COLUMN`)."""
+        `patient_source`: the sid whose Patient `patient_id` is (the record itself always goes
+        home). `subject`: who it is about as the officer saw them (`_outbox.py`)."""
         with self.transaction() as conn:
             return _outbox.add(
                 conn,
                 client_id=client_id,
                 kind=kind,
                 patient_id=patient_id,
+                patient_source=patient_source,
                 user_id=user_id,
                 created_at=created_at or utc_now(),
                 payload=payload,
@@ -525,10 +590,18 @@ class Store:
         *,
         kind: str | None = None,
         patient_id: str | None = None,
+        patient_source: int | None = None,
         since: str | None = None,
         states: tuple[str, ...] | None = None,
     ) -> list[_outbox.OutboxRow]:
-        return _outbox.rows(self.conn, kind=kind, patient_id=patient_id, since=since, states=states)
+        return _outbox.rows(
+            self.conn,
+            kind=kind,
+            patient_id=patient_id,
+            patient_source=patient_source,
+            since=since,
+            states=states,
+        )
 
     def outbox_row(self, client_id: str) -> _outbox.OutboxRow | None:
         return _outbox.get(self.conn, client_id)
@@ -539,11 +612,19 @@ class Store:
         *,
         payload: bytes | None = None,
         patient_id: str | None = None,
+        patient_source: int | None = None,
         subject: bytes | None = None,
     ) -> bool:
+        """Rejected -> pending; with a corrected `payload`, its person (`patient_id` of
+        `patient_source`) and `subject` replace the row's."""
         with self.transaction() as conn:
             return _outbox.requeue(
-                conn, client_id, payload=payload, patient_id=patient_id, subject=subject
+                conn,
+                client_id,
+                payload=payload,
+                patient_id=patient_id,
+                patient_source=patient_source,
+                subject=subject,
             )
 
     def discard_outbox(self, client_id: str, *, by: str) -> bool:
@@ -552,10 +633,10 @@ class Store:
 
     # -- sync transitions (the SyncStore port in app/services/syncing.py builds on these) ----
     def held_versions(
-        self, rtype: str, ids: Sequence[str]
+        self, source: int, rtype: str, ids: Sequence[str]
     ) -> dict[str, tuple[str | None, str | None]]:
-        """id -> (versionId, lastUpdated) for the ids the cache holds."""
-        return _sync_state.held_versions(self.conn, rtype, ids)
+        """id -> (versionId, lastUpdated) for the ids `source`'s part of the cache holds."""
+        return _sync_state.held_versions(self.conn, source, rtype, ids)
 
     def unsent_outbox(self) -> list[tuple[str, str, str | None, bytes]]:
         """(client_id, kind, patient_id, payload) of every record the centre has not accepted
@@ -578,18 +659,20 @@ class Store:
     def mark_outbox_sent(
         self, seq: int, response: bytes, resources: Iterable[dict[str, Any]], at: str
     ) -> None:
-        """Sent + the server's answer + its copies of the resources, in one transaction."""
+        """Sent + the server's answer + its copies of the resources, in one transaction.
+        Records always go to the home source, so its copies are the home source's."""
         with self.transaction() as conn:
-            self._put(conn, resources)
+            self._put(conn, HOME_SOURCE, resources)
             _sync_state.mark_sent(conn, seq, response, at)
 
     def mark_outbox_rejected(self, seq: int, reason: str, response: bytes | None, at: str) -> None:
         with self.transaction() as conn:
             _sync_state.mark_rejected(conn, seq, reason, response, at)
 
-    def repoint_patient(self, old_id: str, new_id: str) -> int:
+    def repoint_patient(self, source: int, old_id: str, new_id: str) -> int:
+        """`source` merged its Patient `old_id` into `new_id`: pending records follow."""
         with self.transaction() as conn:
-            return _sync_state.repoint_patient(conn, old_id, new_id)
+            return _sync_state.repoint_patient(conn, source, old_id, new_id, HOME_SOURCE)
 
     def mark_audit_uploaded(self, event_ids: Sequence[str], at: str) -> None:
         with self.transaction() as conn:

@@ -45,7 +45,7 @@ from rapidfuzz import fuzz, process  # noqa: E402
 from app.fhir import NHS_NUMBER_SYSTEM  # noqa: E402
 from app.nhs_number import check_digit, format_nhs_number  # noqa: E402
 from app.services.search import PatientSearch, SearchWords  # noqa: E402
-from app.store import PatientIndexer, PatientIndexReader, Store  # noqa: E402
+from app.store import HOME_SOURCE, PatientIndexer, PatientIndexReader, Store  # noqa: E402
 from app.textkeys import fold  # noqa: E402
 
 TODAY = date(2026, 11, 20)  # the generator's default as_of: ages stay stable across runs
@@ -74,7 +74,7 @@ def build_cache(directory: Path, patients: int, seed: int) -> dict[str, float]:
     def flush() -> None:
         nonlocal put_s, batch
         t = time.perf_counter()
-        store.put_resources(batch)
+        store.put_resources(HOME_SOURCE, batch)
         put_s += time.perf_counter() - t
         batch = []
 
@@ -212,14 +212,14 @@ KINDS = (
 def make_queries(store: Store, count: int, seed: int) -> list[tuple[str, str, str]]:
     """(kind, query, expected patient id), deterministic for the cache's contents and seed."""
     rng = Random(seed)
-    ids = sorted(store.resource_ids("Patient"))
+    ids = sorted(store.resource_ids(HOME_SOURCE, "Patient"))
     namer = NickNamer()
     out: list[tuple[str, str, str]] = []
     attempts = 0
     while len(out) < count and attempts < count * 20:
         attempts += 1
         kind = KINDS[len(out) % len(KINDS)]
-        patient = store.get_resource("Patient", rng.choice(ids))
+        patient = store.get_resource(HOME_SOURCE, "Patient", rng.choice(ids))
         assert patient is not None
         n = _names(patient)
         given, family = n.get("given", ""), n.get("family", "")

@@ -30,6 +30,7 @@ from app.services.encounters import (
 )
 from app.services.refusals import SEVERAL_PEOPLE, advice_for
 from app.services.syncing import build_client, run_sync
+from app.store import HOME_SOURCE
 from app.synthetic import generate_trusts
 from sync.reference import ReferenceServer
 from tests.support.sync import FAST_RETRY, UNIDENTIFIED, encounter_json, search_all
@@ -84,7 +85,12 @@ def _queue(tablet: Any, neighbour: dict[str, Any]) -> tuple[str, bytes]:
     )
     payload = orjson.dumps(bundle)
     tablet.store.add_outbox(
-        client_id=client_id, kind=KIND, patient_id=None, user_id=tablet.user_id, payload=payload
+        client_id=client_id,
+        kind=KIND,
+        patient_id=None,
+        patient_source=None,
+        user_id=tablet.user_id,
+        payload=payload,
     )
     return client_id, payload
 
@@ -131,7 +137,7 @@ def test_a_neighbours_patient_unknown_at_home_lands_once_even_sent_twice(
     # The answer kept with the sent record names the person's home id; the home Patient is
     # cached from the same answer (the next pull would bring it too).
     assert home_patient_id(orjson.loads(payload), _response(tablet, client_id)) == home_id
-    assert tablet.store.get_resource("Patient", home_id) is not None
+    assert tablet.store.get_resource(HOME_SOURCE, "Patient", home_id) is not None
 
     # Sent again, as a retry after a crash would: the same answers, nothing new.
     before = reference.counts()

@@ -17,6 +17,7 @@ from app.errors import CacheWiped
 from app.fhir import CACHED_TYPES
 from app.security import Profile
 from app.services.syncing import run_sync, sync_options
+from app.store import HOME_SOURCE
 from sync import Cancelled, SyncError, outcome_text
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT
@@ -86,8 +87,10 @@ def test_incremental_sync_sees_updates_and_deletions_and_a_no_op_is_cheap(
     delete(reference, admin, "Flag", flags[1])
     report = run_sync(tablet)
     assert report.pulled == 2 and report.deleted == 2
-    assert tablet.store.get_resource("Patient", patients[5]) is None
-    assert tablet.store.get_resource("Patient", patients[3])["meta"]["versionId"] == "2"
+    assert tablet.store.get_resource(HOME_SOURCE, "Patient", patients[5]) is None
+    assert (
+        tablet.store.get_resource(HOME_SOURCE, "Patient", patients[3])["meta"]["versionId"] == "2"
+    )
     assert_cache_equals_server(tablet, reference)
 
     reference.clear_requests()
@@ -285,8 +288,8 @@ def test_offset_paging_with_changes_between_pages_skips_nothing(
     naive = set(order[:10]) | set(served[10:])
     assert seam not in naive  # the proof that paging by offset loses it
     assert report.rescans >= 1 or not history
-    assert tablet.store.get_resource("Patient", seam) is not None
-    assert tablet.store.get_resource("Patient", order[4]) is None
+    assert tablet.store.get_resource(HOME_SOURCE, "Patient", seam) is not None
+    assert tablet.store.get_resource(HOME_SOURCE, "Patient", order[4]) is None
     assert cache_cohort(tablet.store, ("Patient",)) == server_cohort(reference, admin, ("Patient",))
 
 

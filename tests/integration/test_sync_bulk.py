@@ -16,6 +16,7 @@ from app.security import ServerSettings, store_client_secret
 from app.services.search import PatientSearch
 from app.services.session import enrol
 from app.services.syncing import run_sync, sync_options
+from app.store import HOME_SOURCE
 from sync import SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_KDF, TEST_LOCKOUT, TEST_PIN
@@ -100,7 +101,7 @@ def test_a_write_during_the_export_is_picked_up_without_a_gap(
 
     report = run_sync(tablet, progress=progress)
     assert report.bulk_export and changed
-    held = tablet.store.get_resource("Patient", target)
+    held = tablet.store.get_resource(HOME_SOURCE, "Patient", target)
     assert held is not None and held["meta"]["versionId"] == "2"
     assert_cache_equals_server(tablet, reference)
     change(reference, admin, "Patient", target)
@@ -159,7 +160,7 @@ def test_a_group_cohort_is_exported_and_a_declined_kick_off_is_paged(
     assert sync_options(tablet.profile).bulk_group == made.json()["id"]
     report = run_sync(tablet)
     assert report.bulk_export
-    assert sorted(tablet.store.resource_ids("Patient")) == members
+    assert sorted(tablet.store.resource_ids(HOME_SOURCE, "Patient")) == members
     for condition in cache_cohort(tablet.store)["Condition"].values():
         assert orjson.loads(condition)["subject"]["reference"].split("/")[-1] in members
     # A Group the server does not know: the kick-off is turned down (404) and the first

@@ -23,13 +23,14 @@ import requests
 
 from app.fhir import CACHED_TYPES
 from app.services.syncing import run_sync, sync_options
+from app.store import HOME_SOURCE
 from sync import SyncOptions
 from sync._bundles import instant_key
 from sync._client import new_http_session
 from sync.reference import ReferenceServer
 from tests.conftest import COHORT_SEED, reference_config
 from tests.support.clock import ManualClock
-from tests.support.sync import cache_cohort, change, search_all, server_cohort
+from tests.support.sync import cache_cohort, change, cursor_queries, search_all, server_cohort
 
 LARGE_COHORT = 400  # about 4,000 resources: seeded within one second, a large tie set
 
@@ -107,19 +108,8 @@ def patient_ids(reference: ReferenceServer, admin: requests.Session) -> list[str
     return [r["id"] for r in search_all(admin, f"{reference.base_url}/Patient")]
 
 
-def cursor_queries(reference: ReferenceServer, rtype: str) -> list[str]:
-    """The `_lastUpdated` values the tablet's searches of `rtype` asked for, oldest first."""
-    out = []
-    for r in reference.requests():
-        if r["method"] == "GET" and r["path"].rstrip("/").endswith(f"/{rtype}"):
-            for part in r["query"].split("&"):
-                if part.startswith("_lastUpdated="):
-                    out.append(requests.utils.unquote(part.split("=", 1)[1]))
-    return out
-
-
 def cached_version(tablet: Any, rid: str) -> str:
-    return str(tablet.store.get_resource("Patient", rid)["meta"]["versionId"])
+    return str(tablet.store.get_resource(HOME_SOURCE, "Patient", rid)["meta"]["versionId"])
 
 
 def test_a_write_in_the_cursors_second_after_a_clean_pass_is_not_lost(
@@ -135,7 +125,7 @@ def test_a_write_in_the_cursors_second_after_a_clean_pass_is_not_lost(
     cursor = last_updated(reference, admin, first)
     http, dates = dated_session()
     run_sync(tablet, options=options(tablet), http=http)
-    assert tablet.store.cursor("Patient") == cursor
+    assert tablet.store.cursor(HOME_SOURCE, "Patient") == cursor
     change(reference, admin, "Patient", second)
     assert instant_key(cursor) == dates["Patient"]  # the pass began inside S
     assert last_updated(reference, admin, second) == cursor  # and the write landed in S
@@ -203,7 +193,9 @@ def test_a_write_landing_while_a_pass_runs_is_not_lost(
     reference.clear_requests()
     quiet = run_sync(tablet, options=paged)
     assert quiet.received == 0
-    assert cursor_queries(reference, "Patient") == [f"gt{tablet.store.cursor('Patient')}"]
+    assert cursor_queries(reference, "Patient") == [
+        f"gt{tablet.store.cursor(HOME_SOURCE, 'Patient')}"
+    ]
     assert cache_cohort(tablet.store) == server_cohort(reference, admin)
 
 
@@ -213,7 +205,7 @@ def test_a_no_op_sync_after_a_settled_pass_downloads_no_resources_despite_a_larg
 ) -> None:
     admin = reference.session(admin=True)
     first = run_sync(tablet, options=options(tablet))
-    cursors = {t: tablet.store.cursor(t) for t in CACHED_TYPES}
+    cursors = {t: tablet.store.cursor(HOME_SOURCE, t) for t in CACHED_TYPES}
     # Second precision and one seeding: thousands of resources share their type's cursor.
     ties = sum(
         admin.get(

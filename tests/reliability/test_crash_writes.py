@@ -28,12 +28,13 @@ from pathlib import Path
 from app.security import KdfParams
 from app.services import encounters
 from app.services.session import enrol, unlock
+from app.store import HOME_SOURCE
 
 mode, profile = sys.argv[1], Path(sys.argv[2])
 kdf = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
 if mode == "setup":
     with enrol(profile, "pc101", "246810", kdf=kdf) as s:
-        s.store.put_resources([{"resourceType": "Patient", "id": "p1",
+        s.store.put_resources(HOME_SOURCE, [{"resourceType": "Patient", "id": "p1",
             "meta": {"versionId": "1", "lastUpdated": "2026-11-01T10:00:00Z"},
             "name": [{"use": "official", "family": "Crashworthy", "given": ["Ida"]}],
             "birthDate": "1980-01-01"}])

@@ -38,6 +38,7 @@ import requests
 from app.fhir import CACHED_TYPES
 from app.security import ServerSettings, store_client_secret
 from app.services.syncing import StoreSyncPort, build_client, sync_options
+from app.store import HOME_SOURCE
 from sync import FhirClient, RetryPolicy, SyncEngine, SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, reference_config
@@ -218,7 +219,7 @@ def test_every_encounter_reaches_the_server_exactly_once_under_random_faults(
     store_client_secret(session.profile.profile_id, TABLET_CLIENT[1])
     sleeps = _Sleeps()
     client = build_client(session.profile, retry=RETRY, sleep=sleeps)
-    port = StoreSyncPort(session.store)
+    port = StoreSyncPort(session.store, source=HOME_SOURCE)
     options = sync_options(session.profile)
     admin = fault_reference.session(admin=True)
 

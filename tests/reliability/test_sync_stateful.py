@@ -28,6 +28,7 @@ from app.fhir import CACHED_TYPES
 from app.security import ServerSettings, store_client_secret
 from app.services.session import Session, enrol, unlock
 from app.services.syncing import run_sync
+from app.store import HOME_SOURCE
 from sync import RetryPolicy, SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_KDF, TEST_LOCKOUT, TEST_PIN
@@ -75,7 +76,7 @@ class TabletAndCentralRecord(RuleBasedStateMachine):
 
     @rule(count=st.integers(1, 2), unidentified=st.booleans(), data=st.data())
     def record(self, count: int, unidentified: bool, data: st.DataObject) -> None:
-        patient_ids = sorted(self.session.store.resource_ids("Patient"))
+        patient_ids = sorted(self.session.store.resource_ids(HOME_SOURCE, "Patient"))
         choices: list[dict[str, Any]] = []
         for _ in range(count):
             # Fixed bounds: the cohort grows across examples (provisional people pushed by

@@ -184,6 +184,7 @@ def test_escape_sequences_in_a_name_never_reach_the_terminal(
 
 def test_an_oversized_resource_is_refused_whole(session: Any) -> None:
     from app.errors import InvalidInput
+    from app.store import HOME_SOURCE
 
     small = {"resourceType": "Patient", "id": "ok", "meta": {"versionId": "1"}}
     huge = {
@@ -193,15 +194,17 @@ def test_an_oversized_resource_is_refused_whole(session: Any) -> None:
         "name": [{"family": "A" * (2 << 20)}],  # the audit's 10 MB name, smaller
     }
     with pytest.raises(InvalidInput, match="larger than the 1024 KiB limit"):
-        session.store.put_resources([small, huge])
-    assert session.store.get_resource("Patient", "ok") is None  # nothing half-stored
+        session.store.put_resources(HOME_SOURCE, [small, huge])
+    assert session.store.get_resource(HOME_SOURCE, "Patient", "ok") is None  # nothing half-stored
 
 
 def test_index_strings_are_cut_to_a_bounded_length(session: Any) -> None:
     from app.services.search import PatientSearch
+    from app.store import HOME_SOURCE
 
     long_name = "Quixotewell" + "x" * 50_000
     session.store.put_resources(
+        HOME_SOURCE,
         [
             {
                 "resourceType": "Patient",
@@ -209,7 +212,7 @@ def test_index_strings_are_cut_to_a_bounded_length(session: Any) -> None:
                 "meta": {"versionId": "1"},
                 "name": [{"use": "official", "family": long_name, "given": ["Mabel"] * 50}],
             }
-        ]
+        ],
     )
     hits = PatientSearch(session.store).search("Mabel Quixotewell", limit=5).hits
     assert [h.id for h in hits] == ["p1"]

@@ -9,6 +9,7 @@ import pytest
 from app.errors import InvalidInput, ProfileError
 from app.security import Profile, check_pin
 from app.services.session import Session, derive_key, enrol
+from app.store import HOME_SOURCE
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
 
 
@@ -54,7 +55,7 @@ def test_a_locked_session_has_no_open_cache_and_no_key(profile_dir: Path) -> Non
     session: Session = enrol(profile_dir, "pc101", TEST_PIN, kdf=TEST_KDF, lockout=TEST_LOCKOUT)
     try:
         session.store.put_resources(
-            [{"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1"}}]
+            HOME_SOURCE, [{"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1"}}]
         )
         old = session.store
         session.lock()
@@ -65,6 +66,6 @@ def test_a_locked_session_has_no_open_cache_and_no_key(profile_dir: Path) -> Non
             session.open_store()
         _profile, key = derive_key(profile_dir, "pc101", TEST_PIN)
         session.resume(key)
-        assert session.store.get_resource("Patient", "p1") is not None
+        assert session.store.get_resource(HOME_SOURCE, "Patient", "p1") is not None
     finally:
         session.close()

@@ -13,7 +13,7 @@ import requests
 
 from app.fhir import CACHED_TYPES, FIELD_RECORD_ID_SYSTEM
 from app.services.encounters import parse_encounter_json, record_many
-from app.store import Store
+from app.store import HOME_SOURCE, Store
 from app.store._patient_index import decode_pids
 from sync import RetryPolicy
 from sync.reference import ReferenceServer
@@ -53,13 +53,26 @@ def server_cohort(
 
 
 def cache_cohort(
-    store: Store, types: tuple[str, ...] = CACHED_TYPES
+    store: Store, types: tuple[str, ...] = CACHED_TYPES, *, source: int = HOME_SOURCE
 ) -> dict[str, dict[str, bytes]]:
-    """type -> id -> the JSON bytes the cache keeps for it."""
+    """type -> id -> the JSON bytes the cache keeps for it, from one source."""
     out: dict[str, dict[str, bytes]] = {t: {} for t in types}
-    for rtype, rid, body in store.conn.execute("SELECT type, id, json FROM resource"):
+    for rtype, rid, body in store.conn.execute(
+        "SELECT type, id, json FROM resource WHERE source = ?", (source,)
+    ):
         if rtype in out:
             out[rtype][rid] = bytes(body)
+    return out
+
+
+def cursor_queries(reference: ReferenceServer, rtype: str) -> list[str]:
+    """The `_lastUpdated` values the tablet's searches of `rtype` asked for, oldest first."""
+    out = []
+    for r in reference.requests():
+        if r["method"] == "GET" and r["path"].rstrip("/").endswith(f"/{rtype}"):
+            for part in r["query"].split("&"):
+                if part.startswith("_lastUpdated="):
+                    out.append(requests.utils.unquote(part.split("=", 1)[1]))
     return out
 
 
@@ -158,17 +171,21 @@ def cohort_counts(cohort_dir: Path) -> dict[str, int]:
 
 
 def index_contents(store: Store) -> dict[str, Any]:
-    """The derived tables with pids replaced by patient ids (pid numbering is free)."""
+    """The derived tables with pids replaced by (source, patient id) (pid numbering is
+    free)."""
     conn = store.conn
-    ids = dict(conn.execute("SELECT pid, id FROM patient_index"))
+    ids = {
+        pid: (src, rid)
+        for pid, src, rid in conn.execute("SELECT pid, source, id FROM patient_index")
+    }
     postings = {}
     for term, field, blob in conn.execute("SELECT term, field, pids FROM search_posting"):
         postings[(term, field)] = sorted(ids[p] for p in decode_pids(blob))
     rows = {
-        r[0]: r[1:]
+        r[:2]: r[2:]
         for r in conn.execute(
-            "SELECT id, display_name, known_as, birth_date, gender, nhs_number, postcode,"
-            " postcode_key, address, alerts, names, terms FROM patient_index"
+            "SELECT source, id, person_key, display_name, known_as, birth_date, gender,"
+            " nhs_number, postcode, postcode_key, address, alerts, names, terms FROM patient_index"
         )
     }
     return {

@@ -15,7 +15,7 @@ from app.services import importer
 from app.services.importer import import_ndjson, ndjson_files
 from app.services.search import PatientSearch
 from app.services.session import enrol
-from app.store import Store, row_of
+from app.store import HOME_SOURCE, Store, row_of
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
 from tests.support.sync import index_contents
 
@@ -39,7 +39,7 @@ def test_bulk_load_builds_the_same_indexes_as_incremental_writes(
     try:
         everything = resources(cohort_dir)
         for start in range(0, len(everything), 97):  # the incremental path, odd batches
-            other.store.put_resources(everything[start : start + 97])
+            other.store.put_resources(HOME_SOURCE, everything[start : start + 97])
         bulk, incremental = index_contents(session.store), index_contents(other.store)
         assert bulk["rows"] and bulk["postings"] and bulk["vocab"]
         assert bulk == incremental
@@ -56,7 +56,7 @@ def test_a_load_stopped_part_way_refuses_search_until_a_load_finishes(
     everything = resources(cohort_dir)
     patients = [r for r in everything if r["resourceType"] == "Patient"]
     store.begin_bulk_load()
-    store.put_rows([row_of(r) for r in patients[:10]], into_empty=True)
+    store.put_rows(HOME_SOURCE, [row_of(r) for r in patients[:10]], into_empty=True)
     # As after a crash: the mark is in the file, not in this process.
     assert store.conn.execute("SELECT value FROM search_state WHERE key = 'bulk-load'").fetchone()
     assert store.bulk_load_pending()
@@ -64,7 +64,7 @@ def test_a_load_stopped_part_way_refuses_search_until_a_load_finishes(
     with pytest.raises(IndexIncomplete):
         search.search(patients[0]["name"][0]["family"])
     # Incremental writes during the mark leave the derived tables to the build.
-    store.put_resources(patients[10:12])
+    store.put_resources(HOME_SOURCE, patients[10:12])
     assert store.conn.execute("SELECT count(*) FROM patient_index").fetchone()[0] == 0
     import_ndjson(session, cohort_dir)  # resumes: held versions are skipped, one build
     assert not store.bulk_load_pending()

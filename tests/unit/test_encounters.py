@@ -53,6 +53,7 @@ from app.services.encounters import (
     validate,
 )
 from app.services.session import Session, unlock
+from app.store import HOME_SOURCE
 from tests.conftest import TEST_PIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -475,8 +476,8 @@ def test_the_questionnaire_file_is_the_form_definition() -> None:
 
 # -- recording on a real cache ----------------------------------------------------------------
 def _cached_patient(session: Session, adult: bool = True) -> dict[str, Any]:
-    for pid in session.store.resource_ids("Patient"):
-        patient = session.store.get_resource("Patient", pid)
+    for pid in session.store.resource_ids(HOME_SOURCE, "Patient"):
+        patient = session.store.get_resource(HOME_SOURCE, "Patient", pid)
         assert patient is not None
         if patient.get("identifier") and (patient["birthDate"] < "2006") == adult:
             return patient

@@ -17,6 +17,7 @@ from app.fhir import ODS_ORG_SYSTEM
 from app.services._encounter_fhir import encounter_of
 from app.services.encounters import make_team, set_team
 from app.services.session import Session
+from app.store import HOME_SOURCE
 from tests.conftest import TEST_PIN
 
 NARRATIVE = "Narrativecanary was found on the footbridge"
@@ -57,8 +58,8 @@ def _run(
 
 
 def _nhs_number(session: Session) -> tuple[str, str]:
-    for pid in session.store.resource_ids("Patient"):
-        patient = session.store.get_resource("Patient", pid) or {}
+    for pid in session.store.resource_ids(HOME_SOURCE, "Patient"):
+        patient = session.store.get_resource(HOME_SOURCE, "Patient", pid) or {}
         for ident in patient.get("identifier", ()):
             return pid, ident["value"]
     raise AssertionError("no patient with an NHS number")

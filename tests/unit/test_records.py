@@ -24,6 +24,7 @@ from app.fhir import (
 from app.services.encounters import parse_encounter_json, record
 from app.services.records import ACCESS_REASONS, open_record
 from app.services.session import LAST_REFRESH, Session
+from app.store import HOME_SOURCE
 
 NOW = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
 REASON = ACCESS_REASONS[0]
@@ -230,7 +231,7 @@ def _resources() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def card_session(session: Session) -> Session:
-    session.store.put_resources(_resources())
+    session.store.put_resources(HOME_SOURCE, _resources())
     session.mark_refreshed(synced=True)
     return session
 
@@ -367,7 +368,7 @@ def test_last_contacts_merge_central_and_this_devices_records(card_session: Sess
     # The centre's copy of `echoed` has come back in a pull: show it once, as the centre has it.
     back = _encounter("e-back", "2026-11-20T22:15:00Z")
     back["identifier"] = [{"system": FIELD_RECORD_ID_SYSTEM, "value": echoed.client_id}]
-    card_session.store.put_resources([back])
+    card_session.store.put_resources(HOME_SOURCE, [back])
     contacts = open_record(card_session, "p1", REASON, now=NOW).last_contacts
     assert [(c.source, c.client_id, c.state) for c in contacts] == [
         ("central", None, None),  # e-back
@@ -392,7 +393,7 @@ def test_every_generated_record_opens(cohort_session: Session) -> None:
     """The generator's shapes (UK Core flavoured) all render, and sections keep their order."""
     order = [code for code, _ in CRISIS_PLAN_SECTIONS]
     plans = stale = 0
-    for pid in list(cohort_session.store.resource_ids("Patient")):
+    for pid in list(cohort_session.store.resource_ids(HOME_SOURCE, "Patient")):
         card = open_record(cohort_session, pid, REASON, now=NOW)
         assert card.person.name
         assert card.person.nhs_number is None or len(card.person.nhs_number) == 12

@@ -13,6 +13,7 @@ from app.fhir import display_name_of
 from app.services import encounters
 from app.services.refusals import GENERAL, PERSON_GONE, advice_for, plain_failure
 from app.services.session import Session
+from app.store import HOME_SOURCE
 
 NOW = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
 
@@ -33,8 +34,8 @@ def _about(patient_id: str) -> dict[str, Any]:
 
 
 def _adult(session: Session) -> dict[str, Any]:
-    for pid in session.store.resource_ids("Patient"):
-        patient = session.store.get_resource("Patient", pid)
+    for pid in session.store.resource_ids(HOME_SOURCE, "Patient"):
+        patient = session.store.get_resource(HOME_SOURCE, "Patient", pid)
         if patient and patient.get("birthDate", "9999") < "2000" and patient.get("identifier"):
             return patient
     raise AssertionError("no adult with an NHS number in the cohort")
@@ -55,7 +56,7 @@ def test_a_refused_record_still_names_its_person_after_they_leave_the_cache(
         None,
         "2026-11-21T01:05:00Z",
     )
-    store.delete_resources("Patient", [patient["id"]])  # merged or removed centrally
+    store.delete_resources(HOME_SOURCE, "Patient", [patient["id"]])  # merged or removed centrally
 
     (summary,) = [s for s in encounters.list_encounters(cohort_session) if s.state == "rejected"]
     assert summary.person_gone

@@ -19,7 +19,7 @@ from app.services._query import (
     parse_query,
 )
 from app.services.search import PatientSearch
-from app.store import Store
+from app.store import HOME_SOURCE, Store
 
 TODAY = date(2026, 11, 20)
 
@@ -111,7 +111,7 @@ def small_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatientSe
     path: Path = tmp_path_factory.mktemp("fuzz") / "c.db"
     with Store.create(path, os.urandom(32)) as store:
         store.put_resources(
-            [r for r in iter_cohort(60, 5) if r["resourceType"] in ("Patient", "Flag")]
+            HOME_SOURCE, [r for r in iter_cohort(60, 5) if r["resourceType"] in ("Patient", "Flag")]
         )
         yield PatientSearch(store)
 

@@ -24,7 +24,7 @@ from app.services.search import (
     Alert,
     PatientSearch,
 )
-from app.store import Store
+from app.store import HOME_SOURCE, Store
 from app.synthetic import iter_cohort
 from tests.conftest import TEST_PIN
 
@@ -254,11 +254,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         # Flags in the same batches as patients and before some of them: the sync's order is
         # not guaranteed, and alerts must not depend on it.
         early = [f for f in FLAGS if f["subject"]["reference"] == "Patient/t-thornbury"]
-        s.put_resources(early)
-        s.put_resources([r for r in generated if r["resourceType"] == "Patient"])
-        s.put_resources(HAND_MADE)
-        s.put_resources([f for f in FLAGS if f not in early])
-        s.put_resources([r for r in generated if r["resourceType"] == "Flag"])
+        s.put_resources(HOME_SOURCE, early)
+        s.put_resources(HOME_SOURCE, [r for r in generated if r["resourceType"] == "Patient"])
+        s.put_resources(HOME_SOURCE, HAND_MADE)
+        s.put_resources(HOME_SOURCE, [f for f in FLAGS if f not in early])
+        s.put_resources(HOME_SOURCE, [r for r in generated if r["resourceType"] == "Flag"])
         yield s
 
 
@@ -412,8 +412,8 @@ def test_the_table_is_big_enough_and_each_target_exists(store: Store) -> None:
     assert {expected for _, expected in TABLE} <= ids
     assert store.count_by_type()["Patient"] == NOISE_PATIENTS + len(HAND_MADE)
     numbers = [p["identifier"][0]["value"] for p in HAND_MADE if "identifier" in p]
-    assert all(len(store.patient_ids_with_nhs_number(n)) == 1 for n in numbers)
-    assert store.patient_ids_with_nhs_number(UNUSED_VALID_NHS) == []
+    assert all(len(store.patient_ids_with_nhs_number(HOME_SOURCE, n)) == 1 for n in numbers)
+    assert store.patient_ids_with_nhs_number(HOME_SOURCE, UNUSED_VALID_NHS) == []
 
 
 @pytest.mark.parametrize(("query", "expected"), TABLE, ids=[q for q, _ in TABLE])
@@ -548,28 +548,36 @@ def _alerts(store: Store, query: str) -> list[str]:
 def test_alerts_follow_flag_updates_moves_and_deletes(tmp_path: Path) -> None:
     with Store.create(tmp_path / "c.db", os.urandom(32)) as store:
         # a Flag that arrives before its Patient still shows once the Patient is there
-        store.put_resources([flag("f1", "t-pritchard", snomed="65108000")])
-        store.put_resources([p for p in HAND_MADE if p["id"] in ("t-pritchard", "t-mcdonald")])
+        store.put_resources(HOME_SOURCE, [flag("f1", "t-pritchard", snomed="65108000")])
+        store.put_resources(
+            HOME_SOURCE, [p for p in HAND_MADE if p["id"] in ("t-pritchard", "t-mcdonald")]
+        )
         assert _alerts(store, "gareth pritchard") == ["65108000"]
         # a newer version that is inactive takes the badge away
-        store.put_resources([flag("f1", "t-pritchard", status="inactive", version="2")])
+        store.put_resources(
+            HOME_SOURCE, [flag("f1", "t-pritchard", status="inactive", version="2")]
+        )
         assert _alerts(store, "gareth pritchard") == []
         # reactivated, then re-pointed at another patient: it moves
-        store.put_resources([flag("f1", "t-pritchard", snomed="248062006", version="3")])
+        store.put_resources(
+            HOME_SOURCE, [flag("f1", "t-pritchard", snomed="248062006", version="3")]
+        )
         assert _alerts(store, "gareth pritchard") == ["248062006"]
-        store.put_resources([flag("f1", "t-mcdonald", snomed="248062006", version="4")])
+        store.put_resources(
+            HOME_SOURCE, [flag("f1", "t-mcdonald", snomed="248062006", version="4")]
+        )
         assert _alerts(store, "gareth pritchard") == []
         assert _alerts(store, "stephen mcdonald") == ["248062006"]
         # two flags, one deleted
-        store.put_resources([flag("f2", "t-mcdonald", snomed="65108000")])
+        store.put_resources(HOME_SOURCE, [flag("f2", "t-mcdonald", snomed="65108000")])
         assert _alerts(store, "stephen mcdonald") == ["248062006", "65108000"]
-        store.delete_resources("Flag", ["f1"])
+        store.delete_resources(HOME_SOURCE, "Flag", ["f1"])
         assert _alerts(store, "stephen mcdonald") == ["65108000"]
         # an updated Patient keeps its alerts
         changed = dict(HAND_MADE[[p["id"] for p in HAND_MADE].index("t-mcdonald")])
         changed["meta"] = {"versionId": "2", "lastUpdated": "2026-10-05T09:00:00Z"}
         changed["gender"] = "unknown"
-        store.put_resources([changed])
+        store.put_resources(HOME_SOURCE, [changed])
         assert _alerts(store, "stephen mcdonald") == ["65108000"]
         # a rebuild from the resource table gives the same answer
         before = PatientSearch(store).search("stephen mcdonald", limit=1, today=TODAY).hits
@@ -583,16 +591,16 @@ def test_alerts_follow_flag_updates_moves_and_deletes(tmp_path: Path) -> None:
 
 def test_deleted_and_changed_patients_leave_the_index(tmp_path: Path) -> None:
     with Store.create(tmp_path / "c.db", os.urandom(32)) as store:
-        store.put_resources(HAND_MADE)
+        store.put_resources(HOME_SOURCE, HAND_MADE)
         search = PatientSearch(store)
         assert top_ids(search, "rebecca pilkington") == ["t-hargreaves"]
         renamed = dict(HAND_MADE[[p["id"] for p in HAND_MADE].index("t-hargreaves")])
         renamed["meta"] = {"versionId": "2", "lastUpdated": "2026-10-05T09:00:00Z"}
         renamed["name"] = [{"use": "official", "family": "Ormerod", "given": ["Rebecca"]}]
-        store.put_resources([renamed])
+        store.put_resources(HOME_SOURCE, [renamed])
         assert top_ids(search, "pilkington") == []
         assert top_ids(search, "rebecca ormerod") == ["t-hargreaves"]
-        store.delete_resources("Patient", ["t-hargreaves"])
+        store.delete_resources(HOME_SOURCE, "Patient", ["t-hargreaves"])
         assert top_ids(search, "rebecca ormerod") == []
         assert top_ids(search, "LS6 1LJ") == ["t-thornbury"]
 
@@ -616,7 +624,7 @@ def test_index_tables_hold_no_plaintext_in_db_wal_or_shm(tmp_path: Path) -> None
         nhs_number=nhs(20),
     )
     store = Store.create(tmp_path / "c.db", os.urandom(32))
-    store.put_resources([canary, *HAND_MADE[:3]])
+    store.put_resources(HOME_SOURCE, [canary, *HAND_MADE[:3]])
     # the index really holds the canary's words (folded), so the byte check below means something
     vocab = {t for (t,) in store.conn.execute("SELECT term FROM search_vocab")}
     assert {CANARY_FAMILY.lower(), CANARY_STREET.lower(), "ottoline"} <= vocab
@@ -646,7 +654,7 @@ def test_search_command_prints_json_best_first(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    session.store.put_resources([*HAND_MADE, *FLAGS])
+    session.store.put_resources(HOME_SOURCE, [*HAND_MADE, *FLAGS])
     session.close()
     monkeypatch.setattr("sys.stdin", io.StringIO(TEST_PIN + "\n"))
     args = ["search", "--profile", str(profile_dir), "--user", "pc101", "--pin-stdin"]

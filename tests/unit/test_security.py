@@ -22,6 +22,7 @@ from app.errors import (
 )
 from app.security import KdfParams, LockoutPolicy, MemoryKeyringBase, Profile, check_backend
 from app.services.session import enrol, unlock
+from app.store import HOME_SOURCE
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN, MemoryKeyring
 
 PATIENT = {
@@ -34,13 +35,13 @@ PATIENT = {
 
 def _enrol(profile_dir: Path, lockout: LockoutPolicy = TEST_LOCKOUT) -> None:
     with enrol(profile_dir, "pc101", TEST_PIN, kdf=TEST_KDF, lockout=lockout) as s:
-        s.store.put_resources([PATIENT])
+        s.store.put_resources(HOME_SOURCE, [PATIENT])
 
 
 def test_right_pin_opens_the_cache(profile_dir: Path) -> None:
     _enrol(profile_dir)
     with unlock(profile_dir, "pc101", TEST_PIN) as s:
-        assert s.store.get_resource("Patient", "p1") is not None
+        assert s.store.get_resource(HOME_SOURCE, "Patient", "p1") is not None
 
 
 def test_wrong_pin_keeps_cache_locked(profile_dir: Path) -> None:
@@ -101,7 +102,7 @@ def test_a_second_users_pin_opens_the_same_cache(profile_dir: Path) -> None:
     _enrol(profile_dir)
     Profile.load(profile_dir).add_user("pc101", TEST_PIN, "rmn202", "864209")
     with unlock(profile_dir, "rmn202", "864209") as s:
-        assert s.store.get_resource("Patient", "p1") is not None
+        assert s.store.get_resource(HOME_SOURCE, "Patient", "p1") is not None
     with pytest.raises(UnlockFailed):
         unlock(profile_dir, "rmn202", TEST_PIN)
 
@@ -121,7 +122,7 @@ def test_pin_change_keeps_data_and_does_not_reencrypt(profile_dir: Path) -> None
     with pytest.raises(UnlockFailed):
         unlock(profile_dir, "pc101", TEST_PIN)
     with unlock(profile_dir, "pc101", "135792") as s:
-        assert s.store.get_resource("Patient", "p1") is not None
+        assert s.store.get_resource(HOME_SOURCE, "Patient", "p1") is not None
 
 
 def test_removed_user_can_no_longer_unlock(profile_dir: Path) -> None:

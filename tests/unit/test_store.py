@@ -10,7 +10,7 @@ import pytest
 import sqlcipher3
 
 from app.errors import SchemaTooNew, StoreUnavailable, UnlockFailed
-from app.store import SCHEMA_VERSION, Store, row_of
+from app.store import HOME_SOURCE, SCHEMA_VERSION, Store, row_of
 
 CANARY = "Zebulonqwerty"
 
@@ -37,7 +37,7 @@ def key() -> bytes:
 
 def test_file_starts_without_the_plain_sqlite_header(tmp_path: Path, key: bytes) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
-        store.put_resources([_patient()])
+        store.put_resources(HOME_SOURCE, [_patient()])
     assert (tmp_path / "c.db").read_bytes()[:16] != b"SQLite format 3\x00"
 
 
@@ -49,7 +49,7 @@ def test_two_new_caches_have_different_salts(tmp_path: Path, key: bytes) -> None
 
 def test_canary_name_never_appears_in_db_wal_or_shm(tmp_path: Path, key: bytes) -> None:
     store = Store.create(tmp_path / "c.db", key)
-    store.put_resources([_patient(f"p{i}", family=f"{CANARY}{i}") for i in range(50)])
+    store.put_resources(HOME_SOURCE, [_patient(f"p{i}", family=f"{CANARY}{i}") for i in range(50)])
     # Look while the WAL still holds the writes, then again after a checkpoint and close.
     files = [p for p in tmp_path.iterdir() if p.name.startswith("c.db")]
     assert any(p.name.endswith("-wal") for p in files)
@@ -62,13 +62,13 @@ def test_canary_name_never_appears_in_db_wal_or_shm(tmp_path: Path, key: bytes) 
 
 def test_wrong_key_fails_clearly_and_changes_nothing(tmp_path: Path, key: bytes) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
-        store.put_resources([_patient()])
+        store.put_resources(HOME_SOURCE, [_patient()])
     before = (tmp_path / "c.db").read_bytes()
     with pytest.raises(UnlockFailed):
         Store.open(tmp_path / "c.db", os.urandom(32))
     assert (tmp_path / "c.db").read_bytes() == before
     with Store.open(tmp_path / "c.db", key) as store:
-        assert store.get_resource("Patient", "p1")["name"][0]["family"] == CANARY
+        assert store.get_resource(HOME_SOURCE, "Patient", "p1")["name"][0]["family"] == CANARY
 
 
 def test_plain_sqlite_and_keyless_sqlcipher_cannot_read_it(tmp_path: Path, key: bytes) -> None:
@@ -95,33 +95,38 @@ def test_cache_file_is_owner_only(tmp_path: Path, key: bytes) -> None:
 
 def test_older_version_never_replaces_a_newer_one(tmp_path: Path, key: bytes) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
-        store.put_resources([_patient(version="2", family="Newer", updated="2026-11-02T10:00:00Z")])
+        store.put_resources(
+            HOME_SOURCE, [_patient(version="2", family="Newer", updated="2026-11-02T10:00:00Z")]
+        )
         assert (
             store.put_resources(
-                [_patient(version="1", family="Older", updated="2026-11-01T10:00:00.5Z")]
+                HOME_SOURCE,
+                [_patient(version="1", family="Older", updated="2026-11-01T10:00:00.5Z")],
             )
             == 0
         )
         assert (
             store.put_resources(
-                [_patient(version="2", family="Newer", updated="2026-11-02T10:00:00Z")]
+                HOME_SOURCE, [_patient(version="2", family="Newer", updated="2026-11-02T10:00:00Z")]
             )
             == 0
         )
-        assert store.get_resource("Patient", "p1")["name"][0]["family"] == "Newer"
+        assert store.get_resource(HOME_SOURCE, "Patient", "p1")["name"][0]["family"] == "Newer"
 
 
 def test_apply_page_moves_the_cursor_with_the_page_or_not_at_all(
     tmp_path: Path, key: bytes
 ) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
-        store.apply_page("Patient", [_patient("p1")], "2026-11-01T10:00:00.000Z")
+        store.apply_page(HOME_SOURCE, "Patient", [_patient("p1")], "2026-11-01T10:00:00.000Z")
         bad = _patient("p2")
         del bad["id"]
         with pytest.raises(KeyError):
-            store.apply_page("Patient", [_patient("p3"), bad], "2026-11-09T00:00:00.000Z")
-        assert store.cursor("Patient") == "2026-11-01T10:00:00.000Z"
-        assert store.get_resource("Patient", "p3") is None
+            store.apply_page(
+                HOME_SOURCE, "Patient", [_patient("p3"), bad], "2026-11-09T00:00:00.000Z"
+            )
+        assert store.cursor(HOME_SOURCE, "Patient") == "2026-11-01T10:00:00.000Z"
+        assert store.get_resource(HOME_SOURCE, "Patient", "p3") is None
 
 
 def test_a_cache_from_a_newer_kerbside_is_refused(tmp_path: Path, key: bytes) -> None:
@@ -143,6 +148,7 @@ def test_audit_chain_detects_an_edited_entry(tmp_path: Path, key: bytes) -> None
                 user_id="pc101",
                 action="open-record",
                 patient_id=f"p{n}",
+                source=HOME_SOURCE,
                 reason="Street triage",
                 event_id=f"e{n}",
             )
@@ -153,13 +159,13 @@ def test_audit_chain_detects_an_edited_entry(tmp_path: Path, key: bytes) -> None
 
 def test_disk_full_is_reported_and_nothing_is_acknowledged(tmp_path: Path, key: bytes) -> None:
     with Store.create(tmp_path / "c.db", key) as store:
-        store.put_resources([_patient("p0")])
+        store.put_resources(HOME_SOURCE, [_patient("p0")])
         # A hard page limit makes SQLite report SQLITE_FULL exactly as a full disk would.
         pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
         store.conn.execute(f"PRAGMA max_page_count = {pages + 1}")
         big = [_patient(f"p{i}", family="x" * 2000) for i in range(1, 200)]
         with pytest.raises(StoreUnavailable, match="disk is full"):
-            store.put_resources(big)
+            store.put_resources(HOME_SOURCE, big)
         assert store.count_by_type() == {"Patient": 1}
     with Store.open(tmp_path / "c.db", key) as store:
         assert store.check_integrity()
@@ -171,18 +177,28 @@ def test_counts_per_type_follow_every_write_without_a_scan(tmp_path: Path, key: 
         return dict(store.conn.execute("SELECT type, count(*) FROM resource GROUP BY type"))
 
     with Store.create(tmp_path / "c.db", key) as store:
-        store.put_resources([_patient(f"p{i}") for i in range(5)])
-        store.put_resources([_patient("p1", version="2", updated="2026-11-02T10:00:00.000Z")])
-        store.put_resources([_patient("p1")])  # older: skipped
-        store.delete_resources("Patient", ["p2", "p3", "gone"])
+        store.put_resources(HOME_SOURCE, [_patient(f"p{i}") for i in range(5)])
+        store.put_resources(
+            HOME_SOURCE, [_patient("p1", version="2", updated="2026-11-02T10:00:00.000Z")]
+        )
+        store.put_resources(HOME_SOURCE, [_patient("p1")])  # older: skipped
+        store.delete_resources(HOME_SOURCE, "Patient", ["p2", "p3", "gone"])
         assert store.count_by_type() == scanned(store) == {"Patient": 3}
         assert store.count_by_type("Patient", "Flag") == {"Patient": 3}
-        store.delete_resources("Patient", ["p0", "p1", "p4"])
+        store.delete_resources(HOME_SOURCE, "Patient", ["p0", "p1", "p4"])
         assert store.count_by_type() == {} == scanned(store)
         # A bulk load counts the rows while it runs (its triggers are off) and once at the end.
         store.begin_bulk_load()
-        store.put_rows([row_of(_patient(f"b{i}")) for i in range(4)], into_empty=True)
+        store.put_rows(HOME_SOURCE, [row_of(_patient(f"b{i}")) for i in range(4)], into_empty=True)
         assert store.count_by_type() == {"Patient": 4}
         store.finish_bulk_load()
-        store.put_resources([_patient("b9")])
+        store.put_resources(HOME_SOURCE, [_patient("b9")])
+        assert store.count_by_type() == scanned(store) == {"Patient": 5}
+        # Per source too: the same ids from another central record are counted apart.
+        west = store.ensure_source("west", "read-only")
+        store.put_resources(west, [_patient("b1"), _patient("b2")])
+        assert store.count_by_type() == scanned(store) == {"Patient": 7}
+        assert store.count_by_type(source=west) == {"Patient": 2}
+        assert store.count_by_type("Patient", source=HOME_SOURCE) == {"Patient": 5}
+        store.erase_source(west)
         assert store.count_by_type() == scanned(store) == {"Patient": 5}

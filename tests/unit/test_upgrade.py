@@ -5,63 +5,37 @@ written by a newer Kerbside is refused with a message that says to update the ap
 from __future__ import annotations
 
 import json
-import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+import orjson
 import pytest
 
-import app.security._keyring as kr
-from app import times
 from app.errors import ProfileError, SchemaTooNew
 from app.security import HOME, Profile, SourceSettings, client_secret
 from app.services.encounters import list_encounters
+from app.services.records import ACCESS_REASONS, open_record
 from app.services.search import PatientSearch
-from app.services.session import unlock
+from app.services.session import enrol, unlock
 from app.store import HOME_SOURCE, SCHEMA_VERSION
-from tests.conftest import MemoryKeyring
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-FIXTURE = FIXTURES / "release-708b559"
-EXPECTED: dict[str, Any] = json.loads((FIXTURE / "expected.json").read_text())
-FIXTURE_2 = FIXTURES / "release-8e74f4c"  # profile format 2, cache schema 2, synced once
-EXPECTED_2: dict[str, Any] = json.loads((FIXTURE_2 / "expected.json").read_text())
-
-
-def _install(
-    fixture: Path, tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """A copy of the fixture profile, its keyring entries in the in-memory keyring, and that
-    keyring taken for the Secret Service the release recorded (the real one:
-    test_real_keychain.py)."""
-    for service, account, value in json.loads((fixture / "keyring.json").read_text()):
-        memory_keyring.secrets[(service, account)] = value
-    name = kr.backend_name(memory_keyring)  # type: ignore[arg-type]
-    monkeypatch.setattr(kr, "STORE_KINDS", {**kr.STORE_KINDS, name: "secret-service"})
-    monkeypatch.setattr(kr, "TRUSTED_BACKENDS", frozenset(kr.STORE_KINDS))
-    monkeypatch.delenv("KERBSIDE_ALLOW_INSECURE_KEYRING")
-    profile = tmp_path / "profile"
-    shutil.copytree(fixture / "profile", profile)
-    return profile
+from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN, MemoryKeyring
+from tests.support.releases import (
+    EXPECTED,
+    EXPECTED_2,
+    FIXTURE,
+    FIXTURE_2,
+    cache_contents,
+    install_release,
+    raw_cache_contents,
+    record_view,
+)
 
 
 @pytest.fixture
 def old_release(
     tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    return _install(FIXTURE, tmp_path, memory_keyring, monkeypatch)
-
-
-@pytest.fixture
-def release_8e74f4c(
-    tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """Release 8e74f4c's synced tablet, opened an hour after it was made: its centre's policy
-    purges a cache not synced for a week, and this test must not start failing in a week."""
-    opened = datetime.fromisoformat(EXPECTED_2["made_at"]) + timedelta(hours=1)
-    monkeypatch.setattr(times, "now", lambda **_: opened)
-    return _install(FIXTURE_2, tmp_path, memory_keyring, monkeypatch)
+    return install_release(FIXTURE, tmp_path, memory_keyring, monkeypatch)
 
 
 def test_the_fixture_is_what_the_old_release_wrote() -> None:
@@ -123,7 +97,9 @@ def test_a_synced_release_8e74f4c_tablet_opens_with_cursors_outbox_and_secret(
         assert session.store.count_by_type()["Patient"] == expected["patients"]
         hits = PatientSearch(session.store).search(expected["family"], limit=20).hits
         assert expected["patient_id"] in [h.id for h in hits]
-        assert session.store.cursor("Patient") is not None  # the next sync is incremental
+        assert (
+            session.store.cursor(HOME_SOURCE, "Patient") is not None
+        )  # the next sync is incremental
         waiting = [e for e in list_encounters(session) if e.state == "waiting"]
         assert [e.client_id for e in waiting] == [expected["outbox_client_id"]]
         profile = session.profile
@@ -158,3 +134,81 @@ def test_a_release_8e74f4c_central_record_becomes_the_home_source_and_its_secret
     } == secrets_before
     # And again, now in format 3.
     assert Profile.load(release_8e74f4c).sources == [home]
+
+
+# -- the cache keyed by source (schema 5, issue 14) ----------------------------------------------
+def test_a_release_8e74f4c_cache_is_keyed_by_source_with_nothing_changed(
+    release_8e74f4c: Path, tmp_path: Path
+) -> None:
+    """Schema 2 -> 5: every row becomes the home source's (sid 1) and reads exactly as
+    before: resources, search index, cursors (now (1, type)), sync state, outbox; search and
+    the record view answer as a cache written keyed by source from the start does."""
+    before = raw_cache_contents(release_8e74f4c)
+    assert before["cursors"] and before["state"] and before["outbox"]
+    expected = EXPECTED_2
+    with unlock(release_8e74f4c, expected["user"], expected["pin"]) as session:
+        store = session.store
+        assert store.schema_version == SCHEMA_VERSION
+        assert cache_contents(store.conn, source_column=True) == before
+        assert store.conn.execute("SELECT DISTINCT source FROM resource").fetchall() == [(1,)]
+        assert [tuple(r) for r in store.conn.execute("SELECT source, type FROM sync_cursor")] == [
+            (HOME_SOURCE, t) for t, _ in before["cursors"]
+        ]
+        assert store.audit_problems() == [] and session.audit_broken == []
+        assert {r.patient_source for r in store.outbox_rows()} == {HOME_SOURCE}
+        hits = PatientSearch(store).search(expected["family"], limit=20).hits
+        assert expected["patient_id"] in [h.id for h in hits]
+        migrated = record_view(open_record(session, expected["patient_id"], ACCESS_REASONS[0]))
+        keys = {r.person_key for r in store.patient_index().patients(range(1, 50)).values()}
+        assert keys and all(k.startswith(("nhs:", "src:1:")) for k in keys)
+        resources = [orjson.loads(j) for j in before["resources"].values()]
+    fresh = enrol(tmp_path / "fresh", "pc102", TEST_PIN, kdf=TEST_KDF, lockout=TEST_LOCKOUT)
+    try:
+        fresh.store.put_resources(HOME_SOURCE, resources)
+        assert (
+            record_view(open_record(fresh, expected["patient_id"], ACCESS_REASONS[0])) == migrated
+        )
+        assert {
+            r.person_key for r in fresh.store.patient_index().patients(range(1, 50)).values()
+        } == keys
+    finally:
+        fresh.close()
+
+
+def test_after_the_migration_the_next_sync_is_incremental(
+    release_8e74f4c: Path, tmp_path: Path
+) -> None:
+    """The cursors carried over: the next sync pages from them (no `$export`, no first load)
+    and sends the encounter that was waiting."""
+    from app.security import ServerSettings
+    from app.services.syncing import run_sync
+    from app.synthetic import generate_cohort
+    from sync.reference import ReferenceConfig, ReferenceServer
+    from tests.support.clock import ManualClock
+
+    expected = EXPECTED_2
+    cohort = tmp_path / "cohort"
+    generate_cohort(6, 3, cohort)  # what the fixture's central record was seeded with
+    opened = datetime.fromisoformat(expected["made_at"]) + timedelta(hours=1)
+    clock = ManualClock(offset=opened - datetime.now(UTC))  # the server's time is the test's
+    client = (expected["client_id"], expected["client_secret"])
+    config = ReferenceConfig(
+        data_dir=tmp_path / "central", seed_dir=cohort, clients=[client], clock=clock
+    )
+    with (
+        ReferenceServer(config) as server,
+        unlock(release_8e74f4c, expected["user"], expected["pin"]) as session,
+    ):
+        cursors = dict(session.store.conn.execute("SELECT type, value FROM sync_cursor"))
+        session.profile.set_server(ServerSettings(server.base_url, client[0], None, None))
+        server.clear_requests()
+        report = run_sync(session)
+        paths = [r["path"] for r in server.requests()]
+        patient_queries = [
+            r["query"] for r in server.requests() if r["path"].rstrip("/").endswith("/Patient")
+        ]
+        assert not report.bulk_export and not any("$export" in p for p in paths)
+        assert patient_queries and all("_lastUpdated=" in q for q in patient_queries)
+        assert cursors["Patient"].replace(":", "%3A") in patient_queries[0]
+        assert report.pushed == 1 and session.store.outbox_counts() == {"sent": 1}
+        assert session.store.count_by_type()["Patient"] == expected["patients"]
