@@ -184,11 +184,12 @@ def forget_source(session: Session, name: str) -> SourceSettings:
     source = session.profile.source(name)
     if source.is_home:
         raise ProfileError("the home source cannot be removed; re-enrol the tablet to change it")
-    # TODO(h14-cache): erase what the source brought, in this unlock, once the cache is keyed
-    # by source: `erase_source(session.store, session.store.source_id(name))`
-    # (docs/design/multi-trust.md section 3), its `source` row included so the name can be
-    # added again with another role. Until then a read-only source brings nothing into the
-    # cache (only the home source syncs).
+    sid = session.store.source_id(name)
+    if sid is not None:
+        # Its rows, index entries, cursors and sync state, overwritten on disk; its number
+        # is forgotten too (never reused), so the name can be added again with another role.
+        # Records about its people stay queued for home (`Store.erase_source`).
+        session.store.erase_source(sid, unregister=True)
     return session.profile.remove_source(name)
 
 

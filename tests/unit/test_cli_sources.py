@@ -130,6 +130,10 @@ def test_add_list_and_remove_a_read_only_source(
             (HOME_SOURCE, "home", "home"),
             (HOME_SOURCE + 1, "trust-2", "read-only"),
         ]
+        # What a sync of it would bring (the multi-source run is another slice).
+        neighbour_patient = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1"}}
+        session.store.put_resources(HOME_SOURCE + 1, [neighbour_patient])
+        session.store.put_resources(HOME_SOURCE, [{**neighbour_patient, "id": "h1"}])
     assert client_secret(pid) == TABLET_CLIENT[1]  # home's, untouched
     code, out, _ = tablet(["source", "list", "--profile", str(tablet.path)])
     assert code == 0 and "salford-secret" not in out and TABLET_CLIENT[1] not in out
@@ -145,6 +149,9 @@ def test_add_list_and_remove_a_read_only_source(
     with unlock(tablet.path, "pc101", TEST_PIN) as session:
         trail = [(e.user_id, e.action, e.reason) for e in session.store.audit_entries()]
         assert session.audit_problems() == []
+        assert session.store.source_id("trust-2") is None  # erased and its number forgotten
+        assert session.store.count_by_type(source=HOME_SOURCE + 1) == {}
+        assert session.store.count_by_type() == {"Patient": 1}  # home's stays
     assert trail == [
         ("pc101", "source-add", "trust-2 fhir.salford.example.nhs.uk"),
         ("pc101", "source-remove", "trust-2 fhir.salford.example.nhs.uk"),
