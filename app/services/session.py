@@ -314,10 +314,31 @@ def _pid_alive(pid: int) -> bool:
 
 
 def derive_key(profile_dir: Path, user_id: str, pin: str) -> tuple[Profile, bytes]:
-    """The slow half of `unlock` (Argon2, ~0.15 s): opens no connection, so the UI runs it
-    on a worker thread and then calls `open_session` on the thread that will use the Store."""
+    """The slow half of `unlock` (Argon2, ~0.15 s), and a schema migration the cache still
+    needs: the UI runs it on a worker thread and then calls `open_session` on the thread that
+    will use the Store, so that opening the cache there is quick. The key is the profile's
+    only after a PIN check, so nothing is opened before it."""
     profile = Profile.load(profile_dir)
-    return profile, profile.unlock(user_id, pin)
+    data_key = profile.unlock(user_id, pin)
+    _migrate_ahead(profile, data_key)
+    return profile, data_key
+
+
+def _migrate_ahead(profile: Profile, data_key: bytes) -> None:
+    """Bring the cache's schema up to date on this (worker) thread. A migration can take
+    seconds (the cache keyed by source: 12 s at 100,000 patients on the development box),
+    and a cache opened by `open_session` on the GUI thread would hold the window still that
+    long. The plaintext status summary names the schema it last saw: when it is current,
+    nothing is opened here."""
+    if not profile.cache_path.exists():
+        return
+    try:
+        status = json.loads(profile.status_path.read_text(encoding="utf-8"))
+        if status.get("schema_version") == SCHEMA_VERSION:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass  # no summary (or an unreadable one): open the cache to find out
+    Store.open(profile.cache_path, data_key).close()
 
 
 def unlock(profile_dir: Path, user_id: str, pin: str) -> Session:

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from app.services.session import derive_key
 from app.store import SCHEMA_VERSION, Store
 from app.store._connection import connect
-from tests.support.releases import EXPECTED_2, cache_contents, raw_cache_contents
+from tests.support.releases import cache_contents, raw_cache_contents, release_key
 
 # Killed from inside: after the resource table's schema is rewritten and its old key dropped
 # (the riskiest state), and after all of version 5's work, just before its COMMIT.
@@ -46,7 +45,7 @@ def test_a_kill_inside_the_migration_leaves_the_old_schema_whole(
     release_8e74f4c: Path, point: str
 ) -> None:
     before = raw_cache_contents(release_8e74f4c)
-    profile, key = derive_key(release_8e74f4c, EXPECTED_2["user"], EXPECTED_2["pin"])
+    profile, key = release_key(release_8e74f4c)
     # Versions 3 and 4 (the source table, the counts) are their own, earlier transactions:
     # run them first, as the release before this one left caches, so what the kill must
     # preserve is version 4.

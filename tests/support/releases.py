@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import app.security._keyring as kr
-from app.services.session import derive_key
+from app.security import Profile
 from app.store._connection import connect
 from app.store._patient_index import decode_pids
 
@@ -46,9 +46,16 @@ def install_release(
     return profile
 
 
+def release_key(profile_dir: Path) -> tuple[Profile, bytes]:
+    """The release-8e74f4c profile and its data key, without opening (so migrating) the
+    cache as `derive_key` would."""
+    profile = Profile.load(profile_dir)
+    return profile, profile.unlock(EXPECTED_2["user"], EXPECTED_2["pin"])
+
+
 def raw_cache_contents(profile_dir: Path) -> dict[str, Any]:
     """What release 8e74f4c's cache holds, read with plain SQL before any migration runs."""
-    profile, key = derive_key(profile_dir, EXPECTED_2["user"], EXPECTED_2["pin"])
+    profile, key = release_key(profile_dir)
     conn = connect(profile.cache_path, key)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -16,8 +16,9 @@ from app.security import HOME, Profile, SourceSettings, client_secret
 from app.services.encounters import list_encounters
 from app.services.records import ACCESS_REASONS, open_record
 from app.services.search import PatientSearch
-from app.services.session import enrol, unlock
+from app.services.session import derive_key, enrol, open_session, unlock
 from app.store import HOME_SOURCE, SCHEMA_VERSION
+from app.store._connection import connect
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN, MemoryKeyring
 from tests.support.releases import (
     EXPECTED,
@@ -212,3 +213,19 @@ def test_after_the_migration_the_next_sync_is_incremental(
         assert cursors["Patient"].replace(":", "%3A") in patient_queries[0]
         assert report.pushed == 1 and session.store.outbox_counts() == {"sent": 1}
         assert session.store.count_by_type()["Patient"] == expected["patients"]
+
+
+def test_the_migration_runs_with_the_key_derivation_off_the_window_thread(
+    release_8e74f4c: Path,
+) -> None:
+    """The app derives the key on a worker and opens the cache on the GUI thread: the
+    migration (12 s at 100,000 patients) runs in the first, so the second is quick."""
+    profile, key = derive_key(release_8e74f4c, EXPECTED_2["user"], EXPECTED_2["pin"])
+    conn = connect(profile.cache_path, key)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+    with open_session(profile, EXPECTED_2["user"], key) as session:
+        session.write_status()
+    assert json.loads(profile.status_path.read_text())["schema_version"] == SCHEMA_VERSION
