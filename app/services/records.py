@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ from app.fhir import (
     human_name_text,
     nhs_number_of,
     staff_safety_note,
+    verified_nhs_number,
 )
 from app.nhs_number import format_nhs_number
 from app.services.encounters import EncounterSummary, field_records_for_patient
@@ -75,6 +76,9 @@ class PersonView:
     phones: tuple[str, ...]
     gp: str | None  # practice (or GP) name
     gp_phone: str | None
+    # A merged person (section 5 of docs/design/multi-trust.md): the fields the Trusts that
+    # know them disagree on ("name", "date of birth", "sex"), in that order; () for one source.
+    disagreements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,7 @@ class AlertView:
     code: str | None  # SNOMED code when the flag has one
     category: str | None
     since: date | None
+    source: str | None = None  # the Trust whose record holds it (its display name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,7 @@ class CrisisPlanView:
     author: str | None
     review_date: date | None
     stale: bool  # the review date has passed
+    source: str | None = None  # the Trust whose plan it is (its display name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +116,14 @@ class ContactView:
     role: str | None  # relationship, care-team role or "24-hour crisis line"
     phones: tuple[str, ...]
     kind: str  # service | professional | personal
+    source: str | None = None  # the Trust whose record names them (its display name)
 
 
 @dataclass(frozen=True, slots=True)
 class MedicationView:
     name: str
     dosage: str | None
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,7 @@ class AllergyView:
     substance: str
     reactions: tuple[str, ...]
     criticality: str | None
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +139,7 @@ class ConditionView:
     name: str
     status: str | None
     onset: str | None  # as recorded (a FHIR date may be partial)
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +175,30 @@ class PatientRecord:
     last_refreshed: datetime | None  # when the cache last matched the central record
     audit_event_id: str
     source: int = HOME_SOURCE  # the sid of the central record it was read from
+    # Every source's row of this person (section 5): (sid, id), home first; `source` and
+    # `person.patient_id` name the member it was opened with, which stays the person shown.
+    members: tuple[tuple[int, str], ...] = ()
+    sources: tuple[str, ...] = ()  # the Trusts that know the person (display names), home first
+    crisis_plans: tuple[CrisisPlanView, ...] = ()  # each Trust's current plan, newest first
+    identities: tuple[SourcedPerson, ...] = ()  # each member as its Trust records them
+    # After a sync changed who is joined to this person (`refresh_record`): Trusts that now
+    # know them too (not read: that needs an opening, audited) and Trusts whose record is
+    # no longer joined to them (not read any more). Both () on an opening.
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+
+    @property
+    def merged(self) -> bool:
+        """More than one Trust's record makes up this person."""
+        return len(self.members) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedPerson:
+    """One member of a merged person: the Trust (display name) and what its record says."""
+
+    source: str
+    person: PersonView
 
 
 # -- opening a record -------------------------------------------------------------------------
@@ -179,23 +213,28 @@ def open_record(
     """Audit the opening, then read the record of `source`'s Patient `patient_id`.
 
     `reason` is one of ACCESS_REASONS. A cache past its time-to-live raises CacheExpired
-    before anything is read or audited. Everything the record refers to (practitioners,
-    organisations) is read from the same source: an id means something only within its
-    source.
+    before anything is read or audited. The person is every source's row with the same
+    verified NHS number (`members_of`, design section 5): each member source's opening is
+    audited (one entry each, `audit.source` its sid, in one transaction) before anything is
+    read. Everything a record refers to (practitioners, organisations) is read from its own
+    source: an id means something only within its source.
     """
     if reason not in ACCESS_REASONS:
         raise InvalidInput(f"choose a reason: {', '.join(ACCESS_REASONS)}", field="reason")
     session.check_fresh()
-    event_id = str(uuid.uuid4())
-    session.store.audit(
-        user_id=session.user_id,
-        action=OPEN_RECORD_ACTION,
-        patient_id=patient_id,
-        source=source,
-        reason=reason,
-        event_id=event_id,
-    )
-    return _read_record(session, source, patient_id, event_id, now)
+    members = members_of(session, source, patient_id)
+    event_ids = [str(uuid.uuid4()) for _ in members]
+    with session.store.transaction():
+        for (sid, rid), event_id in zip(members, event_ids, strict=True):
+            session.store.audit(
+                user_id=session.user_id,
+                action=OPEN_RECORD_ACTION,
+                patient_id=rid,
+                source=sid,
+                reason=reason,
+                event_id=event_id,
+            )
+    return _read_record(session, (source, patient_id), members, event_ids[0], now)
 
 
 def refresh_record(
@@ -206,11 +245,64 @@ def refresh_record(
     Only for a record `open_record` returned in this session: the refresh belongs to that
     audited opening and keeps its `audit_event_id`. A cache past its time-to-live raises
     CacheExpired, as opening does.
+
+    The person stays the one opened (hazard H1): the member it was opened with, and of the
+    members read then, those still joined to it. A sync that joined another Trust's record
+    to the person does not add it here (its opening was not audited): the record says so in
+    `joined`. A member no longer joined (its NHS number is no longer verified there, or its
+    record went) is no longer read: `left` names its Trust.
     """
     session.check_fresh()
-    return _read_record(
-        session, record.source, record.person.patient_id, record.audit_event_id, now
+    anchor = (record.source, record.person.patient_id)
+    before = record.members or (anchor,)
+    now_members = members_of(session, *anchor)
+    kept = tuple(m for m in now_members if m in before)
+    labels = source_labels(session)
+    joined = tuple(
+        dict.fromkeys(_label(labels, sid) for sid, rid in now_members if (sid, rid) not in before)
     )
+    left = tuple(
+        dict.fromkeys(_label(labels, sid) for sid, rid in before if (sid, rid) not in kept)
+    )
+    read = _read_record(session, anchor, kept, record.audit_event_id, now)
+    # What an earlier refresh already said still holds until the record is opened again.
+    return replace(
+        read,
+        joined=tuple(dict.fromkeys((*record.joined, *joined))),
+        left=tuple(dict.fromkeys((*record.left, *left))),
+    )
+
+
+def members_of(session: Session, source: int, patient_id: str) -> tuple[tuple[int, str], ...]:
+    """Every source's (sid, id) of the person `source`'s Patient `patient_id` is, home first:
+    the rows that share its person key (`nhs:<verified number>`; a `src:` key is one row's
+    own, never merged). The row itself is always a member, first among its source's (also
+    when it is not cached: opening it is audited all the same, then refused)."""
+    patient = session.store.get_resource(source, "Patient", patient_id)
+    number = verified_nhs_number(patient) if patient is not None else None
+    if number is None:
+        return ((source, patient_id),)
+    rows = session.store.people([f"nhs:{number}"]).get(f"nhs:{number}", [])
+    members = [(m.source, m.id) for m in rows]
+    if (source, patient_id) not in members:  # the index is behind the row (a load under way)
+        members.append((source, patient_id))
+    members.sort(key=lambda m: (m[0], m != (source, patient_id), m[1]))
+    return tuple(members)
+
+
+def source_labels(session: Session) -> dict[int, str]:
+    """Each registered source's name as officers know it: the display name the profile's
+    source settings give (the Trust's name), else the source's name."""
+    configured = {s.name: s for s in session.profile.sources}
+    out: dict[int, str] = {}
+    for source in session.store.sources():
+        settings = configured.get(source.name)
+        out[source.sid] = (settings.display_name if settings else None) or source.name
+    return out
+
+
+def _label(labels: Mapping[int, str], sid: int) -> str:
+    return labels.get(sid) or f"source {sid}"
 
 
 def person_of(
@@ -232,33 +324,110 @@ def person_of(
     return _person(patient, london_today(now), _Lookup(session, source))
 
 
+@dataclass(slots=True)
+class _Part:
+    """One member source's resources, read for the record."""
+
+    sid: int
+    patient_id: str
+    label: str | None  # the Trust's name on what it brought; None for a one-source person
+    by_type: dict[str, list[dict[str, Any]]]
+    lookup: _Lookup
+
+
 def _read_record(
-    session: Session, source: int, patient_id: str, event_id: str, now: datetime | None
+    session: Session,
+    anchor: tuple[int, str],
+    members: Iterable[tuple[int, str]],
+    event_id: str,
+    now: datetime | None,
 ) -> PatientRecord:
-    by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in _PATIENT_TYPES}
-    for res in session.store.resources_for_patient(source, patient_id, _PATIENT_TYPES):
-        by_type[res["resourceType"]].append(res)
-    if not by_type["Patient"]:
-        raise InvalidInput("no such person in this device's cache", field="patient_id")
+    """The record of the person made of `members` (home first), shown as `anchor` (the member
+    opened, which must be one of them and must still be cached)."""
+    members = tuple(members) or (anchor,)
+    merged = len(members) > 1
+    labels = source_labels(session)
+    parts: list[_Part] = []
+    for sid, rid in members:
+        by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in _PATIENT_TYPES}
+        for res in session.store.resources_for_patient(sid, rid, _PATIENT_TYPES):
+            by_type[res["resourceType"]].append(res)
+        if not by_type["Patient"]:
+            if (sid, rid) == anchor:
+                raise InvalidInput("no such person in this device's cache", field="patient_id")
+            continue  # gone since the membership was read: not part of the person now
+        label = _label(labels, sid) if merged else None
+        parts.append(_Part(sid, rid, label, by_type, _Lookup(session, sid)))
     today = london_today(now)
-    lookup = _Lookup(session, source)
-    care_teams = [t for t in by_type["CareTeam"] if t.get("status", "active") == "active"]
+    people = [
+        SourcedPerson(_label(labels, p.sid), _person(p.by_type["Patient"][0], today, p.lookup))
+        for p in parts
+    ]
+    shown = next(
+        sp.person for p, sp in zip(parts, people, strict=True) if (p.sid, p.patient_id) == anchor
+    )
+    shown = replace(shown, disagreements=_disagreements([p.by_type["Patient"][0] for p in parts]))
+    plans = [
+        plan
+        for p in parts
+        if (plan := _crisis_plan(p.by_type["CarePlan"], today, p.lookup, p.label)) is not None
+    ]
+    plans.sort(key=lambda plan: plan.created or date.min, reverse=True)  # stable: home first
+    contacts: list[ContactView] = []
+    for p in parts:
+        teams = [t for t in p.by_type["CareTeam"] if t.get("status", "active") == "active"]
+        contacts += _team_contacts(teams, p.lookup, p.label)
+    for p in parts:
+        contacts += _related(p.by_type["RelatedPerson"], p.label)
+    encounters = [e for p in parts for e in p.by_type["Encounter"]]
+    mine = [
+        r for p in parts for r in field_records_for_patient(session, p.patient_id, source=p.sid)
+    ]
     return PatientRecord(
-        person=_person(by_type["Patient"][0], today, lookup),
-        alerts=_alerts(by_type["Flag"], today),
-        crisis_plan=_crisis_plan(by_type["CarePlan"], today, lookup),
-        contacts=(*_team_contacts(care_teams, lookup), *_related(by_type["RelatedPerson"])),
-        medications=_medications(by_type["MedicationStatement"]),
-        allergies=_allergies(by_type["AllergyIntolerance"]),
-        conditions=_conditions(by_type["Condition"]),
-        legal_status=_legal_status(by_type["Encounter"]),
-        last_contacts=_last_contacts(
-            by_type["Encounter"], field_records_for_patient(session, patient_id, source=source)
+        person=shown,
+        alerts=_alerts([(f, p.label) for p in parts for f in p.by_type["Flag"]], today),
+        crisis_plan=plans[0] if plans else None,
+        contacts=tuple(contacts),
+        medications=_medications(
+            [(m, p.label) for p in parts for m in p.by_type["MedicationStatement"]]
         ),
+        allergies=tuple(
+            a for p in parts for a in _allergies(p.by_type["AllergyIntolerance"], p.label)
+        ),
+        conditions=tuple(c for p in parts for c in _conditions(p.by_type["Condition"], p.label)),
+        legal_status=_legal_status(encounters),
+        last_contacts=_last_contacts(encounters, mine),
         last_refreshed=session.last_refresh(),
         audit_event_id=event_id,
-        source=source,
+        source=anchor[0],
+        members=tuple((p.sid, p.patient_id) for p in parts),
+        sources=tuple(dict.fromkeys(_label(labels, p.sid) for p in parts)),
+        crisis_plans=tuple(plans),
+        identities=tuple(people),
     )
+
+
+def _official_name(patient: Mapping[str, Any]) -> str:
+    """The official name folded for comparing (case and spacing do not make a difference)."""
+    names = [n for n in patient.get("name", ()) if isinstance(n, dict)]
+    official = next((n for n in names if n.get("use") == "official"), None)
+    return " ".join(human_name_text(official).casefold().split()) if official else ""
+
+
+def _disagreements(patients: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The identity fields the members' Patients disagree on (a field one Trust leaves out is
+    no disagreement): what the view puts beside the name, so a wrong-person merge shows."""
+    fields = (
+        ("name", _official_name),
+        ("date of birth", lambda p: p.get("birthDate") or ""),
+        ("sex", lambda p: p.get("gender") or ""),
+    )
+    out = []
+    for field_name, value in fields:
+        values = {value(p) for p in patients} - {""}
+        if len(values) > 1:
+            out.append(field_name)
+    return tuple(out)
 
 
 class _Lookup:
@@ -384,9 +553,10 @@ def _person(patient: dict[str, Any], today: date, lookup: _Lookup) -> PersonView
     )
 
 
-def _alerts(flags: list[dict[str, Any]], today: date) -> tuple[AlertView, ...]:
+def _alerts(flags: list[tuple[dict[str, Any], str | None]], today: date) -> tuple[AlertView, ...]:
+    """Active alerts, each with its Trust's label (None for a one-source person)."""
     alerts = []
-    for flag in flags:
+    for flag, source in flags:
         end = _date((flag.get("period") or {}).get("end"))
         if flag.get("status") != "active" or (end is not None and end < today):
             continue
@@ -399,7 +569,7 @@ def _alerts(flags: list[dict[str, Any]], today: date) -> tuple[AlertView, ...]:
             (_concept_text(c) for c in flag.get("category", ()) if _concept_text(c)), None
         )
         since = _date((flag.get("period") or {}).get("start"))
-        alerts.append(AlertView(label, kind, code, category, since))
+        alerts.append(AlertView(label, kind, code, category, since, source))
     alerts.sort(key=lambda a: (_KIND_ORDER.get(a.kind, len(_KIND_ORDER)), a.label))
     return tuple(alerts)
 
@@ -410,8 +580,9 @@ def _is_crisis_plan(plan: Mapping[str, Any]) -> bool:
 
 
 def _crisis_plan(
-    plans: list[dict[str, Any]], today: date, lookup: _Lookup
+    plans: list[dict[str, Any]], today: date, lookup: _Lookup, source: str | None = None
 ) -> CrisisPlanView | None:
+    """The newest active crisis plan of one source's record."""
     active = [p for p in plans if p.get("status") == "active" and _is_crisis_plan(p)]
     if not active:
         return None
@@ -441,10 +612,13 @@ def _crisis_plan(
         author=lookup.name(plan.get("author")),
         review_date=review,
         stale=review is not None and review < today,
+        source=source,
     )
 
 
-def _team_contacts(teams: list[dict[str, Any]], lookup: _Lookup) -> list[ContactView]:
+def _team_contacts(
+    teams: list[dict[str, Any]], lookup: _Lookup, source: str | None = None
+) -> list[ContactView]:
     """Each team's numbers (rank 1 is its 24-hour crisis line), then its members."""
     services: list[ContactView] = []
     people: list[ContactView] = []
@@ -457,7 +631,7 @@ def _team_contacts(teams: list[dict[str, Any]], lookup: _Lookup) -> list[Contact
         )
         for telecom in numbers:
             line = "24-hour crisis line" if telecom.get("rank") == 1 else "Team office"
-            services.append(ContactView(name, line, (str(telecom["value"]),), "service"))
+            services.append(ContactView(name, line, (str(telecom["value"]),), "service", source))
         for participant in team.get("participant", ()):
             member = participant.get("member")
             person = lookup(member)
@@ -468,11 +642,11 @@ def _team_contacts(teams: list[dict[str, Any]], lookup: _Lookup) -> list[Contact
                 (_concept_text(r) for r in participant.get("role", ()) if _concept_text(r)), None
             )
             phones = _phones(person.get("telecom")) if person else ()
-            people.append(ContactView(member_name, role, phones, "professional"))
+            people.append(ContactView(member_name, role, phones, "professional", source))
     return services + people
 
 
-def _related(related: list[dict[str, Any]]) -> list[ContactView]:
+def _related(related: list[dict[str, Any]], source: str | None = None) -> list[ContactView]:
     out = []
     for person in related:
         if person.get("active") is False:
@@ -485,6 +659,7 @@ def _related(related: list[dict[str, Any]]) -> list[ContactView]:
                 ", ".join(r for r in roles if r) or None,
                 _phones(person.get("telecom")),
                 "personal",
+                source,
             )
         )
     return out
@@ -495,20 +670,24 @@ def _recorded(resource: Mapping[str, Any]) -> bool:
     return _status_code(resource.get("verificationStatus")) not in _NOT_RECORDED
 
 
-def _medications(statements: list[dict[str, Any]]) -> tuple[MedicationView, ...]:
+def _medications(
+    statements: list[tuple[dict[str, Any], str | None]],
+) -> tuple[MedicationView, ...]:
     out = []
-    for st in statements:
+    for st, source in statements:
         if st.get("status") != "active":
             continue
         name = _concept_text(st.get("medicationCodeableConcept")) or (
             st.get("medicationReference") or {}
         ).get("display")
         dosage = "; ".join(str(d["text"]) for d in st.get("dosage", ()) if d.get("text"))
-        out.append(MedicationView(str(name or "Medicine not named"), dosage or None))
+        out.append(MedicationView(str(name or "Medicine not named"), dosage or None, source))
     return tuple(sorted(out, key=lambda m: m.name.lower()))
 
 
-def _allergies(allergies: list[dict[str, Any]]) -> tuple[AllergyView, ...]:
+def _allergies(
+    allergies: list[dict[str, Any]], source: str | None = None
+) -> tuple[AllergyView, ...]:
     out = []
     for allergy in allergies:
         status = _status_code(allergy.get("clinicalStatus"))
@@ -521,11 +700,13 @@ def _allergies(allergies: list[dict[str, Any]]) -> tuple[AllergyView, ...]:
             if (text := _concept_text(m))
         )
         substance = _concept_text(allergy.get("code")) or "Substance not named"
-        out.append(AllergyView(substance, reactions, allergy.get("criticality")))
+        out.append(AllergyView(substance, reactions, allergy.get("criticality"), source))
     return tuple(out)
 
 
-def _conditions(conditions: list[dict[str, Any]]) -> tuple[ConditionView, ...]:
+def _conditions(
+    conditions: list[dict[str, Any]], source: str | None = None
+) -> tuple[ConditionView, ...]:
     out = []
     for condition in conditions:
         status = _status_code(condition.get("clinicalStatus"))
@@ -533,7 +714,7 @@ def _conditions(conditions: list[dict[str, Any]]) -> tuple[ConditionView, ...]:
             continue
         name = _concept_text(condition.get("code")) or "Condition not named"
         onset = condition.get("onsetDateTime")
-        out.append(ConditionView(name, status, str(onset)[:10] if onset else None))
+        out.append(ConditionView(name, status, str(onset)[:10] if onset else None, source))
     return tuple(out)
 
 
