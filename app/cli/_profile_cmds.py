@@ -318,6 +318,7 @@ def _import(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from app.nhs_number import format_nhs_number
     from app.services.search import PatientSearch, audit_search
+    from app.store import HOME_SOURCE
 
     with _unlock(args) as session:
         session.check_fresh()
@@ -341,8 +342,11 @@ def _search(args: argparse.Namespace) -> int:
                         "postcode": h.postcode,
                         "score": round(h.score, 3),
                         "alerts": [
-                            {"code": a.code, "label": a.label, "kind": a.kind} for a in h.alerts
+                            {"code": a.code, "label": a.label, "kind": a.kind, "source": a.source}
+                            for a in h.alerts
                         ],
+                        # issue 14: the central records that know this person, home first
+                        "sources": list(h.sources),
                     }
                     for h in result.hits
                 ],
@@ -358,10 +362,14 @@ def _search(args: argparse.Namespace) -> int:
         nhs = format_nhs_number(h.nhs_number) if h.nhs_number else "no NHS number"
         alerts = ", ".join(a.label for a in h.alerts)
         known = f' "{h.known_as}"' if h.known_as else ""
+        # Named only when someone other than the home source knows them (issue 14).
+        sources = (
+            f"  (from {', '.join(h.sources)})" if h.sid != HOME_SOURCE or len(h.sources) > 1 else ""
+        )
         print(
             plain(
                 f"{h.display_name}{known}  {h.birth_date or '?'}  {nhs}  {h.postcode or ''}"
-                f"{'  [' + alerts + ']' if alerts else ''}"
+                f"{'  [' + alerts + ']' if alerts else ''}{sources}"
             )
         )
     return 0

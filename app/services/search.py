@@ -52,7 +52,7 @@ from app.errors import IndexIncomplete
 from app.fhir import ALERT_KINDS
 from app.nhs_number import check_digit, is_valid
 from app.services._query import ParsedQuery, Word, parse_query
-from app.store import Field, IndexedPatient, PatientIndexReader
+from app.store import HOME_SOURCE, Field, IndexedPatient, Member, PatientIndexReader
 from app.textkeys import phonetic_keys
 
 __all__ = ["Alert", "PatientHit", "PatientSearch", "SearchResult", "SearchWords"]
@@ -66,6 +66,7 @@ class Alert:
     code: str
     label: str
     kind: str  # one of app.fhir.ALERT_KINDS
+    source: str = ""  # the name of the source (central record) whose Flag it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,27 @@ class PatientHit:
     nhs_number: str | None  # ten digits; format with app.nhs_number.format_nhs_number
     postcode: str | None
     address: str | None
-    alerts: tuple[Alert, ...]
+    alerts: tuple[Alert, ...]  # every member's, each labelled with its source
     score: float
+    # One person across sources (docs/design/multi-trust.md section 5). `id` is the home
+    # source's Patient id where the home source knows them, else the best-matching member's;
+    # `sid` and `source` say whose id it is (open the record with (sid, id): an id means
+    # something only within its source). `members` are (sid, id) of every source's Patient of
+    # this person and `sources` their names, home first; one member unless a verified NHS
+    # number joins them.
+    source: str = ""
+    sources: tuple[str, ...] = ()
+    members: tuple[tuple[int, str], ...] = ()
+    sid: int = HOME_SOURCE
+
+    @property
+    def ref(self) -> tuple[int, str]:
+        """(sid, id): the Patient this result opens."""
+        return (self.sid, self.id)
+
+    def is_person(self, sid: int, patient_id: str) -> bool:
+        """Whether (sid, patient_id) is one of this person's Patients."""
+        return (sid, patient_id) in self.members or (sid, patient_id) == self.ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +108,21 @@ class SearchResult:
     hits: list[PatientHit]
     notice: str | None = None
     did_you_mean: str | None = None
+
+
+@dataclass(slots=True)
+class _Scored:
+    """One source's Patient row as the re-rank scored it."""
+
+    row: IndexedPatient
+    score: float
+
+    def order(self) -> tuple[float, str, str, int]:
+        return (-self.score, self.row.display_name or NO_NAME, self.row.id, self.row.source)
+
+
+NO_NAME = "(no name recorded)"
+MERGED_KEY_PREFIX = "nhs:"  # only a verified NHS number joins Patients of several sources
 
 
 class _Indexed(Protocol):
@@ -334,9 +369,14 @@ class PatientSearch:
         ):
             notices.append(NOTICE_NHS_NOT_FOUND)
 
+        names = self._reader.source_names()
+        several = len(names) > 1
         keep = max(_RERANK_MIN, limit + _RERANK_SPARE)
         if len(tokens) == 1 and tokens[0].size > _ONE_WORD_FAST_FROM:
-            candidates = self._one_common_word(tokens[0], criteria, filters, keep)
+            # With several sources one person may be a row in each: keep enough rows for
+            # `limit` people.
+            wanted = keep * len(names) if several else keep
+            candidates = self._one_common_word(tokens[0], criteria, filters, wanted)
         else:
             candidates = self._candidates(tokens, criteria)
             if not candidates:
@@ -354,11 +394,17 @@ class PatientSearch:
             for b in bonuses:
                 total += b.get(pid, 0.0)
             prelim[pid] = total
-        top = heapq.nlargest(keep, prelim, key=prelim.__getitem__)
-        rows = self._reader.patients(top)
-        hits = self._rerank(rows, tokens, criteria, bonuses, age_range, today)
-        hits.sort(key=lambda h: (-h.score, h.display_name, h.id))
-        hits = hits[:limit]
+        scored: list[_Scored] = []
+        ranked = 0
+        while True:
+            top = heapq.nlargest(ranked + keep, prelim, key=prelim.__getitem__)[ranked:]
+            rows = self._reader.patients(top)
+            scored.extend(self._rerank(rows, tokens, criteria, bonuses, age_range, today))
+            ranked += len(top)
+            # `limit` counts people: rows that merge into one person leave room for more.
+            if not several or ranked >= len(prelim) or _people_count(scored) >= limit:
+                break
+        hits = self._merge_people(scored, limit, names, today)
         suggestion = None
         if tokens and (not hits or hits[0].score < WEAK_SCORE):
             suggestion = self._did_you_mean(query, tokens)
@@ -620,13 +666,12 @@ class PatientSearch:
         bonuses: list[dict[int, float]],
         age_range: tuple[int, int] | None,
         today: date,
-    ) -> list[PatientHit]:
+    ) -> list[_Scored]:
         best = sum(c.best for c in criteria)
         if tokens:
             best += len(tokens) + NAME_SIMILARITY + ORDER_BONUS
         best = best or 1.0
         typed = " ".join(t.word.text for t in tokens)
-        today_iso = today.isoformat()
         hits = []
         for pid, row in rows.items():
             age = _age(row.birth_date, today)
@@ -648,24 +693,68 @@ class PatientSearch:
                     total += _age_bonus(age, *c.age)
                 else:
                     total += b.get(pid, 0.0)
-            alerts = tuple(
-                Alert(code, label, kind if kind in ALERT_KINDS else "other")
-                for code, label, kind, end in row.alerts
-                if end is None or str(end)[:10] >= today_iso
-            )
+            hits.append(_Scored(row, round(min(1.0, max(0.0, total / best)), 4)))
+        return hits
+
+    # -- one person per NHS number ------------------------------------------------------------
+    def _merge_people(
+        self, scored: list[_Scored], limit: int, names: dict[int, str], today: date
+    ) -> list[PatientHit]:
+        """The best `limit` people: rows of several sources that share a verified NHS number
+        (`person_key` "nhs:...") are one person, with the best member's score and rank and
+        every source's Patient as a member (also those the query did not reach). Rows
+        without one (`src:...`) are never merged, nor are the rows of a number that one
+        source holds twice (a data error there: which of its two would be this person?)."""
+        scored.sort(key=_Scored.order)
+        by_pid = {s.row.pid: s for s in scored}
+        groups = _group(scored, merge=len(names) > 1, split=frozenset())
+        keys = [k for k in list(groups)[:limit] if k.startswith(MERGED_KEY_PREFIX)]
+        people = self._reader.people(keys) if keys else {}
+        # A key `people` leaves out is one a source holds twice: not one person, its rows
+        # stay apart.
+        split = frozenset(k for k in keys if k not in people)
+        if split:
+            groups = _group(scored, merge=True, split=split)
+        kept = list(groups.items())[:limit]
+        members: dict[str, list[Member]] = {}
+        for key, rows in kept:
+            if key in people:
+                members[key] = people[key]
+            else:
+                members[key] = [Member(s.row.source, s.row.id, s.row.pid) for s in rows]
+        missing = {m.pid for ms in members.values() for m in ms} - by_pid.keys()
+        extra = self._reader.patients(missing) if missing else {}
+        today_iso = today.isoformat()
+        hits = []
+        for key, rows in kept:
+            best = rows[0]
+            person = [
+                by_pid[m.pid].row if m.pid in by_pid else extra.get(m.pid) for m in members[key]
+            ]
+            present = [r for r in person if r is not None]
+            home = next((r for r in present if r.source == HOME_SOURCE), None)
+            shown = home or best.row
+            alerts: dict[tuple[str, str, str], Alert] = {}
+            for r in present:
+                for a in _alerts(r, names.get(r.source, ""), today_iso):
+                    alerts.setdefault((a.code, a.kind, a.source), a)
             hits.append(
                 PatientHit(
-                    id=row.id,
-                    display_name=row.display_name or "(no name recorded)",
-                    known_as=row.known_as,
-                    birth_date=row.birth_date,
-                    age=age,
-                    gender=row.gender,
-                    nhs_number=row.nhs_number,
-                    postcode=row.postcode,
-                    address=row.address,
-                    alerts=alerts,
-                    score=round(min(1.0, max(0.0, total / best)), 4),
+                    id=shown.id,
+                    display_name=shown.display_name or NO_NAME,
+                    known_as=shown.known_as,
+                    birth_date=shown.birth_date,
+                    age=_age(shown.birth_date, today),
+                    gender=shown.gender,
+                    nhs_number=shown.nhs_number,
+                    postcode=shown.postcode,
+                    address=shown.address,
+                    alerts=tuple(sorted(alerts.values(), key=_alert_order)),
+                    score=best.score,
+                    source=names.get(shown.source, ""),
+                    sources=tuple(dict.fromkeys(names.get(r.source, "") for r in present)),
+                    members=tuple((r.source, r.id) for r in present),
+                    sid=shown.source,
                 )
             )
         return hits
@@ -809,6 +898,44 @@ def _assign(tokens: list[_Token], row: IndexedPatient) -> float:
     ):
         total += ORDER_BONUS
     return total
+
+
+def _person_key(row: IndexedPatient, merge: bool, split: frozenset[str]) -> str:
+    key = row.person_key
+    if merge and key.startswith(MERGED_KEY_PREFIX) and key not in split:
+        return key
+    return f"pid:{row.pid}"
+
+
+def _group(
+    scored: list[_Scored], *, merge: bool, split: frozenset[str]
+) -> dict[str, list[_Scored]]:
+    """Person -> their scored rows, best first; people in the order of their best row."""
+    groups: dict[str, list[_Scored]] = {}
+    for s in scored:  # already in rank order
+        groups.setdefault(_person_key(s.row, merge, split), []).append(s)
+    return groups
+
+
+def _people_count(scored: list[_Scored]) -> int:
+    return len({_person_key(s.row, True, frozenset()) for s in scored})
+
+
+_KIND_RANK = {kind: rank for rank, kind in enumerate(ALERT_KINDS)}
+
+
+def _alert_order(alert: Alert) -> tuple[int, str, str]:
+    """Staff safety first (as the index orders one source's badges), then by label."""
+    return (_KIND_RANK.get(alert.kind, len(ALERT_KINDS)), alert.label, alert.source)
+
+
+def _alerts(row: IndexedPatient, source: str, today_iso: str) -> list[Alert]:
+    """The row's badges still in force today, labelled with the source they came from."""
+    return [
+        Alert(code, label, kind if kind in ALERT_KINDS else "other", source)
+        for code, label, kind, end in row.alerts
+        if end is None or str(end)[:10] >= today_iso
+    ]
 
 
 def _age(birth_date: str | None, today: date) -> int | None:

@@ -997,7 +997,10 @@ class PatientIndexReader:
 
     def people(self, person_keys: Iterable[str]) -> dict[str, list[Member]]:
         """Every source's row of each person (by `person_key`), home source first: what a
-        merged search result and record view are made of. Keys nobody has are absent."""
+        merged search result and record view are made of. Keys nobody has are absent, and so
+        is a key one source holds for two or more Patients: a data error at that source
+        (which of its two would another source's row be?), so none of them is merged
+        (hazard H23)."""
         out: dict[str, list[Member]] = {}
         for chunk in _chunks(sorted(set(person_keys))):
             marks = ",".join("?" * len(chunk))
@@ -1007,7 +1010,15 @@ class PatientIndexReader:
                 tuple(chunk),
             ):
                 out.setdefault(key, []).append(Member(source, rid, pid))
-        return out
+        return {k: ms for k, ms in out.items() if len({m.source for m in ms}) == len(ms)}
+
+    def source_names(self) -> dict[int, str]:
+        """Every registered source's name by sid, home (sid 1) first: what a merged search
+        result names its sources by."""
+        return {
+            int(sid): str(name)
+            for sid, name in self._conn.execute("SELECT sid, name FROM source ORDER BY sid")
+        }
 
     def patient_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM patient_index").fetchone()[0])

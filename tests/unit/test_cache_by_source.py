@@ -16,7 +16,6 @@ import pytest
 import sqlcipher3
 
 from app.errors import InvalidInput, StoreUnavailable
-from app.fhir import NHS_NUMBER_SYSTEM, NHS_VERIFICATION_EXT, NHS_VERIFICATION_SYSTEM
 from app.services.importer import import_ndjson
 from app.services.records import ACCESS_REASONS, open_record
 from app.services.search import PatientSearch
@@ -36,48 +35,13 @@ from app.store._connection import connect
 from app.store._migrations import MIGRATIONS
 from app.synthetic import generate_trusts
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
+from tests.support.people import flag as _flag
+from tests.support.people import patient as _patient
 from tests.support.sync import index_contents
 
 PEOPLE = 400  # the region's people: ~3 ids of trust-2 collide with trust-1's at seed 21
 SEED = 21
 CANARY = "Quennellwyvern"
-
-
-def _patient(
-    rid: str,
-    family: str = "Okafor",
-    *,
-    nhs: str | None = None,
-    status: str | None = "01",
-    version: str = "1",
-) -> dict[str, Any]:
-    patient: dict[str, Any] = {
-        "resourceType": "Patient",
-        "id": rid,
-        "meta": {"versionId": version, "lastUpdated": f"2026-11-0{version}T10:00:00.000Z"},
-        "name": [{"use": "official", "family": family, "given": ["Ada"]}],
-        "birthDate": "1980-02-03",
-    }
-    if nhs is not None:
-        ident: dict[str, Any] = {"system": NHS_NUMBER_SYSTEM, "value": nhs}
-        if status is not None:
-            coding = {"system": NHS_VERIFICATION_SYSTEM, "code": status}
-            ident["extension"] = [
-                {"url": NHS_VERIFICATION_EXT, "valueCodeableConcept": {"coding": [coding]}}
-            ]
-        patient["identifier"] = [ident]
-    return patient
-
-
-def _flag(fid: str, patient: str, text: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Flag",
-        "id": fid,
-        "meta": {"versionId": "1", "lastUpdated": "2026-11-01T10:00:00.000Z"},
-        "status": "active",
-        "code": {"text": text},
-        "subject": {"reference": f"Patient/{patient}"},
-    }
 
 
 @pytest.fixture

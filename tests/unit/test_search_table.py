@@ -481,9 +481,11 @@ def test_result_carries_what_the_officer_needs(search: PatientSearch) -> None:
     assert hit.address == "14 Harborne Park Road, Birmingham"
     # only active flags: inactive, entered-in-error and ended ones never show
     assert hit.alerts == (
-        Alert("MAPPA", "MAPPA", "staff"),  # staff safety first (issue 11 item 4)
-        Alert("65108000", "Risk of violence", "others"),
+        Alert("MAPPA", "MAPPA", "staff", "home"),  # staff safety first (issue 11 item 4)
+        Alert("65108000", "Risk of violence", "others", "home"),
     )
+    # one source: the person is its one Patient
+    assert (hit.source, hit.sources, hit.members) == ("home", ("home",), ((1, "t-whitfield"),))
     assert 0.9 <= hit.score <= 1.0
 
 
@@ -491,7 +493,7 @@ def test_result_without_nhs_number_or_alerts(search: PatientSearch) -> None:
     hit = search.search("daniel okafor 1958", limit=5, today=TODAY).hits[0]
     assert (hit.id, hit.nhs_number, hit.alerts, hit.known_as) == ("t-okafor-1958", None, (), None)
     future_end = search.search("thornbury", limit=5, today=TODAY).hits[0]
-    assert future_end.alerts == (Alert("225444004", "Risk of suicide", "self"),)
+    assert future_end.alerts == (Alert("225444004", "Risk of suicide", "self", "home"),)
     # the same flag once its end date has passed
     later = search.search("thornbury", limit=5, today=date(2027, 6, 1)).hits[0]
     assert later.alerts == ()
