@@ -1,6 +1,7 @@
 """Search latency at N cached patients (DESIGN.md section 8: p95 <= 10 ms at 100,000).
 
     .venv/bin/python tests/bench/bench_search.py [--patients 100000] [--queries 440]
+    .venv/bin/python tests/bench/bench_search.py --sources 3 [--patients 100000]
 
 Builds (or reuses, under `bench-data/`, gitignored) a SQLCipher cache of N synthetic patients
 and their Flags, derives a fixed mix of realistic queries from the cohort (typos, nicknames,
@@ -15,8 +16,16 @@ scan with rapidfuzz WRatio over every official name (first SCAN_QUERIES queries 
 Unlock-time figures (open + vocabulary load, RSS) come from a fresh subprocess. Top-1 counts
 only the intended person: at 100k many queries have namesakes that are equally right, hence
 top1_or_tied and top5 too.
+
+`--sources N` (issue 14): the cohort is `kerbside generate --trusts N --overlap 0.2
+--patients P` (P people in the region, a fifth known to two or three Trusts), each Trust's
+folder imported into its own source through the store's bulk path (`import_ndjson(...,
+source=)`, trust-1 as home), so search merges people by verified NHS number. Queries are drawn
+from every source's Patients; a result is the intended person when the Patient the query was
+made from is one of its members (`PatientHit.is_person`).
 The last line is one JSON object: patients, p50_ms, p95_ms, p99_ms, app_p95_ms,
-plain_sqlite_p95_ms, python_scan_p95_ms, top1_hit_rate.
+plain_sqlite_p95_ms, python_scan_p95_ms, top1_hit_rate (and with --sources: sources, rows,
+top1_or_tied_rate, top5_hit_rate).
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ TODAY = date(2026, 11, 20)  # the generator's default as_of: ages stay stable ac
 BATCH = 5000
 SCAN_QUERIES = 220  # ten of each kind
 _TABLES = ("patient_index", "search_posting", "search_vocab", "search_state")
+OVERLAP = 0.2  # --sources: the fraction of the region's people known to more than one Trust
+Expected = tuple[int, str]  # (sid, Patient id) a query was made from
 
 
 # -- building the cache -----------------------------------------------------------------------
@@ -113,6 +124,62 @@ def build_cache(directory: Path, patients: int, seed: int) -> dict[str, float]:
     return info
 
 
+class _Importing:
+    """What `import_ndjson` asks of a session, for a bench that has only the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def mark_refreshed(self, *, synced: bool) -> None:
+        pass
+
+    def write_status(self) -> None:
+        pass
+
+
+def build_sources_cache(directory: Path, patients: int, seed: int, sources: int) -> dict[str, Any]:
+    """A cache of `sources` Trusts' records of a region of `patients` people, each Trust's
+    folder (`generate_trusts`) bulk-loaded into its own source, trust-1 as home."""
+    from app.services.importer import import_ndjson
+    from app.synthetic import generate_trusts
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    path = directory / "cache.db"
+    for stale in directory.glob("cache.db*"):
+        stale.unlink()
+    region = directory / "region"
+    t = time.perf_counter()
+    if not (region / f"trust-{sources}" / "Patient.ndjson").exists():
+        generate_trusts(sources, OVERLAP, patients, seed, region)
+    generate_s = time.perf_counter() - t
+    store = Store.create(path, key)
+    loads = []
+    for k in range(1, sources + 1):
+        sid = HOME_SOURCE if k == 1 else store.ensure_source(f"trust-{k}", "read-only")
+        t = time.perf_counter()
+        import_ndjson(_Importing(store), region / f"trust-{k}", source=sid)  # type: ignore[arg-type]
+        loads.append(round(time.perf_counter() - t, 2))
+    rows = store.patient_index().patient_count()
+    merged = store.conn.execute(
+        "SELECT count(*) FROM (SELECT person_key FROM patient_index"
+        " WHERE person_key LIKE 'nhs:%' GROUP BY person_key HAVING count(*) > 1)"
+    ).fetchone()[0]
+    store.close()
+    (directory / "key.bin").write_bytes(key)
+    info = {
+        "patients": patients,
+        "sources": sources,
+        "rows": rows,
+        "people_in_several_sources": merged,
+        "generate_s": round(generate_s, 2),
+        "import_s": loads,
+        "cache_mb": round(path.stat().st_size / 1e6, 1),
+    }
+    (directory / "build.json").write_text(json.dumps(info))
+    return info
+
+
 def plain_copy(store: Store, path: Path) -> sqlite3.Connection:
     """The index tables in an unencrypted SQLite file, same schema, for comparison only."""
     if path.exists():
@@ -121,7 +188,10 @@ def plain_copy(store: Store, path: Path) -> sqlite3.Connection:
     plain.execute("BEGIN")
     PatientIndexer().create_schema(plain)
     plain.execute("DELETE FROM search_state")
-    for table in _TABLES:
+    # search names a result's sources from the source table
+    (ddl,) = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'source'").fetchone()
+    plain.execute(ddl)
+    for table in (*_TABLES, "source"):
         cols = [r[1] for r in store.conn.execute(f"PRAGMA table_info({table})")]
         marks = ",".join("?" * len(cols))
         rows = store.conn.execute(f"SELECT {','.join(cols)} FROM {table}")
@@ -209,17 +279,23 @@ KINDS = (
 )
 
 
-def make_queries(store: Store, count: int, seed: int) -> list[tuple[str, str, str]]:
-    """(kind, query, expected patient id), deterministic for the cache's contents and seed."""
+def make_queries(store: Store, count: int, seed: int) -> list[tuple[str, str, Expected]]:
+    """(kind, query, expected (sid, patient id)), deterministic for the cache's contents and
+    seed; drawn from every source's Patients (one source: the same mix as before)."""
     rng = Random(seed)
-    ids = sorted(store.resource_ids(HOME_SOURCE, "Patient"))
+    ids = sorted(
+        (source.sid, rid)
+        for source in store.sources()
+        for rid in store.resource_ids(source.sid, "Patient")
+    )
     namer = NickNamer()
     out: list[tuple[str, str, str]] = []
     attempts = 0
     while len(out) < count and attempts < count * 20:
         attempts += 1
         kind = KINDS[len(out) % len(KINDS)]
-        patient = store.get_resource(HOME_SOURCE, "Patient", rng.choice(ids))
+        sid, rid = rng.choice(ids)
+        patient = store.get_resource(sid, "Patient", rid)
         assert patient is not None
         n = _names(patient)
         given, family = n.get("given", ""), n.get("family", "")
@@ -302,7 +378,7 @@ def make_queries(store: Store, count: int, seed: int) -> list[tuple[str, str, st
             if words:
                 q = f"{family} {words[0]}"
         if q:
-            out.append((kind, q, patient["id"]))
+            out.append((kind, q, (sid, patient["id"])))
     return out
 
 
@@ -315,7 +391,7 @@ def _percentiles(values_ms: list[float]) -> tuple[float, float, float]:
 
 
 def run_mix(
-    search: PatientSearch, queries: list[tuple[str, str, str]], passes: int
+    search: PatientSearch, queries: list[tuple[str, str, Expected]], passes: int
 ) -> dict[str, Any]:
     cold: list[float] = []
     warm: list[float] = []
@@ -329,16 +405,12 @@ def run_mix(
             dt = (time.perf_counter_ns() - t) / 1e6
             (cold if p == 0 else warm).append(dt)
             if p == 0:
-                ids = [h.id for h in result.hits]
-                hit1 = bool(ids) and ids[0] == expected
-                best = result.hits[0].score if result.hits else None
-                tie = (
-                    expected in ids
-                    and next(h.score for h in result.hits if h.id == expected) == best
-                )
+                rank = next((i for i, h in enumerate(result.hits) if h.is_person(*expected)), None)
+                hit1 = rank == 0
+                tie = rank is not None and result.hits[rank].score == result.hits[0].score
                 top1 += hit1
                 tied += tie
-                top5 += expected in ids[:5]
+                top5 += rank is not None and rank < 5
                 by_kind.setdefault(kind, [0, 0])
                 by_kind[kind][0] += hit1 or tie
                 by_kind[kind][1] += 1
@@ -358,7 +430,7 @@ def run_mix(
 
 
 def run_as_the_app(
-    path: Path, key: bytes, queries: list[tuple[str, str, str]], passes: int
+    path: Path, key: bytes, queries: list[tuple[str, str, Expected]], passes: int
 ) -> dict[str, float]:
     """Each search as `use_cases.search_op` runs it: on a worker thread, on a Store opened for
     it and closed after it (cold page cache every time), the vocabulary shared."""
@@ -395,13 +467,13 @@ def run_as_the_app(
     }
 
 
-def run_python_scan(store: Store, queries: list[tuple[str, str, str]]) -> dict[str, Any]:
+def run_python_scan(store: Store, queries: list[tuple[str, str, Expected]]) -> dict[str, Any]:
     """The naive alternative: every official name in a list, rapidfuzz WRatio over all of it.
     Slow (hundreds of ms a query at 100k), so it runs on the first SCAN_QUERIES of the mix."""
     queries = queries[:SCAN_QUERIES]
-    rows = store.conn.execute("SELECT id, names FROM patient_index").fetchall()
-    ids = [r[0] for r in rows]
-    names = [(r[1] or "").split("|")[0] for r in rows]
+    rows = store.conn.execute("SELECT source, id, names FROM patient_index").fetchall()
+    ids = [(r[0], r[1]) for r in rows]
+    names = [(r[2] or "").split("|")[0] for r in rows]
     times = []
     top1 = 0
     for _kind, q, expected in queries:
@@ -458,12 +530,24 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench-data")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached cohort")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument(
+        "--sources",
+        type=int,
+        default=1,
+        help="N > 1: N Trusts' records of the region (generate --trusts N --overlap 0.2)",
+    )
     args = parser.parse_args()
 
-    directory = args.cache_dir / f"search-{args.patients}-{args.seed}"
+    if args.sources > 1:
+        directory = args.cache_dir / f"search-{args.patients}-{args.seed}-sources{args.sources}"
+    else:
+        directory = args.cache_dir / f"search-{args.patients}-{args.seed}"
     if args.rebuild or not (directory / "build.json").exists():
         print(f"building a cache of {args.patients} patients in {directory} ...", flush=True)
-        build = build_cache(directory, args.patients, args.seed)
+        if args.sources > 1:
+            build = build_sources_cache(directory, args.patients, args.seed, args.sources)
+        else:
+            build = build_cache(directory, args.patients, args.seed)
     else:
         build = json.loads((directory / "build.json").read_text())
     print("build:", json.dumps(build), flush=True)
@@ -479,8 +563,8 @@ def main() -> int:
     if args.show_misses:
         for kind, q, expected in queries:
             hits = search.search(q, limit=5, today=TODAY).hits
-            if not hits or hits[0].id != expected:
-                rank = next((i for i, h in enumerate(hits) if h.id == expected), None)
+            if not hits or not hits[0].is_person(*expected):
+                rank = next((i for i, h in enumerate(hits) if h.is_person(*expected)), None)
                 top = hits[0].display_name if hits else None
                 print(f"  miss {kind:16} {q!r} rank={rank} top={top}")
 
@@ -517,8 +601,11 @@ def main() -> int:
         "top1_or_tied_rate": cipher["top1_or_tied_rate"],
         "top5_hit_rate": cipher["top5_hit_rate"],
         "python_scan_top1": scan["top1_hit_rate"],
-        "put_resources_s": build["put_resources_s"],
-        "rebuild_index_s": build["rebuild_index_s"],
+        "sources": args.sources,
+        "rows": build.get("rows", build["patients"]),
+        "put_resources_s": build.get("put_resources_s"),
+        "rebuild_index_s": build.get("rebuild_index_s"),
+        "import_s": build.get("import_s"),
         "cache_mb": build["cache_mb"],
         "store_open_s": unlock["store_open_s"],
         "search_init_s": unlock["search_init_s"],
@@ -526,20 +613,24 @@ def main() -> int:
         "rss_mb": round(unlock["rss_mb"], 1),
     }
     print("summary:", json.dumps(summary))
-    print(
-        json.dumps(
-            {
-                "patients": build["patients"],
-                "p50_ms": cipher["p50_ms"],
-                "p95_ms": cipher["p95_ms"],
-                "p99_ms": cipher["p99_ms"],
-                "app_p95_ms": app["p95_ms"],
-                "plain_sqlite_p95_ms": plain["p95_ms"],
-                "python_scan_p95_ms": scan["p95_ms"],
-                "top1_hit_rate": cipher["top1_hit_rate"],
-            }
+    last = {
+        "patients": build["patients"],
+        "p50_ms": cipher["p50_ms"],
+        "p95_ms": cipher["p95_ms"],
+        "p99_ms": cipher["p99_ms"],
+        "app_p95_ms": app["p95_ms"],
+        "plain_sqlite_p95_ms": plain["p95_ms"],
+        "python_scan_p95_ms": scan["p95_ms"],
+        "top1_hit_rate": cipher["top1_hit_rate"],
+    }
+    if args.sources > 1:
+        last.update(
+            sources=args.sources,
+            rows=build["rows"],
+            top1_or_tied_rate=cipher["top1_or_tied_rate"],
+            top5_hit_rate=cipher["top5_hit_rate"],
         )
-    )
+    print(json.dumps(last))
     return 0
 
 
