@@ -32,7 +32,7 @@ from sync._exceptions import (
     TransientError,
     Unsupported,
 )
-from sync._lookup import OnlineHits, OnlineRecord, open_online, search_online
+from sync._lookup import OnlineHits, OnlineRecord, open_online, search_online, search_query
 from sync._pipeline import BulkWorker, Preparer, in_background
 from sync._ports import AuditRecord, HeldVersion, OutboxItem, PurposeOfUse, SyncStore
 from sync._push import Pusher, audit_event
@@ -88,6 +88,7 @@ __all__ = [
     "outcome_text",
     "parse_capabilities",
     "search_online",
+    "search_query",
 ]
 
 for _name in __all__:

@@ -118,16 +118,17 @@ def search_online(
     birth_date: str | date | None = None,
     event_id: str | None = None,
     at: str | None = None,
+    chain: tuple[int, str, str] | None = None,
 ) -> OnlineHits:
     """Search the source for a person by NHS number alone, or by family name and date of
     birth (and given name), after auditing the search there.
 
     `event_id` (default: a new UUID) and `at` (default: now) let the caller write the same
-    event into its local audit chain.
+    event into its local audit chain. `chain`: that local entry's (sequence, previous hash,
+    hash), sent when the source is the one the device uploads its chain to (its home), so the
+    event stored there under this id is the chained one the later upload would have made.
     """
-    params = _criteria(nhs_number, family, given, birth_date)
-    params += [("_count", str(MAX_HITS)), ("_elements", ",".join(HIT_ELEMENTS))]
-    query = urlencode(params)
+    query = search_query(nhs_number=nhs_number, family=family, given=given, birth_date=birth_date)
     _audit_first(
         client,
         AuditRecord(
@@ -138,6 +139,7 @@ def search_online(
             None,
             query,
             purpose=purpose,
+            **_links(chain),
         ),
         audit,
     )
@@ -155,6 +157,21 @@ def search_online(
     return OnlineHits(hits, more)
 
 
+def search_query(
+    *,
+    nhs_number: str | None = None,
+    family: str | None = None,
+    given: str | None = None,
+    birth_date: str | date | None = None,
+) -> str:
+    """The search as `search_online` sends it (the form body, and the AuditEvent's
+    `entity.query`), or InvalidRequest: a caller checks the criteria, and can keep the same
+    words in its own audit trail, before anything is sent."""
+    params = _criteria(nhs_number, family, given, birth_date)
+    params += [("_count", str(MAX_HITS)), ("_elements", ",".join(HIT_ELEMENTS))]
+    return urlencode(params)
+
+
 def open_online(
     client: FhirClient,
     patient_id: str,
@@ -164,9 +181,10 @@ def open_online(
     user_id: str,
     event_id: str | None = None,
     at: str | None = None,
+    chain: tuple[int, str, str] | None = None,
 ) -> OnlineRecord:
     """Fetch one person's record from the source (one batch Bundle, then any further pages),
-    after auditing the opening there."""
+    after auditing the opening there (`event_id`, `at`, `chain` as for `search_online`)."""
     if not isinstance(patient_id, str) or not ID_RE.match(patient_id):
         raise InvalidRequest("not a FHIR Patient id", field="patient_id")
     _audit_first(
@@ -179,6 +197,7 @@ def open_online(
             patient_id,
             None,
             purpose=purpose,
+            **_links(chain),
         ),
         audit,
     )
@@ -257,6 +276,13 @@ def _birth_date(value: str | date | None) -> str:
     if parsed is None:
         raise InvalidRequest("give the whole date of birth (YYYY-MM-DD)", field="birth_date")
     return parsed.isoformat()
+
+
+def _links(chain: tuple[int, str, str] | None) -> dict[str, Any]:
+    if chain is None:
+        return {}
+    seq, prev_hash, digest = chain
+    return {"seq": seq, "prev_hash": prev_hash, "hash": digest}
 
 
 def _audit_first(client: FhirClient, record: AuditRecord, identity: AuditIdentity) -> None:

@@ -186,6 +186,8 @@ class PatientRecord:
     # no longer joined to them (not read any more). Both () on an opening.
     joined: tuple[str, ...] = ()
     left: tuple[str, ...] = ()
+    # Fetched by an online look-up and erased at this time (UTC); None for the cohort's.
+    looked_up_until: datetime | None = None
 
     @property
     def merged(self) -> bool:
@@ -305,6 +307,26 @@ def _label(labels: Mapping[int, str], sid: int) -> str:
     return labels.get(sid) or f"source {sid}"
 
 
+def read_opened_record(
+    session: Session,
+    patient_id: str,
+    event_id: str,
+    *,
+    source: int = HOME_SOURCE,
+    now: datetime | None = None,
+) -> PatientRecord:
+    """The record card of a person whose opening the caller has just audited under
+    `event_id` (an online look-up, `app.services.lookup`): that source's record only, as
+    the look-up's audit names that source's Patient only."""
+    anchor = (source, patient_id)
+    return _read_record(session, anchor, (anchor,), event_id, now)
+
+
+def full_date(value: Any) -> date | None:
+    """A full FHIR date (or the date part of a dateTime); partial dates give None."""
+    return _date(value)
+
+
 def person_of(
     session: Session,
     patient_id: str,
@@ -404,7 +426,18 @@ def _read_record(
         sources=tuple(dict.fromkeys(_label(labels, p.sid) for p in parts)),
         crisis_plans=tuple(plans),
         identities=tuple(people),
+        looked_up_until=_looked_up_until(session, parts),
     )
+
+
+def _looked_up_until(session: Session, parts: list[_Part]) -> datetime | None:
+    """The earliest time a member fetched by an online look-up is erased (None: none was)."""
+    times_ = [
+        until
+        for p in parts
+        if (until := parse_instant(session.store.looked_up_until(p.sid, "Patient", p.patient_id)))
+    ]
+    return min(times_) if times_ else None
 
 
 def _official_name(patient: Mapping[str, Any]) -> str:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app import times
-from app.errors import CacheExpired, CacheWiped, ClockBehind, ProfileError
+from app.errors import CacheExpired, CacheWiped, ClockBehind, KerbsideError, ProfileError
 from app.security import KdfParams, LockoutPolicy, Profile, audit_head, set_audit_head
+from app.services._lookups import expire_lookups
 from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
 from app.times import iso_instant, parse_instant
 
@@ -109,6 +110,7 @@ class Session:
         """
         if self._data_key is None:
             return
+        expire_due_lookups(self)  # a shift ends in a lock: what a look-up fetched goes on time
         self.store.close()
         self._data_key = None
 
@@ -124,6 +126,7 @@ class Session:
             store.close()
             raise
         self._data_key = data_key
+        expire_due_lookups(self)
 
     def close(self) -> None:
         self._closed = True
@@ -368,6 +371,7 @@ def open_session(profile: Profile, user_id: str, data_key: bytes) -> Session:
         session.close()
         raise
     _purge_if_due(session)
+    expire_due_lookups(session)
     session.audit_broken = session.audit_problems()
     if session.audit_broken:
         log.warning("the local audit chain is broken (%d problems)", len(session.audit_broken))
@@ -504,6 +508,21 @@ def reseal_pending(session: Session, store: Store | None = None) -> int:
 
 PURGE_SETTING = "purge_after_hours"  # the centre's policy: no sync for this long erases the cache
 PURGED_REASON = "not synced within the centre's purge limit"
+
+
+def expire_due_lookups(
+    session: Session, store: Store | None = None, *, synced: bool = False
+) -> int:
+    """Erase what online look-ups fetched once its time has come (`_lookups`): on unlock,
+    after each sync (`synced`), on lock. A failure is logged, never stops the officer: the
+    next unlock, lock or sync tries again."""
+    try:
+        return expire_lookups(
+            store or session.store, settings=session.profile.settings, synced=synced
+        )
+    except KerbsideError as exc:
+        log.warning("look-ups not expired: %s", type(exc).__name__)
+        return 0
 
 
 def _purge_if_due(session: Session, now: datetime | None = None) -> None:

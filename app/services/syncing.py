@@ -17,7 +17,7 @@ from typing import Any
 from app.errors import CacheWiped, ProfileError
 from app.fhir import CACHED_TYPES, DEVICE_ID_SYSTEM, KERBSIDE, USER_ID_SYSTEM
 from app.security import Profile, client_secret
-from app.services.session import Session, reseal_pending
+from app.services.session import Session, expire_due_lookups, reseal_pending
 from app.store import HOME_SOURCE, BuiltIndex, BulkPreparer, Prepared, Store
 from sync import (
     AuditIdentity,
@@ -263,6 +263,7 @@ def run_sync(
         profile.update_settings(**report.policy)
     if options.pull:
         here.mark_refreshed(synced=True, server_time=client.server_date)
+        expire_due_lookups(here, store, synced=True)  # after the pull: the cohort's rows stay
     try:
         reseal_pending(here, store)  # drops the sealed copies of records the centre accepted
     except OSError as exc:

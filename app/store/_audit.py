@@ -199,6 +199,15 @@ def entries(
     ]
 
 
+def entry(conn: Connection, seq: int) -> AuditEntry | None:
+    row = conn.execute(
+        "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at,"
+        " prev_hash, hash, source FROM audit WHERE seq = ?",
+        (seq,),
+    ).fetchone()
+    return AuditEntry(*row) if row else None
+
+
 def mark_uploaded(conn: Connection, event_ids: list[str], at: str) -> None:
     conn.executemany(
         "UPDATE audit SET uploaded_at = ? WHERE event_id = ?", [(at, e) for e in event_ids]

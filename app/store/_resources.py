@@ -306,6 +306,18 @@ def looked_up_until(conn: Connection, source: int, rtype: str, rid: str) -> str 
     return str(row[0]) if row else None
 
 
+def looked_up_rows(conn: Connection, until: str | None) -> list[tuple[int, str, str]]:
+    """(source, type, id) of every looked-up resource that expires at `until` or earlier
+    (None: every one)."""
+    sql = "SELECT r.source, r.type, r.id FROM resource_lookup l JOIN resource r ON r.rid = l.rid"
+    rows = (
+        conn.execute(sql)
+        if until is None
+        else conn.execute(sql + " WHERE l.expires_at <= ?", (until,))
+    )
+    return [(int(s), str(t), str(i)) for s, t, i in rows]
+
+
 def _instant_key(instant: str) -> str:
     """Sortable form of a FHIR instant: UTC 'Z' instants of mixed precision compare as text
     once the fraction is padded; other offsets are rare from servers and compared as given."""

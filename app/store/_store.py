@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,33 @@ class Store:
         """When a resource an online look-up fetched expires; None for the cohort's (what
         sync keeps) and for one the cache does not hold."""
         return _resources.looked_up_until(self.conn, source, rtype, rid)
+
+    def expire_lookups(self, now: str, *, every: bool = False) -> int:
+        """Erase what online look-ups fetched and kept until `now` or earlier (a FHIR
+        instant in whole seconds, as `put_resources` was given its `lookup_expires_at`), or
+        `every` look-up row whatever its time. A row sync has brought since is the cohort's
+        and has no look-up mark (`_resources.upsert_rows`), so it stays. One transaction;
+        the search index follows, deleted rows and freed pages are overwritten with zeros
+        (`secure_delete`, on for every connection) and the write-ahead log is checkpointed,
+        as when a source is erased. Returns how many resources went."""
+        with self.transaction() as conn:
+            due = _resources.looked_up_rows(conn, None if every else now)
+            by_kind: dict[tuple[int, str], list[str]] = {}
+            for source, rtype, rid in due:
+                by_kind.setdefault((source, rtype), []).append(rid)
+            for (source, rtype), ids in by_kind.items():
+                self._delete(conn, source, rtype, ids)
+        if due:
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy and busy[0]:
+                log.warning("write-ahead log not truncated after expiring look-ups")
+            log.info("expired %d looked-up resources", len(due))
+        return len(due)
+
+    def lookup_expiry(self) -> str | None:
+        """The earliest time a held look-up expires; None when none is held."""
+        row = self.conn.execute("SELECT min(expires_at) FROM resource_lookup").fetchone()
+        return str(row[0]) if row and row[0] is not None else None
 
     def outbox_counts(self) -> dict[str, int]:
         """Outbox rows per state (pending, rejected, sent, discarded): counts only."""
@@ -502,9 +530,10 @@ class Store:
         source: int | None,
         reason: str | None,
         event_id: str,
+        at: datetime | None = None,
     ) -> int:
         """Append to the audit chain. `source`: the sid whose Patient `patient_id` is (None
-        exactly when there is no patient)."""
+        exactly when there is no patient); `at`: when (default now)."""
         with self.transaction() as conn:
             seq, digest = _audit.append(
                 conn,
@@ -514,6 +543,7 @@ class Store:
                 source=source,
                 reason=reason,
                 event_id=event_id,
+                at=at,
             )
         if self.audit_committed is not None and not self.conn.in_transaction:
             self.audit_committed(seq, digest)  # inside an outer transaction: not yet committed
@@ -523,6 +553,10 @@ class Store:
         self, *, only_not_uploaded: bool = False, limit: int = 1000
     ) -> list[_audit.AuditEntry]:
         return _audit.entries(self.conn, only_not_uploaded=only_not_uploaded, limit=limit)
+
+    def audit_entry(self, seq: int) -> _audit.AuditEntry | None:
+        """One entry of the chain by its sequence number."""
+        return _audit.entry(self.conn, seq)
 
     def verify_audit_chain(self) -> int | None:
         return _audit.verify(self.conn)
