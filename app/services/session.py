@@ -41,6 +41,18 @@ CLOCK_BEHIND = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStatus:
+    """What the header and the search screen show of the cache, read in one go on a worker:
+    records waiting and refused, the last completed sync, and why patient data is locked
+    (None while the cache is fresh)."""
+
+    waiting: int
+    refused: int
+    last_sync: datetime | None
+    locked_reason: str | None
+
+
 @dataclass
 class Session:
     profile: Profile
@@ -183,6 +195,22 @@ class Session:
                 "this cache has not synced within its time limit; patient data stays locked "
                 "until it syncs with the central record"
             )
+
+    def status(self) -> SessionStatus:
+        """The header's figures and the freshness verdict (expired, or a clock behind the
+        trusted mark, both lock patient data), from one connection."""
+        counts = self.outbox_counts()
+        try:
+            self.check_fresh()
+            locked_reason = None
+        except CacheExpired as exc:
+            locked_reason = str(exc)
+        return SessionStatus(
+            waiting=counts.get("pending", 0),
+            refused=counts.get("rejected", 0),
+            last_sync=self.last_sync(),
+            locked_reason=locked_reason,
+        )
 
     def outbox_counts(self) -> dict[str, int]:
         """Records on this device per outbox state; empty while the cache is closed (locked,

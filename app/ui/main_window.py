@@ -26,7 +26,7 @@ Test hooks (kept stable for tests/gui and the journey test): `is_locked`, `sessi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +54,11 @@ from app.ui.ops import Latest, Op, OpChanges, Runner
 from app.ui.record_view import RecordView
 from app.ui.search_view import SearchView
 from app.ui.unlock_view import UnlockView
-from app.ui.use_cases import DraftsFound, drafts_found_op
+from app.ui.use_cases import DraftsFound, drafts_found_op, session_status_op
 from app.ui.widgets import BigButton, PatientText, label
 
 if TYPE_CHECKING:
-    from app.services.session import Session
+    from app.services.session import Session, SessionStatus
     from app.ui.encounter_form import EncounterForm
     from app.ui.sync_panel import SyncPanel
     from app.ui.sync_worker import SyncController
@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
     session_opened = Signal(object)  # Session
     form_opened = Signal(object)  # EncounterForm
     sync_finished = Signal(object)  # sync.SyncReport, after the window refreshed its views
+    sync_summary_changed = Signal(str)  # every text the header's sync state shows, in order
     closed = Signal()  # the window closed: session closed, sync stopped (the demo stops its
     # server on this)
 
@@ -126,6 +127,10 @@ class MainWindow(QMainWindow):
         self._picking_for_form = False
         self._landscape = True
         self._locked_at = ""  # HH:MM of the last lock, for the record left open across it
+        # The cache's counts, last sync and freshness, read on a worker (`_refresh_status`);
+        # None until the newest read answers: the header then claims nothing.
+        self._status: SessionStatus | None = None
+        self._status_reads = Latest()
 
         self._layers = QStackedWidget()
         self.setCentralWidget(self._layers)
@@ -513,6 +518,8 @@ class MainWindow(QMainWindow):
         from app import times
 
         self._locked_at = times.clock_text(times.now())
+        self._status_reads.drop()
+        self._status = None
         self.idle.disarm()
         self.search_view.clear()
         self.record_view.drop_answers()  # asked for before the lock: asked again after it
@@ -539,7 +546,7 @@ class MainWindow(QMainWindow):
         )
         self.search_view.set_session(session)
         self.record_view.set_session(session)
-        self._check_fresh()
+        self._refresh_status()
         self._install_session_widgets(session)
         self._portrait_pane = "search"
         self.show_page(PAGE_FIND)
@@ -562,7 +569,7 @@ class MainWindow(QMainWindow):
                 self.unlock_view.fresh()
                 return
             self.search_view.set_session(self.session)
-        self._check_fresh()
+        self._refresh_status()
         if self.session is not None:
             self._start_sync_controller(self.session)
         # Whoever is in front of the officer now, the record left open is from before.
@@ -583,18 +590,40 @@ class MainWindow(QMainWindow):
     def _on_wiped(self) -> None:
         self._close_session()
 
-    def _check_fresh(self) -> None:
-        from app.errors import CacheExpired
+    def _refresh_status(self, then: Callable[[], None] | None = None) -> None:
+        """Read the cache's status on a worker; `then` runs once it is applied (or the read
+        failed, or was superseded by a lock). The newest read wins."""
+        self._status = None
+        ticket = self._status_reads.next()
+        if self.session is None or self.session.is_locked:
+            self._show_sync_summary()
+            if then is not None:
+                then()
+            return
 
-        if self.session is None:
-            return
-        try:
-            self.session.check_fresh()
-        except CacheExpired as exc:
-            self.search_view.set_locked(str(exc))
+        def applied(status: SessionStatus) -> None:
+            self._apply_status(status)
+            if then is not None:
+                then()
+
+        def failed(exc: BaseException) -> None:
+            self._runner.report(exc)
+            if then is not None:
+                then()
+
+        session_status_op(self, self.session).for_request(ticket).on_success(applied).on_failure(
+            failed
+        ).run(self._runner)
+        self._show_sync_summary()
+
+    def _apply_status(self, status: SessionStatus) -> None:
+        """An expired cache (or a clock behind the trusted mark) locks patient data, with the
+        reason; the header shows the counts and last sync."""
+        self._status = status
+        self.search_view.set_locked(status.locked_reason)
+        if status.locked_reason is not None:
             self.record_view.clear()
-            return
-        self.search_view.set_locked(None)
+        self._show_sync_summary()
 
     def _close_session(self) -> None:
         self._draft_offers.drop()
@@ -610,6 +639,8 @@ class MainWindow(QMainWindow):
                 self._runner.report(exc)
         self.session = None
         self.user_label.setText("")
+        self._status_reads.drop()
+        self._status = None
         self._show_sync_summary()
 
     # -- per-session parts: sync controller, sync panel, encounter form -------------------
@@ -699,14 +730,19 @@ class MainWindow(QMainWindow):
         from app.ui.sync_worker import OFFLINE, ONLINE
 
         controller = self.sync_controller
-        waiting, refused = self._outbox_counts()
-        self.refused_badge.setText(f"⚠ {refused} refused")
-        self.refused_badge.setAccessibleName(
-            f"{refused} record{'s' if refused != 1 else ''} refused by the central record: "
-            "open the Sync page"
-        )
-        self.refused_badge.setVisible(refused > 0)
-        last = self._last_sync_text()
+        status = self._status
+        if status is not None:  # unknown (being read): the badge stays as it was
+            self.refused_badge.setText(f"⚠ {status.refused} refused")
+            self.refused_badge.setAccessibleName(
+                f"{status.refused} record{'s' if status.refused != 1 else ''} refused by the "
+                "central record: open the Sync page"
+            )
+            self.refused_badge.setVisible(status.refused > 0)
+        elif self.session is None or self.session.is_locked:
+            self.refused_badge.hide()
+        waiting = status.waiting if status is not None else 0
+        refused = status.refused if status is not None else 0
+        last = clock_text(status.last_sync) if status and status.last_sync else ""
         since = f" · last sync {last}" if last else ""
         if controller is None:
             text = "Sync: —"
@@ -718,6 +754,8 @@ class MainWindow(QMainWindow):
                     text = f"Syncing {min(100, int(100 * done / total))}%"
         elif controller.last_error is not None:
             text = "⚠ Sync failed"
+        elif status is None:
+            text = "◌ Checking…"  # counts not read yet: never "Synced" over a waiting record
         elif controller.connectivity == OFFLINE:
             text = "○ Offline" + (f" · {waiting} waiting" if waiting else since)
         elif waiting:
@@ -730,33 +768,26 @@ class MainWindow(QMainWindow):
             text = f"● Synced {last}" if last else "● Not synced yet"
         self.set_sync_summary(text)
 
-    def _outbox_counts(self) -> tuple[int, int]:
-        """(waiting, refused) field records on this device; (0, 0) without a session."""
-        if self.session is None:
-            return 0, 0
-        counts = self.session.outbox_counts()
-        return counts.get("pending", 0), counts.get("rejected", 0)
-
-    def _last_sync_text(self) -> str:
-        """HH:MM (Europe/London) of the last successful sync, or "" when never (or locked)."""
-        if self.session is None or self.session.is_locked:
-            return ""
-        when = self.session.last_sync()
-        return "" if when is None else clock_text(when)
-
     def set_sync_summary(self, text: str) -> None:
+        if text == self.sync_summary.text():
+            return
         self.sync_summary.setText(text)
         self.sync_summary.setAccessibleName(f"Sync status: {text}")
+        self.sync_summary_changed.emit(text)
 
     def _on_sync_finished(self, report: SyncReport) -> None:
-        self._show_sync_summary()
-        if self.session is None:
-            return
-        self._check_fresh()
-        if report.pulled or report.deleted or report.merged:
-            self.search_view.refresh_index()  # the same query again (none while locked)
-            self.record_view.reload()
-        self.sync_finished.emit(report)
+        """Read the cache's status again, then refresh what the sync changed; `sync_finished`
+        goes out once the window shows it."""
+
+        def refreshed() -> None:
+            if self.session is None:
+                return
+            if report.pulled or report.deleted or report.merged:
+                self.search_view.refresh_index()  # the same query again (none while locked)
+                self.record_view.reload()
+            self.sync_finished.emit(report)
+
+        self._refresh_status(then=refreshed)
 
     def _on_cache_wiped(self, reason: str) -> None:
         """The centre revoked this device and the cache is gone: drop the session at once."""
@@ -844,7 +875,7 @@ class MainWindow(QMainWindow):
         open record's contacts follow the outbox; the sync panel listens for itself."""
         if not changes.outbox:
             return
-        self._show_sync_summary()  # one more waiting: the header must not say "Synced"
+        self._refresh_status()  # one more waiting: "Checking…" until read, never "Synced"
         if self.record_view.patient_id is not None:
             self.record_view.reload()
 

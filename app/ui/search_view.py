@@ -440,6 +440,7 @@ class SearchView(QWidget):
 
         self.locked_panel = QFrame()
         self.locked_panel.setProperty("role", "error")
+        self.locked_panel.setAccessibleName("Patient data locked")
         self.locked_text = label("", None)
         lp = QVBoxLayout(self.locked_panel)
         lp.addWidget(self.locked_text)
@@ -582,9 +583,15 @@ class SearchView(QWidget):
 
     def _search_failed(self, exc: BaseException) -> None:
         """Known errors shown as one line (no audit entry, no results on screen); bugs go
-        to the crash handler. The results shown before stay."""
+        to the crash handler. The results shown before stay, unless the cache has expired
+        (then the screen locks, with the reason)."""
+        from app.errors import CacheExpired
+
         self._awaited = None
         self._open_top_for = None
+        if isinstance(exc, CacheExpired):
+            self.set_locked(str(exc))
+            return
         self._runner.report(exc)
 
     def _answered(self, found: Found | None) -> None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from app.services.encounters import Draft, EncounterInput, RecordedEncounter
     from app.services.records import PatientRecord
     from app.services.search import SearchResult, SearchWords
-    from app.services.session import Session
+    from app.services.session import Session, SessionStatus
     from app.services.today import PanelData
 
 
@@ -65,6 +65,12 @@ def doctor_op(
     from app.services import doctor
 
     return Op(parent, lambda: doctor.run_checks(profile_dir, site_path))
+
+
+def session_status_op(parent: QObject | None, session: Session) -> Op[SessionStatus]:
+    """The header's counts and last sync, and whether patient data is locked (expired cache,
+    clock behind): after unlock, after a sync, after a write that changed the outbox."""
+    return Op(parent, lambda: session.on_worker(lambda s: s.status()))
 
 
 # -- search -------------------------------------------------------------------------------------
@@ -115,6 +121,7 @@ def search_op(
     def work(s: Session) -> Found | None:
         if not ticket.current():
             return None
+        s.check_fresh()  # an expired cache answers nothing, whatever the screen shows yet
         started = time.perf_counter()
         result = search.PatientSearch(s, words=words).search(
             asked.query, limit=limit, sex=asked.sex, age_range=asked.age_range
