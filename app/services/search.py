@@ -55,7 +55,7 @@ from app.services._query import ParsedQuery, Word, parse_query
 from app.store import HOME_SOURCE, Field, IndexedPatient, Member, PatientIndexReader
 from app.textkeys import phonetic_keys
 
-__all__ = ["Alert", "PatientHit", "PatientSearch", "SearchResult", "SearchWords"]
+__all__ = ["HOME_SOURCE", "Alert", "PatientHit", "PatientSearch", "SearchResult", "SearchWords"]
 
 NOTICE_BAD_CHECK_DIGIT = "NHS number check digit is wrong"
 NOTICE_NHS_NOT_FOUND = "No one in the cache has this NHS number"

@@ -68,6 +68,9 @@ log = logging.getLogger("kerbside.ui")
 
 TITLE = "Kerbside"
 LANDSCAPE_MIN_WIDTH = 1000
+NOT_AT_HOME = (
+    "Only another Trust knows this person: record the encounter as an unknown person for now."
+)
 PAGE_FIND, PAGE_ENCOUNTER, PAGE_SYNC = "find", "encounter", "sync"
 
 
@@ -831,6 +834,12 @@ class MainWindow(QMainWindow):
         """ "Record encounter" on a record: a form about this person."""
         if self.session is None:
             return
+        shown = self.record_view.shown_ref()
+        if shown is not None and shown[1] == patient_id and not self._at_home(shown[0]):
+            # The form would name the home source's Patient of that id: someone else, or
+            # no one (H1). Until the form sends such encounters home by NHS number.
+            self.show_error(NOT_AT_HOME)
+            return
         form = self._encounter_form
         if (
             form is not None
@@ -953,18 +962,22 @@ class MainWindow(QMainWindow):
         self._apply_layout()
         self.search_view.focus_search()
 
-    def open_patient(self, patient_id: str) -> None:
-        """A search result was chosen: open its record (reason, audit), or hand it to the
-        form that asked for a person."""
-        hit = self.search_view.hit_by_id(patient_id)
+    def open_patient(self, patient_id: str, source: int | None = None) -> None:
+        """A search result was chosen (`source`'s Patient `patient_id`; None: the home
+        source's): open its record (reason, audit), or hand it to the form that asked for a
+        person."""
+        hit = self.search_view.hit_by_id(patient_id, source)
         form = self._encounter_form
         if self._picking_for_form and form is not None:
+            if not self._at_home(source):
+                self.show_error(NOT_AT_HOME)
+                return
             self._picking_for_form = False
             form.set_patient(patient_id, hit.display_name if hit else "")
-            self.search_view.highlight(self.record_view.shown_id())  # the list follows the pane
+            self._follow_record()  # the list follows the pane
             self.show_page(PAGE_ENCOUNTER)
             return
-        self.record_view.request_open(patient_id, hit.display_name if hit else None)
+        self.record_view.request_open(patient_id, hit.display_name if hit else None, source=source)
         self._portrait_pane = "record"
         self._apply_layout()
 
@@ -987,10 +1000,21 @@ class MainWindow(QMainWindow):
             self._apply_layout()
 
     def _follow_record(self) -> None:
-        """Highlight the row of the person on the record pane, or no row."""
-        shown = self.record_view.shown_id()
+        """Highlight the row of the person on the record pane, or no row: by the Patient
+        shown and its source, so a result merged or split since still finds its person."""
+        shown = self.record_view.shown_ref()
         if shown is not None:
-            self.search_view.highlight(shown)
+            source, patient_id = shown
+            self.search_view.highlight(patient_id, source=source)
+
+    @staticmethod
+    def _at_home(source: int | None) -> bool:
+        """Whether a Patient of this source can be the subject of an encounter today: the
+        home source's (None is home). Recording about a person only a neighbour Trust knows
+        goes home by NHS number (issue 14 section 6), not wired into the form yet."""
+        from app.services.search import HOME_SOURCE
+
+        return source is None or source == HOME_SOURCE
 
     def change_person(self) -> None:
         """ "Change person" on the record: close it and go back to the search box."""

@@ -229,6 +229,9 @@ class RecordView(QWidget):
         self._session: Any = None
         self.patient_id: str | None = None
         self._pending_id: str | None = None
+        # Whose Patient id the pending one is (a source's sid; None: the home source's), as
+        # the search result asking for it said: an id means something only within its source.
+        self._pending_source: int | None = None
         self.record: Any = None
         self._opening = Latest()  # the opening whose answer is wanted (one at a time)
         self._opening_id: str | None = None  # whom that opening is for, while it runs
@@ -320,6 +323,7 @@ class RecordView(QWidget):
         self.drop_answers()
         self.patient_id = None
         self._pending_id = None
+        self._pending_source = None
         self.record = None
         self.identity.clear()
         self.detached_bar.hide()
@@ -363,13 +367,17 @@ class RecordView(QWidget):
         self._sheet_layout.setStretch(2, 0 if visible else 1)
 
     # -- opening -----------------------------------------------------------------------------
-    def request_open(self, patient_id: str, display_name: str | None = None) -> None:
-        """Ask for the reason, then open (and audit) the record."""
+    def request_open(
+        self, patient_id: str, display_name: str | None = None, *, source: int | None = None
+    ) -> None:
+        """Ask for the reason, then open (and audit) the record of `source`'s Patient
+        `patient_id` (None: the home source's)."""
         if self._session is None:
             return
         self._opening.drop()  # an opening still in flight was for the person asked before
         self._opening_id = None
         self._pending_id = patient_id
+        self._pending_source = source
         default = self._session.profile.settings.get(REASON_SETTING)
         self.reason_sheet.populate(access_reasons(), default, display_name)
         self._stack.setCurrentIndex(1)
@@ -385,6 +393,15 @@ class RecordView(QWidget):
             return self._pending_id
         if self._stack.currentIndex() == 2:
             return self.patient_id
+        return None
+
+    def shown_ref(self) -> tuple[int | None, str] | None:
+        """(sid, id) of whom this pane names now (as `shown_id`); sid None: the home source,
+        asked for without naming a source."""
+        if self._stack.currentIndex() == 1 and self._pending_id is not None:
+            return (self._pending_source, self._pending_id)
+        if self._stack.currentIndex() == 2 and self.patient_id is not None:
+            return (getattr(self.record, "source", None), self.patient_id)
         return None
 
     def shown_record_id(self) -> str | None:
@@ -405,6 +422,7 @@ class RecordView(QWidget):
         self._opening.drop()
         self._opening_id = None
         self._pending_id = None
+        self._pending_source = None
         self._stack.setCurrentIndex(2 if self.record is not None else 0)
         self.shown_changed.emit()
         if self.record is None:
@@ -421,13 +439,16 @@ class RecordView(QWidget):
             self._session.profile.update_settings(**{REASON_SETTING: reason})
         self._opening_id = patient_id
         ticket = self._opening.next()
-        open_record_op(self, self._session, patient_id, reason).for_request(ticket).on_success(
-            self._opened
-        ).on_failure(self._open_failed).run(self._runner)
+        open_record_op(
+            self, self._session, patient_id, reason, source=self._pending_source
+        ).for_request(ticket).on_success(self._opened).on_failure(self._open_failed).run(
+            self._runner
+        )
 
     def _opened(self, record: PatientRecord) -> None:
         self._opening_id = None
         self._pending_id = None
+        self._pending_source = None
         self.show_record(record)
 
     def _open_failed(self, exc: BaseException) -> None:

@@ -102,7 +102,15 @@ def is_weak(hit: Any) -> bool:
     return float(getattr(hit, "score", 1.0)) < WEAK_SCORE
 
 
-def hit_summary(hit: Any) -> str:
+def source_names(hit: Any, labels: dict[str, str]) -> list[str]:
+    """The Trusts that hold records of this person, home first, as officers know them (the
+    profile's display names); none with one source (`labels` empty): nothing to tell apart."""
+    if not labels:
+        return []
+    return [labels.get(name, name) for name in getattr(hit, "sources", ())]
+
+
+def hit_summary(hit: Any, labels: dict[str, str] | None = None) -> str:
     """The spoken form of a result row (accessible text)."""
     parts = [("Weak match: " if is_weak(hit) else "") + hit.display_name]
     parts.append(sex_text(hit.gender))
@@ -115,18 +123,32 @@ def hit_summary(hit: Any) -> str:
         parts.append(f"postcode {hit.postcode}")
     parts.append(f"NHS number {format_nhs(hit.nhs_number)}")
     if hit.alerts:
-        parts.append("alerts: " + ", ".join(a.label for a in hit.alerts))
+        parts.append("alerts: " + ", ".join(dict.fromkeys(a.label for a in hit.alerts)))
+    trusts = source_names(hit, labels or {})
+    if trusts:
+        parts.append("known to " + " and ".join(trusts))
     return ", ".join(parts)
+
+
+def _badges(alerts: Any) -> list[Any]:
+    """One badge per alert however many Trusts hold it (each alert names its source; the
+    record lists them per Trust)."""
+    seen: dict[tuple[str, str], Any] = {}
+    for alert in alerts:
+        seen.setdefault((alert.kind, alert.label), alert)
+    return list(seen.values())
 
 
 class HitModel(QAbstractListModel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.hits: list[Any] = []
+        self.labels: dict[str, str] = {}  # source name -> Trust display name (several sources)
 
-    def set_hits(self, hits: list[Any]) -> None:
+    def set_hits(self, hits: list[Any], labels: dict[str, str] | None = None) -> None:
         self.beginResetModel()
         self.hits = list(hits)
+        self.labels = dict(labels or {})
         self.endResetModel()
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -141,7 +163,7 @@ class HitModel(QAbstractListModel):
         if role == HitRole:
             return hit
         if role in (Qt.ItemDataRole.AccessibleTextRole, Qt.ItemDataRole.DisplayRole):
-            return hit_summary(hit)
+            return hit_summary(hit, self.labels)
         return None
 
 
@@ -182,13 +204,25 @@ class HitDelegate(QStyledItemDelegate):
         return "  ·  ".join(p for p in parts if p)
 
     def _lines(self, hit: Any, body_fm: QFontMetrics, width: int) -> list[tuple[str, bool]]:
-        """(text, muted) lines under the name."""
+        """(text, muted) lines under the name; with several sources, the Trusts that know
+        the person (one line, or one a Trust when they do not fit)."""
         facts = self._facts(hit)
         nhs = f"NHS {format_nhs(hit.nhs_number)}"
         together = f"{facts}  ·  {nhs}"
         if body_fm.horizontalAdvance(together) <= width:
-            return [(together, False)]
-        return [(facts, False), (nhs, True)]
+            lines = [(together, False)]
+        else:
+            lines = [(facts, False), (nhs, True)]
+        model = self._view.model()
+        trusts = source_names(hit, getattr(model, "labels", {}))
+        if trusts:
+            one = "Known to " + " and ".join(trusts)
+            if body_fm.horizontalAdvance(one) <= width:
+                lines.append((one, True))
+            else:
+                lines.append((f"Known to {trusts[0]}", True))
+                lines.extend((f"and {t}", True) for t in trusts[1:])
+        return lines
 
     def _inner_width(self) -> int:
         return max(200, self._view.viewport().width() - 2 * self.PAD)
@@ -196,7 +230,7 @@ class HitDelegate(QStyledItemDelegate):
     def _badge_rows(self, hit: Any, fm: QFontMetrics, width: int) -> list[list[Any]]:
         rows: list[list[Any]] = [[]]
         x = 0
-        for alert in hit.alerts:
+        for alert in _badges(hit.alerts):
             w = self.BADGE_H + fm.horizontalAdvance(alert.label) + 16
             if rows[-1] and x + w > width:
                 rows.append([])
@@ -341,7 +375,9 @@ class _SearchBox(QLineEdit):
 class SearchView(QWidget):
     """The Find pane. Give it a session with `set_session`; it emits the chosen patient id."""
 
-    patient_chosen = Signal(str)
+    # (Patient id, sid of its source): the result's `ref`. An id means something only within
+    # its source, so whoever is opened is named by both (issue 14).
+    patient_chosen = Signal(str, int)
     unknown_person_requested = Signal()
     query_edited = Signal()  # the officer changed the query or a filter: a different search
     results_shown = Signal()  # a search's answer is on screen (the window re-applies H1)
@@ -612,9 +648,9 @@ class SearchView(QWidget):
         result = found.result
         asked = (found.asked.query, found.asked.sex, found.asked.age_range)
         rerun = asked == self._shown_query
-        kept = self.highlighted_id() if rerun else None
+        kept = self.highlighted_ref() if rerun else None
         self._shown_query = asked
-        self.model.set_hits(result.hits)
+        self.model.set_hits(result.hits, found.labels)
         notices = [result.notice] if result.notice else []
         if result.hits and is_weak(result.hits[0]):
             notices.insert(0, NO_CLOSE_MATCH)
@@ -630,7 +666,9 @@ class SearchView(QWidget):
         if result.hits:
             self._states.setCurrentWidget(self.results)
             if rerun:
-                self.highlight(kept)  # same person or none: never a silent swap
+                # Same person or none: never a silent swap. The person, not the row: their
+                # result may now be merged with another Trust's record, or no longer be.
+                self.highlight(kept[1] if kept else None, source=kept[0] if kept else None)
             elif is_weak(result.hits[0]):
                 self.highlight(None)  # nothing close: the officer picks, Enter opens nobody
                 self.results.scrollToTop()
@@ -681,7 +719,8 @@ class SearchView(QWidget):
         self._open_top_for = None  # a tap is the newer choice: an earlier Enter is void
         if 0 <= row < len(self.model.hits):
             self.results.setCurrentIndex(self.model.index(row))
-            self.patient_chosen.emit(self.model.hits[row].id)
+            hit = self.model.hits[row]
+            self.patient_chosen.emit(hit.id, hit.sid)
 
     def hits(self) -> list[Any]:
         return list(self.model.hits)
@@ -693,14 +732,34 @@ class SearchView(QWidget):
             return None
         return str(self.model.hits[index.row()].id)
 
-    def highlight(self, patient_id: str | None) -> None:
+    def highlighted_ref(self) -> tuple[int, str] | None:
+        """(sid, id) of the highlighted result (`PatientHit.ref`), if one is highlighted."""
+        index = self.results.currentIndex()
+        if not index.isValid() or index.row() >= len(self.model.hits):
+            return None
+        return tuple(self.model.hits[index.row()].ref)  # type: ignore[return-value]
+
+    def _row_of(self, patient_id: str | None, source: int | None) -> int | None:
+        """The row of the person whose Patient (`source`'s `patient_id`) this is: any of a
+        merged person's members; `source` None: the result whose id it is (the home
+        source's, as before several sources)."""
+        if patient_id is None:
+            return None
+        for i, hit in enumerate(self.model.hits):
+            if hit.is_person(source, patient_id) if source is not None else hit.id == patient_id:
+                return i
+        return None
+
+    def highlight(self, patient_id: str | None, *, source: int | None = None) -> None:
         """Highlight this person's row, or no row when they are not in the results."""
-        row = next((i for i, h in enumerate(self.model.hits) if h.id == patient_id), None)
+        row = self._row_of(patient_id, source)
         if row is None:
             self.results.selectionModel().clear()
             self.results.setCurrentIndex(QModelIndex())
         else:
             self.results.setCurrentIndex(self.model.index(row))
 
-    def hit_by_id(self, patient_id: str) -> Any:
-        return next((h for h in self.model.hits if h.id == patient_id), None)
+    def hit_by_id(self, patient_id: str, source: int | None = None) -> Any:
+        """The result of this person (`source`'s Patient `patient_id`; see `highlight`)."""
+        row = self._row_of(patient_id, source)
+        return self.model.hits[row] if row is not None else None

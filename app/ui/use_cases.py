@@ -91,6 +91,9 @@ class Found:
     result: SearchResult
     audited: bool
     search_ms: float
+    # Each source's name as officers know it (the Trust's display name from the profile),
+    # by source name: what a result's `sources` are shown as. Empty with one source.
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def search_words() -> SearchWords:
@@ -116,7 +119,7 @@ def search_op(
     (None), and is not audited when superseded before its audit; its answer is dropped on
     delivery (`for_request`). The query is patient data: only the encrypted audit chain holds
     it (`audit_search`)."""
-    from app.services import search
+    from app.services import records, search
 
     def work(s: Session) -> Found | None:
         if not ticket.current():
@@ -131,7 +134,11 @@ def search_op(
         if audit and result.hits and ticket.current():
             search.audit_search(s, asked.query, len(result.hits))  # no entry, no results shown
             audited = True
-        return Found(asked, result, audited, elapsed)
+        labels: dict[str, str] = {}
+        names = s.patient_index().source_names()
+        if len(names) > 1:
+            labels = {names[sid]: text for sid, text in records.source_labels(s).items()}
+        return Found(asked, result, audited, elapsed, labels)
 
     return Op(parent, lambda: session.on_worker(work)).for_request(ticket)
 
@@ -147,14 +154,24 @@ def load_search_words_op(parent: QObject | None, session: Session, words: Search
 
 # -- records ------------------------------------------------------------------------------------
 def open_record_op(
-    parent: QObject | None, session: Session, patient_id: str, reason: str
+    parent: QObject | None,
+    session: Session,
+    patient_id: str,
+    reason: str,
+    *,
+    source: int | None = None,
 ) -> Op[PatientRecord]:
-    """Audit the opening (with its reason), then read the record."""
+    """Audit the opening (with its reason), then read the record of `source`'s Patient
+    `patient_id` (None: the home source's). A search result opens with its (sid, id): an id
+    means something only within its source."""
     from app.services import records
 
-    return Op(
-        parent, lambda: session.on_worker(lambda s: records.open_record(s, patient_id, reason))
-    )
+    def work(s: Session) -> PatientRecord:
+        if source is None:
+            return records.open_record(s, patient_id, reason)
+        return records.open_record(s, patient_id, reason, source=source)
+
+    return Op(parent, lambda: session.on_worker(work))
 
 
 def refresh_record_op(

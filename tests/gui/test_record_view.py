@@ -263,7 +263,8 @@ def test_the_form_can_pick_its_person_from_search_without_opening_the_record(
     qtbot.mouseClick(form.search_button, Qt.MouseButton.LeftButton)
     assert window.current_page() == "find"
     type_search(qtbot, window, f"{alerted_person.given} {alerted_person.family}")
-    window.search_view.patient_chosen.emit(alerted_person.id)
+    hit = window.search_view.hit_by_id(alerted_person.id)
+    window.search_view.patient_chosen.emit(hit.id, hit.sid)  # as a tap on their row
     assert window.current_page() == "encounter"
     assert window.encounter_form is form
     assert form.data()["patient"] == {"id": alerted_person.id}
