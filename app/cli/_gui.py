@@ -52,8 +52,12 @@ DEMO_TEAM = "Riverside Street Triage (demo)"  # synthetic: no ODS code, no real 
 SCREEN_SIZES = ((1280, 800), (800, 1280))
 SCENES = (
     "unlock", "search", "reason-sheet", "record", "staff-alert", "child-record", "weak-match",
-    "encounter", "form-errors", "s136", "sync", "offline-waiting",
+    "encounter", "form-errors", "s136", "sync", "offline-waiting", "merged-record",
+    "merged-plans",
 )  # fmt: skip
+# The neighbouring Trust of the merged-person scenes (synthetic, never contacted).
+NEIGHBOUR_SOURCE = "trust-2"
+NEIGHBOUR_NAME = "West Vale Partnership NHS Trust"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -491,6 +495,93 @@ def _prepare_screenshot_data(env: DemoEnvironment, doomed: str) -> None:
         )
 
 
+def _prepare_merged(env: DemoEnvironment, showcase: str, doomed: str) -> tuple[str, str]:
+    """A person two Trusts know, for the merged-record scenes: their home id and a search for
+    them. A neighbouring
+    Trust (a read-only source, never synced here) holds a copy of a home Patient under its own
+    id with the same verified NHS number, a differently spelt surname and another birth date
+    (so the view says the sources disagree), its own address, and alerts, a crisis plan and a
+    care team of its own (the showcase person's, re-pointed). Synthetic data only."""
+    import copy
+
+    from app.fhir import verified_nhs_number
+    from app.security import Profile, SourceSettings
+    from app.services.session import unlock
+
+    def rows(rtype: str) -> list[dict[str, Any]]:
+        path = env.cohort / f"{rtype}.ndjson"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def subject(res: dict[str, Any]) -> str:
+        ref = (res.get("subject") or res.get("patient") or {}).get("reference", "")
+        return str(ref).removeprefix("Patient/")
+
+    flagged = {subject(f) for f in rows("Flag") if f.get("status") == "active"}
+    planned = {subject(p) for p in rows("CarePlan") if p.get("status") == "active"}
+    candidates = [
+        p
+        for p in rows("Patient")
+        if p["id"] not in (showcase, doomed) and verified_nhs_number(p) and p.get("birthDate")
+    ]
+    if not candidates:
+        raise InvalidInput("the cohort is too small for screenshots; use more --patients")
+    candidates.sort(key=lambda p: (p["id"] not in flagged or p["id"] not in planned, p["id"]))
+    home = candidates[0]
+    twin = copy.deepcopy(home)
+    twin["id"] = f"wv-{home['id'][:12]}"
+    twin["meta"] = {"versionId": "1", "lastUpdated": "2026-10-01T09:00:00.000Z"}
+    official = next(n for n in twin["name"] if n.get("use", "official") == "official")
+    family = str(official.get("family", ""))
+    official["family"] = family + "e"  # another spelling of the same name
+    year = int(twin["birthDate"][:4]) + 1
+    twin["birthDate"] = f"{year}{twin['birthDate'][4:]}"
+    twin["address"] = [
+        {"use": "home", "line": ["14 Severn Terrace"], "city": "Worcester", "postalCode": "WR1 3JD"}
+    ]
+    twin.pop("generalPractitioner", None)
+
+    def pointed(res: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(res)
+        out["id"] = f"wv-{res['id'][:24]}"
+        for key in ("subject", "patient"):
+            if key in out:
+                out[key] = {"reference": f"Patient/{twin['id']}"}
+        return out
+
+    donor = next(p for p in rows("Patient") if p["id"] == showcase)
+    donor_given = str((donor["name"][0].get("given") or [""])[0])
+    home_given = str((official.get("given") or [""])[0])
+
+    def renamed(res: dict[str, Any]) -> dict[str, Any]:  # the plan's text names its person
+        if not donor_given or not home_given:
+            return res
+        return dict(json.loads(json.dumps(res).replace(donor_given, home_given)))
+
+    theirs = [
+        renamed(pointed(r))
+        for rtype in ("Flag", "CarePlan", "CareTeam")
+        for r in rows(rtype)
+        if subject(r) == showcase and r.get("status", "active") == "active"
+    ]
+    directory = [*rows("Practitioner"), *rows("Organization")]
+    Profile.load(env.profile_dir).add_source(
+        SourceSettings(
+            NEIGHBOUR_SOURCE,
+            "https://fhir.west-vale.invalid/R4",
+            "kerbside-demo",
+            display_name=NEIGHBOUR_NAME,
+            role="read-only",
+        ),
+        "synthetic",
+    )
+    with unlock(env.profile_dir, env.user, env.pin) as session:
+        sid = session.store.ensure_source(NEIGHBOUR_SOURCE, "read-only")
+        session.store.put_resources(sid, [*directory, twin, *theirs])
+    return str(home["id"]), family
+
+
 def _wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
     from PySide6.QtWidgets import QApplication
 
@@ -528,6 +619,7 @@ def render_screenshots(
     try:
         showcase, query, doomed = _pick_showcase(env.cohort)
         _prepare_screenshot_data(env, doomed)
+        merged = _prepare_merged(env, showcase, doomed)
         _app, _runner, window, _crash = build_window(
             env.profile_dir,
             auto_sync=False,
@@ -542,8 +634,9 @@ def render_screenshots(
                 for width, height in sizes:
                     window.resize(width, height)
                     written += _shoot_all(
-                        window, env, out, f"{width}x{height}-{mode}", showcase, query, extras
-                    )
+                        window, env, out, f"{width}x{height}-{mode}", showcase, query, extras,
+                        merged,
+                    )  # fmt: skip
             written += _shoot_offline(window, env, out, sizes)
         finally:
             window.set_night_mode(False)
@@ -593,6 +686,7 @@ def _shoot_all(
     showcase: str,
     query: str,
     extras: tuple[str | None, str | None] = (None, None),
+    merged: tuple[str, str] | None = None,
 ) -> list[Path]:
     shots: list[Path] = []
 
@@ -624,6 +718,13 @@ def _shoot_all(
     for scene, pid in (("staff-alert", staff), ("child-record", child)):
         _open_record(window, pid or showcase)
         shoot(scene)
+    if merged is not None:  # a person two Trusts know: labelled alerts, the disagreement
+        window.search_view.box.setText(merged[1])
+        window.search_view.search_now()
+        _open_record(window, merged[0])
+        shoot("merged-record")
+        window.record_view.jump_to("other-plans")
+        shoot("merged-plans")
     window.search_view.box.setText(f"Xanthe {query.split()[-1]}")  # no Xanthe: weak matches
     window.search_view.search_now()
     shoot("weak-match")

@@ -49,6 +49,7 @@ ACCESS_REASONS: tuple[str, ...] = (
     "Other",
 )
 OPEN_RECORD_ACTION = "open-record"
+HOME_TRUST_LABEL = "Home Trust"  # the home source's label when the profile gives no name
 LAST_CONTACTS_LIMIT = 10  # central encounters shown; this device's records are always shown
 _PATIENT_TYPES = (
     "Patient", "Flag", "CarePlan", "RelatedPerson", "CareTeam", "AllergyIntolerance",
@@ -294,12 +295,14 @@ def members_of(session: Session, source: int, patient_id: str) -> tuple[tuple[in
 
 def source_labels(session: Session) -> dict[int, str]:
     """Each registered source's name as officers know it: the display name the profile's
-    source settings give (the Trust's name), else the source's name."""
+    source settings give (the Trust's name), else "Home Trust" for the home source and the
+    source's name for another."""
     configured = {s.name: s for s in session.profile.sources}
     out: dict[int, str] = {}
     for source in session.store.sources():
         settings = configured.get(source.name)
-        out[source.sid] = (settings.display_name if settings else None) or source.name
+        fallback = HOME_TRUST_LABEL if source.sid == HOME_SOURCE else source.name
+        out[source.sid] = (settings.display_name if settings else None) or fallback
     return out
 
 

@@ -7,7 +7,10 @@ and the form put this header above their scroll areas, never inside them: name, 
 and age, NHS number as 3 3 4, sex, a child badge under 18, and "Change person".
 
 It holds the patient id it shows (`patient_id`), so tests and the window can check that the
-header, the record and the form agree.
+header, the record and the form agree. A person several Trusts know (issue 14) is the set of
+their records (`members`, (sid, id) pairs): the header then lists the Trusts, and when their
+records disagree on name, date of birth or sex it says so in red, in the header itself, where
+it cannot be scrolled away (hazard H23).
 """
 
 from __future__ import annotations
@@ -48,12 +51,14 @@ class IdentityHeader(QFrame):
     """
 
     change_requested = Signal()
+    compare_requested = Signal()  # "Compare": show what each Trust records
 
     def __init__(self, *, change_text: str = "Change person", parent: QWidget | None = None):
         super().__init__(parent)
         self.setProperty("role", "identity")
         self.setAccessibleName("Person shown")
         self.patient_id: str | None = None
+        self.members: tuple[tuple[int, str], ...] = ()  # (sid, id) of each Trust's record
         row = QHBoxLayout(self)
         row.setContentsMargins(16, 8, 12, 8)
         row.setSpacing(10)
@@ -72,6 +77,26 @@ class IdentityHeader(QFrame):
         self.facts = PatientText("", role="h3")
         self.facts.setAccessibleName("Date of birth, NHS number and sex")
         text.addWidget(self.facts)
+        self.trusts = label("", "muted")
+        self.trusts.setAccessibleName("Trusts that know this person")
+        self.trusts.hide()
+        text.addWidget(self.trusts)
+        self.disagree = QFrame()
+        self.disagree.setProperty("role", "error")
+        self.disagree.setAccessibleName("Sources disagree")
+        dis = QHBoxLayout(self.disagree)
+        dis.setContentsMargins(10, 4, 6, 4)
+        dis.setSpacing(8)
+        self.disagree_text = label("", None)
+        self.disagree_text.setAccessibleName("Sources disagree on")
+        dis.addWidget(self.disagree_text, 1)
+        self.compare_button = BigButton(
+            "Compare", role="bar", accessible_name="Compare what each Trust records"
+        )
+        self.compare_button.clicked.connect(self.compare_requested)
+        dis.addWidget(self.compare_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        self.disagree.hide()
+        text.addWidget(self.disagree)
         row.addLayout(text, 1)
         self.change_button = BigButton(
             change_text, role="bar", accessible_name="Change person: find someone else"
@@ -80,8 +105,17 @@ class IdentityHeader(QFrame):
         row.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.hide()
 
-    def show_person(self, person: Any) -> None:
-        """Show a `records.PersonView` (or anything with its attribute names)."""
+    def show_person(
+        self,
+        person: Any,
+        *,
+        members: tuple[tuple[int, str], ...] = (),
+        trusts: tuple[str, ...] = (),
+        home_only: bool = True,
+    ) -> None:
+        """Show a `records.PersonView` (or anything with its attribute names); `members`: the
+        person's records ((sid, id), home first), `trusts`: the Trusts that hold them, named
+        when there is more than one or the one is not home (`home_only` False)."""
         self.set_identity(
             patient_id=person.patient_id,
             name=person.name,
@@ -90,6 +124,16 @@ class IdentityHeader(QFrame):
             nhs_number=person.nhs_number,
             sex=person.gender,
         )
+        self.members = tuple(members)
+        if trusts and (len(trusts) > 1 or not home_only):
+            self.trusts.setText("Known to: " + ", ".join(trusts))
+            self.trusts.show()
+        disagreements = tuple(getattr(person, "disagreements", ()) or ())
+        if disagreements:
+            self.disagree_text.setText(
+                "⚠ Sources disagree: " + ", ".join(disagreements) + ". Check who this is."
+            )
+            self.disagree.show()
 
     def set_identity(
         self,
@@ -102,6 +146,9 @@ class IdentityHeader(QFrame):
         sex: str | None,
     ) -> None:
         self.patient_id = patient_id
+        self.members = ()  # one record: `patient_id` says who (show_person names the set)
+        self.trusts.hide()
+        self.disagree.hide()
         self.name.setText(name or "Name not recorded")
         self.facts.setText(identity_facts(birth_date, age, nhs_number, sex))
         self.child_badge.setVisible(age is not None and age < CHILD_AGE)
@@ -109,6 +156,9 @@ class IdentityHeader(QFrame):
 
     def clear(self) -> None:
         self.patient_id = None
+        self.members = ()
+        self.trusts.hide()
+        self.disagree.hide()
         self.name.setText("")
         self.facts.setText("")
         self.child_badge.hide()
@@ -116,3 +166,6 @@ class IdentityHeader(QFrame):
 
     def is_child(self) -> bool:
         return not self.child_badge.isHidden()
+
+    def shows_disagreement(self) -> bool:
+        return not self.disagree.isHidden()

@@ -139,6 +139,18 @@ def access_reasons() -> list[tuple[str, str]]:
     return out
 
 
+def _plan_meta(plan: CrisisPlanView) -> str:
+    """ "Plan dated 01/02/2026, by Dr A Shah. Review by 01/08/2026." (and whose, if merged)."""
+    meta = f"Plan dated {format_date(plan.created)}" if plan.created else "Plan date unknown"
+    if plan.author:
+        meta += f", by {plan.author}"
+    if plan.source:
+        meta += f" ({plan.source})"
+    if plan.review_date:
+        meta += f". Review by {format_date(plan.review_date)}"
+    return meta + "."
+
+
 class PhoneButton(BigButton):
     """A phone number as large tappable text; tapping asks the platform to dial it."""
 
@@ -278,7 +290,25 @@ class RecordView(QWidget):
         # Above the scroll area, not in it: whoever the record is scrolled to, it names them.
         self.identity = IdentityHeader()
         self.identity.change_requested.connect(self.change_person_requested)
+        self.identity.compare_requested.connect(lambda: self.jump_to("identity"))
         rp.addWidget(self.identity)
+        # A sync changed which Trusts' records make up the person shown (issue 14): the record
+        # stays the one opened, and this says what changed (hazard H23).
+        self.members_bar = QFrame()
+        self.members_bar.setProperty("role", "notice")
+        self.members_bar.setAccessibleName("Trusts' records changed")
+        mb = QHBoxLayout(self.members_bar)
+        mb.setContentsMargins(16, 6, 12, 6)
+        self.members_text = label("", None)
+        self.members_text.setAccessibleName("What changed in the Trusts' records")
+        mb.addWidget(self.members_text, 1)
+        self.reopen_button = BigButton(
+            "Open again", role="bar", accessible_name="Open the record again"
+        )
+        self.reopen_button.clicked.connect(self._reopen)
+        mb.addWidget(self.reopen_button)
+        rp.addWidget(self.members_bar)
+        self.members_bar.hide()
         # After an unlock the record is detached from whatever happened meanwhile: say so
         # until the officer confirms it is still the person in front of them.
         self.detached_bar = QFrame()
@@ -327,6 +357,7 @@ class RecordView(QWidget):
         self.record = None
         self.identity.clear()
         self.detached_bar.hide()
+        self.members_bar.hide()
         self._drop_page()
         self._stack.setCurrentIndex(0)
         self.shown_changed.emit()
@@ -467,9 +498,21 @@ class RecordView(QWidget):
         ).run(self._runner)
 
     def _reloaded(self, record: PatientRecord) -> None:
-        if self.record is None or self.record.person.patient_id != record.person.patient_id:
+        if (
+            self.record is None
+            or self.record.person.patient_id != record.person.patient_id
+            or self.record.source != record.source
+        ):
             return  # another record is held now (belt and braces: its showing dropped this)
         self._update(record)
+
+    def _reopen(self) -> None:
+        """ "Open again" after a sync joined another Trust's record to the person: the same
+        person, through the reason sheet (the new Trust's opening is audited)."""
+        if self.record is None:
+            return
+        person = self.record.person
+        self.request_open(person.patient_id, person.name, source=self.record.source)
 
     def reshow(self) -> None:
         """Lay the open record out again from what is held (the text size changed)."""
@@ -497,13 +540,37 @@ class RecordView(QWidget):
         if not keep_scroll or self.patient_id != record.person.patient_id:
             self.detached_bar.hide()  # a fresh opening (a reload keeps the notice)
             self._reading.drop()  # a reload of the record shown before is not wanted
+        self._show_membership(record)
         self.record = record
         self.patient_id = record.person.patient_id
         position = self.scroll_area.verticalScrollBar().value() if keep_scroll else 0
         self._drop_page()
-        self.identity.show_person(record.person)
+        self.identity.show_person(
+            record.person,
+            members=record.members,
+            trusts=record.sources,
+            home_only=all(sid == 1 for sid, _ in record.members or ((record.source, ""),)),
+        )
         self.scroll_area.setWidget(self._build(record))
         return position
+
+    def _show_membership(self, record: PatientRecord) -> None:
+        """Say which Trusts' records joined or left the person since it was opened."""
+        parts = []
+        if record.joined:
+            parts.append(
+                f"{' and '.join(record.joined)} now also "
+                f"{'hold' if len(record.joined) > 1 else 'holds'} a record for this person: "
+                "open it again to see it."
+            )
+        if record.left:
+            parts.append(
+                f"The record from {' and '.join(record.left)} is no longer joined to this "
+                "person (its NHS number is no longer verified there); it is not shown now."
+            )
+        self.members_text.setText(" ".join(parts))
+        self.members_bar.setVisible(bool(parts))
+        self.reopen_button.setVisible(bool(record.joined))
 
     def _build(self, record: PatientRecord) -> QWidget:
         """The record, ordered for one look on scene (issue 11 item 4): alerts as compact
@@ -525,7 +592,9 @@ class RecordView(QWidget):
         for alert in record.alerts:
             detail = f"Since {format_date(alert.since)}" if alert.since else None
             subtitle = staff_safety_note(alert.label) if alert.kind == "staff" else None
-            col.addWidget(AlertBand(alert.kind, alert.label, detail, subtitle=subtitle))
+            col.addWidget(
+                AlertBand(alert.kind, alert.label, detail, subtitle=subtitle, source=alert.source)
+            )
         if not record.alerts:
             col.addWidget(label("No active alerts recorded.", "muted"))
         col.addWidget(self._glance_card(record.crisis_plan))
@@ -533,7 +602,14 @@ class RecordView(QWidget):
         plan = self._crisis_plan_card(record.crisis_plan)
         self._sections["plan"] = plan
         col.addWidget(plan)
-        col.addWidget(self._identity_card(record.person))
+        for index, other in enumerate(record.crisis_plans[1:]):  # other Trusts' plans, whole
+            card = self._other_plan_card(other)
+            if index == 0:
+                self._sections["other-plans"] = card
+            col.addWidget(card)
+        identity = self._identity_card(record)
+        self._sections["identity"] = identity
+        col.addWidget(identity)
         contacts = self._contacts_card(record)
         self._sections["contacts"] = contacts
         col.addWidget(contacts)
@@ -558,6 +634,9 @@ class RecordView(QWidget):
     def _glance_card(self, plan: CrisisPlanView | None) -> QWidget:
         """What helps, who to contact (numbers as buttons), preferred place: on one screen."""
         card = SectionCard("Crisis plan: at a glance", accessible_name="Crisis plan at a glance")
+        if plan is not None and plan.source:
+            card.title.setText(f"Crisis plan: at a glance — {plan.source}")
+            card.setAccessibleName(f"Crisis plan at a glance, from {plan.source}")
         if plan is None:
             card.add(label("No crisis plan is held for this person.", "muted"))
             return card
@@ -636,7 +715,10 @@ class RecordView(QWidget):
             col.addWidget(PatientText("Known as " + ", ".join(f"“{k}”" for k in known), role="h3"))
         return box
 
-    def _identity_card(self, person: PersonView) -> QWidget:
+    def _identity_card(self, record: PatientRecord) -> QWidget:
+        if record.merged:
+            return self._trusts_identity_card(record)
+        person = record.person
         card = SectionCard("Identity", accessible_name="Identity details")
         card.add_text(
             f"NHS number {person.nhs_number}" if person.nhs_number else "No NHS number recorded"
@@ -647,6 +729,39 @@ class RecordView(QWidget):
             card.add_text("Previously " + ", ".join(person.previous_names), role="muted")
         for phone in person.phones:
             card.add(PhoneButton(phone, "(own phone)"))
+        return card
+
+    def _trusts_identity_card(self, record: PatientRecord) -> QWidget:
+        """A merged person: what each Trust records, side by side in reading order, with the
+        fields they disagree on marked (hazard H23)."""
+        card = SectionCard("Identity: what each Trust records", accessible_name="Identity details")
+        differ = set(record.person.disagreements)
+        if differ:
+            fields = ", ".join(record.person.disagreements)
+            card.add(label(f"Sources disagree on {fields}.", "error"))
+        for sourced in record.identities:
+            person = sourced.person
+            card.add_heading(sourced.source)
+            name = person.name + ("  ⚠" if "name" in differ else "")
+            card.add_text(name)
+            born = (
+                f"Born {format_date(person.birth_date)}" if person.birth_date else "Born: unknown"
+            )
+            card.add_text(born + ("  ⚠" if "date of birth" in differ else ""))
+            sex = (person.gender or "sex not recorded").capitalize()
+            card.add_text(sex + ("  ⚠" if "sex" in differ else ""))
+            card.add_text(
+                f"NHS number {person.nhs_number}" if person.nhs_number else "No NHS number recorded"
+            )
+            known = [*person.known_as, *person.aliases]
+            if known:
+                card.add_text("Known as " + ", ".join(f"“{k}”" for k in known))
+            if person.address:
+                card.add_text(person.address)
+            if person.previous_names:
+                card.add_text("Previously " + ", ".join(person.previous_names), role="muted")
+            for phone in person.phones:
+                card.add(PhoneButton(phone, "(own phone)"))
         return card
 
     def _staleness_text(self, record: PatientRecord) -> str | None:
@@ -687,12 +802,26 @@ class RecordView(QWidget):
             if section.code == "who-to-contact":
                 for number in _PHONE.findall(section.text):
                     card.add(PhoneButton(number.strip()))
-        meta = f"Plan dated {format_date(plan.created)}" if plan.created else "Plan date unknown"
-        if plan.author:
-            meta += f", by {plan.author}"
-        if plan.review_date:
-            meta += f". Review by {format_date(plan.review_date)}"
-        card.add(label(meta + ".", "muted"))
+        card.add(label(_plan_meta(plan), "muted"))
+        return card
+
+    def _other_plan_card(self, plan: CrisisPlanView) -> QWidget:
+        """Another Trust's current crisis plan, whole (a merged person, issue 14)."""
+        card = SectionCard(
+            f"Crisis plan from {plan.source}",
+            accessible_name=f"Crisis plan from {plan.source}",
+        )
+        if plan.stale:
+            card.add(label("Plan may be out of date", "stale"))
+        for section in plan.sections:
+            if not section.text:
+                continue
+            card.add_heading(section.heading)
+            card.add_text(section.text)
+            if section.code == "who-to-contact":
+                for number in _PHONE.findall(section.text):
+                    card.add(PhoneButton(number.strip()))
+        card.add(label(_plan_meta(plan), "muted"))
         return card
 
     def _contacts_card(self, record: PatientRecord) -> QWidget:
@@ -701,7 +830,8 @@ class RecordView(QWidget):
         if not contacts and not record.person.gp:
             card.add(label("No contacts held.", "muted"))
         for contact in contacts:
-            card.add_text(contact.name + (f" — {contact.role}" if contact.role else ""), role="h3")
+            role = " — ".join(r for r in (contact.role, contact.source) if r)
+            card.add_text(contact.name + (f" — {role}" if role else ""), role="h3")
             for phone in contact.phones:
                 card.add(PhoneButton(phone))
         if record.person.gp:
@@ -718,19 +848,22 @@ class RecordView(QWidget):
                 extra = ", ".join(allergy.reactions)
                 if allergy.criticality:
                     extra = f"{extra} ({allergy.criticality} criticality)".strip()
+                extra = " — ".join(e for e in (extra, allergy.source) if e)
                 card.add_text(f"⚠ {allergy.substance}" + (f" — {extra}" if extra else ""))
         else:
             card.add(label("No known allergies recorded.", "muted"))
         card.add_heading("Medication")
         if record.medications:
             for med in record.medications:
-                card.add_text(f"• {med.name}" + (f" — {med.dosage}" if med.dosage else ""))
+                extra = " — ".join(e for e in (med.dosage, med.source) if e)
+                card.add_text(f"• {med.name}" + (f" — {extra}" if extra else ""))
         else:
             card.add(label("No current medication recorded.", "muted"))
         if record.conditions:
             card.add_heading("Conditions")
             for condition in record.conditions:
                 extra = f" (since {uk_date(condition.onset)})" if condition.onset else ""
+                extra += f" — {condition.source}" if condition.source else ""
                 card.add_text(f"• {condition.name}{extra}")
         return card
 

@@ -247,6 +247,7 @@ class AlertBand(QFrame):
         parent: QWidget | None = None,
         *,
         subtitle: str | None = None,
+        source: str | None = None,
     ) -> None:
         super().__init__(parent)
         kind = kind if kind in theme.ALERT_KIND_TEXT else "other"
@@ -265,6 +266,9 @@ class AlertBand(QFrame):
         text.addWidget(main)
         self.subtitle = PatientText(subtitle or "")
         text.addWidget(self.subtitle)
+        # A merged person's alert says whose record holds it (issue 14), always in view.
+        self.source = PatientText(f"From {source}" if source else "")
+        text.addWidget(self.source)
         self.detail = PatientText(detail or "")
         text.addWidget(self.detail)
         self._has_detail = bool(detail)
@@ -272,10 +276,12 @@ class AlertBand(QFrame):
         # Only now, with a parent: shown without one, a label is a window of its own (it
         # took the activation, and the focus-loss lock locked the app).
         self.subtitle.setVisible(bool(subtitle))
+        self.source.setVisible(bool(source))
         self.detail.hide()
         self.setAccessibleName(
             f"Alert, {theme.ALERT_KIND_TEXT[kind]}: {label_text}"
             + (f". {subtitle}" if subtitle else "")
+            + (f". From {source}" if source else "")
         )
         if self._has_detail:
             self.setCursor(Qt.CursorShape.PointingHandCursor)

@@ -20,35 +20,9 @@ from pytestqt.qtbot import QtBot
 
 from app.ui.widgets import PatientText
 from tests.gui.conftest import Person, WindowFactory, open_first_with_reason, type_search, unlock
+from tests.support.gui import clipped
 
 SIZES = ((1280, 800), (800, 1280))
-
-
-def clipped(root: QWidget) -> list[str]:
-    """Every visible text-bearing widget under `root` whose text does not fit its box."""
-    found = []
-    for widget in root.findChildren(QWidget):
-        if not widget.isVisible():
-            continue
-        if isinstance(widget, QLabel) and widget.text() and not widget.pixmap():
-            rect = widget.contentsRect()
-            if widget.wordWrap():
-                need = widget.heightForWidth(widget.width())
-                if need > widget.height() + 1:
-                    found.append(
-                        f"label {widget.text()[:40]!r}: needs {need} px high, has {widget.height()}"
-                    )
-            else:
-                wide = widget.fontMetrics().horizontalAdvance(widget.text().split("\n")[0])
-                if wide > rect.width() + 1:
-                    found.append(f"label {widget.text()[:40]!r}: {wide} px in {rect.width()}")
-        elif isinstance(widget, QAbstractButton) and widget.text():
-            hint = widget.sizeHint().width()
-            if hint > widget.width() + 1:
-                found.append(
-                    f"button {widget.text()[:40]!r}: needs {hint} px, has {widget.width()}"
-                )
-    return found
 
 
 def _screens(qtbot: QtBot, window: Any, person: Person) -> list[tuple[str, Any]]:

@@ -176,3 +176,30 @@ def other_patient(cohort_dir: Path, not_id: str) -> tuple[str, str]:
         if patient["id"] != not_id and nhs:
             return patient["id"], nhs
     raise AssertionError("no second patient with an NHS number")
+
+
+def clipped(root: QWidget) -> list[str]:
+    """Every visible text-bearing widget under `root` whose text does not fit its box."""
+    found = []
+    for widget in root.findChildren(QWidget):
+        if not widget.isVisible():
+            continue
+        if isinstance(widget, QLabel) and widget.text() and not widget.pixmap():
+            rect = widget.contentsRect()
+            if widget.wordWrap():
+                need = widget.heightForWidth(widget.width())
+                if need > widget.height() + 1:
+                    found.append(
+                        f"label {widget.text()[:40]!r}: needs {need} px high, has {widget.height()}"
+                    )
+            else:
+                wide = widget.fontMetrics().horizontalAdvance(widget.text().split("\n")[0])
+                if wide > rect.width() + 1:
+                    found.append(f"label {widget.text()[:40]!r}: {wide} px in {rect.width()}")
+        elif isinstance(widget, QAbstractButton) and widget.text():
+            hint = widget.sizeHint().width()
+            if hint > widget.width() + 1:
+                found.append(
+                    f"button {widget.text()[:40]!r}: needs {hint} px, has {widget.width()}"
+                )
+    return found
