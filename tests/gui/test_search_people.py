@@ -166,3 +166,54 @@ def test_the_highlight_record_and_subject_stay_the_person_when_a_sync_merges_the
     record = window.record_view.record
     assert (record.source, record.person.patient_id) == (sid, rid)
     assert window.encounter_subject() == rid
+
+
+SHOT_SIZES = ((1280, 800), (800, 1280))
+
+
+def _lightness(image: Any) -> tuple[int, float]:
+    from PySide6.QtGui import QColor
+
+    colours: set[int] = set()
+    total, samples = 0.0, 0
+    for x in range(0, image.width(), 7):
+        for y in range(0, image.height(), 7):
+            rgb = image.pixel(x, y)
+            colours.add(rgb)
+            total += QColor(rgb).lightnessF()
+            samples += 1
+    return len(colours), total / samples
+
+
+def test_the_merged_row_renders_at_both_sizes_day_and_night(
+    qtbot: QtBot, make_window: WindowFactory, two_trusts: Path, region: Path, tmp_path: Path
+) -> None:
+    """The Find page with a person both Trusts know among namesakes, as PNGs (docs/screenshots/
+    search-merged-*.png are these, from a run with --basetemp): the row names both Trusts
+    whatever the width; night mode is dark."""
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication
+
+    person = shared_people(region, with_types=("Flag",))[0]
+    patient = next(p for p in ndjson(region / "trust-1", "Patient") if p["id"] == person.home_id)
+    family = next(n for n in patient["name"] if n.get("use") == "official")["family"]
+    window = _window(qtbot, make_window, two_trusts)
+    out = tmp_path / "shots"
+    out.mkdir()
+    for mode in ("day", "night"):
+        window.set_night_mode(mode == "night")
+        for width, height in SHOT_SIZES:
+            window.resize(width, height)
+            window.focus_search()
+            hits = type_search(qtbot, window, family)
+            row = next(i for i, h in enumerate(hits) if h.nhs_number == person.nhs_number)
+            assert f"known to {HOME_TRUST} and {WEST_TRUST}" in _rows(window)[row]
+            window.search_view.results.scrollTo(window.search_view.model.index(row))
+            window.test_runner.wait_until_idle(5_000)
+            QApplication.processEvents()  # the resize's layout and the rows' repaint
+            path = out / f"search-merged-{width}x{height}-{mode}.png"
+            assert window.grab().save(str(path))
+            colours, light = _lightness(QImage(str(path)))
+            assert colours > 12
+            assert (light < 0.35) if mode == "night" else (light > 0.35)
+    window.set_night_mode(False)
