@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/bench/bench_search.py [--patients 100000] [--queries 440]
     .venv/bin/python tests/bench/bench_search.py --sources 3 [--patients 100000]
+    .venv/bin/python tests/bench/bench_search.py --sources 3 --interleaved 6
 
 Builds (or reuses, under `bench-data/`, gitignored) a SQLCipher cache of N synthetic patients
 and their Flags, derives a fixed mix of realistic queries from the cohort (typos, nicknames,
@@ -22,7 +23,9 @@ top1_or_tied and top5 too.
 folder imported into its own source through the store's bulk path (`import_ndjson(...,
 source=)`, trust-1 as home), so search merges people by verified NHS number. Queries are drawn
 from every source's Patients; a result is the intended person when the Patient the query was
-made from is one of its members (`PatientHit.is_person`).
+made from is one of its members (`PatientHit.is_person`). `--sources N --interleaved ROUNDS`
+runs only the typed mix on the one-source and the N-source cache of the same size, a timed
+pass of each in turn (ABBA): on a shared box the fair comparison of the two.
 The last line is one JSON object: patients, p50_ms, p95_ms, p99_ms, app_p95_ms,
 plain_sqlite_p95_ms, python_scan_p95_ms, top1_hit_rate (and with --sources: sources, rows,
 top1_or_tied_rate, top5_hit_rate).
@@ -429,6 +432,44 @@ def run_mix(
     }
 
 
+def run_interleaved(
+    caches: list[tuple[str, Path, bytes]], count: int, seed: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """The same typed mix on several caches (one source, N sources), one timed pass of each
+    in turn, the order reversed every round (ABBA), so a shared box's load falls on all of
+    them alike; hit rates from each cache's first (cold) pass."""
+    stores = [Store.open(path, key) for _name, path, key in caches]
+    try:
+        mixes = [make_queries(store, count, seed) for store in stores]
+        searches = [PatientSearch(store) for store in stores]
+        first = [run_mix(search, mix, 1) for search, mix in zip(searches, mixes, strict=True)]
+        timings: list[list[float]] = [[] for _ in caches]
+        gc.collect()
+        for r in range(rounds):
+            order = range(len(caches)) if r % 2 == 0 else reversed(range(len(caches)))
+            for i in order:
+                for _kind, q, _expected in mixes[i]:
+                    t = time.perf_counter_ns()
+                    searches[i].search(q, limit=20, today=TODAY)
+                    timings[i].append((time.perf_counter_ns() - t) / 1e6)
+    finally:
+        for store in stores:
+            store.close()
+    out = {}
+    for (name, _path, _key), times, rates in zip(caches, timings, first, strict=True):
+        p50, p95, p99 = _percentiles(times)
+        out[name] = {
+            "p50_ms": round(p50, 3),
+            "p95_ms": round(p95, 3),
+            "p99_ms": round(p99, 3),
+            "top1_hit_rate": rates["top1_hit_rate"],
+            "top1_or_tied_rate": rates["top1_or_tied_rate"],
+            "top5_hit_rate": rates["top5_hit_rate"],
+            "by_kind": rates["by_kind"],
+        }
+    return out
+
+
 def run_as_the_app(
     path: Path, key: bytes, queries: list[tuple[str, str, Expected]], passes: int
 ) -> dict[str, float]:
@@ -521,6 +562,24 @@ def unlock_probe(path: Path, key: bytes) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()}
 
 
+def _cache(args: argparse.Namespace, sources: int) -> tuple[Path, dict[str, Any]]:
+    """The bench cache of this size, seed and number of sources: built once, then reused."""
+    if sources > 1:
+        directory = args.cache_dir / f"search-{args.patients}-{args.seed}-sources{sources}"
+    else:
+        directory = args.cache_dir / f"search-{args.patients}-{args.seed}"
+    if args.rebuild or not (directory / "build.json").exists():
+        print(f"building a cache of {args.patients} patients in {directory} ...", flush=True)
+        if sources > 1:
+            return directory, build_sources_cache(directory, args.patients, args.seed, sources)
+        return directory, build_cache(directory, args.patients, args.seed)
+    return directory, json.loads((directory / "build.json").read_text())
+
+
+def _key(directory: Path) -> bytes:
+    return (directory / "key.bin").read_bytes()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=100_000)
@@ -536,20 +595,38 @@ def main() -> int:
         default=1,
         help="N > 1: N Trusts' records of the region (generate --trusts N --overlap 0.2)",
     )
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        metavar="ROUNDS",
+        default=0,
+        help="with --sources N: only compare search on the one-source and the N-source cache, "
+        "ROUNDS timed passes each, alternating (ABBA)",
+    )
     args = parser.parse_args()
 
-    if args.sources > 1:
-        directory = args.cache_dir / f"search-{args.patients}-{args.seed}-sources{args.sources}"
-    else:
-        directory = args.cache_dir / f"search-{args.patients}-{args.seed}"
-    if args.rebuild or not (directory / "build.json").exists():
-        print(f"building a cache of {args.patients} patients in {directory} ...", flush=True)
-        if args.sources > 1:
-            build = build_sources_cache(directory, args.patients, args.seed, args.sources)
-        else:
-            build = build_cache(directory, args.patients, args.seed)
-    else:
-        build = json.loads((directory / "build.json").read_text())
+    if args.interleaved:
+        if args.sources < 2:
+            parser.error("--interleaved compares one source with --sources N (N >= 2)")
+        caches = []
+        for sources in (1, args.sources):
+            directory, build = _cache(args, sources)
+            print("build:", json.dumps(build), flush=True)
+            caches.append((f"sources_{sources}", directory / "cache.db", _key(directory)))
+        found = run_interleaved(caches, args.queries, args.seed, args.interleaved)
+        for name, figures in found.items():
+            print(f"{name}:", json.dumps(figures), flush=True)
+        one, many = found["sources_1"], found[f"sources_{args.sources}"]
+        last: dict[str, Any] = {"patients": args.patients, "sources": args.sources}
+        for field in ("p50_ms", "p95_ms", "p99_ms", "top1_hit_rate", "top1_or_tied_rate",
+                      "top5_hit_rate"):  # fmt: skip
+            last[f"one_{field}"] = one[field]
+            last[field] = many[field]
+        last["p95_ratio"] = round(many["p95_ms"] / one["p95_ms"], 3)
+        print(json.dumps(last))
+        return 0
+
+    directory, build = _cache(args, args.sources)
     print("build:", json.dumps(build), flush=True)
     key = (directory / "key.bin").read_bytes()
     unlock = unlock_probe(directory / "cache.db", key)
