@@ -37,9 +37,12 @@ class InvalidEncounter(InvalidInput):
 
 @dataclass(frozen=True, slots=True)
 class KnownPatient:
-    """A person picked from the cache (search result or record card)."""
+    """A person picked from the cache (search result or record card): `source`'s (sid)
+    Patient `patient_id` (1, the home source, unless a neighbour Trust's record was picked;
+    the record still goes home, by NHS number: docs/design/multi-trust.md section 6)."""
 
     patient_id: str
+    source: int = 1  # app.store.HOME_SOURCE
 
 
 @dataclass(frozen=True, slots=True)

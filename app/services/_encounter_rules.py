@@ -256,7 +256,8 @@ def _check_patient(
     else:
         errors.append(FieldError("patient", "must be a known, NHS-numbered or unidentified person"))
         return None, None
-    patient = session.store.get_resource(HOME_SOURCE, "Patient", patient_id)
+    source = person.source if isinstance(person, KnownPatient) else HOME_SOURCE
+    patient = session.store.get_resource(source, "Patient", patient_id)
     if patient is None:
         errors.append(FieldError("patient.id", "matches no person in this device's cache"))
         return None, None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ import orjson
 from app.errors import CacheExpired, InvalidInput
 from app.fhir import (
     OUTCOME_CODES,
+    SEX_CODES,
     display_name_of,
     nhs_number_of,
 )
@@ -71,6 +72,7 @@ from app.services._encounter_rules import (
     OPTIONAL_FIELDS,
     REQUIRED_FIELDS,
     _check,
+    _youngest_age,
     is_child,
     validate,
 )
@@ -80,9 +82,10 @@ from app.services._encounter_team import (
     set_team,
     team_of,
 )
+from app.services._people import home_member
 from app.services.session import Session
 from app.store import HOME_SOURCE, OutboxRow
-from app.times import iso_instant
+from app.times import iso_instant, uk_date
 
 log = logging.getLogger("kerbside.services")
 
@@ -162,34 +165,97 @@ def _instant(when: datetime) -> str:
     return iso_instant(when, timespec="milliseconds")
 
 
-def _prepare(
-    session: Session, inp: EncounterInput, now: datetime, client_id: str
-) -> tuple[bytes, str | None]:
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A validated record as the outbox keeps it: the Bundle, and whose cached Patient it is
+    about (`patient_id` of source `patient_source`; both None for an unidentified person)."""
+
+    payload: bytes
+    patient_id: str | None
+    patient_source: int | None
+
+
+def _prepare(session: Session, inp: EncounterInput, now: datetime, client_id: str) -> _Prepared:
+    """Validate and build the transaction. The record always goes home (section 6 of
+    docs/design/multi-trust.md): about a person home knows, under home's Patient id (also
+    when a neighbour's record of them was picked: the home member of the same person); about
+    a person only a neighbour knows, by their verified NHS number (a Patient made at home
+    conditionally on it, once), or, without one, as an unidentified person described by the
+    neighbour's record. The outbox row names the cached Patient that was picked."""
     errors, patient_id = _check(inp, session, now)
     if errors:
         raise InvalidEncounter(errors)
     team = team_of(session.profile)
     # The code identifies the profile's team; a team typed in instead is recorded by name only.
     team_code = team.code if team is not None and (inp.team or "").strip() == team.name else None
+    source = inp.patient.source if isinstance(inp.patient, KnownPatient) else HOME_SOURCE
+    subject_nhs: PersonAtSource | None = None
+    home_id = patient_id
+    if patient_id is not None and source != HOME_SOURCE:
+        home_id = home_member(session, source, patient_id)
+        if home_id is None:
+            neighbours = session.store.get_resource(source, "Patient", patient_id) or {}
+            subject_nhs = person_at_source(neighbours)
+            if subject_nhs is None:
+                inp = replace(inp, patient=_described(session, source, neighbours, inp.start))
     bundle = fhir_out.build_transaction(
         inp,
         client_id=client_id,
-        patient_id=patient_id,
+        patient_id=home_id,
         user_id=session.user_id,
         device_id=session.profile.profile_id,
         recorded_at=now,
         team_code=team_code,
+        subject_nhs=subject_nhs,
     )
-    return orjson.dumps(bundle), patient_id
+    if source != HOME_SOURCE and home_id is not None:  # a merged person: home's id, as ever
+        return _Prepared(orjson.dumps(bundle), home_id, HOME_SOURCE)
+    return _Prepared(orjson.dumps(bundle), patient_id, source if patient_id is not None else None)
 
 
-def subject_snapshot(session: Session, patient_id: str | None) -> bytes | None:
+def _described(
+    session: Session, source: int, patient: dict[str, Any], on: datetime
+) -> UnidentifiedPerson:
+    """A neighbour's patient without a verified NHS number, as home receives them: an
+    unidentified person whose description names them as the neighbour's record does (never
+    matched at home on an unverified number, or on name and birth date)."""
+    from app.services._people import source_labels
+
+    trust = source_labels(session).get(source, "another Trust")
+    born = patient.get("birthDate")
+    number = nhs_number_of(patient)
+    text = f"Known to {trust} as {display_name_of(patient)}"
+    text += f", born {uk_date(born)}" if isinstance(born, str) and born else ""
+    text += f", NHS number {number} (not verified)" if number else ""
+    age = _youngest_age(born, on)
+    if age is None:
+        raise InvalidEncounter(
+            [
+                FieldError(
+                    "patient.id",
+                    "the other Trust's record gives no date of birth: record the person as an "
+                    "unknown person, with their apparent age",
+                )
+            ]
+        )
+    gender = patient.get("gender")
+    return UnidentifiedPerson(
+        description=text[:1000],
+        apparent_age=min(age, MAX_APPARENT_AGE),
+        sex=gender if gender in SEX_CODES else "unknown",
+        place_found=None,
+    )
+
+
+def subject_snapshot(
+    session: Session, patient_id: str | None, source: int | None = HOME_SOURCE
+) -> bytes | None:
     """Who a record is about as the cache names them now (name, date of birth, NHS number),
     kept with the queued record so that it still says whom it is about after the person is
-    merged or removed centrally and leaves the cache."""
+    merged or removed centrally (or their Trust's source is removed) and leaves the cache."""
     if not patient_id:
         return None
-    patient = session.store.get_resource(HOME_SOURCE, "Patient", patient_id)
+    patient = session.store.get_resource(source or HOME_SOURCE, "Patient", patient_id)
     if patient is None:
         return None
     return orjson.dumps(
@@ -229,45 +295,47 @@ def record_many(
     """
     now = now or datetime.now(UTC)
     draft_ids = draft_ids or [None] * len(inputs)
-    prepared: list[tuple[str, bytes, str | None, EncounterInput]] = []
+    prepared: list[tuple[str, _Prepared, EncounterInput]] = []
     errors: list[FieldError] = []
     for index, inp in enumerate(inputs):
         client_id = str(uuid.uuid4())
         try:
-            payload, patient_id = _prepare(session, inp, now, client_id)
+            ready = _prepare(session, inp, now, client_id)
         except InvalidEncounter as exc:
             prefix = f"[{index}]." if len(inputs) > 1 else ""
             errors += [FieldError(prefix + e.field, e.message) for e in exc.errors]
             continue
-        prepared.append((client_id, payload, patient_id, inp))
+        prepared.append((client_id, ready, inp))
     if errors:
         raise InvalidEncounter(errors)
     created_at = _instant(now)
     store = session.store
     with store.transaction():
-        for (client_id, payload, patient_id, _), draft_id in zip(prepared, draft_ids, strict=True):
+        for (client_id, ready, _), draft_id in zip(prepared, draft_ids, strict=True):
             store.add_outbox(
                 client_id=client_id,
                 kind=KIND,
-                patient_id=patient_id,
-                patient_source=HOME_SOURCE if patient_id is not None else None,
+                patient_id=ready.patient_id,
+                patient_source=ready.patient_source,
                 user_id=session.user_id,
-                payload=payload,
+                payload=ready.payload,
                 created_at=created_at,
-                subject=subject_snapshot(session, patient_id),
+                subject=subject_snapshot(session, ready.patient_id, ready.patient_source),
             )
             if draft_id is not None:
                 store.delete_draft(draft_id)
     # A copy sealed to the Trust outlives any wipe of this tablet (SECURITY.md 28).
     from app.services.session import seal_records
 
-    seal_records(session, [(cid, KIND, pid, payload) for cid, payload, pid, _ in prepared])
+    seal_records(
+        session, [(cid, KIND, ready.patient_id, ready.payload) for cid, ready, _ in prepared]
+    )
     log.info("recorded %d encounter(s): %s", len(prepared), ", ".join(p[0] for p in prepared))
     return [
         RecordedEncounter(
-            client_id, created_at, patient_id, isinstance(inp.patient, UnidentifiedPerson)
+            client_id, created_at, ready.patient_id, isinstance(inp.patient, UnidentifiedPerson)
         )
-        for client_id, _, patient_id, inp in prepared
+        for client_id, ready, inp in prepared
     ]
 
 
@@ -310,6 +378,9 @@ class EncounterSummary:
     subject_birth_date: str | None = None
     subject_nhs_number: str | None = None
     person_gone: bool = False
+    # A person only a neighbour Trust knows, sent home by NHS number: the Patient id home
+    # answered with (made or found), once sent; None otherwise (section 6 of the design note).
+    home_patient_id: str | None = None
 
 
 def _cache_usable(session: Session) -> bool:
@@ -326,14 +397,17 @@ def _summary(session: Session, row: OutboxRow, names_visible: bool) -> Encounter
     person = answers["patient"].get("unidentified")
     snapshot = orjson.loads(row.subject) if row.subject else {}
     gone = False
-    if person is not None:
+    if person is not None and row.patient_id is None:
         display = f"{fhir_out.PROVISIONAL_NAME} ({person['sex']}, about {person['apparent_age']})"
     elif not names_visible:
         display = "Name hidden until the tablet syncs"
     else:
         source = row.patient_source if row.patient_source is not None else HOME_SOURCE
         patient = session.store.get_resource(source, "Patient", row.patient_id or "")
-        gone = patient is None
+        # A record about a neighbour Trust's patient names them itself (by NHS number, or
+        # described as an unidentified person): it does not need the cached Patient, so it is
+        # never "person gone" (that advice says to pick the person again).
+        gone = patient is None and source == HOME_SOURCE
         if patient is not None:
             display = display_name_of(patient)
         else:
@@ -358,6 +432,11 @@ def _summary(session: Session, row: OutboxRow, names_visible: bool) -> Encounter
         subject_birth_date=snapshot.get("birth_date") if names_visible else None,
         subject_nhs_number=snapshot.get("nhs_number") if names_visible else None,
         person_gone=gone,
+        home_patient_id=(
+            home_patient_id(bundle, orjson.loads(row.response))
+            if row.state == "sent" and row.response
+            else None
+        ),
     )
 
 
@@ -431,16 +510,25 @@ def resolve_rejected(
     if action == "retry":
         if reason is not None:
             raise InvalidInput("a retry takes no reason", field="reason")
-        payload, patient_id = (None, row.patient_id)
+        payload, patient_id, patient_source = (None, row.patient_id, row.patient_source)
         if corrected is not None:
-            payload, patient_id = _prepare(session, corrected, now, client_id)
+            ready = _prepare(session, corrected, now, client_id)
+            payload, patient_id, patient_source = (
+                ready.payload,
+                ready.patient_id,
+                ready.patient_source,
+            )
         with store.transaction():
-            subject = subject_snapshot(session, patient_id) if corrected is not None else None
+            subject = (
+                subject_snapshot(session, patient_id, patient_source)
+                if corrected is not None
+                else None
+            )
             if not store.requeue_outbox(
                 client_id,
                 payload=payload,
                 patient_id=patient_id,
-                patient_source=HOME_SOURCE if patient_id is not None else None,
+                patient_source=patient_source if patient_id is not None else None,
                 subject=subject,
             ):
                 raise InvalidInput("the record changed meanwhile; look again", field="client_id")
@@ -448,7 +536,7 @@ def resolve_rejected(
                 user_id=session.user_id,
                 action="amend-field-record" if corrected is not None else "retry-field-record",
                 patient_id=patient_id,
-                source=HOME_SOURCE if patient_id is not None else None,
+                source=(patient_source or HOME_SOURCE) if patient_id is not None else None,
                 reason=None,
                 event_id=str(uuid.uuid4()),
             )

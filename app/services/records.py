@@ -34,9 +34,9 @@ from app.fhir import (
     human_name_text,
     nhs_number_of,
     staff_safety_note,
-    verified_nhs_number,
 )
 from app.nhs_number import format_nhs_number
+from app.services._people import members_of, source_labels
 from app.services.encounters import EncounterSummary, field_records_for_patient
 from app.services.session import Session
 from app.store import HOME_SOURCE
@@ -49,7 +49,6 @@ ACCESS_REASONS: tuple[str, ...] = (
     "Other",
 )
 OPEN_RECORD_ACTION = "open-record"
-HOME_TRUST_LABEL = "Home Trust"  # the home source's label when the profile gives no name
 LAST_CONTACTS_LIMIT = 10  # central encounters shown; this device's records are always shown
 _PATIENT_TYPES = (
     "Patient", "Flag", "CarePlan", "RelatedPerson", "CareTeam", "AllergyIntolerance",
@@ -274,36 +273,6 @@ def refresh_record(
         joined=tuple(dict.fromkeys((*record.joined, *joined))),
         left=tuple(dict.fromkeys((*record.left, *left))),
     )
-
-
-def members_of(session: Session, source: int, patient_id: str) -> tuple[tuple[int, str], ...]:
-    """Every source's (sid, id) of the person `source`'s Patient `patient_id` is, home first:
-    the rows that share its person key (`nhs:<verified number>`; a `src:` key is one row's
-    own, never merged). The row itself is always a member, first among its source's (also
-    when it is not cached: opening it is audited all the same, then refused)."""
-    patient = session.store.get_resource(source, "Patient", patient_id)
-    number = verified_nhs_number(patient) if patient is not None else None
-    if number is None:
-        return ((source, patient_id),)
-    rows = session.store.people([f"nhs:{number}"]).get(f"nhs:{number}", [])
-    members = [(m.source, m.id) for m in rows]
-    if (source, patient_id) not in members:  # the index is behind the row (a load under way)
-        members.append((source, patient_id))
-    members.sort(key=lambda m: (m[0], m != (source, patient_id), m[1]))
-    return tuple(members)
-
-
-def source_labels(session: Session) -> dict[int, str]:
-    """Each registered source's name as officers know it: the display name the profile's
-    source settings give (the Trust's name), else "Home Trust" for the home source and the
-    source's name for another."""
-    configured = {s.name: s for s in session.profile.sources}
-    out: dict[int, str] = {}
-    for source in session.store.sources():
-        settings = configured.get(source.name)
-        fallback = HOME_TRUST_LABEL if source.sid == HOME_SOURCE else source.name
-        out[source.sid] = (settings.display_name if settings else None) or fallback
-    return out
 
 
 def _label(labels: Mapping[int, str], sid: int) -> str:

@@ -48,7 +48,8 @@ CREATE INDEX outbox_by_patient ON outbox (patient_id) WHERE patient_id IS NOT NU
 STATES = ("pending", "sent", "rejected", "discarded")
 _COLUMNS = (
     "seq, client_id, kind, patient_id, user_id, created_at, payload, state, attempts,"
-    " last_attempt_at, reason, sent_at, resolved_at, resolved_by, subject, patient_source"
+    " last_attempt_at, reason, sent_at, resolved_at, resolved_by, subject, patient_source,"
+    " response"
 )
 
 
@@ -70,6 +71,7 @@ class OutboxRow:
     resolved_by: str | None
     subject: bytes | None = None  # JSON snapshot: name, birth_date, nhs_number
     patient_source: int | None = None  # the sid whose Patient `patient_id` is
+    response: bytes | None = None  # the central record's answer (JSON), once sent or refused
 
 
 def add(

@@ -119,5 +119,22 @@ __all__ = [
     "name_sources",
     "ndjson",
     "shared_people",
+    "sync_read_only",
     "west_only",
 ]
+
+
+def sync_read_only(session: Any, server: Any, source: int) -> Any:
+    """One pull of a read-only source from its reference server, through the sync port scoped
+    to it (what the multi-source run does for each read-only source); its SyncReport."""
+    from app.services.syncing import StoreSyncPort, sync_options
+    from sync import ClientCredentials, FhirClient, SyncEngine, new_http_session
+    from tests.conftest import TABLET_CLIENT
+
+    client = FhirClient(
+        server.base_url,
+        new_http_session(),
+        auth=ClientCredentials(server.token_url, TABLET_CLIENT[0], TABLET_CLIENT[1]),
+    )
+    options = sync_options(session.profile, push=False)
+    return SyncEngine(client, StoreSyncPort(session.store, source=source), options).run()
