@@ -166,7 +166,10 @@ def _line(row: dict[str, Any]) -> str:
         label += f" ({row['ods_code']})"
     synced = row["last_sync"] or "never"
     patients = "-" if row["patients"] is None else row["patients"]
-    return (
+    line = (
         f"{row['name']}\t{row['role']}\t{row['base_url']}\t{label}\t"
         f"last sync {synced}\tpatients {patients}"
     )
+    if row.get("state") in ("failed", "revoked"):
+        line += f"\t{row['state']}"
+    return line

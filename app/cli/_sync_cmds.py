@@ -2,6 +2,14 @@
 
 `sync` prints progress on stderr and, as its last stdout line, one JSON object with the
 counts; a failed run prints one line on stderr and exits 1.
+
+Contract (extend, never rename): the last line's keys are the totals over every source
+(before issue 14 they were the one central record's, and with only a home source they still
+are), plus `"sources": {NAME: {"pulled", "pushed", "rejected", "deleted", "ok", "error",
+"state"}}` (`error`: one line without patient data, null when ok; `state`: ok,
+failed or revoked). Exit status: 1 when the home source failed (one line on stderr, no JSON,
+as before) or records could not be sent; a read-only source failing or revoking this device
+does not change it (0): its entry says `"ok": false` and a `warning:` line on stderr names it.
 """
 
 from __future__ import annotations
@@ -138,6 +146,18 @@ def _sync(args: argparse.Namespace) -> int:
             {"client_id": r.client_id, "kind": r.kind, "status": r.status, "reason": r.reason}
             for r in report.rejections
         ],
+        "sources": {
+            name: {
+                "pulled": part.report.pulled,
+                "pushed": part.report.pushed,
+                "rejected": part.report.rejected,
+                "deleted": part.report.deleted,
+                "ok": part.ok,
+                "error": part.error,
+                "state": part.state,
+            }
+            for name, part in report.sources.items()
+        },
     }
     print(json.dumps(summary, sort_keys=True), flush=True)
     if report.push_blocked:

@@ -128,6 +128,7 @@ _SOURCE_FIELDS = (
     "display_name",
     "ods_code",
     "role",
+    "revoked_at",
 )
 
 
@@ -144,6 +145,9 @@ class SourceSettings:
     display_name: str | None = None  # the Trust's name as officers know it
     ods_code: str | None = None  # the Trust's ODS organisation code
     role: str = READ_ONLY
+    # When a read-only source told this device it is revoked (ISO instant): what it brought
+    # was erased and sync no longer asks it; `source remove` (and add again) ends it.
+    revoked_at: str | None = None
 
     @property
     def is_home(self) -> bool:
@@ -158,6 +162,15 @@ class SourceSettings:
         """The `source` argument of the keyring's client-secret functions: None for the home
         source, whose secret stays in the account enrolment has always used."""
         return None if self.is_home else self.name
+
+
+def _source_entry(source: SourceSettings) -> dict[str, Any]:
+    """A source as profile.json keeps it: `revoked_at` only once set (a profile written
+    without it stays readable by the release before it)."""
+    entry = asdict(source)
+    if entry.get("revoked_at") is None:
+        entry.pop("revoked_at", None)
+    return entry
 
 
 def check_source_name(name: str) -> None:
@@ -443,7 +456,7 @@ class Profile:
             sources = [s for s in self._data.get("sources", []) if s.get("role") != HOME]
             if server is not None:
                 home = self.home_source
-                entry = asdict(home) if home is not None else _source_from_server({})
+                entry = _source_entry(home) if home is not None else _source_from_server({})
                 entry.update(asdict(server))
                 sources.insert(0, entry)
             self._data["sources"] = sources
@@ -472,7 +485,7 @@ class Profile:
                     f"this profile already has a home source ({home.name}); re-enrol the "
                     "tablet to change it"
                 )
-            entry = asdict(source)
+            entry = _source_entry(source)
             sources = list(self._data.get("sources", []))
             if source.is_home:
                 sources.insert(0, entry)
@@ -485,6 +498,19 @@ class Profile:
             except BaseException:
                 _keyring.delete_client_secret(self.profile_id, source.keyring_name)
                 raise
+
+    def mark_source_revoked(self, name: str, at: str) -> SourceSettings:
+        """A read-only source revoked this device (its data is already erased): sync skips
+        it from now on, and the sync screen and `source list` say so. Returns it as saved."""
+        with self._locked():
+            source = self.source(name)
+            if source.is_home:
+                raise ProfileError("the home source's revocation wipes the profile instead")
+            for raw in self._data["sources"]:
+                if raw.get("name") == name:
+                    raw["revoked_at"] = at
+            self._save()
+            return self.source(name)
 
     def remove_source(self, name: str) -> SourceSettings:
         """Forget a read-only source's settings and its keyring secret; returns what it was.

@@ -20,7 +20,7 @@ from app import times
 from app.errors import CacheExpired, CacheWiped, ClockBehind, KerbsideError, ProfileError
 from app.security import KdfParams, LockoutPolicy, Profile, audit_head, set_audit_head
 from app.services._lookups import expire_lookups
-from app.store import SCHEMA_VERSION, PatientIndexReader, Store, utc_now
+from app.store import HOME_SOURCE, SCHEMA_VERSION, PatientIndexReader, Store, utc_now
 from app.times import iso_instant, parse_instant
 
 log = logging.getLogger("kerbside.services")
@@ -29,6 +29,12 @@ T = TypeVar("T")
 DEFAULT_CACHE_TTL_HOURS = 72.0
 LAST_REFRESH = "last_refresh"  # meta key: when the cache last matched the centre (sync/import)
 LAST_SYNC = "last_sync"
+# The app's keys in each source's sync state (sync's own are `sync.*`), written by
+# `app.services.syncing.run_sync`: when the source last synced, and why its last attempt failed.
+SOURCE_LAST_SYNC = "kerbside.last_sync"
+SOURCE_LAST_ERROR = "kerbside.last_error"
+# A source's state on the sync screen, in `kerbside sync` and the status summary.
+SOURCE_OK, SOURCE_FAILED, SOURCE_REVOKED, SOURCE_NEVER = "ok", "failed", "revoked", "never"
 # The latest time the cache can vouch for (SECURITY.md 25): the central record's `Date` at each
 # sync, and the local clock's high-water mark. Kept inside the encrypted cache, so it cannot be
 # edited without the PIN; a clock that reads earlier than it counts as expired.
@@ -51,6 +57,42 @@ class SessionStatus:
     refused: int
     last_sync: datetime | None
     locked_reason: str | None
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What this cache holds from one source and how its last sync went (no patient data):
+    `state` is ok, failed (its last attempt; `error` says why in one line), revoked (it
+    revoked this device: its data is erased) or never (not synced yet)."""
+
+    name: str
+    role: str
+    display_name: str | None
+    state: str
+    last_sync: str | None  # ISO instant of its last successful sync
+    error: str | None
+    patients: int
+    resources: dict[str, int]
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def is_home(self) -> bool:
+        return self.role == "home"
+
+    def summary(self) -> dict[str, Any]:
+        """The status summary's entry (`"sources": {NAME: ...}`; `source list` reads it)."""
+        return {
+            "role": self.role,
+            "state": self.state,
+            "ok": self.state == SOURCE_OK,
+            "error": self.error,
+            "last_sync": self.last_sync,
+            "patients": self.patients,
+            "resources": self.resources,
+        }
 
 
 @dataclass
@@ -242,12 +284,54 @@ class Session:
         else:
             self.check_clock(when)
 
+    def source_states(self, errors: dict[str, str] | None = None) -> list[SourceState]:
+        """Every source of the profile, home first, with what the cache holds from it and how
+        its last sync went (the sync screen's rows, the status summary's `sources`).
+        `errors`: failures of the run that just ended that the cache does not keep (home's:
+        a failed run leaves the cache as it was)."""
+        store = self.store
+        errors = errors or {}
+        states = []
+        for source in self.profile.sources:
+            sid = HOME_SOURCE if source.is_home else store.source_id(source.name)
+            counts = store.count_by_type(source=sid) if sid is not None else {}
+            last_sync = error = None
+            if sid is not None:
+                last_sync = store.get_sync_state(sid, SOURCE_LAST_SYNC)
+                error = store.get_sync_state(sid, SOURCE_LAST_ERROR)
+            if source.is_home:
+                last_sync = store.get_meta(LAST_SYNC) or last_sync
+            error = errors.get(source.name, error)
+            if source.revoked_at:
+                state = SOURCE_REVOKED
+            elif error is not None:
+                state = SOURCE_FAILED
+            elif last_sync is None:
+                state = SOURCE_NEVER
+            else:
+                state = SOURCE_OK
+            states.append(
+                SourceState(
+                    source.name,
+                    source.role,
+                    source.display_name,
+                    state,
+                    last_sync,
+                    error,
+                    counts.get("Patient", 0),
+                    counts,
+                )
+            )
+        return states
+
     # -- the plaintext status summary --------------------------------------------------------
-    def write_status(self) -> dict[str, Any]:
-        """Counts only, so `kerbside status` and Trust IT can see state without a PIN."""
+    def write_status(self, errors: dict[str, str] | None = None) -> dict[str, Any]:
+        """Counts only, so `kerbside status` and Trust IT can see state without a PIN
+        (`errors`: see `source_states`)."""
         counts = self.store.count_by_type()
         outbox = self.store.outbox_counts()
         summary = {
+            "sources": {s.name: s.summary() for s in self.source_states(errors)},
             "schema_version": self.store.schema_version,
             "patients": counts.get("Patient", 0),
             "resources": counts,

@@ -219,6 +219,11 @@ def list_sources(profile_dir: Path) -> list[dict[str, Any]]:
                 "last_sync": figures.get("last_sync"),
                 "patients": figures.get("patients"),
                 "resources": figures.get("resources"),
+                # Since multi-source sync (slice 3): ok, failed, revoked or never, and why
+                # the last attempt failed (one line, no patient data); None before it ran.
+                "state": "revoked" if source.revoked_at else figures.get("state"),
+                "error": figures.get("error"),
+                "revoked_at": source.revoked_at,
             }
         )
     return rows

@@ -186,15 +186,28 @@ def head(conn: Connection) -> int:
 
 
 def entries(
-    conn: Connection, *, only_not_uploaded: bool = False, limit: int = 1000
+    conn: Connection,
+    *,
+    only_not_uploaded: bool = False,
+    limit: int = 1000,
+    source: int | None = None,
+    after_seq: int = 0,
 ) -> list[AuditEntry]:
-    where = "WHERE uploaded_at IS NULL" if only_not_uploaded else ""
+    """Entries in chain order. `source`: only openings of that source's records, after
+    `after_seq` (what a read-only source is sent: `uploaded_at` is the home source's mark)."""
+    params: tuple[int, ...]
+    if source is not None:
+        where, params = "WHERE source = ? AND seq > ?", (source, after_seq, limit)
+    elif only_not_uploaded:
+        where, params = "WHERE uploaded_at IS NULL", (limit,)
+    else:
+        where, params = "", (limit,)
     return [
         AuditEntry(*row)
         for row in conn.execute(
             "SELECT seq, at, user_id, action, patient_id, reason, event_id, uploaded_at,"
             f" prev_hash, hash, source FROM audit {where} ORDER BY seq LIMIT ?",
-            (limit,),
+            params,
         )
     ]
 

@@ -550,9 +550,22 @@ class Store:
         return seq
 
     def audit_entries(
-        self, *, only_not_uploaded: bool = False, limit: int = 1000
+        self,
+        *,
+        only_not_uploaded: bool = False,
+        limit: int = 1000,
+        source: int | None = None,
+        after_seq: int = 0,
     ) -> list[_audit.AuditEntry]:
-        return _audit.entries(self.conn, only_not_uploaded=only_not_uploaded, limit=limit)
+        """Audit entries in chain order; `source`: only openings of that source's records
+        with a sequence number above `after_seq` (a read-only source's upload mark)."""
+        return _audit.entries(
+            self.conn,
+            only_not_uploaded=only_not_uploaded,
+            limit=limit,
+            source=source,
+            after_seq=after_seq,
+        )
 
     def audit_entry(self, seq: int) -> _audit.AuditEntry | None:
         """One entry of the chain by its sequence number."""

@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from app.synthetic import generate_trusts
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_PIN
 from tests.support.cli import USER, enrol_and_record, kerbside
-from tests.support.sync import (
-    UNIDENTIFIED,
-    held_on_server,
-)
+from tests.support.sync import UNIDENTIFIED, held_on_server, trust_servers
+
+# The last line's keys before several sources (issue 14): kept, as totals.
+BEFORE_SOURCES = {
+    "pulled", "pushed", "rejected", "deleted", "seconds", "audit_uploaded", "merged",
+    "received", "pages", "rescans", "requests", "retries", "reconciled", "policy",
+    "push_blocked", "rejections",
+}  # fmt: skip
 
 
 def test_enrol_discovers_the_token_url_and_sync_prints_progress_then_one_json_line(
@@ -57,3 +62,44 @@ def test_sync_fails_with_one_line_and_exit_1_when_the_server_is_gone(
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("kerbside: ")
     assert "Traceback" not in done.stderr
+
+
+def test_sync_json_keeps_its_totals_and_says_per_source_which_one_failed(
+    tmp_path: Path,
+) -> None:
+    """The CLI contract with a read-only source: every key of before, as totals, plus
+    `sources`; a neighbour down is its entry's `ok: false` and a warning line, exit 0."""
+    region = tmp_path / "region"
+    generate_trusts(2, 0.3, 60, 5, region)
+    with trust_servers(tmp_path / "servers", region, 2) as (home, west):
+        profile, env, _ = enrol_and_record(tmp_path, home, [0])
+        common = ["--profile", str(profile), "--user", USER, "--pin-stdin"]
+        add = ["--name", "trust-2", "--server", west.base_url, "--client-id", TABLET_CLIENT[0]]
+        kerbside(["source", "add", *common, *add], f"{TEST_PIN}\n{TABLET_CLIENT[1]}\n", env)
+        done = kerbside(["sync", *common, "--quiet"], f"{TEST_PIN}\n", env)
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert BEFORE_SOURCES <= set(summary)
+        assert set(summary["sources"]) == {"home", "trust-2"}
+        for part in summary["sources"].values():
+            assert set(part) == {"pulled", "pushed", "rejected", "deleted", "ok", "error", "state"}
+            assert part["ok"] is True and part["error"] is None
+        assert summary["sources"]["home"]["pushed"] == summary["pushed"] == 1
+        assert summary["sources"]["trust-2"]["pulled"] > 0
+        assert summary["pulled"] == sum(p["pulled"] for p in summary["sources"].values())
+
+        west.stop()
+        done = kerbside(["sync", *common, "--quiet"], f"{TEST_PIN}\n", env)
+        assert done.returncode == 0  # home synced: a neighbour's failure is reported, not fatal
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        neighbour = summary["sources"]["trust-2"]
+        assert (neighbour["ok"], neighbour["state"]) == (False, "failed")
+        assert neighbour["error"] and "\n" not in neighbour["error"]
+        assert summary["sources"]["home"]["ok"] is True
+        assert any(
+            line.startswith("warning: source trust-2 not synced: ")
+            for line in done.stderr.splitlines()
+        )
+        listed = kerbside(["source", "list", "--profile", str(profile), "--json"], "", env)
+        rows = {row["name"]: row for row in json.loads(listed.stdout)}
+        assert rows["trust-2"]["state"] == "failed" and rows["home"]["state"] == "ok"
+        assert rows["trust-2"]["patients"] > 0  # what it brought last time is still there

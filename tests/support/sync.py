@@ -4,6 +4,8 @@ the whole cache, changing resources centrally, and recording encounters the way 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -197,3 +199,49 @@ def index_contents(store: Store) -> dict[str, Any]:
             "SELECT count(*) FROM sqlite_master WHERE name = 'resource_by_patient'"
         ).fetchone()[0],
     }
+
+
+# -- several central records (issue 14): one reference server per `generate --trusts` folder ---
+@contextmanager
+def trust_servers(
+    data: Path, region: Path, count: int, **overrides: Any
+) -> Iterator[list[ReferenceServer]]:
+    """`count` running reference servers, server k seeded with `region/trust-k` (data under
+    `data/central-k`), all knowing the test tablet; stopped on exit."""
+    from tests.conftest import reference_config
+
+    started: list[ReferenceServer] = []
+    try:
+        for k in range(1, count + 1):
+            config = reference_config(data / f"central-{k}", region / f"trust-{k}", **overrides)
+            started.append(ReferenceServer(config).start())
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def enrol_sources(session: Any, home: ReferenceServer, *neighbours: ReferenceServer) -> list[int]:
+    """Point `session`'s profile at `home` and add each neighbour as read-only source
+    `trust-2`, `trust-3`... (display name "Trust k", the tablet's client in the keyring), as
+    `source add` does; returns their sids."""
+    from app.security import READ_ONLY, ServerSettings, SourceSettings, store_client_secret
+    from tests.conftest import TABLET_CLIENT
+
+    profile = session.profile
+    profile.set_server(ServerSettings(home.base_url, TABLET_CLIENT[0], None, None))
+    store_client_secret(profile.profile_id, TABLET_CLIENT[1])
+    sids = []
+    for k, server in enumerate(neighbours, start=2):
+        name = f"trust-{k}"
+        sids.append(session.store.ensure_source(name, READ_ONLY))
+        source = SourceSettings(
+            name,
+            server.base_url,
+            TABLET_CLIENT[0],
+            server.token_url,
+            display_name=f"Trust {k}",
+            role=READ_ONLY,
+        )
+        profile.add_source(source, TABLET_CLIENT[1])
+    return sids

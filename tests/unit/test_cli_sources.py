@@ -122,6 +122,9 @@ def test_add_list_and_remove_a_read_only_source(
         "last_sync": None,
         "patients": None,
         "resources": None,
+        "state": None,
+        "error": None,
+        "revoked_at": None,
     }
     pid = tablet.profile.profile_id
     assert client_secret(pid, "trust-2") == "salford-secret"
