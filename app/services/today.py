@@ -5,13 +5,13 @@ records wait, and when sync last completed (the same value the window's header s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.nhs_number import format_nhs_number
 from app.services.encounters import Draft, EncounterSummary, list_encounters, load_drafts
 from app.services.records import person_of
-from app.services.session import Session
+from app.services.session import Session, SourceState
 from app.times import london_midnight, uk_date
 
 
@@ -25,6 +25,9 @@ class PanelData:
     waiting: int = 0
     last_sync: datetime | None = None
     draft_people: dict[str, str] = field(default_factory=dict)  # draft id -> whom it is about
+    # Each central record, home first: its state, last sync and counts (issue 14).
+    sources: list[SourceState] = field(default_factory=list)
+    stale_after: timedelta = timedelta(hours=72)  # the cache's time-to-live
 
 
 def load_panel_data(session: Session) -> PanelData:
@@ -39,6 +42,8 @@ def load_panel_data(session: Session) -> PanelData:
         draft_people={d.draft_id: draft_person(session, d.data) for d in drafts},
         waiting=sum(1 for r in rows if r.state == "waiting"),
         last_sync=session.last_sync(),  # the header reads the same
+        sources=session.source_states(),
+        stale_after=session.cache_ttl,
     )
 
 

@@ -14,7 +14,7 @@ on the device, marked discarded, with a reason from `encounters.DISCARD_REASONS`
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -34,12 +34,13 @@ from PySide6.QtWidgets import (
 from app.nhs_number import format_nhs_number
 from app.services import encounters
 from app.services.refusals import advice_for, plain_failure
-from app.services.session import Session
+from app.services.session import Session, SourceState
 from app.services.today import PanelData
 from app.times import (
     clock_text,
     in_london,
     london_today,
+    parse_instant,
     short_day_text,
     uk_date,
 )
@@ -79,6 +80,76 @@ TYPE_TEXT = {
     "Organization": "organisations", "AllergyIntolerance": "allergies",
     "MedicationStatement": "medication", "Condition": "conditions", "Encounter": "contacts",
 }  # fmt: skip
+
+
+# A central record's state on its row (`Session.source_states`): text and style role.
+SOURCE_STATE_TEXT = {
+    "ok": ("✓ Synced", "ok"),
+    "failed": ("✕ Last sync failed: its records may be out of date", "error"),
+    "revoked": ("⊘ Access withdrawn: its records were removed from this tablet", "error"),
+    "never": ("○ Not synced yet", "muted"),
+}
+STALE_SOURCE_TEXT = ("! Out of date: not synced within the cache's time limit", "stale")
+
+
+def source_state_text(
+    state: SourceState, stale_after: timedelta, now: datetime | None = None
+) -> tuple[str, str]:
+    """(text, role) of a central record's state: a source that synced, but longer ago than
+    the cache's time limit, reads "out of date", never "synced" (H24)."""
+    when = parse_instant(state.last_sync)
+    if state.state == "ok" and when is not None:
+        if (now or datetime.now(UTC)) - when > stale_after:
+            return STALE_SOURCE_TEXT
+    return SOURCE_STATE_TEXT.get(state.state, (state.state, "muted"))
+
+
+def source_detail_text(state: SourceState, now: datetime | None = None) -> str:
+    """ "Last sync 21:04 (12 min ago) · 1,234 people" for a central record's row."""
+    when = parse_instant(state.last_sync)
+    people = f"{state.patients:,} {'person' if state.patients == 1 else 'people'}"
+    return f"Last sync {ago_text(when, now)}  ·  {people}"
+
+
+class _SourceRow(QFrame):
+    """One central record on the sync screen: its name, state, last sync and counts, and
+    why its last sync failed. Rows are found by their accessible names ("<Trust>: ...")."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.source_name = name
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 6, 0, 6)
+        col.setSpacing(2)
+        self.title = label("", "h3")
+        col.addWidget(self.title)
+        self.state = label("", None)
+        col.addWidget(self.state)
+        self.detail = label("", "muted")
+        col.addWidget(self.detail)
+        self.reason = label("", "muted")
+        col.addWidget(self.reason)  # parented first: shown without a parent, a window
+
+    def show_state(self, state: SourceState, stale_after: timedelta) -> None:
+        who = state.label
+        for lab in (self.title, self.state, self.detail, self.reason):
+            lab.setMinimumHeight(0)  # the panel fits them again to their new text
+        self.setAccessibleName(f"Central record {who}")
+        if state.is_home:
+            self.title.setText(f"{state.display_name} (home)" if state.display_name else "Home")
+        else:
+            self.title.setText(who)
+        self.title.setAccessibleName(f"{who}: name")
+        text, role = source_state_text(state, stale_after)
+        self.state.setText(text)
+        set_role(self.state, role)
+        self.state.setAccessibleName(f"{who}: sync state")
+        self.detail.setText(source_detail_text(state))
+        self.detail.setAccessibleName(f"{who}: last sync and records")
+        reason = state.error if state.state == "failed" else None
+        self.reason.setText(f"Reason: {reason}" if reason else "")
+        self.reason.setAccessibleName(f"{who}: why the last sync failed")
+        self.reason.setVisible(bool(reason))
 
 
 def phase_text(phase: str, done: int, total: int) -> str:
@@ -246,7 +317,10 @@ class SyncPanel(QWidget):
         self._started_controller = False
         self.data = PanelData()
         self.rejected_rows: list[_RejectedRow] = []
+        self.source_rows: dict[str, _SourceRow] = {}
         self._finished_parts: list[str] | None = None  # the last run's counts, once one ran
+        self._failed_sources: list[str] = []  # the last run's sources that did not sync
+        self._source_phase = ""  # "Trust 2: " while a read-only central record syncs
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -261,6 +335,7 @@ class SyncPanel(QWidget):
         left = QVBoxLayout()
         left.setSpacing(16)
         left.addWidget(self._build_status_card())
+        left.addWidget(self._build_sources_card())
         left.addWidget(self._build_rejected_card())
         left.addStretch(1)
         right = QVBoxLayout()
@@ -347,6 +422,36 @@ class SyncPanel(QWidget):
         card.body.addLayout(row)
         return card
 
+    def _build_sources_card(self) -> QWidget:
+        """One row per central record; shown once the profile has more than one (with the
+        home source alone, the status card above says it all)."""
+        self.sources_card = SectionCard("Central records", accessible_name="Central records")
+        self._sources_box = QVBoxLayout()
+        self._sources_box.setSpacing(4)
+        self.sources_card.body.addLayout(self._sources_box)
+        self.sources_card.hide()
+        return self.sources_card
+
+    def _show_sources(self, states: list[SourceState], stale_after: timedelta) -> None:
+        wanted = [s.name for s in states]
+        for name in [n for n in self.source_rows if n not in wanted]:
+            row = self.source_rows.pop(name)
+            self._sources_box.removeWidget(row)
+            row.deleteLater()
+        for state in states:
+            if state.name not in self.source_rows:
+                self.source_rows[state.name] = _SourceRow(state.name)
+                self._sources_box.addWidget(self.source_rows[state.name])
+            self.source_rows[state.name].show_state(state, stale_after)
+        self.sources_card.setVisible(len(states) > 1)
+        self._fit_connectivity()
+
+    def _source_label(self, name: str) -> str:
+        for state in self.data.sources:
+            if state.name == name:
+                return state.label
+        return name
+
     def _build_rejected_card(self) -> QWidget:
         self.rejected_card = SectionCard("Refused by the central record")
         self._rejected_box = QVBoxLayout()
@@ -399,6 +504,7 @@ class SyncPanel(QWidget):
             else f"{data.waiting} record{'s' if data.waiting != 1 else ''} waiting to be sent"
         )
         self._show_rejected(data.rejected)
+        self._show_sources(data.sources, data.stale_after)
         self._show_finished()
         self.today.set_rows(data.today, data.drafts, data.draft_people)
         if self._reload_again:  # asked again while this read ran: it may be stale already
@@ -501,6 +607,8 @@ class SyncPanel(QWidget):
 
     def _on_started(self) -> None:
         self._finished_parts = None
+        self._failed_sources = []
+        self._source_phase = ""
         self.failure_details_button.setChecked(False)
         self.failure_details_button.hide()
         self.outcome.hide()
@@ -508,7 +616,13 @@ class SyncPanel(QWidget):
         self.progress.setRange(0, 0)  # busy until the first count arrives
 
     def _on_progress(self, phase: str, done: int, total: int) -> None:
-        self.phase.setText(phase_text(phase, done, total))
+        word, _, name = phase.partition(" ")
+        if word == "source":  # the run moved on to a read-only central record
+            self._source_phase = f"{self._source_label(name)}: "
+            self.phase.setText(f"{self._source_phase}connecting")
+            self.progress.setRange(0, 0)
+            return
+        self.phase.setText(self._source_phase + phase_text(phase, done, total))
         if total > 0:
             self.progress.setRange(0, total)
             self.progress.setValue(min(done, total))
@@ -520,6 +634,10 @@ class SyncPanel(QWidget):
         if report.rejected:
             parts.append(f"{report.rejected} refused")
         self._finished_parts = parts
+        sources = getattr(report, "sources", {})  # a run over several central records
+        self._failed_sources = [
+            part.label for part in sources.values() if getattr(part, "state", "ok") != "ok"
+        ]
         self._show_finished()
         self.refresh()
 
@@ -530,12 +648,15 @@ class SyncPanel(QWidget):
         if parts is None:
             return
         refused, waiting = len(self.data.rejected), self.data.waiting
-        if refused or waiting:
+        failed = self._failed_sources
+        if refused or waiting or failed:
             left = []
             if refused:
                 left.append(f"{refused} refused: see below")
             if waiting:
                 left.append(f"{waiting} still waiting to be sent")
+            if failed:
+                left.append(f"not synced with {', '.join(failed)}: see Central records")
             self._show_outcome("Sync finished: " + ", ".join(parts + left) + ".", "stale")
         else:
             self._show_outcome("✓ Up to date: " + ", ".join(parts) + ".", "ok")
@@ -576,10 +697,17 @@ class SyncPanel(QWidget):
 
     def _fit_connectivity(self) -> None:
         """The connection line wraps with larger text on, but side by side with today's list
-        its layout gave it one line's height (the rest was cut): ask the label itself."""
-        width = self.connectivity.width()
-        if width > 0:
-            self.connectivity.setMinimumHeight(self.connectivity.heightForWidth(width))
+        its layout gave it one line's height (the rest was cut): ask the label itself. The
+        central records' rows wrap the same way."""
+        labels = [self.connectivity] + [
+            lab
+            for row in self.source_rows.values()
+            for lab in (row.title, row.state, row.detail, row.reason)
+        ]
+        for lab in labels:
+            width = lab.width()
+            if width > 0:
+                lab.setMinimumHeight(lab.heightForWidth(width))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         wide = event.size().width() > event.size().height() and event.size().width() >= 1000

@@ -25,11 +25,14 @@ from pytestqt.qtbot import QtBot
 from app.fhir import display_name_of
 from app.services import encounters, syncing
 from app.services.session import Session
+from app.synthetic import generate_trusts
 from app.ui import theme
 from app.ui.ops import Op, OpChanges, Runner
 from app.ui.sync_panel import SyncPanel
 from app.ui.sync_worker import OFFLINE, ONLINE, PROGRESS_INTERVAL_S, SyncController, _SyncThread
 from sync.reference import ReferenceServer
+from tests.support.gui import clipped, on_screen, shown_text
+from tests.support.sync import enrol_sources, trust_servers
 
 LEFT = Qt.MouseButton.LeftButton
 PanelFactory = Callable[..., tuple[SyncPanel, SyncController]]
@@ -360,3 +363,71 @@ def test_a_write_reloads_the_panel_once_and_a_draft_autosave_not_at_all(
     assert panel.reload_scheduled
     qtbot.waitUntil(lambda: settled(panel, runner), timeout=10_000)
     assert reloads == [True]  # once, however many screens care about the outbox
+
+
+# -- several central records (issue 14) --------------------------------------------------------
+def test_each_central_record_has_a_row_saying_whether_it_synced(
+    qtbot: QtBot, runner: Runner, session: Session, tmp_path: Path
+) -> None:
+    """Home and a neighbour: one row each with state, last sync and counts; the neighbour
+    down is its row's "failed" with the reason, and the run's outcome names it (H24), at
+    both sizes, day and night, with no text cut."""
+    region = tmp_path / "region"
+    generate_trusts(2, 0.3, 40, 3, region)
+    with trust_servers(tmp_path / "servers", region, 2) as (home, west):
+        enrol_sources(session, home, west)
+        controller = SyncController(
+            session, runner, auto_sync_minutes=0, probe_interval_s=0, use_os_network_info=False
+        )
+        panel = SyncPanel(session, runner, controller)
+        qtbot.addWidget(panel)
+        panel.resize(1280, 800)
+        try:
+            _show_and_first_sync(qtbot, panel, controller)
+            assert on_screen(panel, "Central records")
+            assert shown_text(qtbot, panel, "Trust 2: sync state") == "✓ Synced"
+            assert shown_text(qtbot, panel, "home: sync state") == "✓ Synced"
+            people = session.store.count_by_type("Patient", source=2)["Patient"]
+            detail = shown_text(qtbot, panel, "Trust 2: last sync and records")
+            assert detail.startswith("Last sync ") and detail.endswith(f"{people:,} people")
+            assert not on_screen(panel, "Trust 2: why the last sync failed")
+            assert shown_text(qtbot, panel, "Last sync result").startswith("✓ Up to date")
+
+            west.stop()
+            with qtbot.waitSignal(controller.sync_finished, timeout=60_000):
+                controller.start_sync()
+            _settle(qtbot, panel)
+            state = shown_text(qtbot, panel, "Trust 2: sync state")
+            assert state.startswith("✕ Last sync failed")
+            assert shown_text(qtbot, panel, "home: sync state") == "✓ Synced"
+            assert shown_text(qtbot, panel, "Trust 2: why the last sync failed").startswith(
+                "Reason: "
+            )
+            assert shown_text(qtbot, panel, "Trust 2: last sync and records").endswith(
+                f"{people:,} people"  # what it brought is kept, dated by its last good sync
+            )
+            outcome = shown_text(qtbot, panel, "Last sync result")
+            assert "not synced with Trust 2" in outcome and not outcome.startswith("✓")
+            for mode in (theme.DAY, theme.NIGHT):
+                theme.apply(QApplication.instance(), mode)  # type: ignore[arg-type]
+                for size in ((1280, 800), (800, 1280)):
+                    panel.resize(*size)
+                    QApplication.processEvents()
+                    assert clipped(panel.sources_card) == [], (mode, size)
+        finally:
+            theme.apply(QApplication.instance(), theme.DAY)  # type: ignore[arg-type]
+            controller.stop()
+            panel.close()
+            runner.wait_until_idle(10_000)
+
+
+def test_a_source_synced_longer_ago_than_the_cache_limit_reads_out_of_date() -> None:
+    from app.services.session import SourceState
+    from app.ui.sync_panel import STALE_SOURCE_TEXT, source_state_text
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    state = SourceState(
+        "trust-2", "read-only", "Trust 2", "ok", "2026-11-28T12:00:00Z", None, 5, {}
+    )
+    assert source_state_text(state, timedelta(hours=72), now) == STALE_SOURCE_TEXT
+    assert source_state_text(state, timedelta(hours=200), now) == ("✓ Synced", "ok")
