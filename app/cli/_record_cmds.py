@@ -12,7 +12,10 @@ Each encounter is an object with these fields (unknown field names are refused).
 
 Required:
 - `patient` (object): exactly one of
-  `{"id": "<cached Patient id>"}`;
+  `{"id": "<cached Patient id>"}` (the home source's Patient), or
+  `{"id": "<id>", "source": "<source name>"}` (another source's, e.g. a neighbouring Trust's:
+  the record still goes home, under home's id when home knows the person, else by their
+  verified NHS number, else as an unidentified person described by that Trust's record);
   `{"nhs_number": "<10 digits, spaces allowed>"}`: a valid Modulus 11 number matching exactly
   one cached person;
   `{"unidentified": {...}}`: a person who cannot be identified (a provisional record is made):

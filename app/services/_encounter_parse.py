@@ -34,11 +34,38 @@ def _name(key: object) -> str:
     return repr(text[:40]) if text.isprintable() else "(unprintable name)"
 
 
+def _parse_sourced(
+    raw: dict[str, Any], errors: list[FieldError], session: Session | None
+) -> PatientChoice | None:
+    """`{"id": ..., "source": NAME}`: source NAME's Patient (issue 14: the record still goes
+    home, by NHS number; docs/design/multi-trust.md section 6)."""
+    rid, name = raw["id"], raw["source"]
+    if not isinstance(rid, str):
+        errors.append(FieldError("patient.id", "must be a string"))
+        return None
+    if not isinstance(name, str):
+        errors.append(FieldError("patient.source", "must be a string"))
+        return None
+    if session is None:
+        errors.append(FieldError("patient.source", "can be checked only on the tablet"))
+        return None
+    sid = session.store.source_id(name)
+    if sid is None:
+        errors.append(FieldError("patient.source", "names no source on this tablet"))
+        return None
+    return KnownPatient(rid, source=sid)
+
+
 def _parse_time(raw: str) -> datetime | None:
     return parse_instant(raw, naive="reject")
 
 
-def _parse_patient(raw: Any, errors: list[FieldError]) -> PatientChoice | None:
+def _parse_patient(
+    raw: Any, errors: list[FieldError], session: Session | None = None
+) -> PatientChoice | None:
+    if isinstance(raw, dict) and set(raw) == {"id", "source"}:
+        # A Patient of another source (a neighbour Trust's), named by the source's name.
+        return _parse_sourced(raw, errors, session)
     if not isinstance(raw, dict) or len(raw) != 1:
         errors.append(
             FieldError(
@@ -125,7 +152,7 @@ def parse_encounter(
             errors.append(FieldError(name, "is required"))
     values: dict[str, Any] = {}
     if "patient" in obj:
-        values["patient"] = _parse_patient(obj["patient"], errors)
+        values["patient"] = _parse_patient(obj["patient"], errors, session)
     for name, item in FORM_ITEMS.items():
         if name in obj and not (obj[name] is None and not item.required):
             values[name] = _parse_value(item, obj[name], errors)

@@ -340,17 +340,33 @@ def record_many(
 
 
 def cached_person_is_child(
-    session: Session, on: datetime, *, patient_id: str | None = None, nhs_number: str = ""
+    session: Session,
+    on: datetime,
+    *,
+    patient_id: str | None = None,
+    nhs_number: str = "",
+    source: int = HOME_SOURCE,
 ) -> bool:
-    """Whether the cached person the form names (by id, or by an NHS number that matches
-    exactly one cached Patient) is under 18 on `on`; False when nobody cached is named."""
+    """Whether the cached person the form names (by `source`'s id, or by an NHS number that
+    matches exactly one home Patient) is under 18 on `on`; False when nobody cached is named."""
     if patient_id is None and len(nhs_number) == 10:
         ids = session.store.patient_ids_with_nhs_number(HOME_SOURCE, nhs_number)
         patient_id = ids[0] if len(ids) == 1 else None
+        source = HOME_SOURCE
     if not patient_id:
         return False
-    patient = session.store.get_resource(HOME_SOURCE, "Patient", patient_id)
+    patient = session.store.get_resource(source, "Patient", patient_id)
     return patient is not None and is_child(patient.get("birthDate"), on)
+
+
+def source_name(session: Session, sid: int) -> str | None:
+    """The name of source `sid` (what the JSON input's `patient.source` holds), or None."""
+    return next((s.name for s in session.store.sources() if s.sid == sid), None)
+
+
+def source_sid(session: Session, name: str) -> int | None:
+    """The sid of the source named `name` on this tablet, or None."""
+    return session.store.source_id(name)
 
 
 # -- what the device holds --------------------------------------------------------------------

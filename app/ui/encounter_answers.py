@@ -32,6 +32,9 @@ class EncounterAnswers(EncounterSections):
         mode = self.person_mode.value()
         if mode == "known" and self._patient_id:
             out["patient"] = {"id": self._patient_id}
+            if self._patient_source not in (None, 1):  # another Trust's Patient (issue 14)
+                name = encounters.source_name(self._session, self._patient_source)
+                out["patient"]["source"] = name or f"sid-{self._patient_source}"
         elif mode == "nhs":
             out["patient"] = {"nhs_number": self.nhs_number.text().strip()}
         elif mode == "unknown":
@@ -94,6 +97,10 @@ class EncounterAnswers(EncounterSections):
         patient = data.get("patient") or {}
         if "id" in patient:
             self._patient_id = str(patient["id"])
+            source = patient.get("source")
+            self._patient_source = (
+                encounters.source_sid(self._session, str(source)) if source else None
+            )
             self.patient_name.setText(self._patient_display or "Person picked before")
             self.person_mode.set_value("known")
         elif "unidentified" in patient:
@@ -145,7 +152,7 @@ class EncounterAnswers(EncounterSections):
         patient = data.get("patient") or {}
         person: encounters.PatientChoice
         if "id" in patient:
-            person = encounters.KnownPatient(patient["id"])
+            person = encounters.KnownPatient(patient["id"], source=self._patient_source or 1)
         elif "unidentified" in patient:
             raw = patient["unidentified"]
             person = encounters.UnidentifiedPerson(

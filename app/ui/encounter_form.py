@@ -98,7 +98,7 @@ class EncounterForm(EncounterAnswers, QWidget):
         session: Session,
         runner: Runner,
         *,
-        patient: tuple[str, str] | None = None,
+        patient: tuple[str, str] | tuple[str, str, int | None] | None = None,
         offer_search: bool = True,
         draft_id: str | None = None,
         amend: str | None = None,
@@ -233,25 +233,36 @@ class EncounterForm(EncounterAnswers, QWidget):
         return page
 
     # -- the person ------------------------------------------------------------------------
-    def set_patient(self, patient_id: str, display_name: str) -> None:
-        """Record about this cached person (from the record card or a search pick)."""
+    def set_patient(self, patient_id: str, display_name: str, source: int | None = None) -> None:
+        """Record about this cached person (from the record card or a search pick): `source`'s
+        (sid) Patient `patient_id`, None for the home source's. Another Trust's Patient: the
+        record goes home by NHS number (docs/design/multi-trust.md section 6)."""
         self._patient_id = patient_id
+        self._patient_source = source if source != 1 else None
         self._patient_display = display_name
         self.patient_name.setText(display_name or "Person picked from search")
         self.person_mode.set_value("known")
         self._show_identity()
         self._changed()
 
+    def patient_ref(self) -> tuple[int, str] | None:
+        """(sid, id) of the cached Patient this record is about, or None (not a known one)."""
+        if self.person_mode.value() != "known" or not self._patient_id:
+            return None
+        return (self._patient_source or 1, self._patient_id)
+
     def _show_identity(self) -> None:
         """The fixed header names the cached person the record is about, or hides."""
         if self.person_mode.value() != "known" or not self._patient_id:
             self.identity.clear()
             return
-        if self.identity.patient_id == self._patient_id:
+        source = self._patient_source or 1
+        shown = () if source == 1 else ((source, self._patient_id),)
+        if self.identity.patient_id == self._patient_id and self.identity.members == shown:
             return
-        from app.services.records import person_of
+        from app.services.records import person_of, source_labels
 
-        person = person_of(self._session, self._patient_id)
+        person = person_of(self._session, self._patient_id, source=source)
         if person is None:  # removed from the cache since: say so rather than show a name
             self.identity.set_identity(
                 patient_id=self._patient_id,
@@ -262,7 +273,13 @@ class EncounterForm(EncounterAnswers, QWidget):
                 sex=None,
             )
             return
-        self.identity.show_person(person)
+        if source == 1:
+            self.identity.show_person(person)
+        else:  # another Trust's Patient: the header says whose record names them
+            trust = source_labels(self._session).get(source, "another Trust")
+            self.identity.show_person(
+                person, members=((source, self._patient_id),), trusts=(trust,), home_only=False
+            )
         self._patient_display = person.name
         self.patient_name.setText(person.name)
 
@@ -272,7 +289,7 @@ class EncounterForm(EncounterAnswers, QWidget):
             return False
         from app.services.records import person_of
 
-        return person_of(self._session, self._patient_id) is None
+        return person_of(self._session, self._patient_id, source=self._patient_source or 1) is None
 
     def _subject_is_child(self) -> bool:
         """Is the person this record is about under 18, as far as the form can tell now?"""
@@ -285,7 +302,9 @@ class EncounterForm(EncounterAnswers, QWidget):
             digits = "".join(ch for ch in self.nhs_number.text() if ch.isdigit())
             return encounters.cached_person_is_child(self._session, on, nhs_number=digits)
         patient_id = self._patient_id if mode == "known" else None
-        return encounters.cached_person_is_child(self._session, on, patient_id=patient_id)
+        return encounters.cached_person_is_child(
+            self._session, on, patient_id=patient_id, source=self._patient_source or 1
+        )
 
     # -- the answers -------------------------------------------------------------------------
     def load_data(self, data: Mapping[str, Any]) -> None:

@@ -74,7 +74,9 @@ class EncounterSections:
 
     fields: dict[str, Field]
     _patient_id: str | None  # the person picked from the record ("From record")
+    _patient_source: int | None  # whose Patient id it is (a source's sid; None: home)
     _patient_display: str
+    _session: Any
     # Person
     person_mode: SegmentedChoice
     patient_name: PatientText
@@ -119,6 +121,7 @@ class EncounterSections:
         """Add every card to `body`, in the form's order; the signals to watch for changes."""
         self.fields = {}
         self._patient_id = None
+        self._patient_source = None
         self._patient_display = ""
         watched: list[Any] = []
         for card, signals in (

@@ -68,9 +68,6 @@ log = logging.getLogger("kerbside.ui")
 
 TITLE = "Kerbside"
 LANDSCAPE_MIN_WIDTH = 1000
-NOT_AT_HOME = (
-    "Only another Trust knows this person: record the encounter as an unknown person for now."
-)
 PAGE_FIND, PAGE_ENCOUNTER, PAGE_SYNC = "find", "encounter", "sync"
 
 
@@ -834,22 +831,21 @@ class MainWindow(QMainWindow):
         """ "Record encounter" on a record: a form about this person."""
         if self.session is None:
             return
+        # The person on the record pane is `source`'s Patient (issue 14): the form names that
+        # Patient, never home's Patient of the same id (someone else, H1); the record goes
+        # home by NHS number when only another Trust knows them (encounters._prepare).
         shown = self.record_view.shown_ref()
-        if shown is not None and shown[1] == patient_id and not self._at_home(shown[0]):
-            # The form would name the home source's Patient of that id: someone else, or
-            # no one (H1). Until the form sends such encounters home by NHS number.
-            self.show_error(NOT_AT_HOME)
-            return
+        source = shown[0] if shown is not None and shown[1] == patient_id else None
         form = self._encounter_form
         if (
             form is not None
             and form.saved_client_id() is None
-            and form.data().get("patient") == {"id": patient_id}
+            and form.patient_ref() == (source or 1, patient_id)
         ):
             self.show_page(PAGE_ENCOUNTER)  # the form already open for them, not a second draft
             return
         name = self._display_name(patient_id)
-        self._open_form(patient=(patient_id, name))
+        self._open_form(patient=(patient_id, name, source))
 
     def start_unknown_person(self) -> None:
         """A person nobody can identify: a form in "Unknown" mode (a provisional record)."""
@@ -969,11 +965,8 @@ class MainWindow(QMainWindow):
         hit = self.search_view.hit_by_id(patient_id, source)
         form = self._encounter_form
         if self._picking_for_form and form is not None:
-            if not self._at_home(source):
-                self.show_error(NOT_AT_HOME)
-                return
             self._picking_for_form = False
-            form.set_patient(patient_id, hit.display_name if hit else "")
+            form.set_patient(patient_id, hit.display_name if hit else "", source)
             self._follow_record()  # the list follows the pane
             self.show_page(PAGE_ENCOUNTER)
             return
@@ -1006,15 +999,6 @@ class MainWindow(QMainWindow):
         if shown is not None:
             source, patient_id = shown
             self.search_view.highlight(patient_id, source=source)
-
-    @staticmethod
-    def _at_home(source: int | None) -> bool:
-        """Whether a Patient of this source can be the subject of an encounter today: the
-        home source's (None is home). Recording about a person only a neighbour Trust knows
-        goes home by NHS number (issue 14 section 6), not wired into the form yet."""
-        from app.services.search import HOME_SOURCE
-
-        return source is None or source == HOME_SOURCE
 
     def change_person(self) -> None:
         """ "Change person" on the record: close it and go back to the search box."""

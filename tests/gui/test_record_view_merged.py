@@ -224,3 +224,40 @@ def _left() -> Any:
     from PySide6.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+def test_an_encounter_about_a_person_only_the_neighbour_knows_names_them_and_goes_by_number(
+    qtbot: QtBot, make_window: WindowFactory, tmp_path: Path, region: Path
+) -> None:
+    """ "Record encounter" on a person only the west Trust knows: the form names the west
+    Patient (its header says which Trust knows them), and the saved record is queued about
+    that Patient, to go home by its verified NHS number (never a home Patient id)."""
+    from app.fhir import NHS_NUMBER_SYSTEM, verified_nhs_number
+    from tests.support.gui import fill_encounter, save_encounter, tap
+    from tests.support.trusts import west_only
+
+    rid = west_only(region)[0]
+    patient = next(p for p in ndjson(region / "trust-2", "Patient") if p["id"] == rid)
+    number = verified_nhs_number(patient)
+    assert number is not None
+    window = make_window(_profile(tmp_path / "profile", region))
+    unlock(qtbot, window)
+    west = window.session.store.source_id(WEST)
+    hits = type_search(qtbot, window, number)
+    [hit] = [h for h in hits if h.nhs_number == number]
+    assert hit.ref == (west, rid)
+    open_first_with_reason(qtbot, window, rid)
+    assert shown_text(qtbot, window, "Trusts that know this person") == f"Known to: {WEST_TRUST}"
+    tap(qtbot, window, "Record encounter")
+    form = window.encounter_form
+    assert form is not None and form.patient_ref() == (west, rid)
+    assert form.data()["patient"] == {"id": rid, "source": WEST}
+    header = form.identity
+    assert header.members == ((west, rid),) and header.trusts.text() == f"Known to: {WEST_TRUST}"
+    fill_encounter(qtbot, form, incident="WMP-2026-12-03-0001", narrative="Synthetic narrative")
+    client_id = save_encounter(qtbot, window)
+    row = window.session.store.outbox_row(client_id)
+    assert (row.patient_id, row.patient_source) == (rid, west)
+    payload = row.payload.decode()
+    assert f"Patient/{rid}" not in payload
+    assert f"identifier={NHS_NUMBER_SYSTEM}|{number}" in payload

@@ -18,10 +18,9 @@ from pytestqt.qtbot import QtBot
 from app.fhir import verified_nhs_number
 from app.services.session import enrol
 from app.synthetic import generate_trusts
-from app.ui.main_window import NOT_AT_HOME
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
 from tests.gui.conftest import USER, WindowFactory, type_search, unlock
-from tests.support.gui import named, shown_text, tap
+from tests.support.gui import named, tap
 from tests.support.trusts import (
     HOME_SOURCE,
     HOME_TRUST,
@@ -127,10 +126,15 @@ def test_a_row_a_neighbour_alone_knows_opens_the_neighbours_patient_not_homes_na
     _same_person_everywhere(window, sid, rid)
     shown = window.record_view.record.person.nhs_number.replace(" ", "")
     assert shown == number  # not the home Patient `rid`, someone else
-    # The form would name home's Patient of that id (someone else): refused, said why.
+    # The form names the west Trust's Patient, never home's Patient of that id (someone
+    # else); the record goes home by NHS number (h14-view, design section 6).
     tap(qtbot, window, "Record encounter")
-    assert shown_text(qtbot, window, "Error message") == NOT_AT_HOME
-    assert window.current_page() == "find"
+    form = window.encounter_form
+    assert form is not None and window.current_page() == "encounter"
+    assert form.data()["patient"] == {"id": rid, "source": "trust-2"}
+    assert form.patient_ref() == (sid, rid) and form.identity.members == ((sid, rid),)
+    facts = form.identity.facts.text().replace("\u00a0", " ")
+    assert " ".join((number[:3], number[3:6], number[6:])) in facts
 
 
 def test_the_highlight_record_and_subject_stay_the_person_when_a_sync_merges_their_row(
