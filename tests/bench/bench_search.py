@@ -432,16 +432,30 @@ def run_mix(
     }
 
 
+class _Unmerged(PatientIndexReader):
+    """The N-source cache read as if it held one source: search ranks every source's rows
+    but merges none (what the merge itself costs, on the same data)."""
+
+    def source_names(self) -> dict[int, str]:
+        return {HOME_SOURCE: "home"}
+
+
 def run_interleaved(
     caches: list[tuple[str, Path, bytes]], count: int, seed: int, rounds: int
 ) -> dict[str, dict[str, Any]]:
-    """The same typed mix on several caches (one source, N sources), one timed pass of each
-    in turn, the order reversed every round (ABBA), so a shared box's load falls on all of
-    them alike; hit rates from each cache's first (cold) pass."""
+    """The same typed mix on several caches (one source, N sources, and the N-source cache
+    unmerged), one timed pass of each in turn, the order reversed every round (ABBA), so a
+    shared box's load falls on all of them alike; hit rates from each arm's first (cold)
+    pass. An arm named `..._unmerged` searches through `_Unmerged`."""
     stores = [Store.open(path, key) for _name, path, key in caches]
     try:
         mixes = [make_queries(store, count, seed) for store in stores]
-        searches = [PatientSearch(store) for store in stores]
+        searches = [
+            PatientSearch(_Unmerged(store.conn))
+            if name.endswith("_unmerged")
+            else PatientSearch(store)
+            for (name, _path, _key), store in zip(caches, stores, strict=True)
+        ]
         first = [run_mix(search, mix, 1) for search, mix in zip(searches, mixes, strict=True)]
         timings: list[list[float]] = [[] for _ in caches]
         gc.collect()
@@ -613,6 +627,7 @@ def main() -> int:
             directory, build = _cache(args, sources)
             print("build:", json.dumps(build), flush=True)
             caches.append((f"sources_{sources}", directory / "cache.db", _key(directory)))
+        caches.append((f"{caches[-1][0]}_unmerged", caches[-1][1], caches[-1][2]))
         found = run_interleaved(caches, args.queries, args.seed, args.interleaved)
         for name, figures in found.items():
             print(f"{name}:", json.dumps(figures), flush=True)
@@ -623,6 +638,9 @@ def main() -> int:
             last[f"one_{field}"] = one[field]
             last[field] = many[field]
         last["p95_ratio"] = round(many["p95_ms"] / one["p95_ms"], 3)
+        unmerged = found[f"sources_{args.sources}_unmerged"]
+        last["unmerged_p95_ms"] = unmerged["p95_ms"]
+        last["merge_p95_ratio"] = round(many["p95_ms"] / unmerged["p95_ms"], 3)
         print(json.dumps(last))
         return 0
 
