@@ -52,7 +52,13 @@ from app.errors import IndexIncomplete
 from app.fhir import ALERT_KINDS
 from app.nhs_number import check_digit, is_valid
 from app.services._query import ParsedQuery, Word, parse_query
-from app.store import HOME_SOURCE, Field, IndexedPatient, Member, PatientIndexReader
+from app.store import (
+    HOME_SOURCE,
+    Field,
+    IndexedPatient,
+    PatientIndexReader,
+    one_per_source,
+)
 from app.textkeys import phonetic_keys
 
 __all__ = ["HOME_SOURCE", "Alert", "PatientHit", "PatientSearch", "SearchResult", "SearchWords"]
@@ -706,32 +712,30 @@ class PatientSearch:
         without one (`src:...`) are never merged, nor are the rows of a number that one
         source holds twice (a data error there: which of its two would be this person?)."""
         scored.sort(key=_Scored.order)
-        by_pid = {s.row.pid: s for s in scored}
+        rows_by_pid = {s.row.pid: s.row for s in scored}
         groups = _group(scored, merge=len(names) > 1, split=frozenset())
         keys = [k for k in list(groups)[:limit] if k.startswith(MERGED_KEY_PREFIX)]
-        people = self._reader.people(keys) if keys else {}
-        # A key `people` leaves out is one a source holds twice: not one person, its rows
-        # stay apart.
-        split = frozenset(k for k in keys if k not in people)
+        # Every source's row of these people: most are among the scored rows; the others
+        # (a member the query did not reach) are read whole, for their alerts and names.
+        pids = self._reader.person_pids(keys) if keys else {}
+        missing = {p for ps in pids.values() for p in ps} - rows_by_pid.keys()
+        if missing:
+            rows_by_pid.update(self._reader.patients(missing))
+        members: dict[str, list[IndexedPatient]] = {}
+        for key in keys:
+            found = [rows_by_pid[p] for p in pids.get(key, ()) if p in rows_by_pid]
+            if one_per_source(r.source for r in found):
+                members[key] = sorted(found, key=lambda r: (r.source, r.id))  # home first
+        # A number one source holds twice is not one person: its rows stay apart.
+        split = frozenset(k for k in keys if k not in members)
         if split:
             groups = _group(scored, merge=True, split=split)
         kept = list(groups.items())[:limit]
-        members: dict[str, list[Member]] = {}
-        for key, rows in kept:
-            if key in people:
-                members[key] = people[key]
-            else:
-                members[key] = [Member(s.row.source, s.row.id, s.row.pid) for s in rows]
-        missing = {m.pid for ms in members.values() for m in ms} - by_pid.keys()
-        extra = self._reader.patients(missing) if missing else {}
         today_iso = today.isoformat()
         hits = []
         for key, rows in kept:
             best = rows[0]
-            person = [
-                by_pid[m.pid].row if m.pid in by_pid else extra.get(m.pid) for m in members[key]
-            ]
-            present = [r for r in person if r is not None]
+            present = members.get(key) or [s.row for s in rows]
             home = next((r for r in present if r.source == HOME_SOURCE), None)
             shown = home or best.row
             alerts: dict[tuple[str, str, str], Alert] = {}

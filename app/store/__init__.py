@@ -12,6 +12,7 @@ from app.store._patient_index import (
     Member,
     PatientIndexer,
     PatientIndexReader,
+    one_per_source,
 )
 from app.store._resources import Indexer, Row, row_of
 from app.store._sources import HOME_SOURCE, Source
@@ -36,6 +37,7 @@ __all__ = [
     "Row",
     "Source",
     "Store",
+    "one_per_source",
     "row_of",
     "sqlcipher_version",
     "utc_now",

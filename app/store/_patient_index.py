@@ -887,6 +887,18 @@ class IndexedPatient:
     person_key: str  # `person_key`: rows of one person across sources share it
 
 
+def one_per_source(sources: Iterable[int]) -> bool:
+    """Whether rows sharing a person key may be merged: at most one from each source. A key
+    one source holds for two Patients is a data error there (which of its two would another
+    source's row be?), so none of them is merged (hazard H23)."""
+    seen: set[int] = set()
+    for source in sources:
+        if source in seen:
+            return False
+        seen.add(source)
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """One source's row of a person (see `PatientIndexReader.people`)."""
@@ -1010,7 +1022,21 @@ class PatientIndexReader:
                 tuple(chunk),
             ):
                 out.setdefault(key, []).append(Member(source, rid, pid))
-        return {k: ms for k, ms in out.items() if len({m.source for m in ms}) == len(ms)}
+        return {k: ms for k, ms in out.items() if one_per_source(m.source for m in ms)}
+
+    def person_pids(self, person_keys: Iterable[str]) -> dict[str, list[int]]:
+        """The pids of each person's rows, every source's, read from the index on
+        `person_key` alone (no row is read): for search, which holds most of the rows
+        already and reads the others whole. Check `one_per_source` on their sources."""
+        out: dict[str, list[int]] = {}
+        for chunk in _chunks(sorted(set(person_keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, pid in self._conn.execute(
+                f"SELECT person_key, pid FROM patient_index WHERE person_key IN ({marks})",
+                tuple(chunk),
+            ):
+                out.setdefault(key, []).append(pid)
+        return out
 
     def source_names(self) -> dict[int, str]:
         """Every registered source's name by sid, home (sid 1) first: what a merged search
