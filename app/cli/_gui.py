@@ -619,7 +619,6 @@ def render_screenshots(
     try:
         showcase, query, doomed = _pick_showcase(env.cohort)
         _prepare_screenshot_data(env, doomed)
-        merged = _prepare_merged(env, showcase, doomed)
         _app, _runner, window, _crash = build_window(
             env.profile_dir,
             auto_sync=False,
@@ -634,16 +633,58 @@ def render_screenshots(
                 for width, height in sizes:
                     window.resize(width, height)
                     written += _shoot_all(
-                        window, env, out, f"{width}x{height}-{mode}", showcase, query, extras,
-                        merged,
-                    )  # fmt: skip
+                        window, env, out, f"{width}x{height}-{mode}", showcase, query, extras
+                    )
             written += _shoot_offline(window, env, out, sizes)
+        finally:
+            window.set_night_mode(False)
+            window.close()
+        # Last, in a window of its own: a neighbouring Trust added to the profile (so every
+        # scene above is the one-source app, as before) and a person both Trusts know.
+        merged = _prepare_merged(env, showcase, doomed)
+        _app, _runner, window, _crash = build_window(
+            env.profile_dir, auto_sync=False, install_excepthook=False,
+            sync_options={"use_os_network_info": False, "probe_interval_s": 0},
+        )  # fmt: skip
+        try:
+            window.show()
+            window.unlock_view.enter_pin(env.pin)
+            _wait(lambda: not window.is_locked)
+            for mode in ("day", "night"):
+                window.set_night_mode(mode == "night")
+                for width, height in sizes:
+                    window.resize(width, height)
+                    written += _shoot_merged(window, out, f"{width}x{height}-{mode}", merged)
         finally:
             window.set_night_mode(False)
             window.close()
     finally:
         env.stop()
     return written
+
+
+def _shoot_merged(
+    window: MainWindow, out: Path, suffix: str, merged: tuple[str, str]
+) -> list[Path]:
+    """A person two Trusts know: labelled alerts and the disagreement; the neighbour's plan."""
+    shots: list[Path] = []
+
+    def shoot(scene: str) -> None:
+        _settle(window)
+        path = out / f"{scene}-{suffix}.png"
+        if not window.grab().save(str(path)):
+            raise RuntimeError(f"could not write {path}")
+        shots.append(path)
+
+    window.show_page("find")
+    window.focus_search()
+    window.search_view.box.setText(merged[1])
+    window.search_view.search_now()
+    _open_record(window, merged[0])
+    shoot("merged-record")
+    window.record_view.jump_to("other-plans")
+    shoot("merged-plans")
+    return shots
 
 
 def _shoot_offline(
@@ -686,7 +727,6 @@ def _shoot_all(
     showcase: str,
     query: str,
     extras: tuple[str | None, str | None] = (None, None),
-    merged: tuple[str, str] | None = None,
 ) -> list[Path]:
     shots: list[Path] = []
 
@@ -718,13 +758,6 @@ def _shoot_all(
     for scene, pid in (("staff-alert", staff), ("child-record", child)):
         _open_record(window, pid or showcase)
         shoot(scene)
-    if merged is not None:  # a person two Trusts know: labelled alerts, the disagreement
-        window.search_view.box.setText(merged[1])
-        window.search_view.search_now()
-        _open_record(window, merged[0])
-        shoot("merged-record")
-        window.record_view.jump_to("other-plans")
-        shoot("merged-plans")
     window.search_view.box.setText(f"Xanthe {query.split()[-1]}")  # no Xanthe: weak matches
     window.search_view.search_now()
     shoot("weak-match")
