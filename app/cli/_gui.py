@@ -53,11 +53,14 @@ SCREEN_SIZES = ((1280, 800), (800, 1280))
 SCENES = (
     "unlock", "search", "reason-sheet", "record", "staff-alert", "child-record", "weak-match",
     "encounter", "form-errors", "s136", "sync", "offline-waiting", "merged-record",
-    "merged-plans",
+    "merged-plans", "lookup-reason", "lookup-results", "lookup-record",
 )  # fmt: skip
 # The neighbouring Trust of the merged-person scenes (synthetic, never contacted).
 NEIGHBOUR_SOURCE = "trust-2"
 NEIGHBOUR_NAME = "West Vale Partnership NHS Trust"
+# Someone the central record holds and the tablet does not (added after the tablet's syncs):
+# the online look-up's screenshots find and open them. Synthetic.
+LOOKUP_FAMILY, LOOKUP_GIVEN, LOOKUP_BORN = "Fenwick", "Adaeze", "1987-03-14"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -493,6 +496,58 @@ def _prepare_screenshot_data(env: DemoEnvironment, doomed: str) -> None:
                 )
             ],
         )
+    _add_lookup_person(env)
+
+
+def _add_lookup_person(env: DemoEnvironment) -> None:
+    """A person (with an alert) at the central record after the tablet last synced."""
+    import requests
+
+    admin = requests.Session()
+    admin.headers["Authorization"] = f"Bearer {env.server.token(DEMO_ADMIN_ID, env.admin_secret)}"
+    admin.headers["Content-Type"] = "application/fhir+json"
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}],
+        "name": [{"use": "official", "family": LOOKUP_FAMILY, "given": [LOOKUP_GIVEN]}],
+        "gender": "female",
+        "birthDate": LOOKUP_BORN,
+        "address": [
+            {"use": "home", "line": ["4 Canal Row"], "city": "Riverside", "postalCode": "RV3 7QT"}
+        ],
+    }
+    resp = admin.post(f"{env.server.base_url}/Patient", json=patient, timeout=30)
+    resp.raise_for_status()
+    pid = resp.json()["id"]
+    flag = {
+        "resourceType": "Flag",
+        "status": "active",
+        "code": {"text": "Risk to self: recent overdose"},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
+    admin.post(f"{env.server.base_url}/Flag", json=flag, timeout=30).raise_for_status()
+    admin.close()
+
+
+def _shoot_lookup(window: MainWindow, shoot: Callable[[str], None]) -> None:
+    """The look-up: the reason sheet, the hits, the record it opened (labelled)."""
+    session = window.session
+    assert session is not None and session.profile.home_source is not None
+    window.start_lookup(session.profile.home_source.name)
+    view = window.lookup_view
+    view.reason_sheet.words.setPlainText("Found collapsed at the bus station; not known to us")
+    shoot("lookup-reason")
+    view.reason_sheet.buttons()[0].click()
+    view.family.setText(LOOKUP_FAMILY)
+    view.birth_date.setText("14/03/1987")
+    view.search()
+    _wait(lambda: bool(view.hits()))
+    shoot("lookup-results")
+    pid = view.hits()[0].patient_id
+    view.open_hit(0)
+    _wait(lambda: window.record_view.shown_record_id() == pid)
+    window.record_view.scroll_area.verticalScrollBar().setValue(0)
+    shoot("lookup-record")
 
 
 def _prepare_merged(env: DemoEnvironment, showcase: str, doomed: str) -> tuple[str, str]:
@@ -761,6 +816,7 @@ def _shoot_all(
     window.search_view.box.setText(f"Xanthe {query.split()[-1]}")  # no Xanthe: weak matches
     window.search_view.search_now()
     shoot("weak-match")
+    _shoot_lookup(window, shoot)
     _open_record(window, showcase)
     window.start_encounter(showcase)
     shoot("encounter")

@@ -31,6 +31,7 @@ source as unreachable. Bad input is `InvalidInput` naming the field.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ class LookupQuery:
     nhs_number: str | None = None
     family: str | None = None
     given: str | None = None
-    birth_date: date | None = None
+    birth_date: date | str | None = None  # a date, or as typed: DD/MM/YYYY (or YYYY-MM-DD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +188,9 @@ def lookup_sources(session: Session) -> list[LookupSource]:
 
 
 def trust_name(source: SourceSettings) -> str:
-    """What officers call the source: the Trust's display name, else the source's name."""
-    return source.display_name or source.name
+    """What officers call the source: the Trust's display name, else "the central record"
+    for home and the source's name for another."""
+    return source.display_name or ("the central record" if source.is_home else source.name)
 
 
 # -- searching ------------------------------------------------------------------------------
@@ -301,11 +303,32 @@ def _criteria(query: LookupQuery) -> dict[str, Any]:
                 "that NHS number's check digit is wrong: check the number", field="nhs_number"
             )
         return {"nhs_number": normalise(number)}
-    if not (query.family or "").strip() or query.birth_date is None:
+    born = query.birth_date
+    if isinstance(born, str):
+        born = parse_birth_date(born) if born.strip() else None
+    if not (query.family or "").strip() or born is None:
         raise InvalidInput(
-            "give the family name and date of birth, or the NHS number", field="family"
+            "give the family name and date of birth, or the NHS number",
+            field="family" if not (query.family or "").strip() else "birth_date",
         )
-    return {"family": query.family, "given": query.given or None, "birth_date": query.birth_date}
+    return {"family": query.family, "given": query.given or None, "birth_date": born}
+
+
+_UK_DATE = re.compile(r"^\s*(\d{1,2})[/.\- ](\d{1,2})[/.\- ](\d{4})\s*$")
+
+
+def parse_birth_date(text: str) -> date:
+    """A whole date of birth as an officer types it: DD/MM/YYYY (also with `-`, `.` or a
+    space), or YYYY-MM-DD; InvalidInput otherwise (a look-up needs the whole date)."""
+    match = _UK_DATE.match(text)
+    try:
+        if match:
+            day, month, year = (int(g) for g in match.groups())
+            return date(year, month, day)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        pass
+    raise InvalidInput("give the whole date of birth as DD/MM/YYYY", field="birth_date")
 
 
 def _reason_text(source: str, purpose: PurposeOfUse) -> str:

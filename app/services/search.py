@@ -98,6 +98,9 @@ class PatientHit:
     sources: tuple[str, ...] = ()
     members: tuple[tuple[int, str], ...] = ()
     sid: int = HOME_SOURCE
+    # The Patient `id` names was fetched by an online look-up (kept until its time, then
+    # erased; not the cohort's): the result says "Looked up online" (hazard H18).
+    looked_up: bool = False
 
     @property
     def ref(self) -> tuple[int, str]:
@@ -732,6 +735,9 @@ class PatientSearch:
             groups = _group(scored, merge=True, split=split)
         kept = list(groups.items())[:limit]
         today_iso = today.isoformat()
+        looked_up = self._reader.looked_up(
+            [r.pid for _, rows in kept for r in (s.row for s in rows)]
+        )
         hits = []
         for key, rows in kept:
             best = rows[0]
@@ -759,6 +765,7 @@ class PatientSearch:
                     sources=tuple(dict.fromkeys(names.get(r.source, "") for r in present)),
                     members=tuple((r.source, r.id) for r in present),
                     sid=shown.source,
+                    looked_up=shown.pid in looked_up,
                 )
             )
         return hits

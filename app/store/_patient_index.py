@@ -1038,6 +1038,26 @@ class PatientIndexReader:
                 out.setdefault(key, []).append(pid)
         return out
 
+    def looked_up(self, pids: Iterable[int]) -> set[int]:
+        """Which of these index rows are Patients an online look-up fetched (and keeps until
+        their time): what search labels "looked up online"."""
+        if self._conn.execute("SELECT 1 FROM resource_lookup LIMIT 1").fetchone() is None:
+            return set()  # the usual case: no look-up held
+        out: set[int] = set()
+        for chunk in _chunks(sorted(set(pids))):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                int(pid)
+                for (pid,) in self._conn.execute(
+                    "SELECT p.pid FROM patient_index p JOIN resource r ON r.source = p.source"
+                    " AND r.type = 'Patient' AND r.id = p.id"
+                    " JOIN resource_lookup l ON l.rid = r.rid"
+                    f" WHERE p.pid IN ({marks})",
+                    tuple(chunk),
+                )
+            )
+        return out
+
     def source_names(self) -> dict[int, str]:
         """Every registered source's name by sid, home (sid 1) first: what a merged search
         result names its sources by."""

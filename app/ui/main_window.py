@@ -50,6 +50,7 @@ from app.ui import theme
 from app.ui.first_run_view import FirstRunView
 from app.ui.help_view import HelpView
 from app.ui.idle import DEFAULT_IDLE_MINUTES, IdleLock
+from app.ui.lookup_view import LookupView
 from app.ui.ops import Latest, Op, OpChanges, Runner
 from app.ui.record_view import RecordView
 from app.ui.search_view import SearchView
@@ -69,6 +70,7 @@ log = logging.getLogger("kerbside.ui")
 TITLE = "Kerbside"
 LANDSCAPE_MIN_WIDTH = 1000
 PAGE_FIND, PAGE_ENCOUNTER, PAGE_SYNC = "find", "encounter", "sync"
+PAGE_LOOKUP = "lookup"  # the online look-up: part of Find (its nav button stays lit)
 
 
 class MainWindow(QMainWindow):
@@ -220,6 +222,7 @@ class MainWindow(QMainWindow):
         self.search_view.unknown_person_requested.connect(self.start_unknown_person)
         self.search_view.query_edited.connect(self._detach_record)
         self.search_view.results_shown.connect(self._follow_record)
+        self.search_view.lookup_requested.connect(self.start_lookup)
         self.record_view = RecordView(self._runner)
         self.record_view.back_requested.connect(self.go_back)
         self.record_view.encounter_requested.connect(self.start_encounter)
@@ -255,6 +258,12 @@ class MainWindow(QMainWindow):
         self._sync_slot_layout = QVBoxLayout(self._sync_slot)
         self._sync_slot_layout.setContentsMargins(0, 0, 0, 0)
         self.pages.addWidget(self._sync_slot)
+        self.lookup_view = LookupView(self._runner)
+        self.lookup_view.record_opened.connect(self._show_looked_up)
+        self.lookup_view.cancelled.connect(lambda: self.show_page(PAGE_FIND))
+        self.lookup_view.unreachable.connect(self._lookup_unreachable)
+        self.pages.addWidget(self.lookup_view)
+        self._lookup_failed: set[str] = set()  # sources a look-up could not reach
         col.addWidget(self.pages, 1)
         col.addWidget(self._build_navbar())
         return ws
@@ -523,6 +532,8 @@ class MainWindow(QMainWindow):
         self.idle.disarm()
         self.search_view.clear()
         self.record_view.drop_answers()  # asked for before the lock: asked again after it
+        if self._page == PAGE_LOOKUP:
+            self.show_page(PAGE_FIND)  # the look-up and what it found go with the lock
         self.error_bar.hide()
         self._layers.setCurrentWidget(self.unlock_view)  # the form's hide keeps its draft
         self.setWindowTitle(TITLE)
@@ -663,11 +674,13 @@ class MainWindow(QMainWindow):
         controller.progress_changed.connect(lambda *_: self._show_sync_summary())
         controller.running_changed.connect(lambda _r: self._show_sync_summary())
         controller.connectivity_changed.connect(lambda _s: self._show_sync_summary())
+        controller.connectivity_changed.connect(self._on_connectivity)
         controller.sync_failed.connect(lambda _m: self._show_sync_summary())
         controller.sync_cancelled.connect(self._show_sync_summary)
         controller.sync_finished.connect(self._on_sync_finished)
         controller.cache_wiped.connect(self._on_cache_wiped)
         self.sync_controller = controller
+        self._offer_lookup()
         panel = SyncPanel(
             session, self._runner, controller, can_correct=True, parent=self._sync_slot
         )
@@ -905,9 +918,11 @@ class MainWindow(QMainWindow):
         if page != PAGE_FIND:
             self._picking_for_form = False
         self._page = page
-        index = {PAGE_FIND: 0, PAGE_ENCOUNTER: 1, PAGE_SYNC: 2}[page]
+        if page != PAGE_LOOKUP:
+            self.lookup_view.clear()  # leaving it ends the look-up: nothing found stays
+        index = {PAGE_FIND: 0, PAGE_ENCOUNTER: 1, PAGE_SYNC: 2, PAGE_LOOKUP: 3}[page]
         self.pages.setCurrentIndex(index)
-        self.nav_buttons[page].setChecked(True)
+        self.nav_buttons[PAGE_FIND if page == PAGE_LOOKUP else page].setChecked(True)
         focused = QApplication.focusWidget()
         if focused is None or focused not in self.nav_buttons.values():
             self.focus_page()
@@ -933,6 +948,8 @@ class MainWindow(QMainWindow):
                 targets = [self.search_view.box, self.search_view.results]
             else:
                 targets = [self.record_view.focus_target()]
+        elif self._page == PAGE_LOOKUP:
+            targets = [self.lookup_view.focus_target()]
         elif self._page == PAGE_ENCOUNTER:
             form = self._encounter_form
             if form is not None and form.isVisibleTo(self):
@@ -944,7 +961,7 @@ class MainWindow(QMainWindow):
         else:
             panel = self._sync_panel
             targets = [panel.sync_button, panel.cancel_button] if panel is not None else []
-        for target in [*targets, self.nav_buttons[self._page]]:
+        for target in [*targets, self.nav_buttons.get(self._page)]:
             if target is not None and target.isVisibleTo(self) and target.isEnabled():
                 target.setFocus(Qt.FocusReason.OtherFocusReason)
                 return
@@ -977,6 +994,57 @@ class MainWindow(QMainWindow):
     def _on_record_shown(self, _patient_id: str) -> None:
         self._portrait_pane = "record"
         self._follow_record()
+        self._apply_layout()
+
+    # -- online look-up (issue 14 slice 7) -------------------------------------------------
+    def _offer_lookup(self) -> None:
+        """ "Look up online" per source under the search results, disabled with the reason
+        while the tablet is offline or the last look-up there could not reach it."""
+        from app.services.lookup import lookup_sources
+        from app.ui.sync_worker import OFFLINE, ONLINE, PROBING
+
+        if self.session is None or self.session.closed:
+            self.search_view.set_lookup_sources([])
+            return
+        state = self.sync_controller.connectivity if self.sync_controller else OFFLINE
+        offers = []
+        for source in lookup_sources(self.session):
+            why = None
+            if state == PROBING:
+                why = f"Checking the connection to {source.trust}…"
+            elif state != ONLINE or source.name in self._lookup_failed:
+                why = f"No connection to {source.trust}"
+            offers.append((source.name, source.trust, why))
+        self.search_view.set_lookup_sources(offers)
+
+    def _on_connectivity(self, state: str) -> None:
+        from app.ui.sync_worker import ONLINE
+
+        if state == ONLINE:
+            self._lookup_failed.clear()  # a probe reached home again: try every source anew
+        self._offer_lookup()
+
+    def start_lookup(self, source_name: str) -> None:
+        from app.services.lookup import lookup_sources
+
+        if self.session is None:
+            return
+        source = next((s for s in lookup_sources(self.session) if s.name == source_name), None)
+        if source is None:
+            return
+        self.lookup_view.start(self.session, source)
+        self.show_page(PAGE_LOOKUP)
+        self.focus_page()
+
+    def _lookup_unreachable(self, source_name: str) -> None:
+        self._lookup_failed.add(source_name)
+        self._offer_lookup()
+
+    def _show_looked_up(self, record: Any) -> None:
+        """The record the look-up opened, on the record pane: the person picked (H1)."""
+        self.show_page(PAGE_FIND)
+        self.record_view.show_record(record)
+        self._portrait_pane = "record"
         self._apply_layout()
 
     # -- one person at a time ----------------------------------------------------------------

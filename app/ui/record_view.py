@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.fhir import staff_safety_note
-from app.times import uk_date, uk_date_time
+from app.times import clock_text, uk_date, uk_date_time
 from app.ui import theme
 from app.ui.identity import IdentityHeader
 from app.ui.ops import Latest, Runner
@@ -168,27 +168,38 @@ class PhoneButton(BigButton):
 
 
 class ReasonSheet(QFrame):
-    """Why is this record being opened? One tap on the remembered default."""
+    """Why is this record being opened? One tap on the remembered default. The online
+    look-up's sheet (`lookup_view.LookupReasonSheet`) is this one with its own words."""
 
     chosen = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        title: str = "Why are you opening this record?",
+        note: str = "Every opening is recorded for the audit trail.",
+        accessible_name: str = "Reason for opening the record",
+        cancel_name: str = "Cancel opening the record",
+    ) -> None:
         super().__init__(parent)
         self.setProperty("role", "sheet")
-        self.setAccessibleName("Reason for opening the record")
+        self.setAccessibleName(accessible_name)
         self._col = QVBoxLayout(self)
         self._col.setContentsMargins(20, 18, 20, 18)
         self._col.setSpacing(10)
-        self._col.addWidget(label("Why are you opening this record?", "h2"))
+        self.title = label(title, "h2")
+        self._col.addWidget(self.title)
         self.person = PatientText("", role="h3")
         self._col.addWidget(self.person)
-        self._col.addWidget(label("Every opening is recorded for the audit trail.", "muted"))
+        self.note = label(note, "muted")
+        self._col.addWidget(self.note)
         self._buttons: list[BigButton] = []
         self._button_box = QVBoxLayout()
         self._button_box.setSpacing(10)
         self._col.addLayout(self._button_box)
-        cancel = BigButton("Cancel", role="bar", accessible_name="Cancel opening the record")
+        cancel = BigButton("Cancel", role="bar", accessible_name=cancel_name)
         cancel.clicked.connect(self.cancelled)
         self._col.addWidget(cancel)
 
@@ -325,6 +336,13 @@ class RecordView(QWidget):
         db.addWidget(self.still_button)
         rp.addWidget(self.detached_bar)
         self.detached_bar.hide()
+        # A record an online look-up fetched (issue 14 slice 7, hazard H18): one opening's
+        # copy, not the cohort's, and erased at its time. Above the scroll area, always seen.
+        self.lookup_bar = label("", "notice")
+        self.lookup_bar.setAccessibleName("Looked up online")
+        self.lookup_bar.setContentsMargins(16, 6, 12, 6)
+        rp.addWidget(self.lookup_bar)
+        self.lookup_bar.hide()
         self.scroll_area = QScrollArea()
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
@@ -551,8 +569,20 @@ class RecordView(QWidget):
             trusts=record.sources,
             home_only=all(sid == 1 for sid, _ in record.members or ((record.source, ""),)),
         )
+        self._show_looked_up(record)
         self.scroll_area.setWidget(self._build(record))
         return position
+
+    def _show_looked_up(self, record: PatientRecord) -> None:
+        until = getattr(record, "looked_up_until", None)
+        if until is None:
+            self.lookup_bar.hide()
+            return
+        self.lookup_bar.setText(
+            f"Looked up online — kept until {clock_text(until)}, then erased. Not kept up to "
+            "date by sync: only what the Trust held when you opened it."
+        )
+        self.lookup_bar.show()
 
     def _show_membership(self, record: PatientRecord) -> None:
         """Say which Trusts' records joined or left the person since it was opened."""

@@ -110,9 +110,21 @@ def source_names(hit: Any, labels: dict[str, str]) -> list[str]:
     return [labels.get(name, name) for name in getattr(hit, "sources", ())]
 
 
+LOOKED_UP_TAG = "Looked up online"
+
+
+def hit_tags(hit: Any) -> list[str]:
+    """The tags on a result's own line: a weak match (hazard H7), a person an online look-up
+    fetched (hazard H18: one opening's copy, erased at its time, not the cohort's)."""
+    tags = [WEAK_TAG] if is_weak(hit) else []
+    if getattr(hit, "looked_up", False):
+        tags.append(LOOKED_UP_TAG)
+    return tags
+
+
 def hit_summary(hit: Any, labels: dict[str, str] | None = None) -> str:
     """The spoken form of a result row (accessible text)."""
-    parts = [("Weak match: " if is_weak(hit) else "") + hit.display_name]
+    parts = ["".join(f"{tag}: " for tag in hit_tags(hit)) + hit.display_name]
     parts.append(sex_text(hit.gender))
     if getattr(hit, "known_as", None):
         parts.append(f"known as {hit.known_as}")
@@ -251,7 +263,7 @@ class HitDelegate(QStyledItemDelegate):
             height += len(self._lines(hit, body_fm, width)) * (body_fm.height() + self.GAP)
             rows = self._badge_rows(hit, QFontMetrics(badge), width)
             height += len(rows) * (self.BADGE_H + 6) + (6 if rows else 0)
-            if is_weak(hit):
+            if hit_tags(hit):
                 height += self.BADGE_H + 6 + (0 if rows else 6)
         return QSize(self._view.viewport().width(), max(height, theme.ROW_HEIGHT_PX))
 
@@ -303,14 +315,18 @@ class HitDelegate(QStyledItemDelegate):
             )
             y += body_fm.height() + self.GAP
         y += 6
-        if is_weak(hit):  # on its own line: beside the name it cut long names short
+        tags = hit_tags(hit)
+        if tags:  # on their own line: beside the name they cut long names short
             tag_fm = QFontMetrics(badge_font)
-            box = QRectF(inner.left(), y, tag_fm.horizontalAdvance(WEAK_TAG) + 24, self.BADGE_H)
             painter.setFont(badge_font)
             painter.setPen(QPen(QColor(pal.notice_fg), 2))
             painter.setBrush(QColor(pal.notice_bg))
-            painter.drawRoundedRect(box, 8, 8)
-            painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), WEAK_TAG)
+            x = float(inner.left())
+            for tag in tags:
+                box = QRectF(x, y, tag_fm.horizontalAdvance(tag) + 24, self.BADGE_H)
+                painter.drawRoundedRect(box, 8, 8)
+                painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), tag)
+                x += box.width() + 8
             y += self.BADGE_H + 6
         for row in self._badge_rows(hit, QFontMetrics(badge_font), inner.width()):
             self._paint_badges(painter, inner.left(), y, inner.right(), row, badge_font)
@@ -380,6 +396,7 @@ class SearchView(QWidget):
     patient_chosen = Signal(str, int)
     unknown_person_requested = Signal()
     query_edited = Signal()  # the officer changed the query or a filter: a different search
+    lookup_requested = Signal(str)  # "Look up online" at this source (its profile name)
     results_shown = Signal()  # a search's answer is on screen (the window re-applies H1)
 
     def __init__(self, runner: Runner, parent: QWidget | None = None) -> None:
@@ -411,6 +428,7 @@ class SearchView(QWidget):
         self.box.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
         self.box.textChanged.connect(self._schedule)
         self.box.textChanged.connect(lambda _t: self.query_edited.emit())
+        self.box.textChanged.connect(lambda _t: self._offer_lookup(False))  # for this answer only
         self.box.returnPressed.connect(self._open_first)
         self.box.down_pressed.connect(self._focus_results)
         col.addWidget(self.box)
@@ -473,6 +491,7 @@ class SearchView(QWidget):
         for page in (self.hint, self.results, self.no_results):
             self._states.addWidget(page)
         col.addWidget(self._states, 1)
+        col.addWidget(self._build_lookup_row())
 
         self.locked_panel = QFrame()
         self.locked_panel.setProperty("role", "error")
@@ -488,6 +507,50 @@ class SearchView(QWidget):
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._run_search)
         self._update_filter_label()
+
+    # -- online look-up (issue 14 slice 7) ------------------------------------------------
+    def _build_lookup_row(self) -> QWidget:
+        """ "Look up online" per source, under results that hold nobody suitable (none, or
+        none close); a source out of reach shows its button disabled and says why."""
+        self.lookup_row = QFrame()
+        self._lookup_col = QVBoxLayout(self.lookup_row)
+        self._lookup_col.setContentsMargins(0, 0, 0, 0)
+        self._lookup_col.setSpacing(6)
+        self._lookup_buttons: list[BigButton] = []
+        self.lookup_row.hide()
+        return self.lookup_row
+
+    def set_lookup_sources(self, sources: list[tuple[str, str, str | None]]) -> None:
+        """(profile name, Trust, why it cannot be asked now or None) of each source a
+        look-up may ask, home first."""
+        while self._lookup_col.count():
+            item = self._lookup_col.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.setParent(None)
+                widget.deleteLater()
+        self._lookup_buttons = []
+        for name, trust, why in sources:
+            button = BigButton(
+                f"Look up online at {trust}",
+                role="bar",
+                accessible_name=f"Look up online at {trust}",
+            )
+            button.setEnabled(why is None)
+            button.setAccessibleDescription(why or "")
+            button.clicked.connect(lambda _=False, n=name: self.lookup_requested.emit(n))
+            self._lookup_col.addWidget(button)
+            self._lookup_buttons.append(button)
+            if why is not None:
+                reason = label(why, "muted")
+                reason.setAccessibleName(f"Look-up unavailable: {why}")
+                self._lookup_col.addWidget(reason)
+
+    def lookup_buttons(self) -> list[BigButton]:
+        return list(self._lookup_buttons)
+
+    def _offer_lookup(self, shown: bool) -> None:
+        self.lookup_row.setVisible(shown and bool(self._lookup_buttons))
 
     # -- session -----------------------------------------------------------------------------
     def set_session(self, session: Any) -> None:
@@ -533,6 +596,7 @@ class SearchView(QWidget):
         self.notice.hide()
         self.did_you_mean.hide()
         self._states.setCurrentWidget(self.hint)
+        self._offer_lookup(False)
 
     def focus_search(self) -> None:
         self.box.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -684,6 +748,7 @@ class SearchView(QWidget):
                 "unknown person."
             )
             self._states.setCurrentWidget(self.no_results)
+        self._offer_lookup(not result.hits or is_weak(result.hits[0]))
         self.results_shown.emit()
 
     def _apply_suggestion(self) -> None:

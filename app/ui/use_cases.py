@@ -29,6 +29,7 @@ from app.ui.ops import Op, OpChanges, Ticket
 if TYPE_CHECKING:
     from app.services.doctor import CheckResult
     from app.services.encounters import Draft, EncounterInput, RecordedEncounter
+    from app.services.lookup import LookupHit, LookupQuery, LookupReason, LookupResult
     from app.services.records import PatientRecord
     from app.services.search import SearchResult, SearchWords
     from app.services.session import Session, SessionStatus
@@ -181,6 +182,40 @@ def refresh_record_op(
     from app.services import records
 
     return Op(parent, lambda: session.on_worker(lambda s: records.refresh_record(s, record)))
+
+
+# -- online look-up ("break the glass") --------------------------------------------------------
+def look_up_op(
+    parent: QObject | None,
+    session: Session,
+    source: str,
+    query: LookupQuery,
+    reason: LookupReason,
+) -> Op[LookupResult]:
+    """Search a source for a person no cache holds, audited here and there first."""
+    from app.services import lookup
+
+    return Op(
+        parent,
+        lambda: session.on_worker(lambda s: lookup.look_up(s, source, query, reason)),
+    )
+
+
+def open_looked_up_op(
+    parent: QObject | None,
+    session: Session,
+    source: str,
+    hit: LookupHit,
+    reason: LookupReason,
+) -> Op[PatientRecord]:
+    """Fetch the picked person's record from the source (audited first) and keep it until
+    its time; a write: the search index gains them until they are erased."""
+    from app.services import lookup
+
+    return Op(
+        parent,
+        lambda: session.on_worker(lambda s: lookup.open_looked_up(s, source, hit, reason)),
+    )
 
 
 # -- drafts and encounters ----------------------------------------------------------------------

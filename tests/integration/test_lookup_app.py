@@ -131,7 +131,7 @@ def test_no_audit_at_the_source_no_look_up(
     lookup.look_up(tablet, "home", query, REASON)  # the token and the metadata are fetched
     reference.inject("unavailable", path="/fhir", method="POST", query=None, retry_after_s=0)
     reference.clear_requests()
-    with pytest.raises(lookup.LookupFailed, match="No connection to home") as caught:
+    with pytest.raises(lookup.LookupFailed, match="No connection to the central record") as caught:
         lookup.look_up(tablet, "home", query, REASON, retry=ONCE)
     assert caught.value.offline
     # The refused audit and nothing else (the token endpoint's discovery aside).
@@ -153,7 +153,7 @@ def test_offline_is_a_clear_error_and_keeps_nothing(
     ):
         with pytest.raises(lookup.LookupFailed) as caught:
             attempt()
-        assert caught.value.offline and "No connection to home" in str(caught.value)
+        assert caught.value.offline and "No connection to the central record" in str(caught.value)
     assert tablet.store.count_by_type() == {}
 
 
@@ -170,9 +170,8 @@ def test_a_look_up_is_erased_after_its_time_with_the_search_index(
     start = times.now()
     record = lookup.open_looked_up(tablet, "home", hit, REASON, now=start)
     assert tablet.store.count_by_type("Patient") == {"Patient": 1}
-    assert [h.id for h in PatientSearch(tablet).search(f"{family} {born:%d/%m/%Y}").hits] == [
-        person["id"]
-    ]
+    found_here = PatientSearch(tablet).search(f"{family} {born:%d/%m/%Y}").hits
+    assert [(h.id, h.looked_up) for h in found_here] == [(person["id"], True)]  # labelled
 
     assert lookup.expire_lookups(tablet.store, start + timedelta(hours=11, minutes=59)) == 0
     assert refresh_record(tablet, record).person.patient_id == person["id"]
@@ -197,6 +196,8 @@ def test_someone_who_joins_the_cohort_is_kept(
     tablet.profile.update_settings(**{lookup.KEEP_SETTING: lookup.KEEP_SYNC})
     run_sync(tablet)  # the cohort brings everyone, this person too: the mark goes
     assert tablet.store.looked_up_until(HOME_SOURCE, "Patient", person["id"]) is None
+    hits = PatientSearch(tablet).search(person["name"][0]["family"]).hits
+    assert not any(h.looked_up for h in hits if h.id == person["id"])  # the cohort's now
     assert lookup.expire_lookups(tablet.store, start + timedelta(days=2)) == 0
     assert expire_due_lookups(tablet, synced=True) == 0
     assert tablet.store.get_resource(HOME_SOURCE, "Patient", person["id"]) is not None
