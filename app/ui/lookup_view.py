@@ -144,6 +144,7 @@ class LookupView(QWidget):
         self._searching = Latest()
         self._opening = Latest()
         self._opening_row: int | None = None  # the hit being opened, while it opens
+        self._unreachable: set[str] = set()  # sources the last look-up could not reach
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -258,6 +259,41 @@ class LookupView(QWidget):
         col.addLayout(buttons)
         return page
 
+    # -- which sources can be asked ------------------------------------------------------
+    def offers(self, session: Any, connectivity: str | None) -> list[tuple[str, str, str | None]]:
+        """(name, Trust, why not now or None) of each source a look-up may ask, home first:
+        not while the tablet is offline (or still finding out), nor at a source the last
+        look-up could not reach until the connection comes back."""
+        from app.services.lookup import lookup_sources
+        from app.ui.sync_worker import ONLINE, PROBING
+
+        if session is None or session.closed:
+            return []
+        offers = []
+        for source in lookup_sources(session):
+            why = None
+            if connectivity == PROBING:
+                why = f"Checking the connection to {source.trust}…"
+            elif connectivity != ONLINE or source.name in self._unreachable:
+                why = f"No connection to {source.trust}"
+            offers.append((source.name, source.trust, why))
+        return offers
+
+    def connectivity_changed(self, state: str) -> None:
+        from app.ui.sync_worker import ONLINE
+
+        if state == ONLINE:
+            self._unreachable.clear()  # home answered again: every source is tried anew
+
+    def start_for(self, session: Any, source_name: str) -> bool:
+        """Start a look-up at the profile's source `source_name` (False: no such source)."""
+        from app.services.lookup import lookup_sources
+
+        source = next((s for s in lookup_sources(session) if s.name == source_name), None)
+        if source is not None:
+            self.start(session, source)
+        return source is not None
+
     # -- the steps ---------------------------------------------------------------------------
     def start(self, session: Any, source: LookupSource) -> None:
         """A new look-up at `source`: the reason first, nothing typed or found before."""
@@ -361,6 +397,7 @@ class LookupView(QWidget):
             self._runner.report(exc)  # a bug: the crash handler
             return
         if isinstance(exc, LookupFailed) and exc.offline and self._source is not None:
+            self._unreachable.add(self._source.name)
             self.unreachable.emit(self._source.name)
         where.setText(str(exc))
         where.show()

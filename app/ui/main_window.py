@@ -261,9 +261,8 @@ class MainWindow(QMainWindow):
         self.lookup_view = LookupView(self._runner)
         self.lookup_view.record_opened.connect(self._show_looked_up)
         self.lookup_view.cancelled.connect(lambda: self.show_page(PAGE_FIND))
-        self.lookup_view.unreachable.connect(self._lookup_unreachable)
+        self.lookup_view.unreachable.connect(lambda _name: self._offer_lookup())
         self.pages.addWidget(self.lookup_view)
-        self._lookup_failed: set[str] = set()  # sources a look-up could not reach
         col.addWidget(self.pages, 1)
         col.addWidget(self._build_navbar())
         return ws
@@ -674,7 +673,7 @@ class MainWindow(QMainWindow):
         controller.progress_changed.connect(lambda *_: self._show_sync_summary())
         controller.running_changed.connect(lambda _r: self._show_sync_summary())
         controller.connectivity_changed.connect(lambda _s: self._show_sync_summary())
-        controller.connectivity_changed.connect(self._on_connectivity)
+        controller.connectivity_changed.connect(self._offer_lookup)
         controller.sync_failed.connect(lambda _m: self._show_sync_summary())
         controller.sync_cancelled.connect(self._show_sync_summary)
         controller.sync_finished.connect(self._on_sync_finished)
@@ -997,48 +996,18 @@ class MainWindow(QMainWindow):
         self._apply_layout()
 
     # -- online look-up (issue 14 slice 7) -------------------------------------------------
-    def _offer_lookup(self) -> None:
-        """ "Look up online" per source under the search results, disabled with the reason
-        while the tablet is offline or the last look-up there could not reach it."""
-        from app.services.lookup import lookup_sources
-        from app.ui.sync_worker import OFFLINE, ONLINE, PROBING
-
-        if self.session is None or self.session.closed:
-            self.search_view.set_lookup_sources([])
-            return
-        state = self.sync_controller.connectivity if self.sync_controller else OFFLINE
-        offers = []
-        for source in lookup_sources(self.session):
-            why = None
-            if state == PROBING:
-                why = f"Checking the connection to {source.trust}…"
-            elif state != ONLINE or source.name in self._lookup_failed:
-                why = f"No connection to {source.trust}"
-            offers.append((source.name, source.trust, why))
-        self.search_view.set_lookup_sources(offers)
-
-    def _on_connectivity(self, state: str) -> None:
-        from app.ui.sync_worker import ONLINE
-
-        if state == ONLINE:
-            self._lookup_failed.clear()  # a probe reached home again: try every source anew
-        self._offer_lookup()
+    def _offer_lookup(self, state: str | None = None) -> None:
+        """ "Look up online" per source under the results, disabled with the reason when a
+        source cannot be reached (`LookupView.offers`); `state`: connectivity just changed."""
+        if state is not None:
+            self.lookup_view.connectivity_changed(state)
+        connectivity = self.sync_controller.connectivity if self.sync_controller else None
+        self.search_view.set_lookup_sources(self.lookup_view.offers(self.session, connectivity))
 
     def start_lookup(self, source_name: str) -> None:
-        from app.services.lookup import lookup_sources
-
-        if self.session is None:
-            return
-        source = next((s for s in lookup_sources(self.session) if s.name == source_name), None)
-        if source is None:
-            return
-        self.lookup_view.start(self.session, source)
-        self.show_page(PAGE_LOOKUP)
-        self.focus_page()
-
-    def _lookup_unreachable(self, source_name: str) -> None:
-        self._lookup_failed.add(source_name)
-        self._offer_lookup()
+        if self.session is not None and self.lookup_view.start_for(self.session, source_name):
+            self.show_page(PAGE_LOOKUP)
+            self.focus_page()
 
     def _show_looked_up(self, record: Any) -> None:
         """The record the look-up opened, on the record pane: the person picked (H1)."""
