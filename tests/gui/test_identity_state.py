@@ -10,6 +10,14 @@ record on screen, the highlighted result and the subject of a new encounter are 
 person, or nothing is shown; whatever record or form is on screen has the fixed identity header
 naming its person.
 
+Across Trusts (issue 14), `test_one_person_at_a_time_across_trusts` runs the same machine on a
+cache holding two Trusts' records, with two more actions: search-and-open in one step, and a
+sync that makes or breaks a merge (a neighbour's NHS number verified, or no longer). There a
+person is a set of Patients (sid, id): the highlighted result must be one whose members
+include the Patient shown, the header holds the record's members, the form names the
+Patient shown (its source too), and the run must have checked merged records, a neighbour's
+Patient and a record whose Trusts changed under it.
+
 Steps: KERBSIDE_IDENTITY_STEPS (default 2,000, CI's profile: 191 s on the shared two-core box at
 load average 6-9, searches and openings now answering from workers). The long run the safety
 case cites:
@@ -81,11 +89,22 @@ def _queries(cohort_dir: Path, alerted: Person) -> list[str]:
 class _World:
     """What the machine drives: the window, the queries, a step counter, the late answers."""
 
-    def __init__(self, qtbot: QtBot, window: Any, queries: list[str], late: Holder) -> None:
+    def __init__(
+        self,
+        qtbot: QtBot,
+        window: Any,
+        queries: list[str],
+        late: Holder,
+        shared: list[tuple[int, str]] | None = None,
+    ) -> None:
         self.qtbot = qtbot
         self.window = window
         self.queries = queries
         self.late = late
+        # Across Trusts: the neighbour's (sid, id) of people both Trusts know, whose NHS
+        # number a sync may stop or start verifying there (the merge breaks or forms).
+        self.shared = shared or []
+        self.seen: dict[str, int] = {}  # states the invariant was checked in (across Trusts)
         self.steps = 0
         # Whom the officer chose last (the person the reason sheet names) and whose record
         # the pane held last: a record may replace another only if it is the one chosen.
@@ -285,7 +304,7 @@ class IdentityMachine(RuleBasedStateMachine):
         form = self.win.encounter_form
         assert form is not None
         if expected is not None:
-            assert form.data().get("patient") == {"id": expected}, "Ctrl+N: wrong person"
+            assert form.patient_ref() == expected, "Ctrl+N: wrong person"
         else:
             assert "id" not in (form.data().get("patient") or {}), "Ctrl+N: a hidden person"
         self._step()
@@ -304,7 +323,7 @@ class IdentityMachine(RuleBasedStateMachine):
         _settle()
         form = self.win.encounter_form
         assert form is not None and expected is not None
-        assert form.data().get("patient") == {"id": expected}, "Record encounter: wrong person"
+        assert form.patient_ref() == expected, "Record encounter: wrong person"
         self._step()
 
     @precondition(
@@ -329,6 +348,63 @@ class IdentityMachine(RuleBasedStateMachine):
         self.win.sync_controller.sync_finished.emit(SyncReport(pulled=1))
         self._step()
 
+    @precondition(
+        lambda self: bool(self.w.shared) and self._find_page() and self.win.search_view.isVisible()
+    )
+    @rule(data=st.data())
+    def search_and_open(self, data: st.DataObject) -> None:
+        """Across Trusts: type a query, tap a result, pick the reason (three taps as one step,
+        so a short run opens many people, merged and not)."""
+        query = data.draw(st.sampled_from(self.w.queries))
+        view = self.win.search_view
+        view.box.setFocus()
+        view.box.setText(query)
+        view.search_now()
+        self._step()
+        if not self._results_visible():
+            return
+        row = data.draw(st.integers(0, min(len(view.hits()), 3) - 1))
+        index = view.model.index(row)
+        view.results.scrollTo(index)
+        self.w.qtbot.mouseClick(
+            view.results.viewport(), LEFT, pos=view.results.visualRect(index).center()
+        )
+        self._step()
+        if self._sheet_visible():
+            self.w.qtbot.mouseClick(self.win.record_view.reason_sheet.buttons()[0], LEFT)
+            self._step()
+
+    @precondition(lambda self: bool(self.w.shared) and not self.win.is_locked)
+    @rule(data=st.data())
+    def membership_changes(self, data: st.DataObject) -> None:
+        """A sync brings a neighbour's Patient whose NHS number is (no longer, or again)
+        verified there: a merged person splits, or two results become one person (hazard
+        H23). The window reacts as to any sync that brought changes."""
+        from app.fhir import NHS_VERIFICATION_EXT
+        from sync import SyncReport
+
+        source, rid = data.draw(st.sampled_from(self.w.shared))
+        record = self.win.record_view.record
+        open_here = [m for m in self.w.shared if record is not None and m in record.members]
+        if open_here and data.draw(st.booleans()):  # often the person on screen
+            source, rid = open_here[0]
+        elif record is not None and record.joined:  # the one that joined, or left, again
+            source, rid = next(
+                (m for m in self.w.shared if m[1] in {r for _, r in record.members}),
+                (source, rid),
+            )
+        store = self.win.session.store
+        patient = store.get_resource(source, "Patient", rid)
+        for ident in patient["identifier"]:
+            for ext in ident.get("extension", ()):
+                if ext["url"] == NHS_VERIFICATION_EXT:
+                    coding = ext["valueCodeableConcept"]["coding"][0]
+                    coding["code"] = "02" if coding["code"] == "01" else "01"
+        patient["meta"]["versionId"] = str(int(patient["meta"].get("versionId", "1")) + 1)
+        store.put_resources(source, [patient])
+        self.win.sync_controller.sync_finished.emit(SyncReport(pulled=1))
+        self._step()
+
     @rule(portrait=st.booleans())
     def rotate(self, portrait: bool) -> None:
         self.win.resize(*(PORTRAIT if portrait else LANDSCAPE))
@@ -349,20 +425,24 @@ class IdentityMachine(RuleBasedStateMachine):
         self._step()
 
     # -- the invariant ---------------------------------------------------------------------
-    def _record_on_screen(self) -> str | None:
+    def _record_on_screen(self) -> tuple[int, str] | None:
+        """(sid, id) of the Patient whose record is on the Find page's pane, or None."""
         rv = self.win.record_view
         if not self._find_page() or not rv.isVisible() or rv.showing_reason_sheet():
             return None
-        return rv.patient_id if rv.record is not None else None
+        if rv.record is None:
+            return None
+        return (rv.record.source, rv.patient_id)
 
-    def _highlighted(self) -> str | None:
+    def _highlighted(self) -> Any:
+        """The highlighted result (a person: `PatientHit`), or None."""
         view = self.win.search_view
         if not self._results_visible():
             return None
         index = view.results.currentIndex()
         if not index.isValid():
             return None
-        return str(view.hits()[index.row()].id)
+        return view.hits()[index.row()]
 
     @invariant()
     def one_person_at_a_time(self) -> None:
@@ -376,27 +456,44 @@ class IdentityMachine(RuleBasedStateMachine):
             assert view.answered_query() == view.box.text().strip(), "an older query's results"
         rv = win.record_view
         shown = self._record_on_screen()
-        pending = rv.shown_id() if self._sheet_visible() else None
+        pending = rv.shown_ref() if self._sheet_visible() else None
         highlighted = self._highlighted()
         on_pane = shown or pending
         if on_pane is not None and highlighted is not None:
-            assert highlighted == on_pane, "the highlighted result is not the person shown"
+            # A person, not an id: a merged result is highlighted beside any of its Patients.
+            sid, rid = on_pane
+            assert highlighted.is_person(sid or 1, rid), (
+                "the highlighted result is not the person shown"
+            )
         if shown is not None:
             header = rv.identity
             assert header.isVisible(), "a record without its identity header"
-            assert header.patient_id == shown
+            assert header.patient_id == shown[1]
+            assert header.members == rv.record.members, "the header is not the record's person"
+            assert shown in rv.record.members, "the record shown is not its own person's"
+            for state, reached in (
+                ("merged", rv.record.merged),
+                ("neighbour's", shown[0] != 1),
+                ("joined or left", bool(rv.record.joined or rv.record.left)),
+            ):
+                if reached:
+                    self.w.seen[state] = self.w.seen.get(state, 0) + 1
             assert header.name.text() == rv.record.person.name
             assert header.visibleRegion().boundingRect().height() >= header.height() - 1, (
                 "the identity header is not fully on screen"
             )
         if self._find_page():
-            assert win.encounter_subject() == shown, "Ctrl+N would record about someone else"
+            subject = win.encounter_subject()
+            assert subject == (shown[1] if shown else None), (
+                "Ctrl+N would record about someone else"
+            )
         form = win.encounter_form
         if win.current_page() == "encounter" and form is not None and form.isVisible():
-            patient = form.data().get("patient") or {}
-            if "id" in patient:
+            ref = form.patient_ref()
+            if ref is not None:
                 assert form.identity.isVisible(), "a form about a person without their name"
-                assert form.identity.patient_id == patient["id"]
+                assert form.identity.patient_id == ref[1]
+                assert form.identity.members in ((), (ref,)), "the form names another Patient"
 
 
 @pytest.mark.slow
@@ -441,6 +538,102 @@ def test_one_person_at_a_time(
         late.release_all()
     print(f"\nidentity state machine: {steps} steps in {time.perf_counter() - started:.1f} s")
     assert steps >= wanted
+
+
+def _run_machine(world: _World, wanted: int) -> int:
+    """Run the machine for `wanted` steps on `world`; the steps taken."""
+    global WORLD
+    WORLD = world
+    long_run = wanted > DEFAULT_STEPS
+    rounds = 0
+    try:
+        while world.steps < wanted:
+            rounds += 1
+            run_state_machine_as_test(
+                IdentityMachine,
+                settings=settings(
+                    max_examples=max(1, (wanted - world.steps) // STEPS_PER_EXAMPLE),
+                    stateful_step_count=STEPS_PER_EXAMPLE,
+                    deadline=None,
+                    derandomize=not long_run and rounds == 1,
+                    database=None,
+                    suppress_health_check=list(HealthCheck),
+                    print_blob=True,
+                ),
+            )
+    finally:
+        WORLD = None
+        world.late.release_all()
+    return world.steps
+
+
+ACROSS_TRUSTS_STEPS = 400
+
+
+@pytest.mark.slow
+def test_one_person_at_a_time_across_trusts(
+    qtbot: QtBot,
+    make_window: WindowFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same machine on a cache holding two Trusts' records (issue 14): results are
+    people (a merged result is highlighted beside any of its Patients), a person only the
+    neighbour knows is recorded about as the neighbour's Patient, and a sync that makes or
+    breaks a merge (`membership_changes`) never switches the person on screen (H1, H23).
+    KERBSIDE_IDENTITY_STEPS scales it too (a tenth of the one-Trust run, at least 400)."""
+    import json
+
+    from app.security import Profile
+    from app.services.session import enrol
+    from app.synthetic import generate_trusts
+    from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
+    from tests.gui.conftest import USER
+    from tests.support.trusts import import_two_trusts, ndjson, shared_people, west_only
+
+    region = tmp_path / "region"
+    generate_trusts(2, 0.3, 120, 21, region)
+    profile = tmp_path / "profile"
+    session = enrol(profile, USER, TEST_PIN, kdf=TEST_KDF, lockout=TEST_LOCKOUT)
+    try:
+        west = import_two_trusts(session, region)
+    finally:
+        session.close()
+    Profile.load(profile).update_settings(idle_lock_minutes=600)
+    people = shared_people(region, with_types=("Flag",))[:4]
+    west_patients = {p["id"]: p for p in ndjson(region / "trust-2", "Patient")}
+    home_patients = {p["id"]: p for p in ndjson(region / "trust-1", "Patient")}
+
+    def family(patient: dict[str, Any]) -> str:
+        return str(patient["name"][0]["family"]).lower()
+
+    # Mostly the people this run is about: shared by both Trusts (by name and by number), and
+    # people only the neighbour knows (by number: one result each).
+    queries = [family(home_patients[p.home_id]) for p in people]
+    queries += [p.nhs_number for p in people]
+    queries += [
+        str(number)
+        for rid in west_only(region)[:4]
+        if (number := _verified(west_patients[rid])) is not None
+    ]
+    queries += ["smith"]
+    assert json.dumps(queries)  # plain text only
+    late = hold_ui_reads(monkeypatch)
+    window = make_window(profile)
+    unlock(qtbot, window)
+    wanted = max(ACROSS_TRUSTS_STEPS, _steps_wanted() // 10)
+    world = _World(qtbot, window, queries, late, shared=[(west, p.west_id) for p in people])
+    assert _run_machine(world, wanted) >= wanted
+    print(f"\nacross Trusts: {world.steps} steps, records checked {world.seen}")
+    # The run reached what it is for: merged people, a neighbour's Patient on screen, and a
+    # record whose Trusts changed under it.
+    assert set(world.seen) == {"merged", "neighbour's", "joined or left"}, world.seen
+
+
+def _verified(patient: dict[str, Any]) -> str | None:
+    from app.fhir import verified_nhs_number
+
+    return verified_nhs_number(patient)
 
 
 def test_a_new_query_detaches_the_open_record(
