@@ -48,12 +48,15 @@ DEMO_PIN = "280461"  # shown on the demo unlock screen; synthetic data only
 DEMO_CLIENT_ID = "demo-tablet"
 DEMO_ADMIN_ID = "demo-admin"
 DEMO_SEED = 1
+DEMO_TRUSTS = 2  # the demo's region: home and one neighbouring Trust (issue 14)
+DEMO_OVERLAP = 0.2
+MAX_DEMO_TRUSTS = 3
 DEMO_TEAM = "Riverside Street Triage (demo)"  # synthetic: no ODS code, no real team
 SCREEN_SIZES = ((1280, 800), (800, 1280))
 SCENES = (
     "unlock", "search", "reason-sheet", "record", "staff-alert", "child-record", "weak-match",
     "encounter", "form-errors", "s136", "sync", "offline-waiting", "merged-record",
-    "merged-plans", "lookup-reason", "lookup-results", "lookup-record",
+    "merged-plans", "lookup-reason", "lookup-results", "lookup-record", "sync-sources",
 )  # fmt: skip
 # The neighbouring Trust of the merged-person scenes (synthetic, never contacted).
 NEIGHBOUR_SOURCE = "trust-2"
@@ -81,7 +84,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(insecure keyring, DEMO banner). The server stops when the window closes.",
     )
     p.add_argument(
-        "--patients", type=int, default=3000, metavar="N", help="cohort size (default 3000)"
+        "--patients",
+        type=int,
+        default=3000,
+        metavar="N",
+        help="people in the region (default 3000); with one Trust, the cohort size",
+    )
+    p.add_argument(
+        "--trusts",
+        type=int,
+        default=DEMO_TRUSTS,
+        metavar="N",
+        help=f"central records to serve (default {DEMO_TRUSTS}: home and a neighbouring Trust, "
+        "from `generate --trusts`; 1: the home Trust alone, as before)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=DEMO_OVERLAP,
+        metavar="F",
+        help=f"share of people two Trusts know (default {DEMO_OVERLAP})",
     )
     p.add_argument(
         "--dir",
@@ -161,77 +183,195 @@ def cached_cohort(directory: Path, patients: int, seed: int = DEMO_SEED) -> Path
     return cohort
 
 
+def cached_region(
+    directory: Path, trusts: int, overlap: float, patients: int, seed: int = DEMO_SEED
+) -> list[Path]:
+    """The `generate --trusts` folders (trust-1 = home) for these arguments, generated on first
+    use like `cached_cohort`."""
+    from app.synthetic import generate_trusts, trust_folder
+
+    region = directory / "regions" / f"{patients}-t{trusts}-o{overlap:g}-seed{seed}"
+    done = region / ".complete"
+    if not done.exists():
+        shutil.rmtree(region, ignore_errors=True)
+        started = time.perf_counter()
+        generate_trusts(trusts, overlap, patients, seed, region)
+        done.write_text("ok\n")
+        log.info(
+            "generated a %d-person region of %d Trusts in %.1f s",
+            patients,
+            trusts,
+            time.perf_counter() - started,
+        )
+    return [region / trust_folder(k) for k in range(1, trusts + 1)]
+
+
+def trust_identity(folder: Path) -> tuple[str | None, str | None]:
+    """(name, ODS code) of the Trust a generated folder is, from its own Organization."""
+    path = folder / "Organization.ndjson"
+    if not path.exists():
+        return None, None
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            org = json.loads(line)
+            if any(t.get("text") == "NHS trust" for t in org.get("type") or []):
+                code = next((i.get("value") for i in org.get("identifier") or []), None)
+                return org.get("name"), code
+    return None, None
+
+
 @dataclass
 class DemoEnvironment:
-    """A running reference server and an enrolled demo profile; `stop()` ends the server."""
+    """Running reference servers (home first, then each neighbouring Trust's) and an enrolled
+    demo profile with a source for each; `stop()` ends the servers."""
 
     directory: Path
-    cohort: Path
-    server: ReferenceServer
+    cohort: Path  # the home Trust's folder
+    server: ReferenceServer  # the home Trust's central record
     profile_dir: Path
     user: str = DEMO_USER
     pin: str = field(default=DEMO_PIN, repr=False)
     admin_secret: str = field(default="", repr=False)
+    neighbours: list[ReferenceServer] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)  # every Trust's folder, home first
+
+    @property
+    def servers(self) -> list[ReferenceServer]:
+        return [self.server, *self.neighbours]
 
     @classmethod
     def create(
-        cls, directory: Path, patients: int, *, seed: int = DEMO_SEED, kdf: KdfParams | None = None
+        cls,
+        directory: Path,
+        patients: int,
+        *,
+        seed: int = DEMO_SEED,
+        kdf: KdfParams | None = None,
+        trusts: int = 1,
+        overlap: float = DEMO_OVERLAP,
     ) -> DemoEnvironment:
-        """Generate (or reuse) the cohort, start a fresh server on it, enrol a fresh profile
-        (`kdf`: the PIN's Argon2 cost; production's unless a throwaway profile says less)."""
-        from app.security import Profile, ServerSettings, store_client_secret
+        """Generate (or reuse) the data, start a fresh server for each Trust, enrol a fresh
+        profile (`kdf`: the PIN's Argon2 cost; production's unless a throwaway profile says
+        less). One Trust: a plain cohort of `patients`, as the demo always served. Several:
+        `generate --trusts` over a region of `patients` people, trust-1 served as home and
+        each other as a read-only source (`trust-2`...), so a person both know is merged
+        after the first sync."""
+        from app.security import (
+            HOME,
+            READ_ONLY,
+            Profile,
+            ServerSettings,
+            SourceSettings,
+            store_client_secret,
+        )
         from app.services.encounters import make_team, set_team
         from app.services.session import enrol
         from sync.reference import ReferenceConfig, ReferenceServer
 
         if patients < 1:
             raise InvalidInput("--patients must be at least 1", field="patients")
+        if not 1 <= trusts <= MAX_DEMO_TRUSTS:
+            raise InvalidInput(f"--trusts must be 1 to {MAX_DEMO_TRUSTS}", field="trusts")
+        if trusts > 1 and not 0.0 <= overlap <= 1.0:
+            raise InvalidInput("--overlap must be between 0 and 1", field="overlap")
         directory.mkdir(parents=True, exist_ok=True)
-        cohort = cached_cohort(directory, patients, seed)
+        if trusts == 1:
+            folders = [cached_cohort(directory, patients, seed)]
+        else:
+            folders = cached_region(directory, trusts, overlap, patients, seed)
         use_demo_keyring()
         # Fresh each run: the secrets of the last run's profile went with its process.
-        for old in ("central", "profile"):
+        data_dirs = ["central"] + [f"central-{k}" for k in range(2, MAX_DEMO_TRUSTS + 1)]
+        for old in (*data_dirs, "profile"):
             shutil.rmtree(directory / old, ignore_errors=True)
-        client_secret = secrets.token_urlsafe(24)
         admin_secret = secrets.token_urlsafe(24)
-        server = ReferenceServer(
-            ReferenceConfig(
-                data_dir=directory / "central",
-                seed_dir=cohort,
-                clients=[(DEMO_CLIENT_ID, client_secret)],
-                admin_clients=[(DEMO_ADMIN_ID, admin_secret)],
-            )
-        ).start()
+        started: list[tuple[ReferenceServer, str]] = []
         try:
+            for data_dir, folder in zip(data_dirs, folders, strict=False):
+                client_secret = secrets.token_urlsafe(24)
+                server = ReferenceServer(
+                    ReferenceConfig(
+                        data_dir=directory / data_dir,
+                        seed_dir=folder,
+                        clients=[(DEMO_CLIENT_ID, client_secret)],
+                        admin_clients=[(DEMO_ADMIN_ID, admin_secret)],
+                    )
+                ).start()
+                started.append((server, client_secret))
             profile = directory / "profile"
             enrol(profile, DEMO_USER, DEMO_PIN, kdf=kdf).close()
             loaded = Profile.load(profile)
             set_team(loaded, make_team(DEMO_TEAM))
-            store_client_secret(loaded.profile_id, client_secret)
-            loaded.set_server(
-                ServerSettings(
-                    base_url=server.base_url, client_id=DEMO_CLIENT_ID, token_url=server.token_url
+            (home, home_secret), *others = started
+            if trusts == 1:
+                store_client_secret(loaded.profile_id, home_secret)
+                loaded.set_server(
+                    ServerSettings(
+                        base_url=home.base_url, client_id=DEMO_CLIENT_ID, token_url=home.token_url
+                    )
                 )
-            )
+            else:  # the home source named like the neighbours: by its Trust
+                name, ods = trust_identity(folders[0])
+                loaded.add_source(
+                    SourceSettings(
+                        "home",
+                        home.base_url,
+                        DEMO_CLIENT_ID,
+                        home.token_url,
+                        display_name=f"{name} (demo)" if name else None,
+                        ods_code=ods,
+                        role=HOME,
+                    ),
+                    home_secret,
+                )
+            for k, ((server, client_secret), folder) in enumerate(
+                zip(others, folders[1:], strict=True), start=2
+            ):
+                name, ods = trust_identity(folder)
+                # Registered in the cache by its first sync (no PIN derivation here).
+                loaded.add_source(
+                    SourceSettings(
+                        f"trust-{k}",
+                        server.base_url,
+                        DEMO_CLIENT_ID,
+                        server.token_url,
+                        display_name=f"{name} (demo)" if name else None,
+                        ods_code=ods,
+                        role=READ_ONLY,
+                    ),
+                    client_secret,
+                )
         except BaseException:
-            server.stop()
+            for server, _secret in started:
+                server.stop()
             raise
-        return cls(directory, cohort, server, profile, admin_secret=admin_secret)
+        return cls(
+            directory,
+            folders[0],
+            started[0][0],
+            profile,
+            admin_secret=admin_secret,
+            neighbours=[server for server, _secret in started[1:]],
+            folders=folders,
+        )
 
     def answering(self) -> bool:
-        """Whether the central record still answers on its port."""
+        """Whether any of the demo's central records still answers on its port."""
         import requests
 
-        try:
-            requests.get(f"{self.server.base_url}/metadata", timeout=2)
-        except requests.RequestException:
-            return False
-        return True
+        for server in self.servers:
+            try:
+                requests.get(f"{server.base_url}/metadata", timeout=2)
+            except requests.RequestException:
+                continue
+            return True
+        return False
 
     def stop(self) -> None:
-        """Stop the server (idempotent); the profile stays until the next run."""
-        self.server.stop()
-        log.info("demo central record stopped")
+        """Stop the servers (idempotent); the profile stays until the next run."""
+        for server in self.servers:
+            server.stop()
+        log.info("demo central records stopped")
 
 
 def open_demo_window(
@@ -262,14 +402,24 @@ def _demo(args: argparse.Namespace) -> int:
 
     directory = args.dir if args.dir is not None else default_demo_dir()
     started = time.perf_counter()
-    env = DemoEnvironment.create(directory, args.patients)
+    env = DemoEnvironment.create(directory, args.patients, trusts=args.trusts, overlap=args.overlap)
     try:
+        people = (
+            f"{args.patients} synthetic patients"
+            if args.trusts == 1
+            else f"{args.patients} synthetic people in {args.trusts} Trusts"
+        )
         print(
-            f"kerbside demo: central record at {env.server.base_url} "
-            f"({args.patients} synthetic patients, ready in "
+            f"kerbside demo: central record at {env.server.base_url} ({people}, ready in "
             f"{time.perf_counter() - started:.1f} s)",
             file=sys.stderr,
         )
+        for k, server in enumerate(env.neighbours, start=2):
+            print(
+                f"kerbside demo: neighbouring Trust (read-only source trust-{k}) at "
+                f"{server.base_url}",
+                file=sys.stderr,
+            )
         print(
             f"kerbside demo: user {env.user}, PIN {env.pin} (synthetic data only; secrets "
             "are kept in memory and forgotten on exit)",
@@ -291,7 +441,8 @@ def _demo(args: argparse.Namespace) -> int:
     if args.quit_after_sync:
         outcome["server_stopped"] = not env.answering()
         print(json.dumps(outcome, sort_keys=True), flush=True)
-        return 0 if outcome.get("patients") and outcome["server_stopped"] else 1
+        synced = all(state == "ok" for state in outcome.get("sources", {}).values())
+        return 0 if outcome.get("patients") and synced and outcome["server_stopped"] else 1
     return code
 
 
@@ -318,9 +469,20 @@ def _quit_after_sync(
     def finished(report: Any) -> None:
         session = window.session
         counts = session.store.count_by_type() if session is not None else {}
+        from app.store import HOME_SOURCE
+
+        home = (
+            session.store.count_by_type("Patient", source=HOME_SOURCE)
+            if session is not None
+            else {}
+        )
+        sources = getattr(report, "sources", {})
         outcome.update(
             pulled=report.pulled,
-            patients=counts.get("Patient", 0),
+            patients=home.get("Patient", 0),  # the home Trust's, as before several sources
+            patients_all_sources=counts.get("Patient", 0),
+            sources={name: part.state for name, part in sources.items()},
+            merged_people=_merged_people(session) if session is not None else 0,
             enrolled_with=DEMO_CLIENT_ID,
             seconds=round(report.seconds, 2),
         )
@@ -341,6 +503,11 @@ def _quit_after_sync(
     watchdog.setSingleShot(True)
     watchdog.timeout.connect(lambda: (outcome.setdefault("error", "timed out"), window.close()))
     watchdog.start(int(timeout_s * 1000))
+
+
+def _merged_people(session: Any) -> int:
+    """People with more than one source's record (joined by a verified NHS number)."""
+    return int(session.store.merged_people())
 
 
 # -- screenshots -------------------------------------------------------------------------------
@@ -667,9 +834,8 @@ def render_screenshots(
 
     out.mkdir(parents=True, exist_ok=True)
     # A throwaway profile unlocked four times: a cheap PIN hash keeps the run short.
-    env = DemoEnvironment.create(
-        work, patients, kdf=KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
-    )
+    cheap = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
+    env = DemoEnvironment.create(work, patients, kdf=cheap, trusts=1)
     written: list[Path] = []
     try:
         showcase, query, doomed = _pick_showcase(env.cohort)
@@ -715,6 +881,7 @@ def render_screenshots(
             window.close()
     finally:
         env.stop()
+    written += _shoot_sources(out, work / "sources", sizes, patients, cheap)
     return written
 
 
@@ -740,6 +907,64 @@ def _shoot_merged(
     window.record_view.jump_to("other-plans")
     shoot("merged-plans")
     return shots
+
+
+def _shoot_sources(
+    out: Path, work: Path, sizes: tuple[tuple[int, int], ...], patients: int, kdf: KdfParams
+) -> list[Path]:
+    """The Sync page of the two-Trust demo (`kerbside demo`'s region) after a run in which
+    the neighbouring Trust did not answer: one row per central record, home synced, the
+    neighbour's last sync failed with its reason and its records kept and dated."""
+    from app.ui.app import build_window
+
+    env = DemoEnvironment.create(work, patients, kdf=kdf, trusts=2)
+    shots: list[Path] = []
+    try:
+        _app, _runner, window, _crash = build_window(
+            env.profile_dir,
+            auto_sync=False,
+            install_excepthook=False,
+            sync_options={"use_os_network_info": False, "probe_interval_s": 0},
+        )
+        try:
+            window.show()
+            window.unlock_view.enter_pin(env.pin)
+            _wait(lambda: not window.is_locked)
+            _sync_in(window)
+            for neighbour in env.neighbours:
+                neighbour.stop()
+            _sync_in(window)
+            window.show_page("sync")
+            for mode in ("day", "night"):
+                window.set_night_mode(mode == "night")
+                for width, height in sizes:
+                    window.resize(width, height)
+                    _settle(window)
+                    path = out / f"sync-sources-{width}x{height}-{mode}.png"
+                    if not window.grab().save(str(path)):
+                        raise RuntimeError(f"could not write {path}")
+                    shots.append(path)
+        finally:
+            window.set_night_mode(False)
+            window.close()
+    finally:
+        env.stop()
+    return shots
+
+
+def _sync_in(window: MainWindow, timeout_s: float = 120.0) -> None:
+    """One whole sync through the window's controller (after any it started by itself)."""
+    controller = window.sync_controller
+    assert controller is not None
+    _wait(lambda: not controller.is_running, timeout_s)
+    ended: list[bool] = []
+    controller.sync_finished.connect(lambda _report: ended.append(True))
+    controller.sync_failed.connect(lambda _message: ended.append(False))
+    if not controller.start_sync():
+        raise RuntimeError("a sync could not be started")
+    _wait(lambda: bool(ended), timeout_s)
+    if not ended[0]:
+        raise RuntimeError("the demo sync failed")
 
 
 def _shoot_offline(

@@ -209,6 +209,16 @@ class Store:
         joins sources; `src:<sid>:<id>` is one row): for merging search results and records."""
         return self.patient_index().people(person_keys)
 
+    def merged_people(self) -> int:
+        """How many people more than one source knows (rows joined by a verified NHS number:
+        a `nhs:` person key in several sources); a count for the demo and doctor, no data."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM (SELECT person_key FROM patient_index"
+            " WHERE person_key LIKE 'nhs:%' GROUP BY person_key"
+            " HAVING count(DISTINCT source) > 1)"
+        ).fetchone()
+        return int(row[0])
+
     def resource_ids(self, source: int, rtype: str) -> Iterator[str]:
         for (rid,) in self.conn.execute(
             "SELECT id FROM resource WHERE source = ? AND type = ?", (source, rtype)

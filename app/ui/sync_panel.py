@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
+    QSpacerItem,
     QVBoxLayout,
     QWidget,
 )
@@ -118,6 +120,7 @@ class _SourceRow(QFrame):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.source_name = name
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 6, 0, 6)
         col.setSpacing(2)
@@ -132,8 +135,6 @@ class _SourceRow(QFrame):
 
     def show_state(self, state: SourceState, stale_after: timedelta) -> None:
         who = state.label
-        for lab in (self.title, self.state, self.detail, self.reason):
-            lab.setMinimumHeight(0)  # the panel fits them again to their new text
         self.setAccessibleName(f"Central record {who}")
         if state.is_home:
             self.title.setText(f"{state.display_name} (home)" if state.display_name else "Home")
@@ -335,11 +336,18 @@ class SyncPanel(QWidget):
         left = QVBoxLayout()
         left.setSpacing(16)
         left.addWidget(self._build_status_card())
-        left.addWidget(self._build_sources_card())
         left.addWidget(self._build_rejected_card())
-        left.addStretch(1)
+        # Side by side, the spare height goes under the left column's cards; stacked, it
+        # must not open a gap between them and the right column's (resizeEvent).
+        self._left_spare = QSpacerItem(
+            0, 0, QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding
+        )
+        left.addItem(self._left_spare)
         right = QVBoxLayout()
         right.setSpacing(16)
+        # Beside the status card when side by side (in view without scrolling at 1280x800);
+        # stacked, after the refused records and before today's list.
+        right.addWidget(self._build_sources_card())
         today = SectionCard("Today's encounters")
         self.today = TodaysEncounters()
         self.today.draft_chosen.connect(self.draft_chosen)
@@ -426,6 +434,8 @@ class SyncPanel(QWidget):
         """One row per central record; shown once the profile has more than one (with the
         home source alone, the status card above says it all)."""
         self.sources_card = SectionCard("Central records", accessible_name="Central records")
+        # As tall as its rows: stacked, extra height goes below the cards, not between rows.
+        self.sources_card.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self._sources_box = QVBoxLayout()
         self._sources_box.setSpacing(4)
         self.sources_card.body.addLayout(self._sources_box)
@@ -444,7 +454,6 @@ class SyncPanel(QWidget):
                 self._sources_box.addWidget(self.source_rows[state.name])
             self.source_rows[state.name].show_state(state, stale_after)
         self.sources_card.setVisible(len(states) > 1)
-        self._fit_connectivity()
 
     def _source_label(self, name: str) -> str:
         for state in self.data.sources:
@@ -697,17 +706,10 @@ class SyncPanel(QWidget):
 
     def _fit_connectivity(self) -> None:
         """The connection line wraps with larger text on, but side by side with today's list
-        its layout gave it one line's height (the rest was cut): ask the label itself. The
-        central records' rows wrap the same way."""
-        labels = [self.connectivity] + [
-            lab
-            for row in self.source_rows.values()
-            for lab in (row.title, row.state, row.detail, row.reason)
-        ]
-        for lab in labels:
-            width = lab.width()
-            if width > 0:
-                lab.setMinimumHeight(lab.heightForWidth(width))
+        its layout gave it one line's height (the rest was cut): ask the label itself."""
+        width = self.connectivity.width()
+        if width > 0:
+            self.connectivity.setMinimumHeight(self.connectivity.heightForWidth(width))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         wide = event.size().width() > event.size().height() and event.size().width() >= 1000
@@ -717,5 +719,8 @@ class SyncPanel(QWidget):
         # Stacked, each column is as tall as its cards: no gap before today's encounters.
         self._columns.setStretch(0, 1 if wide else 0)
         self._columns.setStretch(1, 1 if wide else 0)
+        spare = QSizePolicy.Policy.Expanding if wide else QSizePolicy.Policy.Minimum
+        self._left_spare.changeSize(0, 0, QSizePolicy.Policy.Minimum, spare)
+        self._left.invalidate()
         super().resizeEvent(event)
         self._fit_connectivity()

@@ -77,12 +77,36 @@ def test_the_demo_command_runs_headless_and_quits_after_sync(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
-    assert outcome["patients"] == PATIENTS and outcome["pulled"] > PATIENTS
+    # Two Trusts by default (issue 14): home and a neighbour, each its own server, both synced
+    # in the first run, and people both know are one person.
+    region = tmp_path / "demo" / "regions" / f"{PATIENTS}-t2-o0.2-seed1"
+    assert (region / ".complete").exists()  # generated once, reused by the next run
+    home, west = (_count(region / f"trust-{k}" / "Patient.ndjson") for k in (1, 2))
+    assert outcome["sources"] == {"home": "ok", "trust-2": "ok"}
+    assert outcome["patients"] == home and outcome["patients_all_sources"] == home + west
+    assert outcome["pulled"] > home + west
+    assert outcome["merged_people"] > 0
     assert outcome["server_stopped"] is True
     assert "PIN" in done.stderr and "127.0.0.1" in done.stderr
-    # The cohort is cached for the next run; the profile is the enrolled demo one.
-    assert (tmp_path / "demo" / "cohorts" / f"{PATIENTS}-seed1" / ".complete").exists()
+    assert "neighbouring Trust (read-only source trust-2)" in done.stderr
     # (read as a file: its device secret left with the demo's in-memory keyring, and loading
     # verifies profile.json's MAC with it)
     saved = json.loads((tmp_path / "demo" / "profile" / "profile.json").read_text())
     assert list(saved["users"]) == ["demo"]
+    neighbour = saved["sources"][1]
+    assert (neighbour["name"], neighbour["role"]) == ("trust-2", "read-only")
+    assert neighbour["display_name"].endswith("(demo)") and neighbour["ods_code"]
+
+
+def test_the_demo_with_one_trust_serves_the_cohort_as_before(qtbot: QtBot, tmp_path: Path) -> None:
+    env = DemoEnvironment.create(tmp_path / "demo", PATIENTS, trusts=1)
+    try:
+        assert env.neighbours == [] and env.folders == [env.cohort]
+        assert (tmp_path / "demo" / "cohorts" / f"{PATIENTS}-seed1" / ".complete").exists()
+        assert [s.name for s in Profile.load(env.profile_dir).sources] == ["home"]
+    finally:
+        env.stop()
+
+
+def _count(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
