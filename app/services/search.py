@@ -29,6 +29,11 @@ letter); the posting lists of all expansions are read in one statement, intersec
 most selective word, scored (match kind x name field), boosted by the structured criteria, and
 the best few dozen are fetched and re-ranked with a one-to-one word assignment and rapidfuzz
 similarity on the full names. Nothing here logs or raises with query text.
+
+With several central records in the cache (issue 14), a result is a person: the rows of
+different sources that share a verified NHS number (`person_key` "nhs:...") are merged after
+the re-rank (`_merge_people`), each hit listing its `members` (sid, id) and `sources`; `limit`
+counts people. Nothing else merges (docs/design/multi-trust.md section 5; hazards H23, H24).
 """
 
 from __future__ import annotations
