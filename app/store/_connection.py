@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,6 +125,16 @@ class TransactionManager:
         self._conn = conn
         self._depth = 0
         self._owner = threading.get_ident()
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once the outermost transaction open now has committed (dropped if it
+        rolls back); at once when none is open. For what must follow a commit, never
+        precede it (the audit chain's head kept outside the cache)."""
+        if self._depth:
+            self._after_commit.append(action)
+        else:
+            action()
 
     @contextmanager
     def __call__(self) -> Iterator[Connection]:
@@ -146,6 +156,7 @@ class TransactionManager:
             yield self._conn
         except BaseException as exc:
             self._depth = 0
+            self._after_commit.clear()
             try:
                 self._conn.execute("ROLLBACK")
             except sqlcipher3.dbapi2.Error:  # the transaction may already be gone (I/O error)
@@ -155,6 +166,7 @@ class TransactionManager:
             raise
         else:
             self._depth = 0
+            actions, self._after_commit = self._after_commit, []
             try:
                 self._conn.execute("COMMIT")
             except sqlcipher3.dbapi2.Error as exc:
@@ -163,6 +175,8 @@ class TransactionManager:
                 except sqlcipher3.dbapi2.Error:
                     pass
                 raise translate_error(exc) from exc
+            for action in actions:
+                action()
 
 
 def run_script(conn: Connection, script: str) -> None:

@@ -67,9 +67,8 @@ class Store:
     def __init__(self, conn: Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
-        self.transaction: Callable[[], AbstractContextManager[Connection]] = TransactionManager(
-            conn
-        )
+        self._transactions = TransactionManager(conn)
+        self.transaction: Callable[[], AbstractContextManager[Connection]] = self._transactions
         self.indexers = _indexers()
         # Called with (seq, hash) once an audit entry is committed: the session keeps the head
         # outside the cache (OS keyring), so entries cut off the end are noticed.
@@ -555,8 +554,11 @@ class Store:
                 event_id=event_id,
                 at=at,
             )
-        if self.audit_committed is not None and not self.conn.in_transaction:
-            self.audit_committed(seq, digest)  # inside an outer transaction: not yet committed
+        committed = self.audit_committed
+        if committed is not None:
+            # Inside an outer transaction (several openings audited at once) the entry is
+            # not committed yet: its head is recorded when the outer transaction commits.
+            self._transactions.after_commit(lambda: committed(seq, digest))
         return seq
 
     def audit_entries(

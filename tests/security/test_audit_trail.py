@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from app.cli import main
 from app.services.records import ACCESS_REASONS, open_record
 from app.services.session import unlock
 from app.services.syncing import run_sync
+from app.store import HOME_SOURCE, Store
 from sync._ports import AuditRecord
 from sync._push import audit_bundle
 from sync._report import AuditIdentity
@@ -227,3 +229,33 @@ def test_a_search_that_shows_people_is_audited_and_uploaded_with_its_query(
         events = _device_events(reference, s.profile.profile_id)
     queries = [base64.b64decode(e["entity"][0]["query"]).decode() for e in events]
     assert queries == ["a"]
+
+
+def test_the_head_is_kept_when_several_entries_commit_together(tmp_path: Path) -> None:
+    """A merged person's opening audits each Trust's record in one transaction: the chain's
+    head kept outside the cache must follow the commit (else the newest entries could be
+    cut off unnoticed), and a rolled-back entry must not move it."""
+    heads: list[int] = []
+
+    def entry(store: Store, n: int) -> None:
+        store.audit(
+            user_id="pc101",
+            action="open-record",
+            patient_id=f"p{n}",
+            source=HOME_SOURCE,
+            reason=REASON,
+            event_id=f"e{n}",
+        )
+
+    with Store.create(tmp_path / "c.db", os.urandom(32)) as store:
+        store.audit_committed = lambda seq, _digest: heads.append(seq)
+        entry(store, 1)
+        with store.transaction():
+            entry(store, 2)
+            entry(store, 3)
+            assert heads == [1]  # not committed yet
+        assert heads == [1, 2, 3]
+        with pytest.raises(RuntimeError), store.transaction():
+            entry(store, 4)
+            raise RuntimeError("the opening failed")
+        assert heads == [1, 2, 3]
