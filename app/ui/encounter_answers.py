@@ -16,7 +16,7 @@ from app import times
 from app.fhir import RISK_TOPICS
 from app.services import encounters
 from app.times import iso_instant, parse_instant
-from app.ui.encounter_sections import EncounterSections
+from app.ui.encounter_sections import NO_SOURCE, EncounterSections
 
 
 def iso(when: datetime | None) -> str | None:
@@ -32,9 +32,9 @@ class EncounterAnswers(EncounterSections):
         mode = self.person_mode.value()
         if mode == "known" and self._patient_id:
             out["patient"] = {"id": self._patient_id}
-            if self._patient_source not in (None, 1):  # another Trust's Patient (issue 14)
-                name = encounters.source_name(self._session, self._patient_source)
-                out["patient"]["source"] = name or f"sid-{self._patient_source}"
+            if self._subject_sid() != 1:  # another Trust's Patient (issue 14)
+                name = encounters.source_name(self._session, self._subject_sid())
+                out["patient"]["source"] = name or self._patient_source_name or "unknown"
         elif mode == "nhs":
             out["patient"] = {"nhs_number": self.nhs_number.text().strip()}
         elif mode == "unknown":
@@ -98,9 +98,9 @@ class EncounterAnswers(EncounterSections):
         if "id" in patient:
             self._patient_id = str(patient["id"])
             source = patient.get("source")
-            self._patient_source = (
-                encounters.source_sid(self._session, str(source)) if source else None
-            )
+            self._patient_source_name = str(source) if source else None
+            sid = encounters.source_sid(self._session, str(source)) if source else None
+            self._patient_source = (sid if sid is not None else NO_SOURCE) if source else None
             self.patient_name.setText(self._patient_display or "Person picked before")
             self.person_mode.set_value("known")
         elif "unidentified" in patient:
@@ -152,7 +152,7 @@ class EncounterAnswers(EncounterSections):
         patient = data.get("patient") or {}
         person: encounters.PatientChoice
         if "id" in patient:
-            person = encounters.KnownPatient(patient["id"], source=self._patient_source or 1)
+            person = encounters.KnownPatient(patient["id"], source=self._subject_sid())
         elif "unidentified" in patient:
             raw = patient["unidentified"]
             person = encounters.UnidentifiedPerson(

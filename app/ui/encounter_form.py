@@ -239,6 +239,7 @@ class EncounterForm(EncounterAnswers, QWidget):
         record goes home by NHS number (docs/design/multi-trust.md section 6)."""
         self._patient_id = patient_id
         self._patient_source = source if source != 1 else None
+        self._patient_source_name = None
         self._patient_display = display_name
         self.patient_name.setText(display_name or "Person picked from search")
         self.person_mode.set_value("known")
@@ -249,14 +250,14 @@ class EncounterForm(EncounterAnswers, QWidget):
         """(sid, id) of the cached Patient this record is about, or None (not a known one)."""
         if self.person_mode.value() != "known" or not self._patient_id:
             return None
-        return (self._patient_source or 1, self._patient_id)
+        return (self._subject_sid(), self._patient_id)
 
     def _show_identity(self) -> None:
         """The fixed header names the cached person the record is about, or hides."""
         if self.person_mode.value() != "known" or not self._patient_id:
             self.identity.clear()
             return
-        source = self._patient_source or 1
+        source = self._subject_sid()
         shown = () if source == 1 else ((source, self._patient_id),)
         if self.identity.patient_id == self._patient_id and self.identity.members == shown:
             return
@@ -289,7 +290,7 @@ class EncounterForm(EncounterAnswers, QWidget):
             return False
         from app.services.records import person_of
 
-        return person_of(self._session, self._patient_id, source=self._patient_source or 1) is None
+        return person_of(self._session, self._patient_id, source=self._subject_sid()) is None
 
     def _subject_is_child(self) -> bool:
         """Is the person this record is about under 18, as far as the form can tell now?"""
@@ -303,7 +304,7 @@ class EncounterForm(EncounterAnswers, QWidget):
             return encounters.cached_person_is_child(self._session, on, nhs_number=digits)
         patient_id = self._patient_id if mode == "known" else None
         return encounters.cached_person_is_child(
-            self._session, on, patient_id=patient_id, source=self._patient_source or 1
+            self._session, on, patient_id=patient_id, source=self._subject_sid()
         )
 
     # -- the answers -------------------------------------------------------------------------

@@ -69,12 +69,18 @@ def text_box(link_id: str, *, min_height: int, placeholder: str) -> TextBox:
     return TextBox(FORM_ITEMS[link_id].text, min_height=min_height, placeholder=placeholder)
 
 
+NO_SOURCE = 0  # a draft names a source this tablet no longer has: no sid is 0
+
+
 class EncounterSections:
     """Every control of the form, by the name of the field it answers."""
 
     fields: dict[str, Field]
     _patient_id: str | None  # the person picked from the record ("From record")
     _patient_source: int | None  # whose Patient id it is (a source's sid; None: home)
+    # A draft's `patient.source` as written: kept when that source has left this tablet
+    # (`_patient_source` is then NO_SOURCE, which names nobody: never home's namesake).
+    _patient_source_name: str | None
     _patient_display: str
     _session: Any
     # Person
@@ -117,11 +123,16 @@ class EncounterSections:
     referrals: ChipSelect
     narrative: TextBox
 
+    def _subject_sid(self) -> int:
+        """The sid of the source whose Patient `_patient_id` is (1: home)."""
+        return 1 if self._patient_source is None else self._patient_source
+
     def build_sections(self, body: QVBoxLayout, *, offer_search: bool, team: str) -> list[Any]:
         """Add every card to `body`, in the form's order; the signals to watch for changes."""
         self.fields = {}
         self._patient_id = None
         self._patient_source = None
+        self._patient_source_name = None
         self._patient_display = ""
         watched: list[Any] = []
         for card, signals in (

@@ -8,6 +8,7 @@ person on screen (hazard H1, H23)."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,9 @@ def test_sources_that_disagree_say_so_in_the_header_at_both_sizes(
             # In the fixed header, above the scrolling record: never scrolled away.
             assert window.record_view.identity.isAncestorOf(notice)
             assert not clipped(window), clipped(window)
+            if os.environ.get("KERBSIDE_CLIP_SHOTS"):  # to look at (larger text especially)
+                shot = f"merged-{'larger' if larger else 'normal'}-{size[0]}x{size[1]}.png"
+                window.grab().save(str(Path(os.environ["KERBSIDE_CLIP_SHOTS"]) / shot))
             compare = named(qtbot, window, (QWidget,), "Compare what each Trust records")
             qtbot.mouseClick(compare, _left())
             card = named(qtbot, window, (QWidget,), "Identity details")
@@ -261,3 +265,25 @@ def test_an_encounter_about_a_person_only_the_neighbour_knows_names_them_and_goe
     payload = row.payload.decode()
     assert f"Patient/{rid}" not in payload
     assert f"identifier={NHS_NUMBER_SYSTEM}|{number}" in payload
+
+
+def test_a_draft_about_a_source_the_tablet_no_longer_has_names_nobody(
+    qtbot: QtBot, make_window: WindowFactory, tmp_path: Path, region: Path
+) -> None:
+    """A draft kept about another Trust's Patient whose source has since been removed: the
+    form names nobody ("no longer on this tablet"), never the home Patient with that id."""
+    from app.services.encounters import new_draft_id, save_draft
+
+    person, _ = _person(region)
+    window = make_window(_profile(tmp_path / "profile", region))
+    unlock(qtbot, window)
+    draft_id = new_draft_id()
+    # Home's id, under a source the tablet does not have: a namesake exists at home.
+    save_draft(window.session, draft_id, {"patient": {"id": person.home_id, "source": "gone"}})
+    window.open_draft(draft_id)
+    form = window.encounter_form
+    assert form is not None
+    qtbot.waitUntil(form.identity.isVisible, timeout=3_000)
+    assert form.patient_ref() == (0, person.home_id)
+    assert form.identity.name.text() == "Person no longer on this tablet"
+    assert form.data()["patient"] == {"id": person.home_id, "source": "gone"}
