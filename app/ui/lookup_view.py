@@ -178,14 +178,20 @@ class LookupView(QWidget):
         self._show_step(STEP_REASON)
 
     # -- building ----------------------------------------------------------------------------
-    def _field(self, col: QVBoxLayout, title: str, placeholder: str = "") -> QLineEdit:
-        col.addWidget(label(title, "h3"))
+    def _field(
+        self, into: QVBoxLayout | QHBoxLayout, title: str, placeholder: str = ""
+    ) -> QLineEdit:
+        """A titled one-line field (Enter searches), added to `into`."""
+        box = QVBoxLayout()
+        box.setSpacing(4)
+        box.addWidget(label(title, "h3"))
         edit = QLineEdit()
         edit.setAccessibleName(title)
         edit.setPlaceholderText(placeholder)
         edit.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)
         edit.returnPressed.connect(self.search)
-        col.addWidget(edit)
+        box.addWidget(edit)
+        into.addLayout(box, 1)
         return edit
 
     def _build_form(self) -> QWidget:
@@ -199,11 +205,17 @@ class LookupView(QWidget):
         self.reason_line = PatientText("", role="muted")
         self.reason_line.setAccessibleName("Reason given")
         col.addWidget(self.reason_line)
+        # Names side by side: the whole form and its button fit a landscape screen's page.
         self.nhs_number = self._field(col, "NHS number", "10 digits")
         col.addWidget(label("or", "muted"))
-        self.family = self._field(col, "Family name")
-        self.given = self._field(col, "Given name (optional)")
-        self.birth_date = self._field(col, "Date of birth", "DD/MM/YYYY")
+        names = QHBoxLayout()
+        self.family = self._field(names, "Family name")
+        self.given = self._field(names, "Given name (optional)")
+        col.addLayout(names)
+        born = QHBoxLayout()
+        self.birth_date = self._field(born, "Date of birth", "DD/MM/YYYY")
+        born.addStretch(1)
+        col.addLayout(born)
         self.form_problem = label("", "error")
         self.form_problem.setAccessibleName("Look-up problem")
         self.form_problem.hide()

@@ -201,3 +201,28 @@ def test_someone_who_joins_the_cohort_is_kept(
     assert lookup.expire_lookups(tablet.store, start + timedelta(days=2)) == 0
     assert expire_due_lookups(tablet, synced=True) == 0
     assert tablet.store.get_resource(HOME_SOURCE, "Patient", person["id"]) is not None
+
+
+def test_refusals_are_clear_errors_that_keep_nothing(
+    tablet: Any, reference: ReferenceServer, patients: list[dict[str, Any]]
+) -> None:
+    from app.security import store_client_secret
+
+    person = patients[9]
+    [hit] = lookup.look_up(
+        tablet, "home", lookup.LookupQuery(nhs_number=nhs_of(person)), REASON
+    ).hits
+    # The record went from the source between the search and the opening.
+    admin = reference.session(admin=True)
+    assert admin.delete(f"{reference.base_url}/Patient/{person['id']}").status_code in (200, 204)
+    with pytest.raises(lookup.LookupFailed, match="no longer holds that record") as gone:
+        lookup.open_looked_up(tablet, "home", hit, REASON, retry=ONCE)
+    assert not gone.value.offline
+    # This tablet's credentials are refused.
+    store_client_secret(tablet.profile.profile_id, "not-the-secret-0123456789")
+    with pytest.raises(lookup.LookupFailed, match="did not accept this tablet") as refused:
+        lookup.look_up(
+            tablet, "home", lookup.LookupQuery(nhs_number=nhs_of(patients[0])), REASON, retry=ONCE
+        )
+    assert not refused.value.offline
+    assert tablet.store.count_by_type() == {}
