@@ -1,7 +1,9 @@
 """Look a person up online ("break the glass", issue 14 slice 7): the reason, the look-up form,
 the hits, and the opening. docs/design/multi-trust.md section 7; hazard H18.
 
-Three steps on one page, each in thumb reach at 1280x800 and 800x1280:
+Three steps on one page, readable at 1280x800 and 800x1280. Unlike the record view's reason
+sheet, this one sits at the top in portrait too: two of its steps are typed into, and the
+on-screen keyboard takes the bottom of the screen.
 
 1. The reason sheet (the record view's `ReasonSheet`, with these words and a box for the
    officer's own): emergency treatment (ETREAT) or break the glass (BTG), and why, both
