@@ -334,6 +334,7 @@ class LookupView(QWidget):
         self._show_hits([], more=False)
         self.form_problem.hide()
         self.hits_problem.hide()
+        self.search_button.setEnabled(True)  # a search dropped in flight gives no answer
         self._show_step(STEP_REASON)
 
     def cancel(self) -> None:

@@ -1012,6 +1012,7 @@ class MainWindow(QMainWindow):
     def _show_looked_up(self, record: Any) -> None:
         """The record the look-up opened, on the record pane: the person picked (H1)."""
         self.show_page(PAGE_FIND)
+        self.record_view.drop_answers()  # an opening asked for before must not replace it
         self.record_view.show_record(record)
         self._portrait_pane = "record"
         self._apply_layout()

@@ -110,3 +110,29 @@ def test_a_look_up_that_cannot_reach_the_source_keeps_what_was_typed(
     tap(qtbot, window, "Cancel the look-up")
     button = named(qtbot, window, (QAbstractButton,), ACTION)
     assert not button.isEnabled()  # the last attempt failed: shown unreachable
+
+
+def test_locking_forgets_the_look_up_and_what_it_found(
+    qtbot: QtBot, tmp_path: Path, reference: Any, make_window: WindowFactory
+) -> None:
+    person = _person(reference, 4)
+    window = make_window(enrol_against(tmp_path / "profile", reference))
+    unlock(qtbot, window)
+    qtbot.waitUntil(lambda: window.sync_controller.connectivity == "online", timeout=10_000)
+    _search_nobody(qtbot, window, "Nobody Here")
+    tap(qtbot, window, ACTION)
+    type_into(qtbot, window, "Reason in your own words", "Found unresponsive")
+    tap(qtbot, window, "Reason: Break the glass")
+    type_into(
+        qtbot,
+        window,
+        "NHS number",
+        next(i["value"] for i in person["identifier"] if i["system"].endswith("nhs-number")),
+    )
+    tap(qtbot, window, "Search online")
+    qtbot.waitUntil(lambda: window.lookup_view.hits() != [], timeout=15_000)
+    tap(qtbot, window, "Lock now")
+    assert window.is_locked
+    assert window.lookup_view.hits() == [] and window.current_page() == "find"
+    unlock(qtbot, window)
+    assert not on_screen(window, "Look-up results") and not on_screen(window, "Reason given")
