@@ -34,7 +34,7 @@ from app.services.syncing import build_client, run_sync
 from app.store import HOME_SOURCE
 from app.synthetic import generate_trusts
 from sync.reference import ReferenceServer
-from tests.conftest import reference_config
+from tests.conftest import TABLET_CLIENT, reference_config
 from tests.support.sync import FAST_RETRY, UNIDENTIFIED, encounter_json, search_all
 from tests.support.trusts import WEST_TRUST, name_sources, ndjson, sync_read_only
 
@@ -88,7 +88,10 @@ def _both(tablet: Any, west_server: ReferenceServer) -> int:
     """Home synced (as any shift starts), the neighbour pulled into its own source; its sid."""
     run_sync(tablet)
     west = name_sources(
-        tablet, home_url=tablet.profile.server.base_url, west_url=west_server.base_url
+        tablet,
+        home_url=tablet.profile.server.base_url,
+        west_url=west_server.base_url,
+        client=TABLET_CLIENT,  # so each later sync pulls the west Trust too, as on a shift
     )
     assert sync_read_only(tablet, west_server, west).bulk_export
     return west

@@ -32,18 +32,21 @@ def name_sources(
     *,
     home_url: str = "https://home.invalid/fhir",
     west_url: str = "https://west.invalid/fhir",
+    client: tuple[str, str] = ("tablet", "secret"),
 ) -> int:
     """Name the home and the west source in the profile (display names as officers know the
-    Trusts) and register the west one in the cache; its sid."""
+    Trusts; `client`: the device's id and secret at each) and register the west one in the
+    cache; its sid."""
     profile = session.profile
+    client_id, secret = client
     if profile.home_source is None:
         profile.add_source(
-            SourceSettings("home", home_url, "tablet", display_name=HOME_TRUST, role="home"),
-            "secret",
+            SourceSettings("home", home_url, client_id, display_name=HOME_TRUST, role="home"),
+            secret,
         )
     profile.add_source(
-        SourceSettings(WEST, west_url, "tablet", display_name=WEST_TRUST, role="read-only"),
-        "secret",
+        SourceSettings(WEST, west_url, client_id, display_name=WEST_TRUST, role="read-only"),
+        secret,
     )
     return int(session.store.ensure_source(WEST, "read-only"))
 
