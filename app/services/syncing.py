@@ -542,8 +542,10 @@ class _Run:
         }
         kept = [_policy_of(self.store, s) for s in sorted(active)]
         combined = combine_policies(p for p in kept if p)
-        if combined:
-            self.session.profile.update_settings(**combined)
+        settings = self.session.profile.settings
+        changed = {k: v for k, v in combined.items() if settings.get(k) != v}
+        if changed:  # profile.json is rewritten (and its generation raised) only on a change
+            self.session.profile.update_settings(**changed)
         self.policy = combined
 
 

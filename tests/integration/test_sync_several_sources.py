@@ -241,6 +241,10 @@ def test_the_device_applies_the_strictest_policy_of_its_sources(
     settings = Profile.load(session.profile.directory).settings
     expected = {"purge_after_hours": 100.0, "cache_ttl_hours": 48.0, "idle_lock_minutes": 5.0}
     assert {k: settings[k] for k in expected} == expected == report.policy
+    # Unchanged policies do not rewrite profile.json (nor raise its generation).
+    generation = Profile.load(session.profile.directory).generation
+    run_sync(session)
+    assert Profile.load(session.profile.directory).generation == generation
     # The neighbour down: its last policy still counts.
     west_server.stop()
     run_sync(session, retry=FAST_RETRY)
