@@ -127,7 +127,7 @@ __all__ = [
     "RecordedEncounter",
     "Team",
     "UnidentifiedPerson",
-    "cached_person_is_child",
+    "cached_subject",
     "discard_draft",
     "field_records_for_patient",
     "home_patient_id",
@@ -339,24 +339,22 @@ def record_many(
     ]
 
 
-def cached_person_is_child(
+def cached_subject(
     session: Session,
-    on: datetime,
     *,
     patient_id: str | None = None,
     nhs_number: str = "",
     source: int = HOME_SOURCE,
-) -> bool:
-    """Whether the cached person the form names (by `source`'s id, or by an NHS number that
-    matches exactly one home Patient) is under 18 on `on`; False when nobody cached is named."""
+) -> dict[str, Any] | None:
+    """The cached Patient a form names (by `source`'s id, or by an NHS number that matches
+    exactly one home Patient); None when nobody cached is named."""
     if patient_id is None and len(nhs_number) == 10:
         ids = session.store.patient_ids_with_nhs_number(HOME_SOURCE, nhs_number)
         patient_id = ids[0] if len(ids) == 1 else None
         source = HOME_SOURCE
     if not patient_id:
-        return False
-    patient = session.store.get_resource(source, "Patient", patient_id)
-    return patient is not None and is_child(patient.get("birthDate"), on)
+        return None
+    return session.store.get_resource(source, "Patient", patient_id)
 
 
 def source_name(session: Session, sid: int) -> str | None:

@@ -58,8 +58,8 @@ from app.ui.encounter_validation import (
     show_service_errors,
 )
 from app.ui.identity import IdentityHeader
-from app.ui.ops import Runner
-from app.ui.use_cases import recorded_answers_op, save_encounter_op
+from app.ui.ops import Latest, Runner
+from app.ui.use_cases import FormSubject, form_subject_op, recorded_answers_op, save_encounter_op
 from app.ui.widgets import BigButton, label, set_role
 
 log = logging.getLogger("kerbside.ui")
@@ -110,6 +110,12 @@ class EncounterForm(EncounterAnswers, QWidget):
         self._session = session
         self._runner = runner
         self._loading = False  # filling widgets from a draft: not a user change
+        # Whom the answers name, as read on a worker (`_read_subject`); None until answered.
+        self._subject: FormSubject | None = None
+        self._subject_asked: tuple[str, str, int] | None = None
+        self._subject_reads = Latest()
+        self._identity_from: FormSubject | None = None
+        self._pick_again_if_gone = False  # correcting a record refused for its person
         self._show_errors = False  # after the first Save attempt
         self._errors: list[encounters.FieldError] = []
         self._saving = False
@@ -252,18 +258,71 @@ class EncounterForm(EncounterAnswers, QWidget):
             return None
         return (self._subject_sid(), self._patient_id)
 
+    def _asked_subject(self) -> tuple[str, str, int] | None:
+        """Whom the answers name: the person picked (their source's Patient), or a complete
+        typed NHS number (a home Patient)."""
+        mode = self.person_mode.value()
+        if mode == "known" and self._patient_id:
+            return ("id", self._patient_id, self._subject_sid())
+        if mode == "nhs":
+            digits = "".join(ch for ch in self.nhs_number.text() if ch.isdigit())
+            if len(digits) == 10:
+                return ("nhs", digits, 1)
+        return None
+
+    def _read_subject(self) -> None:
+        """Ask on a worker about the person the answers now name, when that changed; the
+        newest question wins (a person picked again, a digit typed)."""
+        asked = self._asked_subject()
+        if asked == self._subject_asked:
+            return
+        self._subject_asked = asked
+        self._subject = None
+        if asked is None:
+            self._subject_reads.drop()
+            return
+        ticket = self._subject_reads.next()
+        form_subject_op(self, self._session, asked).for_request(ticket).on_success(
+            self._subject_read
+        ).run(self._runner)
+
+    def _subject_read(self, subject: FormSubject) -> None:
+        self._subject = subject
+        self._sync_visibility()
+        if self._pick_again_if_gone and subject.asked[0] == "id":
+            self._pick_again_if_gone = False
+            if subject.person is None:  # refused for that reason: pick them again, at once
+                self.draft_status.setText(
+                    "Correcting: pick the person again (or record as unknown); Save sends it again"
+                )
+                self.patient_search_requested.emit()
+
+    def _answered_subject(self) -> FormSubject | None:
+        """The worker's answer about whom the answers name now (None while it is asked)."""
+        subject = self._subject
+        if subject is None or subject.asked != self._asked_subject():
+            return None
+        return subject
+
     def _show_identity(self) -> None:
-        """The fixed header names the cached person the record is about, or hides."""
+        """The fixed header names the person the record is about, or hides. Until the cache
+        has answered, it shows the name the officer picked (never nobody, never someone else)."""
         if self.person_mode.value() != "known" or not self._patient_id:
             self.identity.clear()
+            self._identity_from = None
             return
-        source = self._subject_sid()
-        shown = () if source == 1 else ((source, self._patient_id),)
-        if self.identity.patient_id == self._patient_id and self.identity.members == shown:
+        subject = self._answered_subject()
+        if subject is None:
+            if self.identity.patient_id != self._patient_id:
+                self.identity.set_pending(
+                    patient_id=self._patient_id, name=self._patient_display or "Person picked"
+                )
+                self._identity_from = None
             return
-        from app.services.records import person_of, source_labels
-
-        person = person_of(self._session, self._patient_id, source=source)
+        if self._identity_from is subject and self.identity.patient_id == self._patient_id:
+            return
+        self._identity_from = subject
+        person = subject.person
         if person is None:  # removed from the cache since: say so rather than show a name
             self.identity.set_identity(
                 patient_id=self._patient_id,
@@ -274,38 +333,30 @@ class EncounterForm(EncounterAnswers, QWidget):
                 sex=None,
             )
             return
+        source = subject.asked[2]
         if source == 1:
             self.identity.show_person(person)
         else:  # another Trust's Patient: the header says whose record names them
-            trust = source_labels(self._session).get(source, "another Trust")
             self.identity.show_person(
-                person, members=((source, self._patient_id),), trusts=(trust,), home_only=False
+                person,
+                members=((source, self._patient_id),),
+                trusts=(subject.trust or "another Trust",),
+                home_only=False,
             )
         self._patient_display = person.name
         self.patient_name.setText(person.name)
 
-    def _person_is_gone(self) -> bool:
-        """The record is about a cached person who is no longer on this tablet."""
-        if self.person_mode.value() != "known" or not self._patient_id:
-            return False
-        from app.services.records import person_of
-
-        return person_of(self._session, self._patient_id, source=self._subject_sid()) is None
-
     def _subject_is_child(self) -> bool:
-        """Is the person this record is about under 18, as far as the form can tell now?"""
+        """Is the person this record is about under 18, as far as the form can tell now?
+        (`record` checks again against the cache on save: hazard H9.)"""
         mode = self.person_mode.value()
         if mode == "unknown":
             age = self.apparent_age.value()
             return age is not None and age < 18
-        on = self.start.value() or times.now()
-        if mode == "nhs":
-            digits = "".join(ch for ch in self.nhs_number.text() if ch.isdigit())
-            return encounters.cached_person_is_child(self._session, on, nhs_number=digits)
-        patient_id = self._patient_id if mode == "known" else None
-        return encounters.cached_person_is_child(
-            self._session, on, patient_id=patient_id, source=self._subject_sid()
-        )
+        subject = self._answered_subject()
+        if subject is None or subject.person is None:
+            return False
+        return encounters.is_child(subject.birth_date, self.start.value() or times.now())
 
     # -- the answers -------------------------------------------------------------------------
     def load_data(self, data: Mapping[str, Any]) -> None:
@@ -327,11 +378,13 @@ class EncounterForm(EncounterAnswers, QWidget):
             self.load_data(answers)
             self.draft_offer.close_offer()
             self.draft_status.setText("Correcting; Save sends it again")
-            if self._person_is_gone():  # refused for that reason: pick them again, at once
-                self.draft_status.setText(
-                    "Correcting: pick the person again (or record as unknown); Save sends it again"
-                )
-                self.patient_search_requested.emit()
+            asked = self._asked_subject()
+            if asked is not None and asked[0] == "id":
+                # Refused because the person left the cache? Then pick them again, once known.
+                self._pick_again_if_gone = True
+                answered = self._answered_subject()
+                if answered is not None:  # the same person was asked about before
+                    self._subject_read(answered)
 
         recorded_answers_op(self, self._session, client_id).on_success(loaded).run(self._runner)
 
@@ -349,6 +402,7 @@ class EncounterForm(EncounterAnswers, QWidget):
         self._revalidate()
 
     def _sync_visibility(self) -> None:
+        self._read_subject()
         self.show_rules(child=self._subject_is_child())
         self._show_identity()
 

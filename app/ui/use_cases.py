@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from app.services.doctor import CheckResult
     from app.services.encounters import Draft, EncounterInput, RecordedEncounter
     from app.services.lookup import LookupHit, LookupQuery, LookupReason, LookupResult
-    from app.services.records import PatientRecord
+    from app.services.records import PatientRecord, PersonView
     from app.services.search import SearchResult, SearchWords
     from app.services.session import Session, SessionStatus
     from app.services.today import PanelData
@@ -234,6 +234,41 @@ def drafts_found_op(parent: QObject | None, session: Session) -> Op[DraftsFound]
     def work(s: Session) -> DraftsFound:
         drafts = encounters.load_drafts(s)
         return DraftsFound(drafts, {d.draft_id: today.draft_person(s, d.data) for d in drafts})
+
+    return Op(parent, lambda: session.on_worker(work))
+
+
+@dataclass(frozen=True, slots=True)
+class FormSubject:
+    """The cached person an encounter form names, read once per choice: whom its identity
+    header shows (and, for another Trust's Patient, that Trust's name), and their birth date
+    as held (maybe partial) for the police-station rule."""
+
+    asked: tuple[str, str, int]  # ("id", patient id, sid) or ("nhs", ten digits, 1)
+    person: PersonView | None  # None: nobody cached (gone since, or no single match)
+    birth_date: str | None
+    trust: str | None = None  # the source's display name when it is not home
+
+
+def form_subject_op(
+    parent: QObject | None, session: Session, asked: tuple[str, str, int]
+) -> Op[FormSubject]:
+    """Who the form's answers name: the person picked, or the one home Patient with the typed
+    NHS number (unaudited demographics, as `records.person_of`)."""
+    from app.services import encounters, records
+
+    kind, value, source = asked
+
+    def work(s: Session) -> FormSubject:
+        if kind == "id":
+            patient = encounters.cached_subject(s, patient_id=value, source=source)
+        else:
+            patient = encounters.cached_subject(s, nhs_number=value)
+        if patient is None:
+            return FormSubject(asked, None, None)
+        person = records.person_of(s, str(patient["id"]), source=source)
+        trust = None if source == 1 else records.source_labels(s).get(source)
+        return FormSubject(asked, person, patient.get("birthDate"), trust)
 
     return Op(parent, lambda: session.on_worker(work))
 

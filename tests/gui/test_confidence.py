@@ -67,7 +67,8 @@ def test_a_child_has_a_badge_and_no_police_station_option(
 
     qtbot.mouseClick(window.record_view.encounter_button, LEFT)
     form = window.encounter_form
-    assert form is not None and form.identity.is_child()
+    assert form is not None and form.identity.patient_id == child["id"]
+    qtbot.waitUntil(form.identity.is_child, timeout=5_000)  # the birth date, read on a worker
     form.section_136.button("yes").click()
     police = form.place_of_safety.button("police-station")
     assert not police.isEnabled(), "a police station offered for a child"
@@ -90,3 +91,35 @@ def test_an_unknown_person_who_looks_under_18_rules_out_the_police_station(
     form.apparent_age.set_value(16)  # a change as any other: the rules run again
     assert not form.place_of_safety.button("police-station").isEnabled()
     assert form.place_of_safety.value() is None, "the child's police station stayed chosen"
+
+
+def _nhs_number(patient: dict[str, Any]) -> str | None:
+    for ident in patient.get("identifier", []):
+        if ident.get("system") == "https://fhir.nhs.uk/Id/nhs-number":
+            return str(ident["value"])
+    return None
+
+
+def test_a_typed_nhs_number_of_a_cached_child_rules_out_the_police_station(
+    qtbot: QtBot, make_window: WindowFactory, gui_profile: Path, cohort_dir: Path
+) -> None:
+    """The form asks the cache (on a worker) whom a complete NHS number names; the rule
+    follows the answer, and a number changed afterwards is asked about again."""
+    child = _child(cohort_dir)
+    number = _nhs_number(child)
+    assert number is not None, "the cohort's child has no NHS number"
+    window = make_window(gui_profile)
+    unlock(qtbot, window)
+    window.start_unknown_person()
+    form = window.encounter_form
+    assert form is not None
+    form.section_136.button("yes").click()
+    form.person_mode.button("nhs").click()
+    police = form.place_of_safety.button("police-station")
+    form.nhs_number.setText(number[:9])
+    assert police.isEnabled()
+    form.nhs_number.setText(number)
+    qtbot.waitUntil(lambda: not police.isEnabled(), timeout=5_000)
+    assert form.child_note.isVisible()
+    form.nhs_number.setText(number[:9])  # no longer a whole number: nobody named
+    assert police.isEnabled() and not form.child_note.isVisible()

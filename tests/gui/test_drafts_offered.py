@@ -32,6 +32,8 @@ def test_a_draft_is_offered_at_unlock_with_its_person(
     form = window.encounter_form
     assert form is not None
     qtbot.waitUntil(lambda: form.data().get("patient") == {"id": alerted_person.id}, timeout=5_000)
-    assert form.identity.isVisible() and alerted_person.family in form.identity.name.text()
+    assert form.identity.isVisible() and form.identity.patient_id == alerted_person.id
+    # The name and facts come from the cache, read on a worker.
+    qtbot.waitUntil(lambda: alerted_person.family in form.identity.name.text(), timeout=5_000)
     assert "Person picked before" not in form.patient_name.text()
     assert not window.draft_bar.isVisible()

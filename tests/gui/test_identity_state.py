@@ -806,8 +806,10 @@ def test_the_form_names_its_person_in_a_fixed_header(
     assert form is not None
     header = form.identity
     qtbot.waitUntil(header.isVisible, timeout=3_000)
-    assert alerted_person.family in header.name.text()
+    assert header.patient_id == alerted_person.id and alerted_person.family in header.name.text()
     y, m, d = alerted_person.birth_date.split("-")
+    # The facts are read from the cache on a worker; meanwhile the header claims none.
+    qtbot.waitUntil(lambda: "Born" in header.facts.text(), timeout=5_000)
     facts = header.facts.text().replace("\xa0", " ")  # non-breaking inside each fact
     assert f"Born {d}/{m}/{y}" in facts
     assert re.search(r"NHS \d{3} \d{3} \d{4}|No NHS number", facts)

@@ -44,6 +44,8 @@ def _screens(qtbot: QtBot, window: Any, person: Person) -> list[tuple[str, Any]]
     def form() -> None:
         window.start_encounter(person.id)
         f = window.encounter_form
+        # The header's facts are read on a worker: measure the form once they are in.
+        qtbot.waitUntil(lambda: "Born" in f.identity.facts.text(), timeout=5_000)
         f.section_136.button("yes").click()
         f.health_professional_consulted.button("yes").click()
 
