@@ -44,8 +44,10 @@ def _screens(qtbot: QtBot, window: Any, person: Person) -> list[tuple[str, Any]]
     def form() -> None:
         window.start_encounter(person.id)
         f = window.encounter_form
-        # The header's facts are read on a worker: measure the form once they are in.
+        # The header's facts are read on a worker: measure the form once they are in and
+        # laid out (a label that stays clipped still fails, when the wait runs out).
         qtbot.waitUntil(lambda: "Born" in f.identity.facts.text(), timeout=5_000)
+        qtbot.waitUntil(lambda: not clipped(f.identity), timeout=5_000)
         f.section_136.button("yes").click()
         f.health_professional_consulted.button("yes").click()
 

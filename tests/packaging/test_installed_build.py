@@ -187,6 +187,84 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
         assert remote["id"] in search(kerbside, who, remote, env, here)
 
 
+def test_the_installed_binary_syncs_two_trusts_and_finds_a_shared_person_once(
+    installed: Path,
+    keychain: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Issue 14 as a Trust deploys it: the home Trust set by `enrol`, a neighbour added with
+    `source add` (its secret in the real keychain), one `sync` of both, and a person both
+    Trusts know (the same verified NHS number) found once, naming both."""
+    here = tmp_path
+    ok(
+        run(
+            [DEV_KERBSIDE, "generate", "--trusts", "2", "--overlap", "0.5", "--patients", "30",
+             "--seed", "5", "--out", "region"],
+            keychain,
+            here,
+        )
+    )  # fmt: skip
+    numbers = [_nhs_numbers(here / "region" / f"trust-{k}") for k in (1, 2)]
+    shared = sorted(set(numbers[0]) & set(numbers[1]))
+    assert shared, "the region has nobody both Trusts know"
+    person = numbers[0][shared[0]]
+    kerbside = app(installed)
+    who = ["--profile", str(here / "profile"), "--user", USER, "--pin-stdin"]
+    with (
+        served(here, here / "region/trust-1", data="home-server") as home_url,
+        served(here, here / "region/trust-2", data="neighbour-server") as neighbour_url,
+    ):
+        ok(
+            run(
+                [kerbside, "enrol", *who, "--server", home_url, "--client-id", TABLET[0]],
+                keychain,
+                here,
+                f"{TEST_PIN}\n{TABLET[1]}\n",
+            )
+        )
+        ok(
+            run(
+                [kerbside, "source", "add", *who, "--name", "trust-2", "--server", neighbour_url,
+                 "--client-id", TABLET[0], "--display-name", "Neighbouring Trust"],
+                keychain,
+                here,
+                f"{TEST_PIN}\n{TABLET[1]}\n",
+            )
+        )  # fmt: skip
+        assert TABLET[1] not in (here / "profile/profile.json").read_text()
+        done = ok(run([kerbside, "sync", *who, "--quiet"], keychain, here, f"{TEST_PIN}\n"))
+        report = json.loads(done.splitlines()[-1])
+        sources = report["sources"]
+        assert set(sources) == {"home", "trust-2"}
+        assert all(s["ok"] and s["error"] is None and s["pulled"] > 0 for s in sources.values())
+        assert report["pulled"] == sum(s["pulled"] for s in sources.values())
+
+    listed = json.loads(
+        ok(run([kerbside, "source", "list", "--profile", str(here / "profile"), "--json"],
+               keychain, here))
+    )  # fmt: skip
+    assert [(s["name"], s["state"]) for s in listed] == [("home", "ok"), ("trust-2", "ok")]
+    family = person["name"][0]["family"]
+    done = run(
+        [kerbside, "search", *who, "--json", "--limit", "50", family], keychain, here,
+        f"{TEST_PIN}\n",
+    )  # fmt: skip
+    hits = [h for h in json.loads(ok(done)) if h["nhs_number"] == shared[0]]
+    assert len(hits) == 1, hits
+    assert hits[0]["id"] == person["id"] and hits[0]["sources"] == ["home", "trust-2"]
+
+
+def _nhs_numbers(folder: Path) -> dict[str, dict]:
+    """Each Patient of a Trust's folder by its NHS number (those that carry one)."""
+    found = {}
+    for line in (folder / "Patient.ndjson").read_text().splitlines():
+        patient = json.loads(line)
+        for ident in patient.get("identifier", []):
+            if ident.get("system") == "https://fhir.nhs.uk/Id/nhs-number":
+                found[str(ident["value"])] = patient
+    return found
+
+
 def search(
     kerbside: str, who: list[str], patient: dict, env: dict[str, str], cwd: Path
 ) -> list[str]:
@@ -204,9 +282,9 @@ def search(
 class served:
     """`kerbside serve-reference` from the dev install, seeded with `seed`; yields its URL."""
 
-    def __init__(self, cwd: Path, seed: Path) -> None:
+    def __init__(self, cwd: Path, seed: Path, data: str = "server") -> None:
         self.proc = subprocess.Popen(
-            [DEV_KERBSIDE, "serve-reference", "--data", str(cwd / "server"), "--seed", str(seed),
+            [DEV_KERBSIDE, "serve-reference", "--data", str(cwd / data), "--seed", str(seed),
              "--client", ":".join(TABLET)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         )  # fmt: skip
