@@ -257,7 +257,10 @@ def test_an_encounter_about_a_person_only_the_neighbour_knows_names_them_and_goe
     assert form is not None and form.patient_ref() == (west, rid)
     assert form.data()["patient"] == {"id": rid, "source": WEST}
     header = form.identity
-    assert header.members == ((west, rid),) and header.trusts.text() == f"Known to: {WEST_TRUST}"
+    assert header.patient_id == rid
+    # The header's facts and Trust are read on a worker (until then it names the pick).
+    qtbot.waitUntil(lambda: header.members == ((west, rid),), timeout=5_000)
+    assert header.trusts.text() == f"Known to: {WEST_TRUST}"
     fill_encounter(qtbot, form, incident="WMP-2026-12-03-0001", narrative="Synthetic narrative")
     client_id = save_encounter(qtbot, window)
     row = window.session.store.outbox_row(client_id)

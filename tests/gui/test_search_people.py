@@ -132,7 +132,9 @@ def test_a_row_a_neighbour_alone_knows_opens_the_neighbours_patient_not_homes_na
     form = window.encounter_form
     assert form is not None and window.current_page() == "encounter"
     assert form.data()["patient"] == {"id": rid, "source": "trust-2"}
-    assert form.patient_ref() == (sid, rid) and form.identity.members == ((sid, rid),)
+    assert form.patient_ref() == (sid, rid) and form.identity.patient_id == rid
+    # The header's facts and Trust are read on a worker (until then it names the pick).
+    qtbot.waitUntil(lambda: form.identity.members == ((sid, rid),), timeout=5_000)
     facts = form.identity.facts.text().replace("\u00a0", " ")
     assert " ".join((number[:3], number[3:6], number[6:])) in facts
 
