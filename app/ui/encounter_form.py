@@ -324,13 +324,10 @@ class EncounterForm(EncounterAnswers, QWidget):
         self._identity_from = subject
         person = subject.person
         if person is None:  # removed from the cache since: say so rather than show a name
-            self.identity.set_identity(
+            self.identity.set_pending(
                 patient_id=self._patient_id,
                 name="Person no longer on this tablet",
-                birth_date=None,
-                age=None,
-                nhs_number=None,
-                sex=None,
+                note="Pick them again from search, or record them as unknown",
             )
             return
         source = subject.asked[2]

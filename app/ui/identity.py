@@ -154,13 +154,17 @@ class IdentityHeader(QFrame):
         self.child_badge.setVisible(age is not None and age < CHILD_AGE)
         self.show()
 
-    def set_pending(self, *, patient_id: str, name: str) -> None:
-        """The person picked, by the name the officer tapped, while their details are read:
-        it claims no date of birth, NHS number or sex it does not have yet."""
+    def set_pending(
+        self, *, patient_id: str, name: str, note: str = "Reading their details on this tablet…"
+    ) -> None:
+        """The person picked, by the name the officer tapped, while their details are read (or
+        when they are no longer held): it claims no date of birth, NHS number or sex."""
         self.patient_id = patient_id
         self.name.setText(name or "Person picked")
-        self.facts.setText("Reading their details on this tablet…")
+        self.facts.setText(note)
         self.child_badge.hide()
+        self.members = ()
+        self.trusts.hide()
         self.show()
 
     def clear(self) -> None:
