@@ -885,11 +885,10 @@ def render_screenshots(
     return written
 
 
-def _shoot_merged(
-    window: MainWindow, out: Path, suffix: str, merged: tuple[str, str]
-) -> list[Path]:
-    """A person two Trusts know: labelled alerts and the disagreement; the neighbour's plan."""
-    shots: list[Path] = []
+def _shooter(
+    window: MainWindow, out: Path, suffix: str, shots: list[Path]
+) -> Callable[[str], None]:
+    """Grab the settled window as `<scene>-<suffix>.png` in `out`, adding each file to `shots`."""
 
     def shoot(scene: str) -> None:
         _settle(window)
@@ -897,6 +896,16 @@ def _shoot_merged(
         if not window.grab().save(str(path)):
             raise RuntimeError(f"could not write {path}")
         shots.append(path)
+
+    return shoot
+
+
+def _shoot_merged(
+    window: MainWindow, out: Path, suffix: str, merged: tuple[str, str]
+) -> list[Path]:
+    """A person two Trusts know: labelled alerts and the disagreement; the neighbour's plan."""
+    shots: list[Path] = []
+    shoot = _shooter(window, out, suffix, shots)
 
     window.show_page("find")
     window.focus_search()
@@ -1009,13 +1018,7 @@ def _shoot_all(
     extras: tuple[str | None, str | None] = (None, None),
 ) -> list[Path]:
     shots: list[Path] = []
-
-    def shoot(scene: str) -> None:
-        _settle(window)
-        path = out / f"{scene}-{suffix}.png"
-        if not window.grab().save(str(path)):
-            raise RuntimeError(f"could not write {path}")
-        shots.append(path)
+    shoot = _shooter(window, out, suffix, shots)
 
     if not window.is_locked:
         window.lock()
