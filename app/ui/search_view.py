@@ -79,12 +79,13 @@ def format_dob(birth_date: str | None) -> str:
     return uk_date(birth_date, unknown="DOB unknown")
 
 
-def format_nhs(nhs_number: str | None) -> str:
+def format_nhs(nhs_number: str | None, label: str = "NHS") -> str:
+    """ "NHS 943 476 5870", or "No NHS number" (never "NHS No NHS number")."""
     if not nhs_number:
         return "No NHS number"
     from app.nhs_number import format_nhs_number
 
-    return format_nhs_number(nhs_number)
+    return f"{label} {format_nhs_number(nhs_number)}"
 
 
 def sex_text(gender: str | None) -> str:
@@ -133,7 +134,7 @@ def hit_summary(hit: Any, labels: dict[str, str] | None = None) -> str:
     parts.append(f"born {format_dob(hit.birth_date)}")
     if hit.postcode:
         parts.append(f"postcode {hit.postcode}")
-    parts.append(f"NHS number {format_nhs(hit.nhs_number)}")
+    parts.append(format_nhs(hit.nhs_number, label="NHS number"))
     if hit.alerts:
         parts.append("alerts: " + ", ".join(dict.fromkeys(a.label for a in hit.alerts)))
     trusts = source_names(hit, labels or {})
@@ -219,7 +220,7 @@ class HitDelegate(QStyledItemDelegate):
         """(text, muted) lines under the name; with several sources, the Trusts that know
         the person (one line, or one a Trust when they do not fit)."""
         facts = self._facts(hit)
-        nhs = f"NHS {format_nhs(hit.nhs_number)}"
+        nhs = format_nhs(hit.nhs_number)
         together = f"{facts}  ·  {nhs}"
         if body_fm.horizontalAdvance(together) <= width:
             lines = [(together, False)]

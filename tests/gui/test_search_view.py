@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.fhir import ALERT_CODES
-from app.ui.search_view import EMPTY_HINT
+from app.ui.search_view import EMPTY_HINT, format_nhs
 from tests.gui.conftest import WindowFactory, type_search, unlock, wait_for_results
 from tests.support.gui import on_screen
 
@@ -140,3 +140,12 @@ def test_enter_opens_the_top_result(
     type_search(qtbot, window, f"{alerted_person.given} {alerted_person.family}")
     qtbot.keyClick(window.search_view.box, Qt.Key.Key_Return)
     assert window.record_view.showing_reason_sheet()
+
+
+def test_a_result_without_an_nhs_number_says_so_once() -> None:
+    """The row and its spoken text label the number themselves: "NHS No NHS number" was
+    shown for people without one."""
+    assert format_nhs(None) == "No NHS number"
+    assert format_nhs("") == "No NHS number"
+    assert format_nhs("9434765919") == "NHS 943 476 5919"
+    assert format_nhs("9434765919", label="NHS number") == "NHS number 943 476 5919"
