@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QHBoxLayout,
+    QLabel,
     QScrollArea,
     QStackedWidget,
     QVBoxLayout,
@@ -305,37 +306,20 @@ class RecordView(QWidget):
         rp.addWidget(self.identity)
         # A sync changed which Trusts' records make up the person shown (issue 14): the record
         # stays the one opened, and this says what changed (hazard H23).
-        self.members_bar = QFrame()
-        self.members_bar.setProperty("role", "notice")
-        self.members_bar.setAccessibleName("Trusts' records changed")
-        mb = QHBoxLayout(self.members_bar)
-        mb.setContentsMargins(16, 6, 12, 6)
-        self.members_text = label("", None)
-        self.members_text.setAccessibleName("What changed in the Trusts' records")
-        mb.addWidget(self.members_text, 1)
-        self.reopen_button = BigButton(
-            "Open again", role="bar", accessible_name="Open the record again"
+        self.members_bar, self.members_text, self.reopen_button = _notice_bar(
+            "Trusts' records changed",
+            "What changed in the Trusts' records",
+            ("Open again", "Open the record again"),
         )
         self.reopen_button.clicked.connect(self._reopen)
-        mb.addWidget(self.reopen_button)
         rp.addWidget(self.members_bar)
-        self.members_bar.hide()
         # After an unlock the record is detached from whatever happened meanwhile: say so
         # until the officer confirms it is still the person in front of them.
-        self.detached_bar = QFrame()
-        self.detached_bar.setProperty("role", "notice")
-        db = QHBoxLayout(self.detached_bar)
-        db.setContentsMargins(16, 6, 12, 6)
-        self.detached_text = label("", None)
-        self.detached_text.setAccessibleName("Record opened before the lock")
-        db.addWidget(self.detached_text, 1)
-        self.still_button = BigButton(
-            "Still this person", role="bar", accessible_name="Still this person"
+        self.detached_bar, self.detached_text, self.still_button = _notice_bar(
+            None, "Record opened before the lock", ("Still this person", "Still this person")
         )
         self.still_button.clicked.connect(self.attach)
-        db.addWidget(self.still_button)
         rp.addWidget(self.detached_bar)
-        self.detached_bar.hide()
         # A record an online look-up fetched (issue 14 slice 7, hazard H18): one opening's
         # copy, not the cohort's, and erased at its time. Above the scroll area, always seen.
         self.lookup_bar = label("", "notice")
@@ -929,3 +913,23 @@ class RecordView(QWidget):
     def alert_bands(self) -> list[AlertBand]:
         widget = self.scroll_area.widget()
         return widget.findChildren(AlertBand) if widget is not None else []
+
+
+def _notice_bar(
+    name: str | None, text_name: str, button: tuple[str, str]
+) -> tuple[QFrame, QLabel, BigButton]:
+    """A hidden notice strip above the record: a line of text and one button beside it
+    (`button`: its text and accessible name)."""
+    bar = QFrame()
+    bar.setProperty("role", "notice")
+    if name is not None:
+        bar.setAccessibleName(name)
+    row = QHBoxLayout(bar)
+    row.setContentsMargins(16, 6, 12, 6)
+    text = label("", None)
+    text.setAccessibleName(text_name)
+    row.addWidget(text, 1)
+    action = BigButton(button[0], role="bar", accessible_name=button[1])
+    row.addWidget(action)
+    bar.hide()
+    return bar, text, action
