@@ -23,6 +23,7 @@ from app.store import HOME_SOURCE
 from app.synthetic import generate_trusts
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT
+from tests.support.clock import ManualClock
 from tests.support.sync import (
     FAST_RETRY,
     cache_cohort,
@@ -44,8 +45,17 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def servers(tmp_path: Path, region: Path) -> Iterator[list[ReferenceServer]]:
-    with trust_servers(tmp_path, region, 2) as started:
+def server_clock() -> ManualClock:
+    """Overrides conftest's wall clock: both servers' time (their `Date`, hence each source's
+    last-sync stamp) moves only when a test moves it."""
+    return ManualClock()
+
+
+@pytest.fixture
+def servers(
+    tmp_path: Path, region: Path, server_clock: ManualClock
+) -> Iterator[list[ReferenceServer]]:
+    with trust_servers(tmp_path, region, 2, clock=server_clock) as started:
         yield started
 
 
@@ -130,13 +140,14 @@ def test_one_run_syncs_every_source_home_first_and_each_learns_of_reads_of_its_r
 
 
 def test_a_neighbour_down_is_its_own_failure_while_home_syncs(
-    synced: tuple[Any, int], servers: list[ReferenceServer]
+    synced: tuple[Any, int], servers: list[ReferenceServer], server_clock: ManualClock
 ) -> None:
     session, west = synced
     home_server, west_server = servers
     store = session.store
     west_before = cache_cohort(store, source=west)
     west_server.stop()
+    server_clock.next_second()
     admin = home_server.session(admin=True)
     patient = _ids(home_server)[0]
     body = admin.get(f"{home_server.base_url}/Patient/{patient}", timeout=30).json()
@@ -159,6 +170,7 @@ def test_a_neighbour_down_is_its_own_failure_while_home_syncs(
     assert last_good is not None  # its last good sync stays dated, for the stale label
 
     west_server.restart()
+    server_clock.next_second()  # a later second than the last good sync, on the server's word
     report = run_sync(session)
     assert report.sources["trust-2"].state == OK
     status = read_status(session.profile.directory)["sources"]["trust-2"]
