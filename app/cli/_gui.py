@@ -900,6 +900,19 @@ def _shooter(
     return shoot
 
 
+def _shoot_each_look(
+    window: MainWindow, out: Path, scene: str, sizes: tuple[tuple[int, int], ...]
+) -> list[Path]:
+    """The page on screen as `<scene>-<W>x<H>-<day|night>.png`, at each size in both modes."""
+    shots: list[Path] = []
+    for mode in ("day", "night"):
+        window.set_night_mode(mode == "night")
+        for width, height in sizes:
+            window.resize(width, height)
+            _shooter(window, out, f"{width}x{height}-{mode}", shots)(scene)
+    return shots
+
+
 def _shoot_merged(
     window: MainWindow, out: Path, suffix: str, merged: tuple[str, str]
 ) -> list[Path]:
@@ -944,15 +957,7 @@ def _shoot_sources(
                 neighbour.stop()
             _sync_in(window)
             window.show_page("sync")
-            for mode in ("day", "night"):
-                window.set_night_mode(mode == "night")
-                for width, height in sizes:
-                    window.resize(width, height)
-                    _settle(window)
-                    path = out / f"sync-sources-{width}x{height}-{mode}.png"
-                    if not window.grab().save(str(path)):
-                        raise RuntimeError(f"could not write {path}")
-                    shots.append(path)
+            shots += _shoot_each_look(window, out, "sync-sources", sizes)
         finally:
             window.set_night_mode(False)
             window.close()
@@ -980,7 +985,6 @@ def _shoot_offline(
     window: MainWindow, env: DemoEnvironment, out: Path, sizes: tuple[tuple[int, int], ...]
 ) -> list[Path]:
     """Last: the central record goes away; the Sync page and header with a record waiting."""
-    shots: list[Path] = []
     env.stop()
     controller = window.sync_controller
     assert controller is not None
@@ -989,16 +993,7 @@ def _shoot_offline(
     controller.check_connectivity()
     _wait(lambda: controller.connectivity == OFFLINE)
     window.show_page("sync")
-    for mode in ("day", "night"):
-        window.set_night_mode(mode == "night")
-        for width, height in sizes:
-            window.resize(width, height)
-            _settle(window)
-            path = out / f"offline-waiting-{width}x{height}-{mode}.png"
-            if not window.grab().save(str(path)):
-                raise RuntimeError(f"could not write {path}")
-            shots.append(path)
-    return shots
+    return _shoot_each_look(window, out, "offline-waiting", sizes)
 
 
 def _open_record(window: MainWindow, patient_id: str) -> None:
