@@ -390,9 +390,10 @@ def run_sync(
     calling thread (default: the session's own, for the main thread).
 
     - Home failing fails the run, as before any other source existed: revocation wipes the
-      profile and raises CacheWiped; any other error propagates (after the status summary is
-      refreshed: records may have been sent before it) and the read-only sources are not
-      asked this time.
+      profile and raises CacheWiped; any other error propagates once the read-only sources
+      have been asked (one source failing does not stop the others: a neighbour refreshes
+      while home is down) and the status summary is refreshed (records may have been sent
+      before the failure).
     - A read-only source failing (any SyncError, a missing secret) is recorded in its part of
       the report and in its sync state, and the run goes on. Its revocation erases what it
       brought (the sid kept, empty) and marks it revoked in the profile; it is not asked
@@ -410,11 +411,19 @@ def run_sync(
     started = time.monotonic()
     results: dict[str, SourceResult] = {}
     run = _Run(here, store, options, progress, cancel, http, retry, sleep)
+    home_failure: SyncError | ProfileError | None = None
     try:
-        results.update(run.home())
+        try:
+            results.update(run.home())
+        except Cancelled:
+            raise
+        except (SyncError, ProfileError) as exc:
+            home_failure = exc  # the neighbours still sync; the run fails after them
         for source in profile.sources:
             if not source.is_home:
                 results[source.name] = run.read_only(source)
+        if home_failure is not None:
+            raise home_failure
     except CacheWiped:
         raise
     except BaseException:

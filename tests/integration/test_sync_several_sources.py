@@ -7,6 +7,7 @@ neighbour's outcome, never home's; home's revocation still wipes everything."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from app.services.sources import list_sources
 from app.services.syncing import FAILED, OK, REVOKED, combine_policies, run_sync
 from app.store import HOME_SOURCE
 from app.synthetic import generate_trusts
+from sync import Cancelled, SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT
 from tests.support.clock import ManualClock
@@ -175,6 +177,50 @@ def test_a_neighbour_down_is_its_own_failure_while_home_syncs(
     assert report.sources["trust-2"].state == OK
     status = read_status(session.profile.directory)["sources"]["trust-2"]
     assert status["error"] is None and status["last_sync"] > last_good
+
+
+def test_home_down_fails_the_run_but_the_neighbour_still_refreshes(
+    synced: tuple[Any, int], servers: list[ReferenceServer], server_clock: ManualClock
+) -> None:
+    session, west = synced
+    home_server, west_server = servers
+    store = session.store
+    home_before = cache_cohort(store, source=HOME_SOURCE)
+    last_good = read_status(session.profile.directory)["sources"]["trust-2"]["last_sync"]
+    home_server.stop()
+    server_clock.next_second()
+    admin = west_server.session(admin=True)
+    patient = _ids(west_server)[0]
+    body = admin.get(f"{west_server.base_url}/Patient/{patient}", timeout=30).json()
+    body["language"] = "cy-GB"
+    assert admin.put(f"{west_server.base_url}/Patient/{patient}", json=body, timeout=30).ok
+
+    with pytest.raises(SyncError) as failed:
+        run_sync(session, retry=FAST_RETRY)
+    assert not isinstance(failed.value, Cancelled)
+    # The neighbour was asked all the same: its change is in, home's records as they were.
+    assert store.get_resource(west, "Patient", patient)["language"] == "cy-GB"
+    assert cache_cohort(store, source=HOME_SOURCE) == home_before
+    status = read_status(session.profile.directory)["sources"]
+    assert status["home"]["ok"] is False and status["home"]["state"] == FAILED
+    assert status["home"]["error"] and "\n" not in status["home"]["error"]
+    assert status["trust-2"]["ok"] is True and status["trust-2"]["last_sync"] > last_good
+
+
+def test_cancelling_during_homes_sync_asks_no_neighbour(
+    synced: tuple[Any, int], servers: list[ReferenceServer]
+) -> None:
+    session, _west = synced
+    cancel = threading.Event()
+    phases: list[str] = []
+
+    def progress(phase: str, _done: int, _total: int | None) -> None:
+        phases.append(phase)
+        cancel.set()  # the officer pressed Cancel as soon as home began
+
+    with pytest.raises(Cancelled):
+        run_sync(session, progress=progress, cancel=cancel)
+    assert phases and "source trust-2" not in phases
 
 
 def test_a_deletion_at_the_neighbour_leaves_homes_patient_of_the_same_id(
