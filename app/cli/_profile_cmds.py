@@ -377,6 +377,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from app.services.session import read_status
+    from app.services.sources import list_sources
 
     status = read_status(profile_dir(args))
     if args.json:
@@ -389,7 +390,22 @@ def _status(args: argparse.Namespace) -> int:
     print(f"last sync {status['last_sync'] or 'never'}  server {status['server'] or '-'}")
     ob = status["outbox"]
     print(f"outbox: {ob['pending']} waiting, {ob['rejected']} rejected, {ob['sent']} sent")
+    for row in list_sources(profile_dir(args)):
+        print(plain(_source_status_line(row)))
     return 0
+
+
+def _source_status_line(row: dict[str, Any]) -> str:
+    """One line per central record (a `source list` row), so Trust IT sees which Trust a
+    tablet has fallen behind with, a source added since the last sync included."""
+    patients = "-" if row["patients"] is None else row["patients"]
+    line = (
+        f"source {row['name']} ({row['role']}): {row['state'] or 'never'}, "
+        f"last sync {row['last_sync'] or 'never'}, patients {patients}"
+    )
+    if row["error"]:
+        line += f", error: {row['error']}"
+    return line
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -200,6 +200,21 @@ def test_list_shows_the_home_sources_last_sync_and_counts_without_a_pin(
     assert neighbour["last_sync"] is None and neighbour["patients"] is None
 
 
+def test_status_text_gives_each_source_a_line_of_its_state(tablet: Tablet) -> None:
+    code, _, err = tablet(["sync", *tablet.who(), "--quiet"], f"{TEST_PIN}\n")
+    assert code == 0, err
+    tablet.add()
+    home, _neighbour = tablet.listed()
+    code, out, err = tablet(["status", "--profile", str(tablet.path)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[3].startswith("outbox: ")  # the lines it always had come first
+    assert lines[4:] == [
+        f"source home (home): ok, last sync {home['last_sync']}, patients {home['patients']}",
+        "source trust-2 (read-only): never, last sync never, patients -",
+    ]
+
+
 def test_the_home_source_is_added_only_to_a_profile_without_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
