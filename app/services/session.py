@@ -288,9 +288,10 @@ class Session:
         """Every source of the profile, home first, with what the cache holds from it and how
         its last sync went (the sync screen's rows, the status summary's `sources`).
         `errors`: failures of the run that just ended that the cache does not keep (home's:
-        a failed run leaves the cache as it was)."""
+        a failed run leaves the cache as it was); None: home's as the status summary
+        recorded it at the end of the last run, so the sync screen says home failed too."""
         store = self.store
-        errors = errors or {}
+        errors = self._home_error_on_record() if errors is None else errors
         states = []
         for source in self.profile.sources:
             sid = HOME_SOURCE if source.is_home else store.source_id(source.name)
@@ -324,10 +325,20 @@ class Session:
             )
         return states
 
+    def _home_error_on_record(self) -> dict[str, str]:
+        home = self.profile.home_source
+        try:
+            summary = json.loads(self.profile.status_path.read_text(encoding="utf-8"))
+            error = summary["sources"][home.name]["error"] if home else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return {home.name: error} if home and isinstance(error, str) and error else {}
+
     # -- the plaintext status summary --------------------------------------------------------
     def write_status(self, errors: dict[str, str] | None = None) -> dict[str, Any]:
         """Counts only, so `kerbside status` and Trust IT can see state without a PIN
-        (`errors`: see `source_states`)."""
+        (`errors`: see `source_states`; a write between runs keeps home's last failure, a
+        sync that reached home passes `{}` to clear it)."""
         counts = self.store.count_by_type()
         outbox = self.store.outbox_counts()
         summary = {

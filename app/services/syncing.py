@@ -436,7 +436,7 @@ def run_sync(
         reseal_pending(here, store)  # drops the sealed copies of records the centre accepted
     except OSError as exc:
         log.warning("sealed copies not refreshed: %s", type(exc).__name__)
-    _write_status(here)
+    _write_status(here, {})  # home synced: any failure of its recorded earlier is over
     report = _totals(results, run.policy)
     report.seconds = round(time.monotonic() - started, 3)
     return report

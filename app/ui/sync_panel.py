@@ -137,7 +137,8 @@ class _SourceRow(QFrame):
         who = state.label
         self.setAccessibleName(f"Central record {who}")
         if state.is_home:
-            self.title.setText(f"{state.display_name} (home)" if state.display_name else "Home")
+            # "Home: " before the name (the Trust's own name may end in brackets already).
+            self.title.setText(f"Home: {state.display_name}" if state.display_name else "Home")
         else:
             self.title.setText(who)
         self.title.setAccessibleName(f"{who}: name")

@@ -414,6 +414,17 @@ def test_each_central_record_has_a_row_saying_whether_it_synced(
                     panel.resize(*size)
                     QApplication.processEvents()
                     assert clipped(panel.sources_card) == [], (mode, size)
+            theme.apply(QApplication.instance(), theme.DAY)  # type: ignore[arg-type]
+
+            # Home down, the neighbour back: the run fails, and the rows say which did what.
+            west.restart()
+            home.stop()
+            with qtbot.waitSignal(controller.sync_failed, timeout=60_000):
+                controller.start_sync()
+            _settle(qtbot, panel)
+            assert shown_text(qtbot, panel, "home: sync state").startswith("✕ Last sync failed")
+            assert shown_text(qtbot, panel, "home: why the last sync failed").startswith("Reason: ")
+            assert shown_text(qtbot, panel, "Trust 2: sync state") == "✓ Synced"
         finally:
             theme.apply(QApplication.instance(), theme.DAY)  # type: ignore[arg-type]
             controller.stop()

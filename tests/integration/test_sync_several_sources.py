@@ -205,6 +205,17 @@ def test_home_down_fails_the_run_but_the_neighbour_still_refreshes(
     assert status["home"]["ok"] is False and status["home"]["state"] == FAILED
     assert status["home"]["error"] and "\n" not in status["home"]["error"]
     assert status["trust-2"]["ok"] is True and status["trust-2"]["last_sync"] > last_good
+    # The sync screen's rows say the same: home failed (with why), the neighbour synced.
+    home_row, west_row = session.source_states()
+    assert (home_row.state, home_row.error) == (FAILED, status["home"]["error"])
+    assert west_row.state == OK
+    session.write_status()  # a write between runs (a record saved) keeps home's failure
+    assert read_status(session.profile.directory)["sources"]["home"]["state"] == FAILED
+
+    home_server.restart()
+    run_sync(session)
+    assert [row.state for row in session.source_states()] == [OK, OK]
+    assert read_status(session.profile.directory)["sources"]["home"]["error"] is None
 
 
 def test_cancelling_during_homes_sync_asks_no_neighbour(
