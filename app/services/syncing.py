@@ -421,7 +421,7 @@ def run_sync(
             home_failure = exc  # the neighbours still sync; the run fails after them
         for source in profile.sources:
             if not source.is_home:
-                results[source.name] = run.read_only(source)
+                results[source.name] = run.read_only(source, check_first=home_failure is not None)
         if home_failure is not None:
             raise home_failure
     except CacheWiped:
@@ -501,7 +501,10 @@ class _Run:
         _remember(store, HOME_SOURCE, synced_at=client.server_date or times.now())
         return {home.name: SourceResult(home.name, home.role, home.display_name, OK, report)}
 
-    def read_only(self, source: SourceSettings) -> SourceResult:
+    def read_only(self, source: SourceSettings, *, check_first: bool = False) -> SourceResult:
+        """`check_first` (home failed this run: often no network at all): one quick look
+        (`probe`) before the whole sync, so a dead network costs seconds per neighbour, not
+        every retry's wait."""
         store, profile = self.store, self.session.profile
 
         def result(state: str, error: str | None, report: SyncReport | None = None) -> SourceResult:
@@ -516,6 +519,11 @@ class _Run:
             sid = store.ensure_source(source.name, READ_ONLY)
         if self.progress is not None:
             self.progress(f"source {source.name}", 0, None)
+        if check_first and not probe(profile, http=self.http, source=source.name):
+            log.warning("a read-only source was not synced: it did not answer a quick check")
+            error = NOT_ANSWERING
+            _remember(store, sid, error=error)
+            return result(FAILED, error)
         try:
             client = self.client(source.name)
             report = self.engine(client, sid).run()
@@ -556,6 +564,10 @@ class _Run:
         if changed:  # profile.json is rewritten (and its generation raised) only on a change
             self.session.profile.update_settings(**changed)
         self.policy = combined
+
+
+# A neighbour's outcome when home had failed and it did not answer a quick check either.
+NOT_ANSWERING = "it did not answer (checked once, as the home central record had failed)"
 
 
 def revoked_text(source: SourceSettings) -> str:
@@ -648,14 +660,21 @@ def _write_status(session: Session, errors: dict[str, str] | None = None) -> Non
         log.warning("status summary not written: %s", type(exc).__name__)
 
 
-def probe(profile: Profile, *, timeout_s: float = 4.0, http: HttpSession | None = None) -> bool:
-    """Whether the central record answers `GET [base]/metadata` right now.
+def probe(
+    profile: Profile,
+    *,
+    timeout_s: float = 4.0,
+    http: HttpSession | None = None,
+    source: str | None = None,
+) -> bool:
+    """Whether the central record (or the profile's source `source`) answers
+    `GET [base]/metadata` right now.
 
     The connectivity check the UI runs off its thread when the OS cannot say (or says
     "online" behind a captive portal): unauthenticated, one attempt, short timeouts, the same
     TLS rules as sync. Any failure, including a refused certificate, is simply "not now".
     """
-    server = profile.server
+    server = profile.server if source is None else profile.source(source).server
     if server is None:
         return False
     own = http is None

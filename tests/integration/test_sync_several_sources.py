@@ -19,10 +19,18 @@ from app.security import Profile
 from app.services.records import ACCESS_REASONS, open_record
 from app.services.session import read_status
 from app.services.sources import list_sources
-from app.services.syncing import FAILED, OK, REVOKED, combine_policies, run_sync
+from app.services.syncing import (
+    FAILED,
+    NOT_ANSWERING,
+    OK,
+    REVOKED,
+    MultiSyncReport,
+    combine_policies,
+    run_sync,
+)
 from app.store import HOME_SOURCE
 from app.synthetic import generate_trusts
-from sync import Cancelled, SyncError
+from sync import Cancelled, RetryPolicy, SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT
 from tests.support.clock import ManualClock
@@ -216,6 +224,47 @@ def test_home_down_fails_the_run_but_the_neighbour_still_refreshes(
     run_sync(session)
     assert [row.state for row in session.source_states()] == [OK, OK]
     assert read_status(session.profile.directory)["sources"]["home"]["error"] is None
+
+
+def test_with_home_down_a_neighbour_down_too_costs_one_quick_check_not_its_retries(
+    synced: tuple[Any, int], servers: list[ReferenceServer]
+) -> None:
+    """Home failing often means no network at all: each neighbour is looked at once
+    (`probe`) before its whole sync, so a dead network does not cost every retry's wait
+    again per Trust."""
+    session, west = synced
+    store = session.store
+    west_before = cache_cohort(store, source=west)
+    home_server, west_server = servers
+    west_server.stop()
+    syncing = ["home"]
+    waits: list[str] = []  # whose part each retry's back-off fell in (recorded, not slept)
+
+    def progress(phase: str, _done: int, _total: int | None) -> None:
+        if phase.startswith("source "):  # each read-only source's part begins so
+            syncing[0] = phase
+
+    def run() -> MultiSyncReport:
+        syncing[0] = "home"
+        return run_sync(
+            session,
+            retry=RetryPolicy(attempts=3),
+            progress=progress,
+            sleep=lambda _s: waits.append(syncing[0]),
+        )
+
+    run()
+    assert waits.count("source trust-2") == 2  # with home up, a neighbour down is retried
+
+    home_server.stop()
+    waits.clear()
+    with pytest.raises(SyncError):
+        run()
+    assert "source trust-2" not in waits  # home down: the neighbour is looked at once
+    status = read_status(session.profile.directory)["sources"]
+    assert status["home"]["state"] == FAILED
+    assert (status["trust-2"]["state"], status["trust-2"]["error"]) == (FAILED, NOT_ANSWERING)
+    assert cache_cohort(store, source=west) == west_before
 
 
 def test_cancelling_during_homes_sync_asks_no_neighbour(
