@@ -82,6 +82,16 @@ def _ids(server: ReferenceServer, rtype: str = "Patient") -> list[str]:
     return sorted(r["id"] for r in search_all(admin, f"{server.base_url}/{rtype}"))
 
 
+def _speaks_welsh(server: ReferenceServer) -> str:
+    """Change one Patient at `server` (its first by id: language cy-GB); returns its id."""
+    admin = server.session(admin=True)
+    patient = _ids(server)[0]
+    body = admin.get(f"{server.base_url}/Patient/{patient}", timeout=30).json()
+    body["language"] = "cy-GB"
+    assert admin.put(f"{server.base_url}/Patient/{patient}", json=body, timeout=30).ok
+    return patient
+
+
 def _audited_patients(server: ReferenceServer) -> list[str]:
     """The Patients the AuditEvents at `server` name (what it learnt of reads)."""
     events = search_all(server.session(admin=True), f"{server.base_url}/AuditEvent")
@@ -158,11 +168,7 @@ def test_a_neighbour_down_is_its_own_failure_while_home_syncs(
     west_before = cache_cohort(store, source=west)
     west_server.stop()
     server_clock.next_second()
-    admin = home_server.session(admin=True)
-    patient = _ids(home_server)[0]
-    body = admin.get(f"{home_server.base_url}/Patient/{patient}", timeout=30).json()
-    body["language"] = "cy-GB"
-    assert admin.put(f"{home_server.base_url}/Patient/{patient}", json=body, timeout=30).ok
+    patient = _speaks_welsh(home_server)
 
     report = run_sync(session, retry=FAST_RETRY)
     home, neighbour = report.sources["home"], report.sources["trust-2"]
@@ -197,11 +203,7 @@ def test_home_down_fails_the_run_but_the_neighbour_still_refreshes(
     last_good = read_status(session.profile.directory)["sources"]["trust-2"]["last_sync"]
     home_server.stop()
     server_clock.next_second()
-    admin = west_server.session(admin=True)
-    patient = _ids(west_server)[0]
-    body = admin.get(f"{west_server.base_url}/Patient/{patient}", timeout=30).json()
-    body["language"] = "cy-GB"
-    assert admin.put(f"{west_server.base_url}/Patient/{patient}", json=body, timeout=30).ok
+    patient = _speaks_welsh(west_server)
 
     with pytest.raises(SyncError) as failed:
         run_sync(session, retry=FAST_RETRY)
