@@ -134,8 +134,18 @@ def _repoint(node: Any, old: str, new: str) -> None:
 class _Region:
     """Every Trust's builder and who belongs where; renders one Trust's people."""
 
-    def __init__(self, trusts: int, overlap: float, patients: int, seed: int, as_of: datetime):
+    def __init__(
+        self,
+        trusts: int,
+        overlap: float,
+        patients: int,
+        seed: int,
+        as_of: datetime,
+        *,
+        collide: bool = True,
+    ):
         self.trusts, self.overlap, self.patients, self.seed = trusts, overlap, patients, seed
+        self.collide = collide
         self.builders = [TrustCohortBuilder(seed, as_of, t) for t in range(trusts)]
 
     def members(self, index: int) -> tuple[int, ...]:
@@ -167,7 +177,8 @@ class _Region:
                     if "address" in home_patient:
                         patient["address"] = home_patient["address"]
             if (
-                trust > 0
+                self.collide
+                and trust > 0
                 and 0 not in known
                 and _per_mille(self.seed, trust, index, "collide") < _COLLIDE_PER_MILLE
             ):
@@ -202,16 +213,20 @@ def generate_trusts(
     out_dir: Path,
     *,
     as_of: datetime = DEFAULT_AS_OF,
+    collide: bool = True,
 ) -> dict[str, dict[str, int]]:
     """Write `out_dir/trust-1` ... `trust-N` and return counts per type for each folder.
 
     `patients` is the number of people in the region; each Trust holds its own people and
     its share of the overlap, so the folders together hold about patients * (1 + overlap)
     Patient resources. One process: multi-Trust cohorts are for tests and demos.
+    `collide=False` leaves out the Patient ids one Trust reuses from another, so that with
+    `overlap=0` the folders together are one record of the region (every person once, ids
+    unique): the search bench's one-source baseline of the same people.
     """
     _check(patients, as_of)
     check_trusts(trusts, overlap)
-    region = _Region(trusts, overlap, patients, seed, as_of)
+    region = _Region(trusts, overlap, patients, seed, as_of, collide=collide)
     return {
         trust_folder(t + 1): write_ndjson(Path(out_dir) / trust_folder(t + 1), region.chunks(t))
         for t in range(trusts)

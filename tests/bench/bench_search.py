@@ -25,7 +25,11 @@ source=)`, trust-1 as home), so search merges people by verified NHS number. Que
 from every source's Patients; a result is the intended person when the Patient the query was
 made from is one of its members (`PatientHit.is_person`). `--sources N --interleaved ROUNDS`
 runs only the typed mix on the one-source and the N-source cache of the same size, a timed
-pass of each in turn (ABBA): on a shared box the fair comparison of the two.
+pass of each in turn (ABBA): on a shared box the fair comparison of the two. It also runs the
+region's own one-source cache (`build_region_cache`: the same people, places and ids as the
+N-source cache, each person once, in one source: `region_*` and `p95_ratio_same_people`), so
+what the N sources cost is told apart from what the region's data costs, and the N-source
+cache read unmerged (`unmerged_p95_ms`, `merge_p95_ratio`): what the merge costs.
 The last line is one JSON object: patients, p50_ms, p95_ms, p99_ms, app_p95_ms,
 plain_sqlite_p95_ms, python_scan_p95_ms, top1_hit_rate (and with --sources: sources, rows,
 top1_or_tied_rate, top5_hit_rate).
@@ -177,6 +181,52 @@ def build_sources_cache(directory: Path, patients: int, seed: int, sources: int)
         "people_in_several_sources": merged,
         "generate_s": round(generate_s, 2),
         "import_s": loads,
+        "cache_mb": round(path.stat().st_size / 1e6, 1),
+    }
+    (directory / "build.json").write_text(json.dumps(info))
+    return info
+
+
+def build_region_cache(directory: Path, patients: int, seed: int, sources: int) -> dict[str, Any]:
+    """The one-source baseline of the same region: `generate_trusts(sources, 0, ...)` (every
+    person known to their home Trust alone, with the address and ids that Trust gives them,
+    no id reused across Trusts) with the Trusts' folders joined into one and bulk-loaded as
+    the home source. The same people, places and address spread as the N-source cache, once
+    each: what spreading them over N sources (and merging them again) costs, alone."""
+    from app.services.importer import import_ndjson
+    from app.synthetic import generate_trusts, trust_folder
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    path = directory / "cache.db"
+    for stale in directory.glob("cache.db*"):
+        stale.unlink()
+    region, joined = directory / "region", directory / "joined"
+    t = time.perf_counter()
+    if not (joined / "Patient.ndjson").exists():
+        generate_trusts(sources, 0.0, patients, seed, region, collide=False)
+        joined.mkdir(exist_ok=True)
+        for name in sorted({f.name for f in region.glob("trust-*/*.ndjson")}):
+            with open(joined / name, "wb") as out:
+                for k in range(1, sources + 1):
+                    part = region / trust_folder(k) / name
+                    if part.exists():
+                        out.write(part.read_bytes())
+    generate_s = time.perf_counter() - t
+    store = Store.create(path, key)
+    t = time.perf_counter()
+    import_ndjson(_Importing(store), joined)  # type: ignore[arg-type]
+    import_s = round(time.perf_counter() - t, 2)
+    rows = store.patient_index().patient_count()
+    store.close()
+    (directory / "key.bin").write_bytes(key)
+    info = {
+        "patients": patients,
+        "sources": 1,
+        "region_of_sources": sources,
+        "rows": rows,
+        "generate_s": round(generate_s, 2),
+        "import_s": import_s,
         "cache_mb": round(path.stat().st_size / 1e6, 1),
     }
     (directory / "build.json").write_text(json.dumps(info))
@@ -576,14 +626,22 @@ def unlock_probe(path: Path, key: bytes) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()}
 
 
-def _cache(args: argparse.Namespace, sources: int) -> tuple[Path, dict[str, Any]]:
-    """The bench cache of this size, seed and number of sources: built once, then reused."""
-    if sources > 1:
-        directory = args.cache_dir / f"search-{args.patients}-{args.seed}-sources{sources}"
+def _cache(
+    args: argparse.Namespace, sources: int, *, region_of: int = 0
+) -> tuple[Path, dict[str, Any]]:
+    """The bench cache of this size, seed and number of sources: built once, then reused.
+    `region_of=N`: the one-source cache of the N-Trust region's people (`build_region_cache`)."""
+    base = f"search-{args.patients}-{args.seed}"
+    if region_of:
+        directory = args.cache_dir / f"{base}-region{region_of}"
+    elif sources > 1:
+        directory = args.cache_dir / f"{base}-sources{sources}"
     else:
-        directory = args.cache_dir / f"search-{args.patients}-{args.seed}"
+        directory = args.cache_dir / base
     if args.rebuild or not (directory / "build.json").exists():
         print(f"building a cache of {args.patients} patients in {directory} ...", flush=True)
+        if region_of:
+            return directory, build_region_cache(directory, args.patients, args.seed, region_of)
         if sources > 1:
             return directory, build_sources_cache(directory, args.patients, args.seed, sources)
         return directory, build_cache(directory, args.patients, args.seed)
@@ -623,10 +681,14 @@ def main() -> int:
         if args.sources < 2:
             parser.error("--interleaved compares one source with --sources N (N >= 2)")
         caches = []
-        for sources in (1, args.sources):
-            directory, build = _cache(args, sources)
+        for name, sources, region_of in (
+            ("sources_1", 1, 0),
+            ("sources_1_region", 1, args.sources),
+            (f"sources_{args.sources}", args.sources, 0),
+        ):
+            directory, build = _cache(args, sources, region_of=region_of)
             print("build:", json.dumps(build), flush=True)
-            caches.append((f"sources_{sources}", directory / "cache.db", _key(directory)))
+            caches.append((name, directory / "cache.db", _key(directory)))
         caches.append((f"{caches[-1][0]}_unmerged", caches[-1][1], caches[-1][2]))
         found = run_interleaved(caches, args.queries, args.seed, args.interleaved)
         for name, figures in found.items():
@@ -638,6 +700,10 @@ def main() -> int:
             last[f"one_{field}"] = one[field]
             last[field] = many[field]
         last["p95_ratio"] = round(many["p95_ms"] / one["p95_ms"], 3)
+        region = found["sources_1_region"]
+        for field in ("p50_ms", "p95_ms", "top1_hit_rate", "top5_hit_rate"):
+            last[f"region_{field}"] = region[field]
+        last["p95_ratio_same_people"] = round(many["p95_ms"] / region["p95_ms"], 3)
         unmerged = found[f"sources_{args.sources}_unmerged"]
         last["unmerged_p95_ms"] = unmerged["p95_ms"]
         last["merge_p95_ratio"] = round(many["p95_ms"] / unmerged["p95_ms"], 3)

@@ -201,6 +201,40 @@ def test_no_overlap_and_one_trust_are_the_edge_cases(tmp_path: Path) -> None:
     assert counts["trust-1"]["Patient"] == 50
 
 
+def test_without_collisions_and_overlap_the_folders_are_one_record_of_the_region(
+    tmp_path: Path,
+) -> None:
+    """The search bench's one-source baseline joins these folders into one source: every
+    person once, every id unique across the Trusts, the same people as with an overlap."""
+
+    def people(folder: Path) -> tuple[set[tuple[Any, ...]], set[str | None]]:
+        patients = [p for k in (1, 2, 3) for p in _load(folder / f"trust-{k}")["Patient"]]
+        return {(p["name"][0].get("family"), p.get("birthDate")) for p in patients}, {
+            nhs_number_of(p) for p in patients
+        }
+
+    generate_trusts(TRUSTS, 0.0, PEOPLE, SEED, tmp_path / "apart", collide=False)
+    apart = {f"trust-{k}": _load(tmp_path / "apart" / f"trust-{k}") for k in (1, 2, 3)}
+    for rtype in RESOURCE_TYPES:
+        ids = [r["id"] for data in apart.values() for r in data[rtype]]
+        assert len(set(ids)) == len(ids), rtype
+    assert sum(len(d["Patient"]) for d in apart.values()) == PEOPLE
+    generate_trusts(TRUSTS, OVERLAP, PEOPLE, SEED, tmp_path / "shared")
+    (names, numbers), (shared_names, shared_numbers) = (
+        people(tmp_path / "apart"),
+        people(tmp_path / "shared"),
+    )
+    assert len(names) == PEOPLE and names == shared_names
+    # A shared person always carries the NHS number that joins them, even one their home
+    # Trust's record would leave out.
+    assert numbers - {None} <= shared_numbers
+    generate_trusts(TRUSTS, 0.0, PEOPLE, SEED, tmp_path / "colliding")
+    colliding = [
+        p["id"] for k in (1, 2, 3) for p in _load(tmp_path / "colliding" / f"trust-{k}")["Patient"]
+    ]
+    assert len(set(colliding)) < len(colliding)  # the default keeps the collisions
+
+
 @pytest.mark.parametrize(("trusts", "overlap"), [(0, 0.2), (MAX_TRUSTS + 1, 0.2), (2, 1.5)])
 def test_out_of_range_arguments_are_refused(tmp_path: Path, trusts: int, overlap: float) -> None:
     with pytest.raises(InvalidInput):
