@@ -62,6 +62,9 @@ class SyncEngine:
         if cancel is not None:
             client.cancel = cancel
         self.capabilities: Capabilities | None = None
+        # The run's report so far: what a run that failed part-way had done (pushed, pulled)
+        # before it raised.
+        self.report = SyncReport()
 
     def discover(self) -> Capabilities:
         """`GET [base]/metadata`, once per run."""
@@ -78,7 +81,7 @@ class SyncEngine:
 
     def run(self) -> SyncReport:
         started = time.monotonic()
-        report = SyncReport()
+        report = self.report = SyncReport()
         client = self.client
         try:
             self.progress("connect", 0, None)

@@ -117,8 +117,13 @@ def _sync(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _ProgressPrinter()
     with unlock(profile_dir(args), args.user, Secrets(args.pin_stdin).next("PIN")) as session:
         overrides = {"page_size": args.page_size} if args.page_size else {}
+        # Home failing still fails the command (exit 1, the error's line last on stderr), but
+        # only after the last line has said how every source went: the neighbours were asked.
         report = run_sync(
-            session, progress=progress, options=sync_options(session.profile, **overrides)
+            session,
+            progress=progress,
+            options=sync_options(session.profile, **overrides),
+            raise_home_failure=False,
         )
     for rejection in report.rejections:
         print(
@@ -160,6 +165,9 @@ def _sync(args: argparse.Namespace) -> int:
         },
     }
     print(json.dumps(summary, sort_keys=True), flush=True)
+    if report.home_failure is not None:
+        print(f"kerbside: {report.home_failure}", file=sys.stderr)
+        return 1
     if report.push_blocked:
         print(f"kerbside: records were not sent: {report.push_blocked}", file=sys.stderr)
         return 1

@@ -339,6 +339,9 @@ class MultiSyncReport(SyncReport):
     """
 
     sources: dict[str, SourceResult] = field(default_factory=dict)
+    # Home's failure, when the caller asked for a report rather than the exception
+    # (`run_sync(..., raise_home_failure=False)`): the run failed all the same.
+    home_failure: SyncError | ProfileError | None = None
 
     @property
     def totals(self) -> SyncReport:
@@ -381,6 +384,7 @@ def run_sync(
     options: SyncOptions | None = None,
     retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] | None = None,
+    raise_home_failure: bool = True,
 ) -> MultiSyncReport:
     """One sync run for this session's profile over every source, home first, on the
     calling thread (docs/design/multi-trust.md section 4).
@@ -394,6 +398,9 @@ def run_sync(
       have been asked (one source failing does not stop the others: a neighbour refreshes
       while home is down) and the status summary is refreshed (records may have been sent
       before the failure).
+      With `raise_home_failure=False` (the CLI, which prints every source's outcome) it is
+      returned instead, in `home_failure`, with home's part FAILED (its counts: what it did
+      before failing) and the neighbours' parts as they went.
     - A read-only source failing (any SyncError, a missing secret) is recorded in its part of
       the report and in its sync state, and the run goes on. Its revocation erases what it
       brought (the sid kept, empty) and marks it revoked in the profile; it is not asked
@@ -426,10 +433,18 @@ def run_sync(
             raise home_failure
     except CacheWiped:
         raise
-    except BaseException:
+    except BaseException as exc:
         home = profile.home_source
         _write_status(here, {home.name: run.home_error} if home and run.home_error else None)
-        raise
+        if exc is not home_failure or raise_home_failure or home is None:
+            raise
+        failed = SourceResult(
+            home.name, home.role, home.display_name, FAILED, run.home_partial, run.home_error
+        )
+        report = _totals({home.name: failed, **results}, run.policy)
+        report.home_failure = home_failure
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
     if options.pull:
         expire_due_lookups(here, store, synced=True)  # after the pulls: the cohort's rows stay
     try:
@@ -456,6 +471,7 @@ class _Run:
     sleep: Callable[[float], None] | None
     policy: dict[str, float] = field(default_factory=dict)
     home_error: str | None = None
+    home_partial: SyncReport = field(default_factory=SyncReport)  # home's run up to its failure
 
     def client(self, source: str | None) -> FhirClient:
         return build_client(
@@ -473,11 +489,13 @@ class _Run:
 
     def home(self) -> dict[str, SourceResult]:
         session, store, profile = self.session, self.store, self.session.profile
+        engine: SyncEngine | None = None
         try:
             client = self.client(None)
             home = profile.home_source
             assert home is not None  # build_client refused a profile without one
-            report = self.engine(client, HOME_SOURCE).run()
+            engine = self.engine(client, HOME_SOURCE)
+            report = engine.run()
         except DeviceRevoked:
             log.warning("this device was revoked by the central record: wiping the cache")
             reseal_pending(session, store)  # every unsent record sealed to the Trust first
@@ -494,6 +512,8 @@ class _Run:
             # Not written to the cache: a failed run leaves it as it was (the officer sees the
             # failure on the spot); the status summary says it.
             self.home_error = one_line_error(exc)
+            if engine is not None:
+                self.home_partial = engine.report
             raise
         self.apply_policy(HOME_SOURCE, report.policy)
         if self.options.pull:

@@ -103,3 +103,20 @@ def test_sync_json_keeps_its_totals_and_says_per_source_which_one_failed(
         rows = {row["name"]: row for row in json.loads(listed.stdout)}
         assert rows["trust-2"]["state"] == "failed" and rows["home"]["state"] == "ok"
         assert rows["trust-2"]["patients"] > 0  # what it brought last time is still there
+
+        # Home down fails the command as it always has, but the last line still says how
+        # every source went: the neighbour was asked and synced.
+        west.restart()
+        home.stop()
+        done = kerbside(["sync", *common, "--quiet"], f"{TEST_PIN}\n", env, check=False)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines()[-1].startswith("kerbside: ")
+        assert "Traceback" not in done.stderr
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        assert BEFORE_SOURCES <= set(summary)
+        assert (summary["sources"]["home"]["ok"], summary["sources"]["home"]["state"]) == (
+            False,
+            "failed",
+        )
+        assert summary["sources"]["home"]["error"]
+        assert summary["sources"]["trust-2"]["ok"] is True
