@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QWidget
 
 from app.times import uk_date
 from app.ui.widgets import BigButton, PatientText, label
@@ -59,11 +59,13 @@ class IdentityHeader(QFrame):
         self.setAccessibleName("Person shown")
         self.patient_id: str | None = None
         self.members: tuple[tuple[int, str], ...] = ()  # (sid, id) of each Trust's record
-        row = QHBoxLayout(self)
-        row.setContentsMargins(16, 8, 12, 8)
-        row.setSpacing(10)
-        text = QVBoxLayout()
-        text.setSpacing(2)
+        # Name and facts beside "Change person"; the Trusts and the red notice under both, the
+        # header's whole width: with larger text on and two Trusts that disagree, keeping them
+        # beside the button too made the header half the record pane.
+        grid = QGridLayout(self)
+        grid.setContentsMargins(16, 8, 12, 8)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(2)
         top = QHBoxLayout()
         top.setSpacing(10)
         self.name = PatientText("", role="h2")
@@ -73,14 +75,19 @@ class IdentityHeader(QFrame):
         self.child_badge.setAccessibleName("Child: under 18")
         self.child_badge.hide()
         top.addWidget(self.child_badge, 0, Qt.AlignmentFlag.AlignTop)
-        text.addLayout(top)
+        grid.addLayout(top, 0, 0)
         self.facts = PatientText("", role="h3")
         self.facts.setAccessibleName("Date of birth, NHS number and sex")
-        text.addWidget(self.facts)
+        grid.addWidget(self.facts, 1, 0)
+        self.change_button = BigButton(
+            change_text, role="bar", accessible_name="Change person: find someone else"
+        )
+        self.change_button.clicked.connect(self.change_requested)
+        grid.addWidget(self.change_button, 0, 1, 2, 1, Qt.AlignmentFlag.AlignVCenter)
         self.trusts = label("", "muted")
         self.trusts.setAccessibleName("Trusts that know this person")
         self.trusts.hide()
-        text.addWidget(self.trusts)
+        grid.addWidget(self.trusts, 2, 0, 1, 2)
         self.disagree = QFrame()
         self.disagree.setProperty("role", "error")
         self.disagree.setAccessibleName("Sources disagree")
@@ -96,13 +103,8 @@ class IdentityHeader(QFrame):
         self.compare_button.clicked.connect(self.compare_requested)
         dis.addWidget(self.compare_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.disagree.hide()
-        text.addWidget(self.disagree)
-        row.addLayout(text, 1)
-        self.change_button = BigButton(
-            change_text, role="bar", accessible_name="Change person: find someone else"
-        )
-        self.change_button.clicked.connect(self.change_requested)
-        row.addWidget(self.change_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        grid.addWidget(self.disagree, 3, 0, 1, 2)
+        grid.setColumnStretch(0, 1)
         self.hide()
 
     def show_person(
