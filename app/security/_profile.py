@@ -500,8 +500,11 @@ class Profile:
                 raise
 
     def mark_source_revoked(self, name: str, at: str) -> SourceSettings:
-        """A read-only source revoked this device (its data is already erased): sync skips
-        it from now on, and the sync screen and `source list` say so. Returns it as saved."""
+        """A read-only source revoked this device (its data is already erased): sync and
+        look-up skip it from now on, and the sync screen and `source list` say so. Its client
+        secret leaves the keyring now: a credential its Trust has revoked has no use here and
+        should not outlive the revocation until an admin removes the source. Returns it as
+        saved."""
         with self._locked():
             source = self.source(name)
             if source.is_home:
@@ -510,6 +513,7 @@ class Profile:
                 if raw.get("name") == name:
                     raw["revoked_at"] = at
             self._save()
+            _keyring.delete_client_secret(self.profile_id, source.keyring_name)
             return self.source(name)
 
     def remove_source(self, name: str) -> SourceSettings:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from app.errors import InvalidInput, KerbsideError
+from app.errors import InvalidInput, KerbsideError, ProfileError
 from app.fhir import display_name_of
 from app.nhs_number import is_valid, is_well_formed, normalise
 from app.security import SourceSettings
@@ -56,7 +56,7 @@ from app.services._lookups import (
     trusted_now,
 )
 from app.services.session import Session
-from app.services.syncing import build_client, sync_options
+from app.services.syncing import build_client, revoked_text, sync_options
 from app.store import HOME_SOURCE
 from sync import (
     AuthFailed,
@@ -180,10 +180,12 @@ class LookupResult:
 
 
 def lookup_sources(session: Session) -> list[LookupSource]:
-    """The sources a look-up can ask, home first (one look-up asks one source)."""
+    """The sources a look-up can ask, home first (one look-up asks one source); not one
+    that revoked this device."""
     return [
         LookupSource(s.name, trust_name(s), s.is_home)
         for s in sorted(session.profile.sources, key=lambda s: not s.is_home)
+        if not s.revoked_at
     ]
 
 
@@ -371,6 +373,8 @@ def _client(
     http: HttpSession | None,
     retry: RetryPolicy | None,
 ) -> FhirClient:
+    if settings.revoked_at:  # its secret is gone too: say why, not "no client secret"
+        raise ProfileError(revoked_text(settings))
     return build_client(
         session.profile,
         http,

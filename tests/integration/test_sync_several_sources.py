@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from app.errors import CacheWiped
-from app.security import Profile
+from app.errors import CacheWiped, ProfileError
+from app.security import Profile, client_secret
+from app.services.lookup import LookupQuery, LookupReason, look_up, lookup_sources
 from app.services.records import ACCESS_REASONS, open_record
 from app.services.session import read_status
 from app.services.sources import list_sources
@@ -307,6 +308,9 @@ def test_a_deletion_at_the_neighbour_leaves_homes_patient_of_the_same_id(
     assert members == {}
 
 
+REASON = LookupReason("ETREAT", "Found collapsed at the bus station")
+
+
 def test_a_neighbours_revocation_erases_only_its_records_and_home_goes_on(
     synced: tuple[Any, int], servers: list[ReferenceServer]
 ) -> None:
@@ -327,6 +331,14 @@ def test_a_neighbours_revocation_erases_only_its_records_and_home_goes_on(
     profile = Profile.load(session.profile.directory)
     assert profile.wiped is None
     assert profile.source("trust-2").revoked_at is not None
+    # Its client secret left the keyring with the revocation (the in-memory test keyring
+    # stands in for the OS keychain); home's stays.
+    assert client_secret(profile.profile_id, profile.source("trust-2").keyring_name) is None
+    assert client_secret(profile.profile_id) is not None
+    # A look-up cannot ask it any more, and says why when asked by name.
+    assert [s.name for s in lookup_sources(session)] == ["home"]
+    with pytest.raises(ProfileError, match="revoked this device"):
+        look_up(session, "trust-2", LookupQuery(nhs_number="9434765919"), REASON)
     status = read_status(session.profile.directory)["sources"]["trust-2"]
     assert (status["state"], status["ok"], status["patients"]) == (REVOKED, False, 0)
 
