@@ -210,40 +210,51 @@ def test_the_installed_binary_syncs_two_trusts_and_finds_a_shared_person_once(
     person = numbers[0][shared[0]]
     kerbside = app(installed)
     who = ["--profile", str(here / "profile"), "--user", USER, "--pin-stdin"]
-    with (
-        served(here, here / "region/trust-1", data="home-server") as home_url,
-        served(here, here / "region/trust-2", data="neighbour-server") as neighbour_url,
-    ):
-        ok(
-            run(
-                [kerbside, "enrol", *who, "--server", home_url, "--client-id", TABLET[0]],
-                keychain,
-                here,
-                f"{TEST_PIN}\n{TABLET[1]}\n",
+    with served(here, here / "region/trust-2", data="neighbour-server") as neighbour_url:
+        with served(here, here / "region/trust-1", data="home-server") as home_url:
+            ok(
+                run(
+                    [kerbside, "enrol", *who, "--server", home_url, "--client-id", TABLET[0]],
+                    keychain,
+                    here,
+                    f"{TEST_PIN}\n{TABLET[1]}\n",
+                )
             )
-        )
-        ok(
-            run(
-                [kerbside, "source", "add", *who, "--name", "trust-2", "--server", neighbour_url,
-                 "--client-id", TABLET[0], "--display-name", "Neighbouring Trust"],
-                keychain,
-                here,
-                f"{TEST_PIN}\n{TABLET[1]}\n",
-            )
+            ok(
+                run(
+                    [kerbside, "source", "add", *who, "--name", "trust-2", "--server",
+                     neighbour_url, "--client-id", TABLET[0], "--display-name",
+                     "Neighbouring Trust"],
+                    keychain,
+                    here,
+                    f"{TEST_PIN}\n{TABLET[1]}\n",
+                )
+            )  # fmt: skip
+            assert TABLET[1] not in (here / "profile/profile.json").read_text()
+            done = ok(run([kerbside, "sync", *who, "--quiet"], keychain, here, f"{TEST_PIN}\n"))
+            report = json.loads(done.splitlines()[-1])
+            sources = report["sources"]
+            assert set(sources) == {"home", "trust-2"}
+            assert all(s["ok"] and s["error"] is None and s["pulled"] > 0 for s in sources.values())
+            assert report["pulled"] == sum(s["pulled"] for s in sources.values())
+        listed = json.loads(
+            ok(run([kerbside, "source", "list", "--profile", str(here / "profile"), "--json"],
+                   keychain, here))
         )  # fmt: skip
-        assert TABLET[1] not in (here / "profile/profile.json").read_text()
-        done = ok(run([kerbside, "sync", *who, "--quiet"], keychain, here, f"{TEST_PIN}\n"))
-        report = json.loads(done.splitlines()[-1])
-        sources = report["sources"]
-        assert set(sources) == {"home", "trust-2"}
-        assert all(s["ok"] and s["error"] is None and s["pulled"] > 0 for s in sources.values())
-        assert report["pulled"] == sum(s["pulled"] for s in sources.values())
+        assert [(s["name"], s["state"]) for s in listed] == [("home", "ok"), ("trust-2", "ok")]
 
-    listed = json.loads(
-        ok(run([kerbside, "source", "list", "--profile", str(here / "profile"), "--json"],
-               keychain, here))
-    )  # fmt: skip
-    assert [(s["name"], s["state"]) for s in listed] == [("home", "ok"), ("trust-2", "ok")]
+        # Home down, the neighbour up: the command fails (exit 1, the error last on stderr),
+        # and its last stdout line still says how each source went.
+        failed = run([kerbside, "sync", *who, "--quiet"], keychain, here, f"{TEST_PIN}\n")
+        assert failed.returncode == 1, failed.stderr
+        assert failed.stderr.strip().splitlines()[-1].startswith("kerbside: ")
+        report = json.loads(failed.stdout.strip().splitlines()[-1])
+        assert (report["sources"]["home"]["ok"], report["sources"]["home"]["state"]) == (
+            False,
+            "failed",
+        )
+        assert report["sources"]["trust-2"]["ok"] is True
+
     family = person["name"][0]["family"]
     done = run(
         [kerbside, "search", *who, "--json", "--limit", "50", family], keychain, here,
