@@ -75,15 +75,28 @@ Expected = tuple[int, str]  # (sid, Patient id) a query was made from
 # -- building the cache -----------------------------------------------------------------------
 
 
-def build_cache(directory: Path, patients: int, seed: int) -> dict[str, float]:
-    from app.synthetic import iter_cohort
-
+def _new_cache(directory: Path) -> tuple[Store, bytes]:
+    """A fresh cache (any earlier one removed) under `directory`, and its key."""
     directory.mkdir(parents=True, exist_ok=True)
     key = os.urandom(32)
-    path = directory / "cache.db"
     for stale in directory.glob("cache.db*"):
         stale.unlink()
-    store = Store.create(path, key)
+    return Store.create(directory / "cache.db", key), key
+
+
+def _keep_cache(directory: Path, store: Store, key: bytes, info: dict[str, Any]) -> dict[str, Any]:
+    """Close the cache, keep its key and what building it took (`build.json`) for reuse."""
+    store.close()
+    (directory / "key.bin").write_bytes(key)
+    info["cache_mb"] = round((directory / "cache.db").stat().st_size / 1e6, 1)
+    (directory / "build.json").write_text(json.dumps(info))
+    return info
+
+
+def build_cache(directory: Path, patients: int, seed: int) -> dict[str, Any]:
+    from app.synthetic import iter_cohort
+
+    store, key = _new_cache(directory)
     put_s = 0.0
     counts = {"Patient": 0, "Flag": 0}
     batch: list[dict[str, Any]] = []
@@ -117,18 +130,14 @@ def build_cache(directory: Path, patients: int, seed: int) -> dict[str, float]:
     with store.transaction() as conn:
         PatientIndexer().rebuild(conn)
     rebuild_s = time.perf_counter() - t
-    store.close()
-    (directory / "key.bin").write_bytes(key)
     info = {
         "patients": counts["Patient"],
         "flags": counts["Flag"],
         "put_resources_s": round(put_s, 2),
         "generate_and_put_s": round(total_s, 2),
         "rebuild_index_s": round(rebuild_s, 2),
-        "cache_mb": round(path.stat().st_size / 1e6, 1),
     }
-    (directory / "build.json").write_text(json.dumps(info))
-    return info
+    return _keep_cache(directory, store, key, info)
 
 
 class _Importing:
@@ -150,17 +159,12 @@ def build_sources_cache(directory: Path, patients: int, seed: int, sources: int)
     from app.services.importer import import_ndjson
     from app.synthetic import generate_trusts
 
-    directory.mkdir(parents=True, exist_ok=True)
-    key = os.urandom(32)
-    path = directory / "cache.db"
-    for stale in directory.glob("cache.db*"):
-        stale.unlink()
     region = directory / "region"
     t = time.perf_counter()
     if not (region / f"trust-{sources}" / "Patient.ndjson").exists():
         generate_trusts(sources, OVERLAP, patients, seed, region)
     generate_s = time.perf_counter() - t
-    store = Store.create(path, key)
+    store, key = _new_cache(directory)
     loads = []
     for k in range(1, sources + 1):
         sid = HOME_SOURCE if k == 1 else store.ensure_source(f"trust-{k}", "read-only")
@@ -172,8 +176,6 @@ def build_sources_cache(directory: Path, patients: int, seed: int, sources: int)
         "SELECT count(*) FROM (SELECT person_key FROM patient_index"
         " WHERE person_key LIKE 'nhs:%' GROUP BY person_key HAVING count(*) > 1)"
     ).fetchone()[0]
-    store.close()
-    (directory / "key.bin").write_bytes(key)
     info = {
         "patients": patients,
         "sources": sources,
@@ -181,10 +183,8 @@ def build_sources_cache(directory: Path, patients: int, seed: int, sources: int)
         "people_in_several_sources": merged,
         "generate_s": round(generate_s, 2),
         "import_s": loads,
-        "cache_mb": round(path.stat().st_size / 1e6, 1),
     }
-    (directory / "build.json").write_text(json.dumps(info))
-    return info
+    return _keep_cache(directory, store, key, info)
 
 
 def build_region_cache(directory: Path, patients: int, seed: int, sources: int) -> dict[str, Any]:
@@ -196,11 +196,6 @@ def build_region_cache(directory: Path, patients: int, seed: int, sources: int) 
     from app.services.importer import import_ndjson
     from app.synthetic import generate_trusts, trust_folder
 
-    directory.mkdir(parents=True, exist_ok=True)
-    key = os.urandom(32)
-    path = directory / "cache.db"
-    for stale in directory.glob("cache.db*"):
-        stale.unlink()
     region, joined = directory / "region", directory / "joined"
     t = time.perf_counter()
     if not (joined / "Patient.ndjson").exists():
@@ -213,24 +208,18 @@ def build_region_cache(directory: Path, patients: int, seed: int, sources: int) 
                     if part.exists():
                         out.write(part.read_bytes())
     generate_s = time.perf_counter() - t
-    store = Store.create(path, key)
+    store, key = _new_cache(directory)
     t = time.perf_counter()
     import_ndjson(_Importing(store), joined)  # type: ignore[arg-type]
-    import_s = round(time.perf_counter() - t, 2)
-    rows = store.patient_index().patient_count()
-    store.close()
-    (directory / "key.bin").write_bytes(key)
     info = {
         "patients": patients,
         "sources": 1,
         "region_of_sources": sources,
-        "rows": rows,
+        "rows": store.patient_index().patient_count(),
         "generate_s": round(generate_s, 2),
-        "import_s": import_s,
-        "cache_mb": round(path.stat().st_size / 1e6, 1),
+        "import_s": round(time.perf_counter() - t, 2),
     }
-    (directory / "build.json").write_text(json.dumps(info))
-    return info
+    return _keep_cache(directory, store, key, info)
 
 
 def plain_copy(store: Store, path: Path) -> sqlite3.Connection:
