@@ -299,6 +299,7 @@ class SearchWords:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded: tuple[int, _Vocabulary] = (-1, _Vocabulary(()))
+        self._people: tuple[int, dict[str, tuple[int, ...]]] = (-1, {})
 
     def current(self, reader: PatientIndexReader) -> _Vocabulary:
         generation = reader.vocab_generation()
@@ -309,6 +310,19 @@ class SearchWords:
             if generation > self._loaded[0]:
                 self._loaded = (generation, _Vocabulary(reader.vocabulary()))
             return self._loaded[1]
+
+    def shared_people(self, reader: PatientIndexReader) -> dict[str, tuple[int, ...]]:
+        """The people several rows share (`PatientIndexReader.shared_people`), kept like the
+        vocabulary: loaded again only when a write moved the index's people generation. Only
+        a cache of several sources has any; a one-source cache never loads it."""
+        generation = reader.people_generation()
+        loaded_generation, shared = self._people
+        if generation <= loaded_generation:
+            return shared
+        with self._lock:
+            if generation > self._people[0]:
+                self._people = (generation, reader.shared_people())
+            return self._people[1]
 
 
 class PatientSearch:
@@ -725,15 +739,21 @@ class PatientSearch:
         keys = [k for k in list(groups)[:limit] if k.startswith(MERGED_KEY_PREFIX)]
         # Every source's row of these people: most are among the scored rows; the others
         # (a member the query did not reach) are read whole, for their alerts and names.
-        pids = self._reader.person_pids(keys) if keys else {}
-        missing = {p for ps in pids.values() for p in ps} - rows_by_pid.keys()
+        shared = self._words.shared_people(self._reader) if keys else {}
+        missing = {p for k in keys for p in shared.get(k, ())} - rows_by_pid.keys()
         if missing:
             rows_by_pid.update(self._reader.patients(missing))
         members: dict[str, list[IndexedPatient]] = {}
         for key in keys:
-            found = [rows_by_pid[p] for p in pids.get(key, ()) if p in rows_by_pid]
-            if one_per_source(r.source for r in found):
-                members[key] = sorted(found, key=lambda r: (r.source, r.id))  # home first
+            # The scored rows, and those the in-memory copy names that still are this
+            # person (a pid freed by a delete may be another person's by now).
+            found = {s.row.pid: s.row for s in groups[key]}
+            for p in shared.get(key, ()):
+                row = rows_by_pid.get(p)
+                if row is not None and row.person_key == key:
+                    found[p] = row
+            if one_per_source(r.source for r in found.values()):
+                members[key] = sorted(found.values(), key=lambda r: (r.source, r.id))  # home 1st
         # A number one source holds twice is not one person: its rows stay apart.
         split = frozenset(k for k in keys if k not in members)
         if split:

@@ -16,8 +16,10 @@ Layout (all rebuilt from the `resource` table by `PatientIndexer.rebuild`):
 - `flag_alert`: each active Flag's (source, patient) and badge (code, label, kind, end), so
   alerts are recomputed set-wise from small rows rather than re-parsing Flag JSON, and a Flag
   that moves to another patient or is deleted also refreshes the patient it used to point at.
-- `search_state`: a generation number bumped whenever the vocabulary changes, so a reader can
-  tell cheaply whether its in-memory copy is stale.
+- `search_state`: generation numbers a reader compares with its in-memory copies:
+  `vocab_generation` moves whenever the vocabulary changes, `people_generation` whenever a
+  patient_index row is written or removed (which rows share a person may have changed; absent
+  in a cache no write has touched since, read as 0).
 
 Terms are ASCII-folded lowercase words (accents and apostrophes dropped, hyphen parts and the
 joined form both kept), and for the non-name fields postcodes (full, sector, outward, no
@@ -179,6 +181,16 @@ def person_key(source: int, rid: str, verified_nhs: str | None) -> str:
     that person shares, else `src:<sid>:<id>`, which no other row has. People without a
     verified number are never merged automatically (docs/design/multi-trust.md section 5)."""
     return f"nhs:{verified_nhs}" if verified_nhs else f"src:{source}:{rid}"
+
+
+def _people_changed(conn: Connection) -> None:
+    """Rows were written or removed: who shares a person may have changed, so search's
+    in-memory copy of the shared people (`PatientIndexReader.shared_people`) is stale. Every
+    write of patient_index rows calls this in its transaction."""
+    conn.execute(
+        "INSERT INTO search_state (key, value) VALUES ('people_generation', 1)"
+        " ON CONFLICT (key) DO UPDATE SET value = value + 1"
+    )
 
 
 @dataclass(slots=True)
@@ -518,6 +530,7 @@ class PatientIndexer:
         conn.execute("DELETE FROM patient_index WHERE source = ?", (source,))
         conn.execute("DELETE FROM flag_alert WHERE source = ?", (source,))
         _apply_vocab(conn, vocab_delta)
+        _people_changed(conn)
 
     def clear(self, conn: Connection) -> None:
         """Empty every search table (the start of a bulk load and of a rebuild)."""
@@ -528,6 +541,7 @@ class PatientIndexer:
             DELETE FROM flag_alert""",
         )
         conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+        _people_changed(conn)
 
     def rebuild(self, conn: Connection, batch: int = 5000, flush_every: int = 100_000) -> None:
         """Re-derive every index row from the resource table: the one index build of a bulk
@@ -626,6 +640,7 @@ class PatientIndexer:
             _vocab_change(vocab_delta, new_set, +1)
             rows.append(_row(pid, source, doc, alerts))
         conn.executemany(_REPLACE_ROW, rows)
+        _people_changed(conn)
         _merge_postings(conn, adds, drops)
         _apply_vocab(conn, vocab_delta)
 
@@ -647,6 +662,7 @@ class PatientIndexer:
         for chunk in _chunks(pids):
             marks = ",".join("?" * len(chunk))
             conn.execute(f"DELETE FROM patient_index WHERE pid IN ({marks})", tuple(chunk))
+        _people_changed(conn)
         _merge_postings(conn, {}, drops)
         _apply_vocab(conn, vocab_delta)
 
@@ -739,6 +755,7 @@ def write_built(
         vocab,
     )
     conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
+    _people_changed(conn)  # the rows the load wrote as it went
     conn.executemany(
         "UPDATE patient_index SET alerts = ? WHERE source = ? AND id = ?",
         [(_alerts_json(found), *key) for key, found in _all_alerts(conn).items()],
@@ -1024,18 +1041,24 @@ class PatientIndexReader:
                 out.setdefault(key, []).append(Member(source, rid, pid))
         return {k: ms for k, ms in out.items() if one_per_source(m.source for m in ms)}
 
-    def person_pids(self, person_keys: Iterable[str]) -> dict[str, list[int]]:
-        """The pids of each person's rows, every source's, read from the index on
-        `person_key` alone (no row is read): for search, which holds most of the rows
-        already and reads the others whole. Check `one_per_source` on their sources."""
-        out: dict[str, list[int]] = {}
-        for chunk in _chunks(sorted(set(person_keys))):
-            marks = ",".join("?" * len(chunk))
-            for key, pid in self._conn.execute(
-                f"SELECT person_key, pid FROM patient_index WHERE person_key IN ({marks})",
-                tuple(chunk),
-            ):
-                out.setdefault(key, []).append(pid)
+    def people_generation(self) -> int:
+        row = self._conn.execute(
+            "SELECT value FROM search_state WHERE key = 'people_generation'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def shared_people(self) -> dict[str, tuple[int, ...]]:
+        """The pids of every person more than one row shares (`nhs:` keys held twice or more),
+        read from the index on `person_key` alone: what search keeps in memory to find a
+        merged person's other rows without a query per search (tens of milliseconds at
+        100,000 patients in three sources). Check `one_per_source` on the rows' sources."""
+        out: dict[str, tuple[int, ...]] = {}
+        for key, pids in self._conn.execute(
+            "SELECT person_key, group_concat(pid) FROM patient_index"
+            " WHERE person_key >= 'nhs:' AND person_key < 'nhs;'"
+            " GROUP BY person_key HAVING count(*) > 1"
+        ):
+            out[key] = tuple(int(p) for p in pids.split(","))
         return out
 
     def looked_up(self, pids: Iterable[int]) -> set[int]:

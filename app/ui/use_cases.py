@@ -145,10 +145,14 @@ def search_op(
 
 
 def load_search_words_op(parent: QObject | None, session: Session, words: SearchWords) -> Op[None]:
-    """Load the vocabulary now (after unlock), so the first typed search does not wait."""
+    """Load the vocabulary (and, with several sources, who they share) now, after unlock, so
+    the first typed search does not wait."""
 
     def work(s: Session) -> None:
-        words.current(s.patient_index())
+        reader = s.patient_index()
+        words.current(reader)
+        if len(reader.source_names()) > 1:
+            words.shared_people(reader)
 
     return Op(parent, lambda: session.on_worker(work))
 

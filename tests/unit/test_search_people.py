@@ -19,7 +19,7 @@ import pytest
 from app.cli import main
 from app.fhir import NHS_NUMBER_SYSTEM
 from app.services.importer import import_ndjson
-from app.services.search import Alert, PatientSearch
+from app.services.search import Alert, PatientSearch, SearchWords
 from app.store import HOME_SOURCE, Store
 from app.synthetic import generate_trusts
 from tests.conftest import TEST_PIN
@@ -95,6 +95,66 @@ def test_a_person_only_a_neighbour_knows_carries_the_neighbours_id(store: Store)
     neighbour = next(h for h in hits if h.sid != HOME_SOURCE)
     assert (neighbour.id, neighbour.sid, neighbour.source) == ("p1", west, "west")
     assert neighbour.sources == ("west", "east")
+
+
+def test_one_shared_vocabulary_sees_every_change_of_who_is_one_person(store: Store) -> None:
+    """The UI keeps one `SearchWords` per open cache, and with it who several rows share: each
+    write that changes that (a neighbour's record joining, its number losing verification,
+    its deletion, its pid going to someone else, an erased source, a bulk load) shows in the
+    next search, never a member that left nor a missing one that joined (H23, H24)."""
+    words = SearchWords()
+
+    def members(query: str = "ada okafor") -> list[tuple[tuple[int, str], ...]]:
+        hits = PatientSearch(store, words=words).search(query, today=TODAY).hits
+        return sorted(h.members for h in hits)
+
+    # The neighbour knows her by another name: "ada okafor" reaches home's row only, so
+    # the neighbour's row comes from what `words` holds of who is one person.
+    west = store.ensure_source("west", "read-only")
+    store.put_resources(HOME_SOURCE, [_patient("h7", nhs=SHARED)])
+    assert members() == [((HOME_SOURCE, "h7"),)]
+    store.put_resources(west, [_patient("w3", "Quennell", nhs=SHARED)])  # joins
+    assert members() == [((HOME_SOURCE, "h7"), (west, "w3"))]
+    store.put_resources(west, [_patient("w3", "Quennell", nhs=SHARED, status="02", version="2")])
+    assert members() == [((HOME_SOURCE, "h7"),)]  # no longer verified
+    store.put_resources(west, [_patient("w3", "Quennell", nhs=SHARED, version="3")])
+    assert members() == [((HOME_SOURCE, "h7"), (west, "w3"))]
+    store.delete_resources(west, "Patient", ["w3"])  # its pid (the highest) is free again
+    assert members() == [((HOME_SOURCE, "h7"),)]
+    store.put_resources(west, [_patient("w4", "Quennell", nhs=OTHER)])  # another, on that pid
+    assert members() == [((HOME_SOURCE, "h7"),)]
+    store.put_resources(west, [_patient("w5", "Quennell", nhs=SHARED)])
+    assert members() == [((HOME_SOURCE, "h7"), (west, "w5"))]
+    store.erase_source(west)
+    assert members() == [((HOME_SOURCE, "h7"),)]
+    east = store.ensure_source("east", "read-only")
+    store.begin_bulk_load()
+    store.put_resources(east, [_patient("e2", "Quennell", nhs=SHARED)])
+    store.finish_bulk_load()  # every row derived again
+    assert members() == [((HOME_SOURCE, "h7"), (east, "e2"))]
+    assert members(SHARED) == [((HOME_SOURCE, "h7"), (east, "e2"))]
+
+
+def test_a_stale_copy_of_who_is_one_person_never_adds_someone_else(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth for H23: were a write ever to miss moving the people generation, a
+    pid the in-memory copy names but which now holds another person is left out (at worst
+    a member is missed, shown apart: H24), never merged in."""
+    from app.store import _patient_index
+
+    words = SearchWords()
+    west = store.ensure_source("west", "read-only")
+    store.put_resources(HOME_SOURCE, [_patient("h7", nhs=SHARED)])
+    store.put_resources(west, [_patient("w3", "Quennell", nhs=SHARED)])
+    hits = PatientSearch(store, words=words).search("ada okafor", today=TODAY).hits
+    assert [h.members for h in hits] == [((HOME_SOURCE, "h7"), (west, "w3"))]
+    monkeypatch.setattr(_patient_index, "_people_changed", lambda conn: None)  # the fault
+    store.delete_resources(west, "Patient", ["w3"])
+    store.put_resources(west, [_patient("w4", "Quennell", nhs=OTHER)])  # w3's pid
+    assert store.patient_index().patients([2])[2].id == "w4"
+    hits = PatientSearch(store, words=words).search("ada okafor", today=TODAY).hits
+    assert [h.members for h in hits] == [((HOME_SOURCE, "h7"),)]
 
 
 # -- never merged ---------------------------------------------------------------------------------
