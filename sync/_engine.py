@@ -100,16 +100,29 @@ class SyncEngine:
                 pusher.push_outbox()
                 pusher.push_audit()
             if self.options.pull:
+                first = self.first_load()
                 bulk = (
-                    offers_bulk(caps, self.options)
-                    and self.first_load()
+                    first
+                    and offers_bulk(caps, self.options)
                     and BulkLoad(run).run(self.options.types)
                 )
+                # A paged first load into a cache with nothing to search yet goes through
+                # the same bulk-load path: pages are written without index work and every
+                # index is built once, below (a neighbour's paged first load keeps home's
+                # search answering instead, and indexes page by page).
+                paged_bulk = first and not bulk and not self.store.holds_search_data()
+                if paged_bulk:
+                    self.store.begin_bulk_load()
                 puller = Puller(run)
                 if bulk:
                     puller.phase_word = "catch-up"
-                for rtype in self.options.types:
-                    puller.pull_type(rtype)
+                try:
+                    for rtype in self.options.types:
+                        puller.pull_type(rtype)
+                except BaseException:
+                    if paged_bulk:
+                        self.store.abandon_bulk_load()  # the mark stays: the next run builds
+                    raise
                 if self.store.bulk_load_pending():
                     # An earlier load (sync or import) stopped before its index build.
                     self.progress("index", 0, None)

@@ -133,6 +133,10 @@ class SyncStore(Protocol):
     def bulk_load_pending(self) -> bool:
         """A bulk load (sync or import) began and its index build has not finished."""
 
+    def holds_search_data(self) -> bool:
+        """The cache holds any source's Patient or Flag (search would have something to
+        lose while a bulk load runs)."""
+
     def get_state(self, key: str) -> str | None:
         """Small sync state (deletion cursors, pass markers, counters)."""
 

@@ -134,6 +134,9 @@ class StoreSyncPort:
     def bulk_load_pending(self) -> bool:
         return self.store.bulk_load_pending()
 
+    def holds_search_data(self) -> bool:
+        return self.store.holds_search_data()
+
     def get_state(self, key: str) -> str | None:
         return self.store.get_sync_state(self.source, key)
 

@@ -308,9 +308,7 @@ class Store:
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT_PAGES}")
         # The load's own postings can stand for the whole index only if the cache held no
         # Patient or Flag of any source (`clear` above took every source's rows).
-        self._bulk = _BulkRun(
-            data_version=self._data_version(), armed=not self._holds_derived_types()
-        )
+        self._bulk = _BulkRun(data_version=self._data_version(), armed=not self.holds_search_data())
 
     def put_rows(
         self, source: int, rows: Sequence[_resources.Row], *, into_empty: bool = False
@@ -413,7 +411,9 @@ class Store:
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_CHECKPOINT_PAGES}")
 
-    def _holds_derived_types(self) -> bool:
+    def holds_search_data(self) -> bool:
+        """Any source's Patient or Flag is cached: what search reads, and what a bulk load
+        would take out of search until its index build."""
         marks = ",".join("?" * len(_DERIVED_TYPES))
         return (
             self.conn.execute(

@@ -137,6 +137,38 @@ def test_a_server_without_export_is_paged(tablet: Any, reference: ReferenceServe
     assert_cache_equals_server(tablet, reference)
 
 
+def test_a_paged_first_load_builds_the_indexes_once_and_a_broken_one_finishes_next_time(
+    tablet: Any, reference: ReferenceServer
+) -> None:
+    """Without `$export`, the first load of a new cache pages through the same bulk-load path:
+    no index work per page, every index built once at the end. Broken part-way (the network
+    dies), search refuses rather than answer from half an index, the connection is back to
+    its usual settings, and the next sync finishes the load and the build."""
+    reference.configure(bulk_export=False)
+    reference.inject("drop", path="/fhir/Flag", method="GET", after_bytes=200, count=100)
+    pending_while_paging: list[bool] = []
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        if phase == "pull Patient" and done:
+            pending_while_paging.append(tablet.store.bulk_load_pending())
+
+    with pytest.raises(SyncError):
+        run_sync(tablet, retry=FAST_RETRY, progress=progress)
+    assert pending_while_paging and all(pending_while_paging)
+    assert tablet.store.bulk_load_pending()
+    assert tablet.store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    with pytest.raises(IndexIncomplete):
+        PatientSearch(tablet.store).search("smith")
+    reference.clear_faults()
+    phases: list[str] = []
+    report = run_sync(tablet, progress=lambda phase, done, total: phases.append(phase))
+    assert not report.bulk_export and "index" in phases
+    assert not tablet.store.bulk_load_pending()
+    assert_cache_equals_server(tablet, reference)
+    name = tablet.store.conn.execute("SELECT display_name FROM patient_index LIMIT 1").fetchone()
+    assert names_found(tablet, name[0])
+
+
 def test_a_group_cohort_is_exported_and_a_declined_kick_off_is_paged(
     tablet: Any, reference: ReferenceServer, tmp_path: Path
 ) -> None:

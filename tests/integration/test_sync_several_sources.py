@@ -18,6 +18,7 @@ from app.errors import CacheWiped, ProfileError
 from app.security import Profile, client_secret
 from app.services.lookup import LookupQuery, LookupReason, look_up, lookup_sources
 from app.services.records import ACCESS_REASONS, open_record
+from app.services.search import PatientSearch
 from app.services.session import read_status
 from app.services.sources import list_sources
 from app.services.syncing import (
@@ -158,6 +159,39 @@ def test_one_run_syncs_every_source_home_first_and_each_learns_of_reads_of_its_r
     again = run_sync(session)
     assert again.audit_uploaded == 0
     assert _audited_patients(west_server) == of_west
+
+
+def test_a_neighbours_paged_first_load_leaves_homes_search_answering(
+    session: Any, servers: list[ReferenceServer]
+) -> None:
+    """A first load into a cache with nothing to search goes through the bulk-load path (no
+    search until its index build); a neighbour's first load, paged, must not take home's
+    people out of search meanwhile: it indexes page by page."""
+    home_server, west_server = servers
+    west_server.configure(bulk_export=False)
+    (west,) = enrol_sources(session, home_server, west_server)
+    home_name = ""
+    seen: list[tuple[bool, int]] = []
+    neighbour = False
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        nonlocal neighbour, home_name
+        if phase == "source trust-2":  # home is synced and searchable
+            neighbour = True
+            home_name = session.store.conn.execute(
+                "SELECT display_name FROM patient_index WHERE source = 1 LIMIT 1"
+            ).fetchone()[0]
+        if neighbour and phase == "pull Patient" and done:
+            hits = PatientSearch(session.store).search(home_name).hits
+            seen.append((session.store.bulk_load_pending(), len(hits)))
+
+    report = run_sync(session, progress=progress)
+    assert report.sources["home"].report.bulk_export
+    assert not report.sources["trust-2"].report.bulk_export
+    assert seen and all(not pending and hits for pending, hits in seen)
+    assert cache_cohort(session.store, source=west) == server_cohort(
+        west_server, west_server.session(admin=True)
+    )
 
 
 def test_a_neighbour_down_is_its_own_failure_while_home_syncs(
