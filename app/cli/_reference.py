@@ -129,6 +129,13 @@ def _register_serve(subparsers: Any) -> None:
         dest="history_order",
     )
     p.add_argument(
+        "--no-bulk-export",
+        action="store_false",
+        dest="bulk_export",
+        help="offer no FHIR Bulk Data $export (and say so in the CapabilityStatement), as a "
+        "server without it: tablets page their first load",
+    )
+    p.add_argument(
         "--timestamp-precision",
         choices=("us", "ms", "s"),
         default="us",
@@ -200,6 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
         paging=args.paging,
         history=args.history,
         history_order=args.history_order,
+        bulk_export=args.bulk_export,
         timestamp_precision=args.timestamp_precision,
         token_lifetime_s=args.token_lifetime,
         fault_seed=args.fault_seed,

@@ -40,6 +40,7 @@ class ReferenceConfig:
     paging: Paging = "keyset"
     history: bool = True
     history_order: HistoryOrder = "newest-first"
+    bulk_export: bool = True  # off: a server without FHIR Bulk Data (tablets page)
     token_lifetime_s: float = 300.0
     page_token_ttl_s: float = 3600.0
     fault_seed: int = 0
@@ -90,7 +91,11 @@ class ReferenceState:
         self.config = config
         self.faults = faults or FaultInjector(config.fault_seed)
         self.settings = Settings(
-            config.paging, config.history, config.history_order, config.token_lifetime_s
+            config.paging,
+            config.history,
+            config.history_order,
+            config.token_lifetime_s,
+            bulk_export=config.bulk_export,
         )
         self.journal: deque[dict[str, Any]] = deque(maxlen=config.journal_size)
         self.startup_error: BaseException | None = None

@@ -12,10 +12,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+
+from sync import parse_capabilities
 
 KERBSIDE = str(Path(sys.executable).parent / "kerbside")
 TABLET = ("a", "b")
@@ -37,8 +40,8 @@ class Served:
         return self.proc.returncode, err
 
 
-@pytest.fixture
-def served(tmp_path: Path, cohort_dir: Path) -> Iterator[Served]:
+@contextmanager
+def serving(tmp_path: Path, cohort_dir: Path, *extra: str) -> Iterator[Served]:
     proc = subprocess.Popen(
         [
             KERBSIDE,
@@ -51,6 +54,7 @@ def served(tmp_path: Path, cohort_dir: Path) -> Iterator[Served]:
             ":".join(TABLET),
             "--admin-client",
             ":".join(ADMIN),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -69,6 +73,12 @@ def served(tmp_path: Path, cohort_dir: Path) -> Iterator[Served]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.fixture
+def served(tmp_path: Path, cohort_dir: Path) -> Iterator[Served]:
+    with serving(tmp_path, cohort_dir) as started:
+        yield started
 
 
 def admin_cli(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
@@ -166,3 +176,23 @@ def test_reference_admin_revokes_a_device_and_switches_faults(served: Served) ->
 
     code, err = served.stop(signal.SIGINT)
     assert code == 0 and "Traceback" not in err
+
+
+def test_serve_reference_without_bulk_export_says_so_and_refuses_it(
+    tmp_path: Path, cohort_dir: Path
+) -> None:
+    """`--no-bulk-export`: a central record without FHIR Bulk Data (tablets page)."""
+    with serving(tmp_path, cohort_dir, "--no-bulk-export") as server:
+        cs = requests.get(f"{server.url}/metadata", timeout=30).json()
+        assert not parse_capabilities(cs).bulk_export  # what a tablet reads it by
+        access = token(server, TABLET).json()["access_token"]
+        kick_off = requests.get(
+            f"{server.url}/$export",
+            headers={"Authorization": f"Bearer {access}", "Prefer": "respond-async"},
+            timeout=30,
+        )
+        assert 400 <= kick_off.status_code < 500
+    (tmp_path / "with").mkdir()
+    with serving(tmp_path / "with", cohort_dir) as server:
+        cs = requests.get(f"{server.url}/metadata", timeout=30).json()
+        assert parse_capabilities(cs).bulk_export

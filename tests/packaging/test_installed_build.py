@@ -194,7 +194,9 @@ def test_the_installed_binary_syncs_two_trusts_and_finds_a_shared_person_once(
 ) -> None:
     """Issue 14 as a Trust deploys it: the home Trust set by `enrol`, a neighbour added with
     `source add` (its secret in the real keychain), one `sync` of both, and a person both
-    Trusts know (the same verified NHS number) found once, naming both."""
+    Trusts know (the same verified NHS number) found once, naming both. Home turns `$export`
+    down, so its first load is paged, through the bulk-load path (a new cache: nothing to
+    search yet); the neighbour's goes through `$export`."""
     here = tmp_path
     ok(
         run(
@@ -211,7 +213,8 @@ def test_the_installed_binary_syncs_two_trusts_and_finds_a_shared_person_once(
     kerbside = app(installed)
     who = ["--profile", str(here / "profile"), "--user", USER, "--pin-stdin"]
     with served(here, here / "region/trust-2", data="neighbour-server") as neighbour_url:
-        with served(here, here / "region/trust-1", data="home-server") as home_url:
+        no_export = ("--no-bulk-export",)
+        with served(here, here / "region/trust-1", "home-server", no_export) as home_url:
             ok(
                 run(
                     [kerbside, "enrol", *who, "--server", home_url, "--client-id", TABLET[0]],
@@ -231,8 +234,14 @@ def test_the_installed_binary_syncs_two_trusts_and_finds_a_shared_person_once(
                 )
             )  # fmt: skip
             assert TABLET[1] not in (here / "profile/profile.json").read_text()
-            done = ok(run([kerbside, "sync", *who, "--quiet"], keychain, here, f"{TEST_PIN}\n"))
-            report = json.loads(done.splitlines()[-1])
+            synced = run([kerbside, "sync", *who], keychain, here, f"{TEST_PIN}\n")
+            report = json.loads(ok(synced).splitlines()[-1])
+            # Its progress lines (stderr): home paged, then built its indexes once; the
+            # neighbour exported.
+            phases = [line.split(":")[0] for line in synced.stderr.splitlines()]
+            at = phases.index("source trust-2")
+            assert "pull Patient" in phases[:at] and "index" in phases[:at], phases
+            assert "export" not in phases[:at] and "export" in phases[at:], phases
             sources = report["sources"]
             assert set(sources) == {"home", "trust-2"}
             assert all(s["ok"] and s["error"] is None and s["pulled"] > 0 for s in sources.values())
@@ -293,10 +302,12 @@ def search(
 class served:
     """`kerbside serve-reference` from the dev install, seeded with `seed`; yields its URL."""
 
-    def __init__(self, cwd: Path, seed: Path, data: str = "server") -> None:
+    def __init__(
+        self, cwd: Path, seed: Path, data: str = "server", extra: tuple[str, ...] = ()
+    ) -> None:
         self.proc = subprocess.Popen(
             [DEV_KERBSIDE, "serve-reference", "--data", str(cwd / data), "--seed", str(seed),
-             "--client", ":".join(TABLET)],
+             "--client", ":".join(TABLET), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         )  # fmt: skip
 
