@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from app.fhir import patient_ref_of
+from app.store import _json
 from app.store._patient_index import (
     _TYPECODE,
     NAME_FIELDS,
@@ -131,7 +130,7 @@ class BulkPreparer:
                 patient_id = patient_ref_of(res)
                 alert = flag_alert(res) if patient_id else None
                 if alert is not None and patient_id:
-                    out.flags.append((self.source, res["id"], patient_id, orjson.dumps(alert)))
+                    out.flags.append((self.source, res["id"], patient_id, _json.dumps(alert)))
         return out
 
     def finish(self) -> BuiltIndex:

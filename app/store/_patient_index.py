@@ -52,6 +52,7 @@ from app.fhir import (
     verified_nhs_number,
 )
 from app.nhs_number import normalise as normalise_nhs_number
+from app.store import _json
 from app.store._connection import Connection, run_script
 from app.textkeys import ADDRESS_STOPWORDS, name_terms, phonetic_keys, postcode_terms, words
 
@@ -426,7 +427,7 @@ def _alerts_json(alerts: Iterable[tuple[str, str, str, str | None]]) -> bytes | 
     if not seen:
         return None
     ordered = sorted(seen.values(), key=lambda a: (_KIND_ORDER.get(a[2], 9), a[1]))
-    return orjson.dumps(ordered)
+    return _json.dumps(ordered)
 
 
 _COLUMNS = (
@@ -455,7 +456,7 @@ def _row(pid: int, source: int, doc: _Doc, alerts: bytes | None) -> tuple[Any, .
         doc.address,
         alerts,
         doc.names,
-        orjson.dumps(list(doc.terms)),
+        _json.dumps(list(doc.terms)),
     )
 
 
@@ -685,7 +686,7 @@ class PatientIndexer:
             patients.add(patient_id)
             alert = flag_alert(flag)
             if alert is not None:
-                rows.append((source, flag["id"], patient_id, orjson.dumps(alert)))
+                rows.append((source, flag["id"], patient_id, _json.dumps(alert)))
         put_flag_rows(conn, rows)
         return patients
 

@@ -12,6 +12,7 @@ import orjson
 
 from app.errors import InvalidInput
 from app.fhir import patient_ref_of
+from app.store import _json
 from app.store._connection import Connection
 
 # The current layout (schema version 5, `_migrations._v5`). `source` is the sid of the central
@@ -147,7 +148,7 @@ def row_of(res: dict[str, Any], raw: bytes | None = None) -> Row:
     """The `resource` row of one resource; `raw` is its JSON as received (a bulk load keeps
     those bytes instead of serialising the parsed copy again)."""
     meta = res.get("meta") or {}
-    blob = raw if raw is not None else orjson.dumps(res)
+    blob = raw if raw is not None else _json.dumps(res)
     if len(blob) > MAX_RESOURCE_BYTES:
         # A 10 MB name once made search peak at 477 MB (issue 12 finding 6): refuse the batch.
         raise InvalidInput(
