@@ -311,6 +311,13 @@ class SearchWords:
                 self._loaded = (generation, _Vocabulary(reader.vocabulary()))
             return self._loaded[1]
 
+    def preload(self, reader: PatientIndexReader) -> None:
+        """Load now what the first search would (after unlock, off the window thread): the
+        vocabulary and, with several sources, who they share."""
+        self.current(reader)
+        if len(reader.source_names()) > 1:
+            self.shared_people(reader)
+
     def shared_people(self, reader: PatientIndexReader) -> dict[str, tuple[int, ...]]:
         """The people several rows share (`PatientIndexReader.shared_people`), kept like the
         vocabulary: loaded again only when a write moved the index's people generation. Only

@@ -149,10 +149,7 @@ def load_search_words_op(parent: QObject | None, session: Session, words: Search
     the first typed search does not wait."""
 
     def work(s: Session) -> None:
-        reader = s.patient_index()
-        words.current(reader)
-        if len(reader.source_names()) > 1:
-            words.shared_people(reader)
+        words.preload(s.patient_index())
 
     return Op(parent, lambda: session.on_worker(work))
 
