@@ -12,11 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 
-import orjson
-
 from app.errors import StoreUnavailable
 from app.fhir import verified_nhs_number
-from app.store import _sources
+from app.store import _codec, _sources
 from app.store._clock import utc_now
 from app.store._connection import Connection, run_script
 from app.store._patient_index import person_key
@@ -368,7 +366,7 @@ def _v5_person_keys(conn: Connection) -> None:
         for rid, blob in conn.execute(
             f"SELECT id, json FROM resource WHERE rid IN ({marks}) ORDER BY rid", chunk
         ):
-            number = verified_nhs_number(orjson.loads(blob))
+            number = verified_nhs_number(_codec.loads(blob))
             if number is not None:
                 keys.append((person_key(1, rid, number), rid))
     keys.sort(key=lambda k: k[1])

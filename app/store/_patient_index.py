@@ -52,7 +52,7 @@ from app.fhir import (
     verified_nhs_number,
 )
 from app.nhs_number import normalise as normalise_nhs_number
-from app.store import _json
+from app.store import _codec, _json
 from app.store._connection import Connection, run_script
 from app.textkeys import ADDRESS_STOPWORDS, name_terms, phonetic_keys, postcode_terms, words
 
@@ -560,7 +560,7 @@ class PatientIndexer:
                 "SELECT json FROM resource WHERE source = ? AND type = 'Flag'", (source,)
             )
             while rows := cursor.fetchmany(batch):
-                self._store_flags(conn, source, [orjson.loads(r[0]) for r in rows])
+                self._store_flags(conn, source, [_codec.loads(r[0]) for r in rows])
         alerts = _all_alerts(conn)
         adds: dict[tuple[str, int], array] = {}
         vocab_delta: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -578,7 +578,7 @@ class PatientIndexer:
                 deriver = _Deriver()
                 rows = []
                 for (blob,) in raw:
-                    doc = deriver.derive(orjson.loads(blob))
+                    doc = deriver.derive(_codec.loads(blob))
                     pid += 1
                     for key in doc.terms:
                         held = adds.get(key)

@@ -8,11 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-import orjson
-
 from app.errors import InvalidInput
 from app.fhir import patient_ref_of
-from app.store import _json
+from app.store import _codec, _json
 from app.store._connection import Connection
 
 # The current layout (schema version 5, `_migrations._v5`). `source` is the sid of the central
@@ -145,8 +143,8 @@ MAX_RESOURCE_BYTES = 1 << 20  # one resource as stored; a real Patient or Flag i
 
 
 def row_of(res: dict[str, Any], raw: bytes | None = None) -> Row:
-    """The `resource` row of one resource; `raw` is its JSON as received (a bulk load keeps
-    those bytes instead of serialising the parsed copy again)."""
+    """The `resource` row of one resource, its JSON packed (`_codec`); `raw` is its JSON as
+    received (a bulk load keeps those bytes instead of serialising the parsed copy again)."""
     meta = res.get("meta") or {}
     blob = raw if raw is not None else _json.dumps(res)
     if len(blob) > MAX_RESOURCE_BYTES:
@@ -162,7 +160,7 @@ def row_of(res: dict[str, Any], raw: bytes | None = None) -> Row:
         meta.get("versionId"),
         meta.get("lastUpdated"),
         patient_ref_of(res),
-        blob,
+        _codec.pack(blob),
     )
 
 
@@ -371,7 +369,7 @@ def get(conn: Connection, source: int, rtype: str, rid: str) -> dict[str, Any] |
     row = conn.execute(
         "SELECT json FROM resource WHERE source = ? AND type = ? AND id = ?", (source, rtype, rid)
     ).fetchone()
-    return orjson.loads(row[0]) if row else None
+    return _codec.loads(row[0]) if row else None
 
 
 def for_patient(
@@ -389,4 +387,4 @@ def for_patient(
             f"SELECT json FROM resource WHERE source = ? AND patient_id = ? AND type IN ({marks})",
             (source, patient_id, *wanted),
         )
-    return [orjson.loads(r[0]) for r in rows]
+    return [_codec.loads(r[0]) for r in rows]

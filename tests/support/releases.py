@@ -13,6 +13,7 @@ import pytest
 
 import app.security._keyring as kr
 from app.security import Profile
+from app.store._codec import unpack
 from app.store._connection import connect
 from app.store._patient_index import decode_pids
 
@@ -81,7 +82,7 @@ def cache_contents(conn: Any, *, source_column: bool) -> dict[str, Any]:
         cursors = conn.execute("SELECT type, value FROM sync_cursor").fetchall()
     return {
         "resources": {
-            (t, i): bytes(j)
+            (t, i): unpack(bytes(j))
             for t, i, j in conn.execute(f"SELECT type, id, json FROM resource{where}")
         },
         "index": {r[0]: r[1:] for r in conn.execute(f"SELECT {columns} FROM patient_index{where}")},

@@ -16,6 +16,7 @@ import requests
 from app.fhir import CACHED_TYPES, FIELD_RECORD_ID_SYSTEM
 from app.services.encounters import parse_encounter_json, record_many
 from app.store import HOME_SOURCE, Store
+from app.store._codec import unpack
 from app.store._patient_index import decode_pids
 from sync import RetryPolicy
 from sync.reference import ReferenceServer
@@ -63,7 +64,7 @@ def cache_cohort(
         "SELECT type, id, json FROM resource WHERE source = ?", (source,)
     ):
         if rtype in out:
-            out[rtype][rid] = bytes(body)
+            out[rtype][rid] = unpack(bytes(body))
     return out
 
 
