@@ -15,12 +15,13 @@ import multiprocessing
 import pickle
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
+# A batch of NDJSON: its lines, or one bytes object of whole lines (split by the worker).
+Batch = list[bytes] | bytes
 
 
 def in_background(items: Iterator[T], depth: int = 3) -> Generator[T, None, None]:
@@ -105,15 +106,18 @@ class BulkWorker:
             return
         ctx = multiprocessing.get_context("spawn")
         self._tasks: Any = ctx.Queue()  # a feeder thread writes: `put` never blocks the writer
-        self._answers, answers_in = ctx.Pipe(duplex=False)
+        # Answers through a queue too, so the worker's feeder thread waits for this process to
+        # read while the worker prepares the next batch. Through a bare pipe the worker sat in
+        # `send` until the writer came back from its commit, and only one batch was ever
+        # prepared ahead, whatever `depth` said (the writer waited 9 s of a 26 s 100k load).
+        self._answers: Any = ctx.Queue()
         self._proc = ctx.Process(
             target=_serve,
-            args=(factory, self._tasks, answers_in),
+            args=(factory, self._tasks, self._answers),
             name="kerbside-bulk-prepare",
             daemon=True,
         )
         self._proc.start()
-        answers_in.close()
 
     def __enter__(self) -> BulkWorker:
         return self
@@ -122,46 +126,45 @@ class BulkWorker:
         self.close()
 
     def map(
-        self, rtype: str, batches: Iterator[list[bytes]], parse: Any, first: int = 1
+        self, rtype: str, batches: Iterator[Batch], parse: Any, first: int = 1
     ) -> Generator[tuple[Any, int], None, None]:
-        """(prepared batch, lines in it) for each batch, in order. `first`: the number of the
-        first line (each batch carries on from the last). Leaving early or an error makes
-        `finish` return None (the preparer saw batches that were never written)."""
+        """(prepared batch, lines in it) for each batch, in order: a batch is a list of lines,
+        or one bytes object of whole lines that the worker splits (blank lines dropped).
+        `first`: the number of the first line (each batch carries on from the last). Leaving
+        early or an error makes `finish` return None (the preparer saw batches that were never
+        written)."""
         numbered = _numbered(batches, first)
         if self._local is not None:
             local = self._local
             ok = False
             try:
                 yield from in_background(
-                    (
-                        (local.prepare(rtype, lines, parse, start), len(lines))
-                        for start, lines in numbered
-                    ),
+                    (_prepare(local, rtype, batch, parse, start) for start, batch in numbered),
                     depth=self.depth,
                 )
                 ok = True
             finally:
                 self.failed = self.failed or not ok
             return
-        sizes: deque[int] = deque()
+        outstanding = 0
         source = in_background(numbered, depth=self.depth)
         ok = False
         try:
-            for start, lines in source:
-                self._tasks.put(("prepare", (rtype, lines, parse, start)))
-                sizes.append(len(lines))
-                if len(sizes) >= self.depth:
-                    size = sizes.popleft()
-                    yield self._answer(), size
-            while sizes:
-                size = sizes.popleft()
-                yield self._answer(), size
+            for start, batch in source:
+                self._tasks.put(("prepare", (rtype, batch, parse, start)))
+                outstanding += 1
+                if outstanding >= self.depth:
+                    outstanding -= 1
+                    yield self._answer()
+            while outstanding:
+                outstanding -= 1
+                yield self._answer()
             ok = True
         finally:
             source.close()
             if not ok:
                 self.failed = True
-                self._drain(len(sizes))
+                self._drain(outstanding)
 
     def finish(self) -> Any:
         """The preparer's `finish()` (what it collected over every batch), or None when a
@@ -191,11 +194,16 @@ class BulkWorker:
     def _answer(self) -> Any:
         # Poll, so a worker that died (killed, out of memory) fails the load instead of
         # hanging it.
-        while not self._answers.poll(0.5):
-            if not self._proc.is_alive():
-                self.failed = True
-                raise RuntimeError("the bulk load's worker process ended unexpectedly")
-        ok, value = self._answers.recv()
+        while True:
+            try:
+                ok, value = self._answers.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    self.failed = True
+                    raise RuntimeError(
+                        "the bulk load's worker process ended unexpectedly"
+                    ) from None
         if not ok:
             self.failed = True
             raise value
@@ -212,14 +220,27 @@ class BulkWorker:
                 continue
 
 
-def _numbered(batches: Iterator[list[bytes]], first: int) -> Iterator[tuple[int, list[bytes]]]:
-    for lines in batches:
-        yield first, lines
-        first += len(lines)
+def _numbered(batches: Iterator[Batch], first: int) -> Iterator[tuple[int, Batch]]:
+    for batch in batches:
+        yield first, batch
+        if isinstance(batch, bytes):
+            first += batch.count(b"\n") + (not batch.endswith(b"\n"))
+        else:
+            first += len(batch)
+
+
+def _prepare(
+    preparer: Preparer, rtype: str, batch: Batch, parse: Any, first: int
+) -> tuple[Any, int]:
+    """The prepared batch and how many lines it held."""
+    if isinstance(batch, bytes):
+        batch = [line for line in batch.split(b"\n") if line.strip()]
+    return preparer.prepare(rtype, batch, parse, first), len(batch)
 
 
 def _serve(factory: Callable[[], Preparer], tasks: Any, answers: Any) -> None:
     """The worker process: prepare what comes, in order, until told to stop."""
+    answers.cancel_join_thread()  # a parent gone mid-load must not keep this process alive
     preparer = factory()
     quiet = getattr(preparer, "quiet_gc", None)
     if quiet is not None:
@@ -233,10 +254,13 @@ def _serve(factory: Callable[[], Preparer], tasks: Any, answers: Any) -> None:
             return
         op, args = task
         try:
-            answer: tuple[bool, Any] = (True, getattr(preparer, op)(*args))
+            if op == "prepare":
+                answer: tuple[bool, Any] = (True, _prepare(preparer, *args))
+            else:
+                answer = (True, getattr(preparer, op)(*args))
         except Exception as exc:
             answer = (False, _portable(exc))
-        answers.send(answer)
+        answers.put(answer)
 
 
 def _portable(exc: Exception) -> Exception:

@@ -4,6 +4,7 @@ half an index. Real SQLCipher files."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from app.services.importer import import_ndjson, ndjson_files
 from app.services.search import PatientSearch
 from app.services.session import enrol
 from app.store import HOME_SOURCE, Store, row_of
+from app.store._bulk import BulkPreparer
+from sync._bulk import parse_line
+from sync._pipeline import BulkWorker
 from tests.conftest import TEST_KDF, TEST_LOCKOUT, TEST_PIN
 from tests.support.sync import index_contents
 
@@ -93,3 +97,47 @@ def test_a_bad_line_in_the_worker_process_stops_the_import_with_its_line_number(
     assert not store.bulk_load_pending()
     held = store.count_by_type("Patient").get("Patient", 0)
     assert held == store.conn.execute("SELECT count(*) FROM patient_index").fetchone()[0]
+
+
+@pytest.mark.parametrize("process", [True, False])
+def test_a_batch_of_whole_lines_as_one_block_prepares_as_its_lines(
+    cohort_dir: Path, process: bool
+) -> None:
+    """Sync's bulk load hands the worker blocks of whole lines as they arrived (blank lines,
+    the file's last line without its newline) instead of lists of lines: what is prepared,
+    and how many lines each batch is said to hold, is the same."""
+    lines = [
+        line.strip()
+        for line in (cohort_dir / "Patient.ndjson").read_bytes().splitlines()
+        if line.strip()
+    ]
+    halves = (lines[: len(lines) // 2], lines[len(lines) // 2 :])
+    blocks = [
+        b"\n\n".join(halves[0]) + b"\n  \n",  # blank and white lines between and after
+        b"\n".join(halves[1]),  # the file's end: no newline after the last line
+    ]
+    parse = partial(parse_line, rtype="Patient", label="bulk Patient")
+
+    def run(batches: list[Any]) -> tuple[list[Any], Any]:
+        with BulkWorker(partial(BulkPreparer, HOME_SOURCE), process=process) as worker:
+            answers = list(worker.map("Patient", iter(batches), parse))
+            return answers, worker.finish()
+
+    as_lines, built_from_lines = run(list(halves))
+    as_blocks, built_from_blocks = run(blocks)
+    assert [size for _p, size in as_blocks] == [len(h) for h in halves]
+    assert [p.rows for p, _s in as_blocks] == [p.rows for p, _s in as_lines]
+    assert [p.patients for p, _s in as_blocks] == [p.patients for p, _s in as_lines]
+    assert built_from_blocks == built_from_lines
+    assert built_from_blocks.patients == len(lines)
+
+
+def test_a_restarted_download_skips_exactly_the_lines_it_handed_over() -> None:
+    """A server without ranges sends the file again from its start: the lines already handed
+    over are skipped, across as many blocks as they span, and not one more."""
+    from sync._bulk import _skip_lines
+
+    assert _skip_lines(b"a\nb\nc\n", 2) == (b"c\n", 0)
+    assert _skip_lines(b"a\nb\n", 3) == (b"", 1)  # one more to skip in the next block
+    assert _skip_lines(b"a\n\nb\n", 2) == (b"b\n", 0)  # a blank line counts as a line
+    assert _skip_lines(b"a\nb", 1) == (b"b", 0)
