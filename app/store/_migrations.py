@@ -373,6 +373,13 @@ def _v5_person_keys(conn: Connection) -> None:
     conn.executemany("UPDATE patient_index SET person_key = ? WHERE source = 1 AND id = ?", keys)
 
 
+def _v6(conn: Connection) -> None:
+    """Resource JSON packed from now on (`_codec`): nothing to rewrite (a row written before
+    is read as it is, and packed when next written). The version moves so that a release
+    before packing, put back on a tablet after this one wrote, refuses the cache with "update
+    Kerbside" (`Store.migrate`) instead of failing on the first packed row it reads."""
+
+
 # One function per schema version, each run in its own transaction with the version bump.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)

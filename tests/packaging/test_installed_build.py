@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_PIN
+from tests.support.sync import encounter_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.packaging]
 
@@ -177,7 +178,6 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
 
         ok(run([kerbside, "import", *who, str(here / "local")], env, here, f"{TEST_PIN}\n"))
         assert local["id"] in search(kerbside, who, local, env, here)
-
         report = json.loads(
             ok(run([kerbside, "sync", *who, "--quiet"], env, here, f"{TEST_PIN}\n")).splitlines()[
                 -1
@@ -185,6 +185,25 @@ def test_the_installed_binary_enrols_imports_searches_and_syncs(
         )
         assert report["pulled"] > 0
         assert remote["id"] in search(kerbside, who, remote, env, here)
+        # Recording reads the person's cached record: JSON packed as synced, unpacked with
+        # the dictionary this build ships (app/store/_codec.py).
+        (here / "encounters.json").write_text(json.dumps([encounter_json({"id": remote["id"]})]))
+        recorded = ok(
+            run(
+                [kerbside, "record", *who, "--from-json", "encounters.json"],
+                env,
+                here,
+                f"{TEST_PIN}\n",
+            )
+        )
+        assert len(json.loads(recorded.splitlines()[-1])) == 1
+
+        again = json.loads(
+            ok(run([kerbside, "sync", *who, "--quiet"], env, here, f"{TEST_PIN}\n")).splitlines()[
+                -1
+            ]
+        )
+        assert (again["pushed"], again["rejected"]) == (1, 0)
 
 
 def test_the_installed_binary_syncs_two_trusts_and_finds_a_shared_person_once(

@@ -45,7 +45,11 @@ def test_the_installed_wheel_renders_every_screen(tmp_path: Path) -> None:
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT], tmp_path)
     (wheel,) = wheels.glob("kerbside-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"app/resources/theme.qss", "app/resources/icons/kerbside.svg"} <= names
+    assert {
+        "app/resources/theme.qss",
+        "app/resources/icons/kerbside.svg",
+        "app/resources/fhir-r4-1.zdict",  # the records cannot be read without it
+    } <= names
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", venv], tmp_path)
