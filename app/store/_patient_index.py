@@ -544,7 +544,7 @@ class PatientIndexer:
         conn.execute("UPDATE search_state SET value = value + 1 WHERE key = 'vocab_generation'")
         _people_changed(conn)
 
-    def rebuild(self, conn: Connection, batch: int = 5000, flush_every: int = 100_000) -> None:
+    def rebuild(self, conn: Connection, batch: int = 500, flush_every: int = 100_000) -> None:
         """Re-derive every index row from the resource table: the one index build of a bulk
         load (sync's first load, `kerbside import`), and after a schema or rule change.
 
@@ -552,6 +552,12 @@ class PatientIndexer:
         order, postings are collected in memory and appended every `flush_every` patients
         (each common term's blob is rewritten a few times, not once per batch), and the
         vocabulary is written once. Call inside a transaction (`with store.transaction()`).
+
+        `batch`: rows fetched at a time, kept small because `fetchmany` holds the GIL from
+        row to row, and the window's thread shares it: packed rows are a few hundred bytes,
+        so SQLite's steps are too short to hand the GIL over, and 5,000 of them froze the
+        window for up to 260 ms (bench_ui_stall.py --paged: 200 ms stalls at 5,000, 52 ms at
+        500, and the build no slower).
         """
         self.clear(conn)
         sources = [int(sid) for (sid,) in conn.execute("SELECT sid FROM source ORDER BY sid")]
