@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput, SchemaTooNew, StoreUnavailable
-from app.store import _audit, _outbox, _patient_index, _resources, _sources, _sync_state
+from app.store import _audit, _codec, _outbox, _patient_index, _resources, _sources, _sync_state
 from app.store._bulk import BuiltIndex, BulkPreparer, Prepared
 from app.store._clock import utc_now
 from app.store._connection import (
@@ -54,6 +54,10 @@ class _BulkRun:
     data_version: int
     armed: bool = True
     patients: int = 0  # patient_index rows written by put_prepared
+    # A load beside records that are already searchable (a neighbour Trust's first load, an
+    # import into a cache in use): no mark, nothing cleared, every batch indexed as it is
+    # written, so search keeps answering for what was there (hazard H13).
+    beside: bool = False
 
 
 def _bulk_loading(conn: Connection) -> bool:
@@ -287,28 +291,42 @@ class Store:
         return _bulk_loading(self.conn)
 
     def begin_bulk_load(self) -> None:
+        """Into a cache with nothing to search (a new tablet, a rebuild, a load that broke):
+        the mark, no index work until `finish_bulk_load`. Beside records that are already
+        searchable: no mark, and each batch indexed as it is written (`_BulkRun.beside`),
+        because taking every Trust's people out of search for a neighbour's load (minutes at
+        a regional cohort) is the hazard H13 describes."""
         # A bigger page cache for the load and the index build (sorting 1M rows); the
         # default 2 MB makes SQLCipher decrypt the same pages again and again.
         self.conn.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
         # NORMAL while the load runs: WAL syncs at checkpoints, not at every commit. The
         # database stays consistent through a power cut; what can be lost is the last few
         # batches of copies of the central record, which the resumed load (the mark is set
-        # first, with a sync) fetches again. No clinical write shares this connection while it
-        # loads, and `finish_bulk_load` (or `abandon_bulk_load`) puts FULL back.
-        with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO search_state (key, value) VALUES ('bulk-load', 1)")
-            for name in _resources.SECONDARY_INDEXES:
-                conn.execute(f"DROP INDEX IF EXISTS {name}")
-            _resources.stop_counting(conn)
-            for indexer in self.indexers:
-                indexer.clear(conn)
+        # first, with a sync; or, beside, the cursors not yet moved) fetches again. No
+        # clinical write shares this connection while it loads, and `finish_bulk_load` (or
+        # `abandon_bulk_load`) puts FULL back.
+        searchable = self.holds_search_data() and not self.bulk_load_pending()
+        if not searchable:
+            with self.transaction() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO search_state (key, value) VALUES ('bulk-load', 1)"
+                )
+                for name in _resources.SECONDARY_INDEXES:
+                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+                _resources.stop_counting(conn)
+                for indexer in self.indexers:
+                    indexer.clear(conn)
         self.conn.execute("PRAGMA synchronous = NORMAL")
         # Checkpoint every 64 MB of log instead of 4 MB: a page written by several commits
         # (the random-id index pages) is copied into the database once, not once per commit.
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT_PAGES}")
         # The load's own postings can stand for the whole index only if the cache held no
         # Patient or Flag of any source (`clear` above took every source's rows).
-        self._bulk = _BulkRun(data_version=self._data_version(), armed=not self.holds_search_data())
+        self._bulk = _BulkRun(
+            data_version=self._data_version(),
+            armed=not self.holds_search_data(),
+            beside=searchable,
+        )
 
     def put_rows(
         self, source: int, rows: Sequence[_resources.Row], *, into_empty: bool = False
@@ -336,14 +354,18 @@ class Store:
         (then `finish_bulk_load` can use the postings the preparer collected); otherwise the
         index build re-derives everything, every source's."""
         run = self._bulk
+        beside = run is not None and run.beside
         stored = 0
         with self.transaction() as conn:
-            if not _bulk_loading(conn):
+            if not beside and not _bulk_loading(conn):
                 raise RuntimeError("put_prepared is for a bulk load (begin_bulk_load first)")
             for batch in batches:
                 if batch.source != source:
                     raise ValueError("a batch prepared for another source")
                 if not batch.rows:
+                    continue
+                if beside:
+                    stored += self._put_rows_indexed(conn, source, batch)
                     continue
                 if into_empty:
                     count = _resources.insert_rows(conn, source, batch.rows)
@@ -364,6 +386,18 @@ class Store:
                     _patient_index.put_flag_rows(conn, batch.flags)
         return stored
 
+    def _put_rows_indexed(self, conn: Connection, source: int, batch: Prepared) -> int:
+        """A batch of a load beside searchable records: its resources upserted and, when
+        search reads them, indexed in the same transaction (as a page of an incremental
+        sync is)."""
+        fresh = _resources.upsert_rows(conn, source, batch.rows)
+        if fresh and batch.rtype in _DERIVED_TYPES:
+            resources = [_codec.loads(batch.rows[i][-1]) for i in fresh]
+            for indexer in self.indexers:
+                if batch.rtype in indexer.types:
+                    indexer.index(conn, source, resources)
+        return len(fresh)
+
     def abandon_bulk_load(self) -> None:
         """The load stopped (an error, a cancel): the mark stays, so the next load or sync
         builds the indexes; this connection goes back to its usual settings."""
@@ -380,6 +414,9 @@ class Store:
         this connection with nobody else writing (else every row is derived again from the
         resource table)."""
         run, self._bulk = self._bulk, None
+        if run is not None and run.beside:
+            self._usual_settings()  # indexed as it went: nothing to build
+            return
         try:
             with self.transaction() as conn:
                 for sql in _resources.SECONDARY_INDEXES.values():

@@ -16,16 +16,18 @@ from app.security import ServerSettings, store_client_secret
 from app.services.search import PatientSearch
 from app.services.session import enrol
 from app.services.syncing import run_sync, sync_options
-from app.store import HOME_SOURCE
+from app.store import HOME_SOURCE, row_of
 from sync import SyncError
 from sync.reference import ReferenceServer
 from tests.conftest import TABLET_CLIENT, TEST_KDF, TEST_LOCKOUT, TEST_PIN
+from tests.support.people import patient
 from tests.support.sync import (
     FAST_RETRY,
     assert_cache_equals_server,
     cache_cohort,
     change,
     index_contents,
+    search_all,
     store_digest,
 )
 
@@ -231,17 +233,42 @@ def test_a_failed_export_is_reported_and_leaves_the_cache_as_it_was(
 def test_search_refuses_while_a_bulk_load_is_unfinished(
     tablet: Any, reference: ReferenceServer
 ) -> None:
-    run_sync(tablet)
-    search = PatientSearch(tablet.store)
-    name = tablet.store.conn.execute("SELECT display_name FROM patient_index LIMIT 1").fetchone()[0]
-    assert search.search(name).hits
-    tablet.store.begin_bulk_load()  # as a load killed before its index build leaves it
+    """A first load killed before its index build leaves its mark: search refuses rather
+    than answer from half an index, and the next sync finishes the load."""
+    patients = search_all(reference.session(admin=True), f"{reference.base_url}/Patient")
+    family = patients[0]["name"][0]["family"]
+    store = tablet.store
+    store.begin_bulk_load()  # into a new cache: the mark, no index work
+    store.put_rows(HOME_SOURCE, [row_of(p) for p in patients[:5]], into_empty=True)
+    store.abandon_bulk_load()  # as a load killed part-way leaves it
+    search = PatientSearch(store)
     with pytest.raises(IndexIncomplete):
-        search.search(name)
+        search.search(family)
     run_sync(tablet)  # the next sync finishes the load
-    assert not tablet.store.bulk_load_pending()
-    assert search.search(name).hits
+    assert not store.bulk_load_pending()
+    assert search.search(family).hits
     assert_cache_equals_server(tablet, reference)
+
+
+def test_a_load_beside_searchable_records_keeps_them_searchable(
+    tablet: Any, reference: ReferenceServer
+) -> None:
+    """Hazard H13: a bulk load into a cache whose records are searchable (a neighbour Trust's
+    first load, an import into a cache in use) leaves no mark and indexes each batch as it
+    writes it: search answers throughout, and afterwards for the loaded people too."""
+    run_sync(tablet)
+    store = tablet.store
+    search = PatientSearch(store)
+    name = store.conn.execute("SELECT display_name FROM patient_index LIMIT 1").fetchone()[0]
+    newcomer = patient("extra-1", "Zebedee-Ogunleye", nhs="9434765919")
+    store.begin_bulk_load()
+    assert not store.bulk_load_pending()
+    assert search.search(name).hits
+    store.put_rows(HOME_SOURCE, [row_of(newcomer)], into_empty=False)
+    assert search.search(name).hits
+    assert [h.id for h in search.search("Zebedee-Ogunleye").hits] == ["extra-1"]
+    store.finish_bulk_load(None)
+    assert search.search("Zebedee-Ogunleye").hits
 
 
 def test_the_site_configuration_names_the_cohort_group(tmp_path: Path) -> None:

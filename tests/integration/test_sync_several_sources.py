@@ -40,6 +40,7 @@ from tests.support.sync import (
     FAST_RETRY,
     cache_cohort,
     enrol_sources,
+    index_contents,
     search_all,
     server_cohort,
     trust_servers,
@@ -192,6 +193,44 @@ def test_a_neighbours_paged_first_load_leaves_homes_search_answering(
     assert cache_cohort(session.store, source=west) == server_cohort(
         west_server, west_server.session(admin=True)
     )
+
+
+def test_a_neighbours_bulk_first_load_leaves_homes_search_answering(
+    session: Any, servers: list[ReferenceServer]
+) -> None:
+    """Hazard H13: a neighbour's first load through `$export` goes into a cache whose home
+    records are searchable. It must not take them out of search (no bulk-load mark, nothing
+    cleared): each batch is indexed as it is written, and the index it leaves is the one a
+    full rebuild derives."""
+    home_server, west_server = servers
+    (west,) = enrol_sources(session, home_server, west_server)
+    home_name = ""
+    seen: list[tuple[bool, int]] = []
+    neighbour = False
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        nonlocal neighbour, home_name
+        if phase == "source trust-2":
+            neighbour = True
+            home_name = session.store.conn.execute(
+                "SELECT display_name FROM patient_index WHERE source = 1 LIMIT 1"
+            ).fetchone()[0]
+        if neighbour and phase.startswith("bulk ") and done:
+            hits = PatientSearch(session.store).search(home_name).hits
+            seen.append((session.store.bulk_load_pending(), len(hits)))
+
+    report = run_sync(session, progress=progress)
+    assert report.sources["home"].report.bulk_export
+    assert report.sources["trust-2"].report.bulk_export
+    assert seen and all(not pending and hits for pending, hits in seen)
+    assert cache_cohort(session.store, source=west) == server_cohort(
+        west_server, west_server.session(admin=True)
+    )
+    loaded = index_contents(session.store)
+    with session.store.transaction() as conn:
+        for indexer in session.store.indexers:
+            indexer.rebuild(conn)
+    assert index_contents(session.store) == loaded
 
 
 def test_a_neighbour_down_is_its_own_failure_while_home_syncs(
