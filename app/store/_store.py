@@ -172,10 +172,16 @@ class Store:
         for res in fresh:
             by_type.setdefault(res["resourceType"], []).append(res)
         for rtype, group in by_type.items():
-            for indexer in self.indexers:
-                if rtype in indexer.types:
-                    indexer.index(conn, source, group)
+            self._index(conn, source, rtype, group)
         return len(fresh)
+
+    def _index(
+        self, conn: Connection, source: int, rtype: str, resources: list[dict[str, Any]]
+    ) -> None:
+        """Index resources of one type just written, in the caller's transaction."""
+        for indexer in self.indexers:
+            if rtype in indexer.types:
+                indexer.index(conn, source, resources)
 
     def delete_resources(self, source: int, rtype: str, ids: Sequence[str]) -> None:
         with self.transaction() as conn:
@@ -305,7 +311,8 @@ class Store:
         # first, with a sync; or, beside, the cursors not yet moved) fetches again. No
         # clinical write shares this connection while it loads, and `finish_bulk_load` (or
         # `abandon_bulk_load`) puts FULL back.
-        searchable = self.holds_search_data() and not self.bulk_load_pending()
+        holds = self.holds_search_data()
+        searchable = holds and not self.bulk_load_pending()
         if not searchable:
             with self.transaction() as conn:
                 conn.execute(
@@ -322,11 +329,7 @@ class Store:
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT_PAGES}")
         # The load's own postings can stand for the whole index only if the cache held no
         # Patient or Flag of any source (`clear` above took every source's rows).
-        self._bulk = _BulkRun(
-            data_version=self._data_version(),
-            armed=not self.holds_search_data(),
-            beside=searchable,
-        )
+        self._bulk = _BulkRun(data_version=self._data_version(), armed=not holds, beside=searchable)
 
     def put_rows(
         self, source: int, rows: Sequence[_resources.Row], *, into_empty: bool = False
@@ -393,9 +396,7 @@ class Store:
         fresh = _resources.upsert_rows(conn, source, batch.rows)
         if fresh and batch.rtype in _DERIVED_TYPES:
             resources = [_codec.loads(batch.rows[i][-1]) for i in fresh]
-            for indexer in self.indexers:
-                if batch.rtype in indexer.types:
-                    indexer.index(conn, source, resources)
+            self._index(conn, source, batch.rtype, resources)
         return len(fresh)
 
     def abandon_bulk_load(self) -> None:
